@@ -1,0 +1,112 @@
+//! The effective permission of a principal on a table: the union over its
+//! groups, most permissive first (unrestricted > sandboxed > no access).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::policy::{
+    Combine, Database, DbGrant, Policy, Sandbox, SandboxKind, SchemaGrant, Table, TableGrant,
+};
+use crate::principal::Principal;
+
+/// What a principal may do with one table.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Read it as is (granted unrestricted, or the principal is an admin).
+    Unrestricted {
+        /// The group that granted it (`administrators` for admins).
+        group: String,
+    },
+    /// Read it through a sandbox. Several sandboxes only with `combine: union`.
+    Sandboxed(Vec<Arc<Sandbox>>),
+}
+
+/// One group's grant on a table, flattened through database and schema.
+pub fn group_grant(grant: Option<&DbGrant>, table: &Table) -> TableGrant {
+    match grant {
+        None | Some(DbGrant::NoAccess) | Some(DbGrant::Blocked) => TableGrant::NoAccess,
+        Some(DbGrant::Unrestricted) => TableGrant::Unrestricted,
+        Some(DbGrant::Schemas(schemas)) => match schemas.get(&table.key.schema) {
+            None | Some(SchemaGrant::NoAccess) => TableGrant::NoAccess,
+            Some(SchemaGrant::Unrestricted) => TableGrant::Unrestricted,
+            Some(SchemaGrant::Tables(tables)) => tables
+                .get(&table.key.name)
+                .cloned()
+                .unwrap_or(TableGrant::NoAccess),
+        },
+    }
+}
+
+/// Decides how `principal` may read `table` of `db`.
+pub fn decide(policy: &Policy, principal: &Principal, db: &Database, table: &Table) -> Result<Decision> {
+    if principal.is_admin() {
+        return Ok(Decision::Unrestricted {
+            group: crate::policy::ADMINISTRATORS.to_string(),
+        });
+    }
+    let mut sandboxes: Vec<Arc<Sandbox>> = Vec::new();
+    for gname in principal.groups() {
+        let Some(group) = policy.groups.get(gname) else {
+            continue;
+        };
+        match group_grant(group.data.get(&db.name), table) {
+            TableGrant::Unrestricted => {
+                return Ok(Decision::Unrestricted {
+                    group: gname.clone(),
+                })
+            }
+            TableGrant::Sandbox(s) => {
+                if !sandboxes.iter().any(|x| x.kind == s.kind) {
+                    sandboxes.push(s);
+                }
+            }
+            TableGrant::NoAccess => {}
+        }
+    }
+    match sandboxes.len() {
+        0 => Err(Error::AccessDenied {
+            principal: principal.name().to_string(),
+            object: format!("table {}", table.qualified()),
+            reason: format!(
+                "none of the groups [{}] grants access to it in database `{}`",
+                principal.groups().join(", "),
+                db.name
+            ),
+        }),
+        1 => Ok(Decision::Sandboxed(sandboxes)),
+        _ => {
+            let all_basic = sandboxes
+                .iter()
+                .all(|s| matches!(s.kind, SandboxKind::Basic(_)));
+            if table.combine == Combine::Union && all_basic {
+                Ok(Decision::Sandboxed(sandboxes))
+            } else {
+                Err(Error::SandboxConflict {
+                    table: table.qualified(),
+                    group_a: sandboxes[0].group.clone(),
+                    sandbox_a: sandboxes[0].kind.describe(),
+                    group_b: sandboxes[1].group.clone(),
+                    sandbox_b: sandboxes[1].kind.describe(),
+                })
+            }
+        }
+    }
+}
+
+/// Whether `principal` may send native SQL to `db`.
+pub fn check_native(policy: &Policy, principal: &Principal, db: &Database) -> Result<()> {
+    if principal.is_admin()
+        || principal
+            .groups()
+            .iter()
+            .filter_map(|g| policy.groups.get(g))
+            .any(|g| g.native(&db.name))
+    {
+        Ok(())
+    } else {
+        Err(Error::NativeDenied {
+            principal: principal.name().to_string(),
+            database: db.name.clone(),
+        })
+    }
+}

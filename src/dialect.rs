@@ -1,0 +1,184 @@
+//! The SQL dialects sqlsandbox understands, and the questions the rest of the
+//! pipeline asks of them (case folding, quoting, placeholders, fencing).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::Ident;
+use sqlparser::dialect::{
+    Dialect as ParserDialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
+};
+
+use crate::error::Error;
+
+/// A target SQL dialect.
+///
+/// ```
+/// use sqlsandbox::Dialect;
+/// let d: Dialect = "postgres".parse().unwrap();
+/// assert_eq!(d.placeholder(1), "$1");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL (unquoted names fold to lower case).
+    Postgres,
+    /// MySQL and MariaDB (backslash escapes in strings; case-insensitive
+    /// matching of names, the conservative choice).
+    Mysql,
+    /// SQLite (case-insensitive names).
+    Sqlite,
+    /// Generic ANSI-ish SQL (case-insensitive matching of unquoted names).
+    Generic,
+}
+
+impl Dialect {
+    /// All supported dialects.
+    pub const ALL: [Dialect; 4] = [
+        Dialect::Postgres,
+        Dialect::Mysql,
+        Dialect::Sqlite,
+        Dialect::Generic,
+    ];
+
+    /// The dialect's name as used in policies and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+            Dialect::Sqlite => "sqlite",
+            Dialect::Generic => "generic",
+        }
+    }
+
+    /// The sqlparser dialect used to parse input and re-parse output.
+    pub fn parser(self) -> &'static dyn ParserDialect {
+        match self {
+            Dialect::Postgres => &PostgreSqlDialect {},
+            Dialect::Mysql => &MySqlDialect {},
+            Dialect::Sqlite => &SQLiteDialect {},
+            Dialect::Generic => &GenericDialect {},
+        }
+    }
+
+    /// The key an identifier is compared by.
+    ///
+    /// PostgreSQL folds unquoted names to lower case and keeps quoted names
+    /// exact. MySQL/MariaDB table names may or may not be case-sensitive
+    /// depending on the server (`lower_case_table_names`), and SQLite ignores
+    /// case; for them every name is compared case-insensitively, so that a
+    /// differently-cased spelling can never dodge a sandbox.
+    pub fn normalize(self, ident: &Ident) -> String {
+        match self {
+            Dialect::Postgres => {
+                if ident.quote_style.is_some() {
+                    ident.value.clone()
+                } else {
+                    ident.value.to_lowercase()
+                }
+            }
+            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => ident.value.to_lowercase(),
+        }
+    }
+
+    /// The key a name written in the policy file is compared by (policy
+    /// names are taken as the database's stored spelling).
+    pub fn normalize_policy_name(self, name: &str) -> String {
+        match self {
+            Dialect::Postgres => name.to_string(),
+            _ => name.to_lowercase(),
+        }
+    }
+
+    /// The quote character for identifiers.
+    pub fn identifier_quote(self) -> char {
+        match self {
+            Dialect::Mysql => '`',
+            _ => '"',
+        }
+    }
+
+    /// Builds an identifier for a name taken from the policy, quoted when it
+    /// is not a plain lower-case word.
+    pub fn ident(self, name: &str) -> Ident {
+        let plain = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if plain && !is_reserved(name) {
+            Ident::new(name)
+        } else {
+            Ident::with_quote(self.identifier_quote(), name)
+        }
+    }
+
+    /// The text of bind parameter `n` (1-based) in this dialect.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => "?".to_string(),
+        }
+    }
+
+    /// Whether string literals treat backslash as an escape character.
+    pub fn backslash_escapes(self) -> bool {
+        matches!(self, Dialect::Mysql)
+    }
+
+    /// Whether sandbox subqueries get an `OFFSET 0` optimisation fence, so
+    /// that the user's predicates are not evaluated before the sandbox's.
+    pub fn fence_with_offset(self) -> bool {
+        matches!(self, Dialect::Postgres)
+    }
+
+    /// The schema an unqualified name resolves to when the policy says none.
+    pub fn default_schema(self) -> &'static str {
+        match self {
+            Dialect::Postgres | Dialect::Generic => "public",
+            Dialect::Sqlite => "main",
+            Dialect::Mysql => "test",
+        }
+    }
+}
+
+/// Words that must be quoted when used as identifiers (a conservative list).
+fn is_reserved(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "all", "and", "any", "as", "asc", "between", "by", "case", "cast", "check", "column",
+        "constraint", "create", "cross", "current_date", "current_time", "current_user",
+        "default", "desc", "distinct", "do", "else", "end", "except", "false", "fetch", "for",
+        "foreign", "from", "full", "grant", "group", "having", "in", "inner", "intersect", "into",
+        "is", "join", "key", "lateral", "left", "like", "limit", "natural", "not", "null",
+        "offset", "on", "only", "or", "order", "outer", "primary", "references", "right",
+        "select", "table", "then", "to", "true", "union", "unique", "user", "using", "values",
+        "when", "where", "window", "with", "order", "rows", "range", "interval", "index",
+    ];
+    RESERVED.contains(&name)
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dialect {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" | "pg" => Ok(Dialect::Postgres),
+            "mysql" | "mariadb" => Ok(Dialect::Mysql),
+            "sqlite" => Ok(Dialect::Sqlite),
+            "generic" | "ansi" => Ok(Dialect::Generic),
+            _ => Err(Error::Unknown {
+                kind: "dialect",
+                name: s.to_string(),
+            }),
+        }
+    }
+}

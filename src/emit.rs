@@ -1,0 +1,271 @@
+//! The front end for native SQL and the last stage: parse safely, run the
+//! rewrite and its check, number bind parameters, print, fingerprint.
+
+use std::ops::ControlFlow;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlparser::ast::{Query, Statement, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut};
+use sqlparser::parser::{Parser, ParserOptions};
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::access;
+use crate::bind::{Binder, BoundParam, TEMP_PLACEHOLDER};
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::policy::{Database, Policy};
+use crate::principal::Principal;
+use crate::rewrite::{functions, Applied, Rewriter};
+
+/// Options of one rewrite call.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The policy database the query runs on (may be omitted when the
+    /// policy declares exactly one).
+    pub database: Option<String>,
+    /// Override the database's dialect.
+    pub dialect: Option<Dialect>,
+    /// Return attribute values as bind parameters instead of literals.
+    pub params: bool,
+    /// Longest SQL text accepted, in bytes.
+    pub max_sql_bytes: usize,
+    /// Deepest nesting the parser accepts.
+    pub max_depth: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            database: None,
+            dialect: None,
+            params: false,
+            max_sql_bytes: 1 << 20,
+            max_depth: 64,
+        }
+    }
+}
+
+/// The result of a rewrite.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rewritten {
+    /// The sandboxed SQL.
+    pub sql: String,
+    /// Bind parameters, in placeholder order (empty unless requested).
+    pub params: Vec<BoundParam>,
+    /// The database it must run on.
+    pub database: String,
+    /// The dialect it is written in.
+    pub dialect: Dialect,
+    /// The database role to run as (connection impersonation), if any.
+    pub role: Option<String>,
+    /// The sandboxes applied, one per rewritten table reference.
+    pub applied: Vec<Applied>,
+    /// A stable digest of `database` and `applied` (values included), for
+    /// result-cache keys: two principals share cached results only when
+    /// their fingerprints are equal.
+    pub fingerprint: String,
+}
+
+pub(crate) fn pick_database<'p>(policy: &'p Policy, name: Option<&str>) -> Result<&'p Database> {
+    match name {
+        Some(n) => policy.databases.get(n).ok_or_else(|| Error::Unknown {
+            kind: "database",
+            name: n.to_string(),
+        }),
+        None => {
+            let mut it = policy.databases.values();
+            match (it.next(), it.next()) {
+                (Some(db), None) => Ok(db),
+                (None, _) => Err(Error::Unknown {
+                    kind: "database",
+                    name: "(the policy declares none)".into(),
+                }),
+                _ => Err(Error::Unknown {
+                    kind: "database",
+                    name: "(several are declared: name one)".into(),
+                }),
+            }
+        }
+    }
+}
+
+/// Parses exactly one read query. Returns it with a flag saying whether a
+/// quoted token holds characters whose printing must be double-checked.
+pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result<(Query, bool)> {
+    if sql.len() > opts.max_sql_bytes {
+        return Err(Error::Limit(format!(
+            "the query is {} bytes; the limit is {}",
+            sql.len(),
+            opts.max_sql_bytes
+        )));
+    }
+    let perr = |m: String| Error::SqlParse {
+        dialect: dialect.to_string(),
+        message: m,
+    };
+    let tokens = Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .map_err(|e| perr(e.to_string()))?;
+    let delicate = tokens.iter().any(|t| match &t.token {
+        Token::SingleQuotedString(s)
+        | Token::DoubleQuotedString(s)
+        | Token::NationalStringLiteral(s)
+        | Token::EscapedStringLiteral(s)
+        | Token::SingleQuotedByteStringLiteral(s)
+        | Token::DoubleQuotedByteStringLiteral(s)
+        | Token::HexStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
+        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
+        _ => false,
+    });
+    let mut stmts = Parser::new(dialect.parser())
+        .with_options(ParserOptions::new().with_unescape(false))
+        .with_recursion_limit(opts.max_depth)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| perr(e.to_string()))?;
+    if stmts.len() != 1 {
+        return Err(Error::NotReadOnly(format!(
+            "exactly one statement is allowed, found {}",
+            stmts.len()
+        )));
+    }
+    match stmts.pop() {
+        Some(Statement::Query(q)) => Ok((*q, delicate)),
+        Some(other) => Err(Error::NotReadOnly(format!(
+            "only read queries (SELECT) are allowed, not `{}`",
+            statement_kind(&other)
+        ))),
+        None => Err(Error::NotReadOnly("empty query".into())),
+    }
+}
+
+fn statement_kind(s: &Statement) -> String {
+    let text = s.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    let kind = words.join(" ");
+    if kind.len() > 40 {
+        kind[..40].to_string()
+    } else {
+        kind
+    }
+}
+
+/// Refuses placeholders in the caller's SQL: they would collide with the
+/// parameters sqlsandbox binds.
+fn check_no_placeholders(q: &Query) -> Result<()> {
+    struct P;
+    impl Visitor for P {
+        type Break = Error;
+        fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<Error> {
+            if let Value::Placeholder(p) = &v.value {
+                return ControlFlow::Break(Error::unsupported(format!(
+                    "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
+                )));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    match q.visit(&mut P) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Renumbers the temporary placeholders in print order.
+fn number_params(q: &mut Query, dialect: Dialect, params: &[BoundParam]) -> Result<Vec<BoundParam>> {
+    struct N<'p> {
+        dialect: Dialect,
+        params: &'p [BoundParam],
+        out: Vec<BoundParam>,
+    }
+    impl VisitorMut for N<'_> {
+        type Break = Error;
+        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
+            if let Value::Placeholder(p) = &mut v.value {
+                if let Some(idx) = p.strip_prefix(TEMP_PLACEHOLDER) {
+                    let Some(param) = idx.parse::<usize>().ok().and_then(|i| self.params.get(i)) else {
+                        return ControlFlow::Break(Error::Verification("bad parameter".into()));
+                    };
+                    self.out.push(param.clone());
+                    *p = self.dialect.placeholder(self.out.len());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut n = N {
+        dialect,
+        params,
+        out: Vec::new(),
+    };
+    match q.visit(&mut n) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(n.out),
+    }
+}
+
+pub(crate) fn fingerprint(database: &str, applied: &[Applied]) -> String {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        database: &'a str,
+        applied: &'a [Applied],
+    }
+    let json = serde_json::to_vec(&Key { database, applied }).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rewrites native SQL for a principal. See [`Policy::rewrite`].
+pub(crate) fn rewrite_sql(policy: &Policy, principal: &Principal, sql: &str, opts: &Options) -> Result<Rewritten> {
+    let db = pick_database(policy, opts.database.as_deref())?;
+    let dialect = opts.dialect.unwrap_or(db.dialect);
+    access::check_native(policy, principal, db)?;
+    let (query, delicate) = parse_query(sql, dialect, opts)?;
+    rewrite_query(policy, principal, db, dialect, query, delicate, opts)
+}
+
+/// Rewrites an already parsed query (native SQL, a saved question or a
+/// query-builder question compiled to SQL).
+pub(crate) fn rewrite_query(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    dialect: Dialect,
+    mut query: Query,
+    delicate: bool,
+    opts: &Options,
+) -> Result<Rewritten> {
+    check_no_placeholders(&query)?;
+    functions::check_all(&Statement::Query(Box::new(query.clone())), &policy.functions)?;
+    let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, opts.params));
+    rw.rewrite(&mut query)?;
+    rw.verify(&mut query)?;
+    let params = number_params(&mut query, dialect, &rw.binder.params)?;
+    let sql = query.to_string();
+    if delicate {
+        // The printer guesses how quotes inside literals were escaped; when
+        // the input had such characters, prove the text means the tree.
+        let reopts = Options {
+            max_sql_bytes: usize::MAX,
+            max_depth: opts.max_depth.saturating_mul(2),
+            ..opts.clone()
+        };
+        let (again, _) = parse_query(&sql, dialect, &reopts)?;
+        if again != query {
+            return Err(Error::unsupported(
+                "a quoted literal or identifier that cannot be printed back unambiguously (backslashes next to quotes)",
+            ));
+        }
+    }
+    let applied = rw.applied;
+    Ok(Rewritten {
+        fingerprint: fingerprint(&db.name, &applied),
+        sql,
+        params,
+        database: db.name.clone(),
+        dialect,
+        role: None,
+        applied,
+    })
+}

@@ -1,0 +1,219 @@
+//! One error type for every stage, with stable codes.
+//!
+//! Codes are part of the public contract: callers (and the CLI's exit codes)
+//! key on them, so a code is never reused for a different meaning.
+
+use std::fmt;
+
+/// Where in a policy file a problem sits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    /// File name (or `<string>` for a policy loaded from memory).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Dotted path of the key, e.g. `groups.customers.data.warehouse`.
+    pub key: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if !self.key.is_empty() {
+            write!(f, " (at `{}`)", self.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every refusal and failure sqlsandbox reports.
+///
+/// ```
+/// use sqlsandbox::Error;
+/// let e = Error::MissingAttribute { attribute: "tenant".into(), table: "public.orders".into() };
+/// assert_eq!(e.code(), "SB301");
+/// assert!(e.is_refusal());
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy file is not valid YAML or does not match the policy schema.
+    #[error("{location}: invalid policy: {message}")]
+    PolicySyntax {
+        /// Where.
+        location: Location,
+        /// What the YAML parser said.
+        message: String,
+    },
+    /// The policy parsed but is inconsistent (unknown names, bad sandbox, ...).
+    #[error("{location}: {message}")]
+    PolicyInvalid {
+        /// Where.
+        location: Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading a file failed.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The SQL text does not parse in the dialect.
+    #[error("cannot parse SQL ({dialect}): {message}")]
+    SqlParse {
+        /// Dialect used.
+        dialect: String,
+        /// Parser message (with line and column).
+        message: String,
+    },
+    /// The principal names a user, group or database the policy does not know.
+    #[error("unknown {kind} `{name}`")]
+    Unknown {
+        /// `user`, `group`, `database`, `dialect`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The principal may not read this table / schema / database.
+    #[error("access denied: {principal} may not read {object}: {reason}")]
+    AccessDenied {
+        /// Who asked.
+        principal: String,
+        /// The object refused, e.g. `table public.accounts`.
+        object: String,
+        /// Why.
+        reason: String,
+    },
+    /// No native SQL permission on this database.
+    #[error("native SQL denied: {principal} may not send SQL to database `{database}` (no group grants `native`); use query-builder questions instead")]
+    NativeDenied {
+        /// Who asked.
+        principal: String,
+        /// The database.
+        database: String,
+    },
+    /// Two groups sandbox the same table differently.
+    #[error("sandbox conflict on {table}: group `{group_a}` applies {sandbox_a} and group `{group_b}` applies {sandbox_b}; set `combine: union` on the table's sandboxes or remove one")]
+    SandboxConflict {
+        /// The table.
+        table: String,
+        /// First group.
+        group_a: String,
+        /// Its sandbox.
+        sandbox_a: String,
+        /// Second group.
+        group_b: String,
+        /// Its sandbox.
+        sandbox_b: String,
+    },
+    /// A sandbox needs a user attribute the principal does not have.
+    #[error("query requires user attribute `{attribute}` (sandbox on {table}), which this principal does not have")]
+    MissingAttribute {
+        /// The attribute.
+        attribute: String,
+        /// The sandboxed table.
+        table: String,
+    },
+    /// An attribute value does not fit the column (or parameter) type.
+    #[error("attribute `{attribute}` value {value} is not a valid {ty} for {target}")]
+    AttributeType {
+        /// The attribute.
+        attribute: String,
+        /// The offending value, quoted.
+        value: String,
+        /// Expected type.
+        ty: String,
+        /// What it is bound to, e.g. `column public.orders.tenant_id`.
+        target: String,
+    },
+    /// The query names a column that the principal's sandbox hides.
+    #[error("column `{column}` of {table} is not visible to this principal (hidden by sandbox question `{question}`)")]
+    HiddenColumn {
+        /// The column.
+        column: String,
+        /// The table.
+        table: String,
+        /// The sandbox question.
+        question: String,
+    },
+    /// The statement is not a single read-only query.
+    #[error("refused: {0}")]
+    NotReadOnly(String),
+    /// A function that reads tables or files, or runs SQL from strings.
+    #[error("refused: function `{function}` is not allowed ({reason})")]
+    ForbiddenFunction {
+        /// The function name.
+        function: String,
+        /// Why.
+        reason: String,
+    },
+    /// A construct the compiler does not understand well enough to prove safe.
+    #[error("refused: {construct} is not supported by sqlsandbox (it cannot prove it safe)")]
+    Unsupported {
+        /// The construct.
+        construct: String,
+    },
+    /// A resource limit was hit.
+    #[error("refused: {0}")]
+    Limit(String),
+    /// The post-rewrite check found a protected table outside its sandbox.
+    /// This is a bug in sqlsandbox; the query is refused.
+    #[error("internal check failed, query refused: {0}")]
+    Verification(String),
+}
+
+impl Error {
+    /// The stable code of this error (`SB` + three digits).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::PolicySyntax { .. } => "SB001",
+            Error::PolicyInvalid { .. } => "SB002",
+            Error::Io { .. } => "SB003",
+            Error::SqlParse { .. } => "SB101",
+            Error::Unknown { .. } => "SB102",
+            Error::AccessDenied { .. } => "SB201",
+            Error::NativeDenied { .. } => "SB202",
+            Error::SandboxConflict { .. } => "SB203",
+            Error::MissingAttribute { .. } => "SB301",
+            Error::AttributeType { .. } => "SB302",
+            Error::HiddenColumn { .. } => "SB303",
+            Error::NotReadOnly(_) => "SB401",
+            Error::ForbiddenFunction { .. } => "SB402",
+            Error::Unsupported { .. } => "SB403",
+            Error::Limit(_) => "SB404",
+            Error::Verification(_) => "SB901",
+        }
+    }
+
+    /// True when the input was understood and refused (CLI exit code 1);
+    /// false for bad input (exit code 2).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            Error::PolicySyntax { .. }
+                | Error::PolicyInvalid { .. }
+                | Error::Io { .. }
+                | Error::SqlParse { .. }
+                | Error::Unknown { .. }
+        )
+    }
+
+    pub(crate) fn unsupported(construct: impl Into<String>) -> Self {
+        Error::Unsupported {
+            construct: construct.into(),
+        }
+    }
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

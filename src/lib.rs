@@ -1,0 +1,63 @@
+//! sqlsandbox: a row- and column-level security compiler for SQL analytics.
+//!
+//! A query service hands it a query and the principal asking; it hands back
+//! SQL in which every protected table is replaced by its sandbox.
+//!
+//! ```
+//! use sqlsandbox::{Options, Policy, Principal};
+//! let policy = Policy::from_yaml(r#"
+//! version: 1
+//! databases:
+//!   shop: {dialect: postgres, tables: {orders: {columns: {id: integer, tenant_id: integer}}}}
+//! groups:
+//!   customers:
+//!     data: {shop: {public: {orders: {sandbox: {column: tenant_id, attribute: tenant}}}}}
+//!     native: {shop: true}
+//! users:
+//!   alice: {groups: [customers], attributes: {tenant: 42}}
+//! "#, "example.yaml").unwrap();
+//! let alice = Principal::from_user(&policy, "alice").unwrap();
+//! let out = policy.rewrite(&alice, "SELECT count(*) FROM orders", &Options::default()).unwrap();
+//! assert_eq!(out.sql, "SELECT count(*) FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders");
+//! ```
+//!
+//! Pipeline (one module per stage, data flows one way):
+//! `policy` → `principal` → `access` → `emit` (front end: parse) → `rewrite`
+//! (scope walk, sandboxes, check) → `emit` (parameters, printing).
+
+#![warn(missing_docs)]
+
+pub mod access;
+mod bind;
+mod dialect;
+mod emit;
+mod error;
+pub mod policy;
+mod principal;
+mod rewrite;
+
+pub use bind::BoundParam;
+pub use dialect::Dialect;
+pub use emit::{Options, Rewritten};
+pub use error::{Error, Location, Result};
+pub use policy::Policy;
+pub use principal::{AttributeValue, Principal, Scalar};
+pub use rewrite::Applied;
+
+impl Policy {
+    /// Rewrites one native SQL query for `principal`.
+    ///
+    /// Fails closed: anything not understood well enough to prove safe is
+    /// refused with an [`Error`] whose [`Error::code`] is stable.
+    pub fn rewrite(&self, principal: &Principal, sql: &str, opts: &Options) -> Result<Rewritten> {
+        emit::rewrite_sql(self, principal, sql, opts)
+    }
+}
+
+/// Compile-time proof that the compiled policy can be shared across threads.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Policy>();
+    is::<Principal>();
+}

@@ -1,0 +1,590 @@
+//! Validation and compilation of a `RawPolicy` into a `Policy`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::locate::locate;
+use super::model::*;
+use super::question;
+use super::*;
+use crate::error::Location;
+use crate::principal::AttributeValue;
+
+/// The one place YAML is parsed (so a maintained serde_yaml fork can replace
+/// it here alone).
+fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
+    serde_yaml::from_str::<RawPolicy>(src).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (Some(l.line()), Some(l.column())))
+            .unwrap_or((None, None));
+        Error::PolicySyntax {
+            location: Location {
+                file: file.to_string(),
+                line,
+                column,
+                key: String::new(),
+            },
+            message: e.to_string(),
+        }
+    })
+}
+
+struct Ctx<'a> {
+    src: &'a str,
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: &[&str], message: impl Into<String>) -> Error {
+        let (line, column) = locate(self.src, path);
+        Error::PolicyInvalid {
+            location: Location {
+                file: self.file.to_string(),
+                line,
+                column,
+                key: path.join("."),
+            },
+            message: message.into(),
+        }
+    }
+}
+
+pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
+    let raw = parse_yaml(src, file)?;
+    let cx = Ctx { src, file };
+    if raw.version != 1 {
+        return Err(cx.err(
+            &["version"],
+            format!("unsupported policy version {} (this sqlsandbox reads version 1)", raw.version),
+        ));
+    }
+
+    let mut databases = BTreeMap::new();
+    for (name, db) in &raw.databases {
+        databases.insert(name.clone(), compile_database(&cx, name, db)?);
+    }
+
+    let mut collections = BTreeMap::new();
+    for (name, c) in &raw.collections {
+        if let Some(parent) = &c.parent {
+            if !raw.collections.contains_key(parent) {
+                return Err(cx.err(
+                    &["collections", name, "parent"],
+                    format!("unknown parent collection `{parent}`"),
+                ));
+            }
+        }
+        collections.insert(
+            name.clone(),
+            Collection {
+                name: name.clone(),
+                parent: c.parent.clone(),
+            },
+        );
+    }
+    for name in collections.keys() {
+        let mut seen = HashSet::new();
+        let mut cur = Some(name.as_str());
+        while let Some(c) = cur {
+            if !seen.insert(c) {
+                return Err(cx.err(
+                    &["collections", name, "parent"],
+                    format!("collection `{name}` is its own ancestor"),
+                ));
+            }
+            cur = collections.get(c).and_then(|c| c.parent.as_deref());
+        }
+    }
+
+    let mut questions = BTreeMap::new();
+    for (name, q) in &raw.questions {
+        let path = ["questions", name.as_str()];
+        let db = databases.get(&q.database).ok_or_else(|| {
+            cx.err(
+                &["questions", name, "database"],
+                format!("question `{name}` names unknown database `{}`", q.database),
+            )
+        })?;
+        if let Some(c) = &q.collection {
+            if !collections.contains_key(c) {
+                return Err(cx.err(
+                    &["questions", name, "collection"],
+                    format!("question `{name}` names unknown collection `{c}`"),
+                ));
+            }
+        }
+        let (text, variables) = question::substitute_variables(&q.sql)
+            .map_err(|m| cx.err(&["questions", name, "sql"], format!("question `{name}`: {m}")))?;
+        let query = question::parse(&text, db.dialect).map_err(|m| {
+            cx.err(&["questions", name, "sql"], format!("question `{name}` does not parse: {m}"))
+        })?;
+        let found = question::markers_in(&query);
+        if let Some(v) = variables.iter().find(|v| !found.contains(v)) {
+            return Err(cx.err(
+                &path,
+                format!("question `{name}`: variable `{{{{{v}}}}}` is not in an expression position (inside a string or comment?)"),
+            ));
+        }
+        let columns = question::output_columns(&query, db).ok();
+        let inferred = question::infer_variable_types(&query, db);
+        questions.insert(
+            name.clone(),
+            Arc::new(Question {
+                name: name.clone(),
+                database: q.database.clone(),
+                collection: q.collection.clone(),
+                sql: q.sql.clone(),
+                query,
+                variables,
+                columns,
+                inferred,
+            }),
+        );
+    }
+
+    let mut groups = BTreeMap::new();
+    for builtin in [ALL_USERS, ADMINISTRATORS] {
+        groups.insert(
+            builtin.to_string(),
+            Group {
+                name: builtin.to_string(),
+                ..Group::default()
+            },
+        );
+    }
+    for (name, g) in &raw.groups {
+        if name == ADMINISTRATORS && (!g.data.is_empty() || !g.native.is_empty()) {
+            return Err(cx.err(
+                &["groups", name],
+                "`administrators` bypass data permissions; do not grant them data access",
+            ));
+        }
+        let group = compile_group(&cx, name, g, &databases, &questions, &collections)?;
+        groups.insert(name.clone(), group);
+    }
+
+    let mut users = HashMap::new();
+    for (name, u) in &raw.users {
+        for g in &u.groups {
+            if !groups.contains_key(g) {
+                return Err(cx.err(
+                    &["users", name, "groups"],
+                    format!("user `{name}` is in unknown group `{g}`"),
+                ));
+            }
+        }
+        let mut attributes = BTreeMap::new();
+        for (k, v) in &u.attributes {
+            let value = AttributeValue::from_yaml(v).ok_or_else(|| {
+                cx.err(
+                    &["users", name, "attributes", k],
+                    format!("attribute `{k}` of user `{name}` must be a string, a number, a boolean or a list of them"),
+                )
+            })?;
+            attributes.insert(k.clone(), value);
+        }
+        users.insert(
+            name.clone(),
+            UserDef {
+                groups: u.groups.clone(),
+                attributes,
+            },
+        );
+    }
+
+    let functions = match &raw.functions {
+        None => FunctionPolicy::default(),
+        Some(f) => FunctionPolicy {
+            deny: f.deny.iter().map(|s| s.to_lowercase()).collect(),
+            allow: f
+                .allow
+                .as_ref()
+                .map(|a| a.iter().map(|s| s.to_lowercase()).collect()),
+        },
+    };
+
+    Ok(Policy {
+        file: file.to_string(),
+        databases,
+        questions,
+        collections,
+        groups,
+        users,
+        functions,
+    })
+}
+
+fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database> {
+    let dialect: Dialect = raw.dialect.parse().map_err(|_| {
+        cx.err(
+            &["databases", name, "dialect"],
+            format!(
+                "dialect `{}` is not supported (supported: postgres, mysql, sqlite, generic)",
+                raw.dialect
+            ),
+        )
+    })?;
+    let default_schema = dialect.normalize_policy_name(
+        raw.default_schema
+            .as_deref()
+            .unwrap_or(dialect.default_schema()),
+    );
+    let mut tables = HashMap::new();
+    let mut schemas = HashSet::new();
+    for (tname, t) in &raw.tables {
+        let path = ["databases", name, "tables", tname.as_str()];
+        let (schema, table) = match tname.split('.').collect::<Vec<_>>().as_slice() {
+            [t] => (
+                raw.default_schema
+                    .clone()
+                    .unwrap_or_else(|| dialect.default_schema().to_string()),
+                t.to_string(),
+            ),
+            [s, t] if !s.is_empty() && !t.is_empty() => (s.to_string(), t.to_string()),
+            _ => {
+                return Err(cx.err(
+                    &path,
+                    format!("table name `{tname}` must be `table` or `schema.table`"),
+                ))
+            }
+        };
+        let key = TableKey {
+            schema: dialect.normalize_policy_name(&schema),
+            name: dialect.normalize_policy_name(&table),
+        };
+        let mut columns: Vec<Column> = Vec::new();
+        for (cname, ty) in &t.columns {
+            let ty = ColumnType::parse(ty).ok_or_else(|| {
+                cx.err(
+                    &["databases", name, "tables", tname, "columns", cname],
+                    format!("column `{cname}` has unknown type `{ty}` (integer, decimal, text, boolean, date, timestamp, uuid)"),
+                )
+            })?;
+            let ckey = dialect.normalize_policy_name(cname);
+            if columns.iter().any(|c| c.key == ckey) {
+                return Err(cx.err(
+                    &["databases", name, "tables", tname, "columns", cname],
+                    format!("duplicate column `{cname}` in table `{tname}`"),
+                ));
+            }
+            columns.push(Column {
+                name: cname.clone(),
+                key: ckey,
+                ty,
+            });
+        }
+        if columns.is_empty() {
+            return Err(cx.err(&path, format!("table `{tname}` declares no columns")));
+        }
+        let combine = match t.combine.as_deref() {
+            None | Some("error") => Combine::Error,
+            Some("union") => Combine::Union,
+            Some(other) => {
+                return Err(cx.err(
+                    &["databases", name, "tables", tname, "combine"],
+                    format!("`combine` must be `error` or `union`, not `{other}`"),
+                ))
+            }
+        };
+        schemas.insert(key.schema.clone());
+        let table = Table {
+            key: key.clone(),
+            schema,
+            name: table,
+            columns,
+            combine,
+        };
+        if tables.insert(key, Arc::new(table)).is_some() {
+            return Err(cx.err(&path, format!("table `{tname}` is declared twice")));
+        }
+    }
+    Ok(Database {
+        name: name.to_string(),
+        dialect,
+        default_schema,
+        tables,
+        schemas,
+    })
+}
+
+fn compile_group(
+    cx: &Ctx,
+    name: &str,
+    raw: &RawGroup,
+    databases: &BTreeMap<String, Database>,
+    questions: &BTreeMap<String, Arc<Question>>,
+    collections: &BTreeMap<String, Collection>,
+) -> Result<Group> {
+    let mut data = HashMap::new();
+    for (dbname, access) in &raw.data {
+        let path = ["groups", name, "data", dbname.as_str()];
+        let db = databases
+            .get(dbname)
+            .ok_or_else(|| cx.err(&path, format!("group `{name}` grants unknown database `{dbname}`")))?;
+        let grant = match access {
+            RawDbAccess::Level(l) => match l.as_str() {
+                "unrestricted" => DbGrant::Unrestricted,
+                "blocked" => DbGrant::Blocked,
+                "no_access" => DbGrant::NoAccess,
+                other => {
+                    return Err(cx.err(
+                        &path,
+                        format!("database access must be unrestricted, blocked, no_access or a map of schemas, not `{other}`"),
+                    ))
+                }
+            },
+            RawDbAccess::Schemas(schemas) => {
+                let mut out = HashMap::new();
+                for (sname, sacc) in schemas {
+                    let spath = ["groups", name, "data", dbname.as_str(), sname.as_str()];
+                    let skey = db.dialect.normalize_policy_name(sname);
+                    if !db.schemas.contains(&skey) {
+                        return Err(cx.err(
+                            &spath,
+                            format!("schema `{sname}` has no declared tables in database `{dbname}`"),
+                        ));
+                    }
+                    let sg = match sacc {
+                        RawSchemaAccess::Level(l) => match l.as_str() {
+                            "unrestricted" => SchemaGrant::Unrestricted,
+                            "no_access" => SchemaGrant::NoAccess,
+                            other => {
+                                return Err(cx.err(
+                                    &spath,
+                                    format!("schema access must be unrestricted, no_access or a map of tables, not `{other}`"),
+                                ))
+                            }
+                        },
+                        RawSchemaAccess::Tables(ts) => {
+                            let mut tmap = HashMap::new();
+                            for (tname, tacc) in ts {
+                                let tpath = [
+                                    "groups",
+                                    name,
+                                    "data",
+                                    dbname.as_str(),
+                                    sname.as_str(),
+                                    tname.as_str(),
+                                ];
+                                let tkey = TableKey {
+                                    schema: skey.clone(),
+                                    name: db.dialect.normalize_policy_name(tname),
+                                };
+                                let table = db.table(&tkey).ok_or_else(|| {
+                                    cx.err(
+                                        &tpath,
+                                        format!("unknown table `{sname}.{tname}` in database `{dbname}`"),
+                                    )
+                                })?;
+                                let tg = match tacc {
+                                    RawTableAccess::Level(l) => match l.as_str() {
+                                        "unrestricted" => TableGrant::Unrestricted,
+                                        "no_access" => TableGrant::NoAccess,
+                                        other => {
+                                            return Err(cx.err(
+                                                &tpath,
+                                                format!("table access must be unrestricted, no_access or {{sandbox: ...}}, not `{other}`"),
+                                            ))
+                                        }
+                                    },
+                                    RawTableAccess::Sandboxed(s) => TableGrant::Sandbox(Arc::new(
+                                        compile_sandbox(cx, &tpath, name, db, table, &s.sandbox, questions)?,
+                                    )),
+                                };
+                                if tmap.insert(tkey.name.clone(), tg).is_some() {
+                                    return Err(cx.err(&tpath, format!("table `{tname}` is listed twice")));
+                                }
+                            }
+                            SchemaGrant::Tables(tmap)
+                        }
+                    };
+                    if out.insert(skey, sg).is_some() {
+                        return Err(cx.err(&spath, format!("schema `{sname}` is listed twice")));
+                    }
+                }
+                DbGrant::Schemas(out)
+            }
+        };
+        data.insert(dbname.clone(), grant);
+    }
+    let mut native = HashSet::new();
+    for (dbname, on) in &raw.native {
+        if !databases.contains_key(dbname) {
+            return Err(cx.err(
+                &["groups", name, "native", dbname],
+                format!("group `{name}` grants native SQL on unknown database `{dbname}`"),
+            ));
+        }
+        if *on {
+            native.insert(dbname.clone());
+        }
+    }
+    let mut colls = HashMap::new();
+    for (cname, level) in &raw.collections {
+        let path = ["groups", name, "collections", cname.as_str()];
+        if !collections.contains_key(cname) {
+            return Err(cx.err(&path, format!("unknown collection `{cname}`")));
+        }
+        let l = match level.as_str() {
+            "curate" => CollectionLevel::Curate,
+            "view" => CollectionLevel::View,
+            "none" | "no_access" => CollectionLevel::None,
+            other => {
+                return Err(cx.err(
+                    &path,
+                    format!("collection access must be curate, view or none, not `{other}`"),
+                ))
+            }
+        };
+        colls.insert(cname.clone(), l);
+    }
+    Ok(Group {
+        name: name.to_string(),
+        data,
+        native,
+        collections: colls,
+    })
+}
+
+fn compile_sandbox(
+    cx: &Ctx,
+    path: &[&str],
+    group: &str,
+    db: &Database,
+    table: &Table,
+    raw: &RawSandbox,
+    questions: &BTreeMap<String, Arc<Question>>,
+) -> Result<Sandbox> {
+    let mut spath: Vec<&str> = path.to_vec();
+    spath.push("sandbox");
+    let tname = table.qualified();
+    let basic_given = raw.column.is_some() || raw.attribute.is_some() || !raw.filters.is_empty();
+    let kind = match (&raw.question, basic_given) {
+        (Some(_), true) => {
+            return Err(cx.err(
+                &spath,
+                "a sandbox is either basic (`column` + `attribute`, or `filters`) or custom (`question`), not both",
+            ))
+        }
+        (None, false) => {
+            return Err(cx.err(
+                &spath,
+                "a sandbox needs `column` + `attribute`, `filters`, or `question`",
+            ))
+        }
+        (None, true) => {
+            if !raw.parameters.is_empty() {
+                return Err(cx.err(&spath, "`parameters` belong to custom (question) sandboxes"));
+            }
+            let mut pairs: Vec<(&str, &str)> = Vec::new();
+            match (&raw.column, &raw.attribute) {
+                (Some(c), Some(a)) => pairs.push((c, a)),
+                (None, None) => {}
+                _ => {
+                    return Err(cx.err(
+                        &spath,
+                        "a basic sandbox needs both `column` and `attribute`",
+                    ))
+                }
+            }
+            for f in &raw.filters {
+                pairs.push((&f.column, &f.attribute));
+            }
+            let mut filters = Vec::new();
+            for (c, a) in pairs {
+                let col = table
+                    .column(&db.dialect.normalize_policy_name(c))
+                    .ok_or_else(|| cx.err(&spath, format!("table `{tname}` has no column `{c}`")))?;
+                if a.trim().is_empty() {
+                    return Err(cx.err(&spath, "empty attribute name"));
+                }
+                filters.push(BasicFilter {
+                    column: col.name.clone(),
+                    ty: col.ty,
+                    attribute: a.to_string(),
+                });
+            }
+            SandboxKind::Basic(filters)
+        }
+        (Some(qname), false) => {
+            if table.combine == Combine::Union {
+                return Err(cx.err(
+                    &spath,
+                    format!("table `{tname}` has `combine: union`, which combines basic sandboxes only; a custom sandbox cannot be combined"),
+                ));
+            }
+            let q = questions.get(qname).ok_or_else(|| {
+                cx.err(&spath, format!("sandbox names unknown question `{qname}`"))
+            })?;
+            if q.database != db.name {
+                return Err(cx.err(
+                    &spath,
+                    format!("question `{qname}` runs on database `{}`, not `{}`", q.database, db.name),
+                ));
+            }
+            let columns = match &q.columns {
+                Some(c) => c.clone(),
+                None => question::output_columns(&q.query, db)
+                    .map_err(|m| cx.err(&spath, format!("sandbox question `{qname}`: {m}")))?,
+            };
+            let mut seen = HashSet::new();
+            for (c, ty) in &columns {
+                let col = table.column(c).ok_or_else(|| {
+                    cx.err(
+                        &spath,
+                        format!("sandbox question `{qname}` returns column `{c}`, which table `{tname}` does not have (a sandbox may hide columns, never add them)"),
+                    )
+                })?;
+                if let Some(ty) = ty {
+                    if !ty.compatible(col.ty) {
+                        return Err(cx.err(
+                            &spath,
+                            format!("sandbox question `{qname}` returns `{c}` as {ty}, but `{tname}.{}` is {}", col.name, col.ty),
+                        ));
+                    }
+                }
+                if !seen.insert(c.clone()) {
+                    return Err(cx.err(&spath, format!("sandbox question `{qname}` returns column `{c}` twice")));
+                }
+            }
+            let mut parameters = Vec::new();
+            for (var, p) in &raw.parameters {
+                if !q.variables.contains(var) {
+                    return Err(cx.err(
+                        &spath,
+                        format!("parameter `{var}` is not a variable of question `{qname}` (it has: {})", q.variables.join(", ")),
+                    ));
+                }
+                let (attribute, ty) = match p {
+                    RawParameter::Attribute(a) => (a.clone(), q.inferred.get(var).copied()),
+                    RawParameter::Typed { attribute, ty } => (
+                        attribute.clone(),
+                        Some(ColumnType::parse(ty).ok_or_else(|| {
+                            cx.err(&spath, format!("parameter `{var}` has unknown type `{ty}`"))
+                        })?),
+                    ),
+                };
+                parameters.push(Parameter {
+                    variable: var.clone(),
+                    attribute,
+                    ty,
+                });
+            }
+            if let Some(v) = q.variables.iter().find(|v| !raw.parameters.contains_key(*v)) {
+                return Err(cx.err(
+                    &spath,
+                    format!("variable `{{{{{v}}}}}` of question `{qname}` is not mapped to a user attribute (every variable is required)"),
+                ));
+            }
+            SandboxKind::Custom {
+                question: qname.clone(),
+                parameters,
+            }
+        }
+    };
+    Ok(Sandbox {
+        group: group.to_string(),
+        kind,
+    })
+}

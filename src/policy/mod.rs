@@ -1,0 +1,425 @@
+//! The policy: loading, validation with file/line diagnostics, and
+//! compilation into immutable lookup tables.
+//!
+//! ```
+//! let policy = sqlsandbox::Policy::from_yaml(r#"
+//! version: 1
+//! databases:
+//!   db: {dialect: postgres, tables: {orders: {columns: {id: integer, tenant_id: integer}}}}
+//! groups:
+//!   customers: {data: {db: {public: {orders: {sandbox: {column: tenant_id, attribute: tenant}}}}}}
+//! "#, "inline.yaml").unwrap();
+//! assert!(policy.database("db").is_some());
+//! ```
+
+mod compile;
+mod locate;
+mod model;
+pub(crate) mod question;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlparser::ast::Query;
+
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+
+pub use question::VAR_PREFIX;
+
+/// The name of the group every principal belongs to.
+pub const ALL_USERS: &str = "all_users";
+/// The name of the group whose members bypass data permissions.
+pub const ADMINISTRATORS: &str = "administrators";
+
+/// A compiled, validated policy. Immutable, `Send + Sync`, built once and
+/// shared by every query.
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) file: String,
+    pub(crate) databases: BTreeMap<String, Database>,
+    pub(crate) questions: BTreeMap<String, Arc<Question>>,
+    pub(crate) collections: BTreeMap<String, Collection>,
+    pub(crate) groups: BTreeMap<String, Group>,
+    pub(crate) users: HashMap<String, UserDef>,
+    pub(crate) functions: FunctionPolicy,
+}
+
+impl Policy {
+    /// Loads and compiles a policy from YAML text; `file` names it in errors.
+    pub fn from_yaml(src: &str, file: &str) -> Result<Policy> {
+        compile::compile(src, file)
+    }
+
+    /// Loads and compiles a policy file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Policy> {
+        let path = path.as_ref();
+        let src = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_yaml(&src, &path.display().to_string())
+    }
+
+    /// A database by name.
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.get(name)
+    }
+
+    /// Names of the declared databases.
+    pub fn database_names(&self) -> impl Iterator<Item = &str> {
+        self.databases.keys().map(String::as_str)
+    }
+
+    /// A saved question by name.
+    pub fn question(&self, name: &str) -> Option<&Question> {
+        self.questions.get(name).map(|q| q.as_ref())
+    }
+
+    /// A group by name.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// Names of the policy's users, sorted.
+    pub fn user_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.users.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Number of groups, built-in ones included.
+    pub fn groups_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The file the policy came from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+/// A declared database.
+#[derive(Debug)]
+pub struct Database {
+    /// Its name in the policy.
+    pub name: String,
+    /// Its SQL dialect.
+    pub dialect: Dialect,
+    /// Normalised default schema for unqualified names.
+    pub default_schema: String,
+    pub(crate) tables: HashMap<TableKey, Arc<Table>>,
+    /// Normalised names of schemas that hold declared tables.
+    pub(crate) schemas: HashSet<String>,
+}
+
+impl Database {
+    /// Looks a table up by its normalised key.
+    pub fn table(&self, key: &TableKey) -> Option<&Arc<Table>> {
+        self.tables.get(key)
+    }
+
+    /// All declared tables, sorted by name.
+    pub fn tables(&self) -> Vec<&Arc<Table>> {
+        let mut v: Vec<&Arc<Table>> = self.tables.values().collect();
+        v.sort_by(|a, b| a.qualified().cmp(&b.qualified()));
+        v
+    }
+}
+
+/// Normalised (schema, table) key of a declared table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableKey {
+    /// Normalised schema name.
+    pub schema: String,
+    /// Normalised table name.
+    pub name: String,
+}
+
+/// A declared table.
+#[derive(Debug)]
+pub struct Table {
+    /// Key in the database's table map.
+    pub key: TableKey,
+    /// Schema as written in the policy.
+    pub schema: String,
+    /// Name as written in the policy.
+    pub name: String,
+    /// Declared columns.
+    pub columns: Vec<Column>,
+    /// How sandboxes of several groups combine.
+    pub combine: Combine,
+}
+
+impl Table {
+    /// `schema.table`, as written in the policy.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// A column by normalised name.
+    pub fn column(&self, key: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.key == key)
+    }
+}
+
+/// A declared column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Name as written in the policy.
+    pub name: String,
+    /// Normalised name.
+    pub key: String,
+    /// Declared type.
+    pub ty: ColumnType,
+}
+
+/// Column types sandbox values are coerced to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// 64-bit integer.
+    Integer,
+    /// Exact decimal number.
+    Decimal,
+    /// Text.
+    Text,
+    /// Boolean.
+    Boolean,
+    /// Calendar date `YYYY-MM-DD`.
+    Date,
+    /// Timestamp `YYYY-MM-DD HH:MM:SS[.f][zone]`.
+    Timestamp,
+    /// UUID.
+    Uuid,
+}
+
+impl ColumnType {
+    pub(crate) fn parse(s: &str) -> Option<ColumnType> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "integer" | "int" | "bigint" | "smallint" => ColumnType::Integer,
+            "decimal" | "numeric" | "float" | "double" | "real" => ColumnType::Decimal,
+            "text" | "string" | "varchar" => ColumnType::Text,
+            "boolean" | "bool" => ColumnType::Boolean,
+            "date" => ColumnType::Date,
+            "timestamp" | "datetime" | "timestamptz" => ColumnType::Timestamp,
+            "uuid" => ColumnType::Uuid,
+            _ => return None,
+        })
+    }
+
+    fn compatible(self, other: ColumnType) -> bool {
+        self == other
+            || matches!(
+                (self, other),
+                (ColumnType::Integer, ColumnType::Decimal) | (ColumnType::Decimal, ColumnType::Integer)
+            )
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ColumnType::Integer => "integer",
+            ColumnType::Decimal => "decimal",
+            ColumnType::Text => "text",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::Uuid => "uuid",
+        })
+    }
+}
+
+/// How several groups' sandboxes on one table combine for one principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// Two different sandboxes are a conflict (the default, as in Metabase).
+    Error,
+    /// Rows visible under either basic sandbox are visible.
+    Union,
+}
+
+/// A saved question.
+#[derive(Debug)]
+pub struct Question {
+    /// Its name.
+    pub name: String,
+    /// The database it runs on.
+    pub database: String,
+    /// Its collection, if any.
+    pub collection: Option<String>,
+    /// The SQL text as written.
+    pub sql: String,
+    /// The parsed query; `{{var}}` appear as identifiers `VAR_PREFIX + var`.
+    pub(crate) query: Query,
+    /// Variables in order of first appearance.
+    pub variables: Vec<String>,
+    /// Output column names (normalised) with their type when known.
+    pub(crate) columns: Option<Vec<(String, Option<ColumnType>)>>,
+    /// Variable types inferred from `column = {{var}}` comparisons.
+    pub(crate) inferred: HashMap<String, ColumnType>,
+}
+
+/// A collection of saved questions.
+#[derive(Debug)]
+pub struct Collection {
+    /// Its name.
+    pub name: String,
+    /// Parent collection.
+    pub parent: Option<String>,
+}
+
+/// A permission group.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    pub(crate) data: HashMap<String, DbGrant>,
+    pub(crate) native: HashSet<String>,
+    pub(crate) collections: HashMap<String, CollectionLevel>,
+}
+
+impl Group {
+    /// Whether the group may send native SQL to `database`.
+    pub fn native(&self, database: &str) -> bool {
+        self.native.contains(database)
+    }
+}
+
+/// Collection permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionLevel {
+    /// No access.
+    None,
+    /// May view and run questions.
+    View,
+    /// May also edit.
+    Curate,
+}
+
+/// A group's grant on a database.
+#[derive(Debug)]
+pub enum DbGrant {
+    /// Every declared table, unfiltered.
+    Unrestricted,
+    /// Nothing, and saved questions on it cannot be viewed through collections.
+    Blocked,
+    /// Nothing.
+    NoAccess,
+    /// Per schema.
+    Schemas(HashMap<String, SchemaGrant>),
+}
+
+/// A group's grant on a schema.
+#[derive(Debug)]
+pub enum SchemaGrant {
+    /// Every declared table of the schema.
+    Unrestricted,
+    /// Nothing.
+    NoAccess,
+    /// Per table (normalised name).
+    Tables(HashMap<String, TableGrant>),
+}
+
+/// A group's grant on a table.
+#[derive(Debug, Clone)]
+pub enum TableGrant {
+    /// All rows and columns.
+    Unrestricted,
+    /// Nothing.
+    NoAccess,
+    /// Rows (and maybe columns) restricted by a sandbox.
+    Sandbox(Arc<Sandbox>),
+}
+
+/// A sandbox: the filtered stand-in for a table.
+#[derive(Debug, PartialEq)]
+pub struct Sandbox {
+    /// The group whose grant it is.
+    pub group: String,
+    /// What it does.
+    pub kind: SandboxKind,
+}
+
+/// The two kinds of sandbox.
+#[derive(Debug, PartialEq)]
+pub enum SandboxKind {
+    /// `column = attribute` pairs, ANDed.
+    Basic(Vec<BasicFilter>),
+    /// A saved question with `{{variables}}` bound to attributes.
+    Custom {
+        /// The question name.
+        question: String,
+        /// Variable bindings.
+        parameters: Vec<Parameter>,
+    },
+}
+
+impl SandboxKind {
+    /// A short description, used in conflicts and explanations.
+    pub fn describe(&self) -> String {
+        match self {
+            SandboxKind::Basic(filters) => {
+                let parts: Vec<String> = filters
+                    .iter()
+                    .map(|f| format!("{} = attribute `{}`", f.column, f.attribute))
+                    .collect();
+                format!("basic sandbox ({})", parts.join(" AND "))
+            }
+            SandboxKind::Custom { question, .. } => format!("custom sandbox (question `{question}`)"),
+        }
+    }
+
+    /// `basic` or `custom`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SandboxKind::Basic(_) => "basic",
+            SandboxKind::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// One `column = attribute` pair of a basic sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicFilter {
+    /// Column name as declared.
+    pub column: String,
+    /// Its declared type (values are coerced to it).
+    pub ty: ColumnType,
+    /// The user attribute.
+    pub attribute: String,
+}
+
+/// One `{{variable}}` binding of a custom sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
+    /// Variable name.
+    pub variable: String,
+    /// The user attribute.
+    pub attribute: String,
+    /// Type the value is coerced to (declared, or inferred from the SQL).
+    pub ty: Option<ColumnType>,
+}
+
+/// A user declared in the policy.
+#[derive(Debug, Clone)]
+pub struct UserDef {
+    /// Groups (besides `all_users`).
+    pub groups: Vec<String>,
+    /// Attributes.
+    pub attributes: BTreeMap<String, crate::principal::AttributeValue>,
+}
+
+/// Which functions native SQL may call.
+#[derive(Debug, Default)]
+pub struct FunctionPolicy {
+    /// Extra denied function names (lower case), on top of the built-in list.
+    pub deny: HashSet<String>,
+    /// If set, only these functions (lower case) may be called.
+    pub allow: Option<HashSet<String>>,
+}

@@ -1,0 +1,212 @@
+//! Who is asking: groups and user attributes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::policy::{Policy, ADMINISTRATORS, ALL_USERS};
+
+/// One attribute value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Integer(i64),
+    /// Any other number, kept as its decimal text.
+    Number(String),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Text(s) => write!(f, "{s:?}"),
+            Scalar::Integer(i) => write!(f, "{i}"),
+            Scalar::Number(n) => f.write_str(n),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A user attribute: one value or several (a multi-valued attribute becomes
+/// `IN (...)`; an empty list matches no rows).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    /// One value.
+    Single(Scalar),
+    /// Several values.
+    Many(Vec<Scalar>),
+}
+
+impl AttributeValue {
+    /// Converts a YAML value; `None` for maps, nulls and nested lists.
+    pub fn from_yaml(v: &serde_yaml::Value) -> Option<AttributeValue> {
+        match v {
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .map(scalar_from_yaml)
+                .collect::<Option<Vec<_>>>()
+                .map(AttributeValue::Many),
+            other => scalar_from_yaml(other).map(AttributeValue::Single),
+        }
+    }
+
+    /// Converts a JSON value; `None` for objects, nulls and nested arrays.
+    pub fn from_json(v: &serde_json::Value) -> Option<AttributeValue> {
+        match v {
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(scalar_from_json)
+                .collect::<Option<Vec<_>>>()
+                .map(AttributeValue::Many),
+            other => scalar_from_json(other).map(AttributeValue::Single),
+        }
+    }
+
+    /// A plain text value (as given with `--attr k=v`).
+    pub fn text(s: impl Into<String>) -> AttributeValue {
+        AttributeValue::Single(Scalar::Text(s.into()))
+    }
+
+    /// The values as a slice-like list.
+    pub fn values(&self) -> Vec<&Scalar> {
+        match self {
+            AttributeValue::Single(s) => vec![s],
+            AttributeValue::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+impl fmt::Display for AttributeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttributeValue::Single(s) => s.fmt(f),
+            AttributeValue::Many(v) => {
+                f.write_str("[")?;
+                for (i, s) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    s.fmt(f)?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+fn scalar_from_yaml(v: &serde_yaml::Value) -> Option<Scalar> {
+    match v {
+        serde_yaml::Value::String(s) => Some(Scalar::Text(s.clone())),
+        serde_yaml::Value::Bool(b) => Some(Scalar::Bool(*b)),
+        serde_yaml::Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Scalar::Integer(i),
+            None => Scalar::Number(n.to_string()),
+        }),
+        _ => None,
+    }
+}
+
+fn scalar_from_json(v: &serde_json::Value) -> Option<Scalar> {
+    match v {
+        serde_json::Value::String(s) => Some(Scalar::Text(s.clone())),
+        serde_json::Value::Bool(b) => Some(Scalar::Bool(*b)),
+        serde_json::Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Scalar::Integer(i),
+            None => Scalar::Number(n.to_string()),
+        }),
+        _ => None,
+    }
+}
+
+/// The person (or service) a query runs for.
+///
+/// ```
+/// # let policy = sqlsandbox::Policy::from_yaml("version: 1\ngroups: {customers: {}}", "p.yaml").unwrap();
+/// use sqlsandbox::{Principal, AttributeValue};
+/// let p = Principal::new(&policy, "api", ["customers"], [("tenant", AttributeValue::text("7"))]).unwrap();
+/// assert!(p.groups().contains(&"all_users".to_string()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Principal {
+    name: String,
+    groups: Vec<String>,
+    attributes: BTreeMap<String, AttributeValue>,
+    admin: bool,
+}
+
+impl Principal {
+    /// The policy's user `name`.
+    pub fn from_user(policy: &Policy, name: &str) -> Result<Principal> {
+        let user = policy.users.get(name).ok_or_else(|| Error::Unknown {
+            kind: "user",
+            name: name.to_string(),
+        })?;
+        Self::new(
+            policy,
+            name,
+            user.groups.iter().map(String::as_str),
+            user.attributes.iter().map(|(k, v)| (k.as_str(), v.clone())),
+        )
+    }
+
+    /// A principal supplied by the caller (from its own login, JWT or API
+    /// key). Every group must exist in the policy; `all_users` is added.
+    pub fn new<'a, G, A, K>(policy: &Policy, name: &str, groups: G, attributes: A) -> Result<Principal>
+    where
+        G: IntoIterator<Item = &'a str>,
+        A: IntoIterator<Item = (K, AttributeValue)>,
+        K: Into<String>,
+    {
+        let mut gs = vec![ALL_USERS.to_string()];
+        for g in groups {
+            if !policy.groups.contains_key(g) {
+                return Err(Error::Unknown {
+                    kind: "group",
+                    name: g.to_string(),
+                });
+            }
+            if !gs.iter().any(|x| x == g) {
+                gs.push(g.to_string());
+            }
+        }
+        let admin = gs.iter().any(|g| g == ADMINISTRATORS);
+        Ok(Principal {
+            name: name.to_string(),
+            groups: gs,
+            attributes: attributes.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            admin,
+        })
+    }
+
+    /// The principal's name (for messages and audit).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Groups, `all_users` first.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// An attribute.
+    pub fn attribute(&self, name: &str) -> Option<&AttributeValue> {
+        self.attributes.get(name)
+    }
+
+    /// All attributes.
+    pub fn attributes(&self) -> &BTreeMap<String, AttributeValue> {
+        &self.attributes
+    }
+
+    /// Whether the principal is in `administrators`.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+}

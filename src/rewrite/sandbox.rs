@@ -1,0 +1,357 @@
+//! Building sandbox subqueries in the AST (never by pasting text).
+
+use std::ops::ControlFlow;
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+use sqlparser::ast::{
+    BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset, OffsetRows,
+    Query, SetExpr, TableFactor, TableInheritance, Value, VisitMut, VisitorMut,
+};
+
+use super::Rewriter;
+use crate::bind::Target;
+use crate::error::{Error, Result};
+use crate::policy::{question, BasicFilter, Sandbox, SandboxKind, Table};
+use crate::principal::AttributeValue;
+
+/// One sandbox applied to one table reference, for audit and cache keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Applied {
+    /// The table, `schema.table`.
+    pub table: String,
+    /// The alias the sandbox subquery got.
+    pub alias: String,
+    /// The groups whose sandboxes apply (several with `combine: union`).
+    pub groups: Vec<String>,
+    /// `basic`, `custom`, or `union`.
+    pub kind: String,
+    /// The question of a custom sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// Attribute values bound, in order.
+    pub bindings: Vec<Binding>,
+}
+
+/// An attribute value bound into a sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Binding {
+    /// The attribute.
+    pub attribute: String,
+    /// Its value for this principal.
+    pub value: AttributeValue,
+}
+
+/// `SELECT * FROM t WHERE TRUE`, parsed once: the shape of a basic sandbox.
+fn template() -> &'static Query {
+    static T: OnceLock<Query> = OnceLock::new();
+    T.get_or_init(|| {
+        question::parse("SELECT * FROM t WHERE 1 = 1", crate::Dialect::Generic)
+            .expect("constant template parses")
+    })
+}
+
+fn eq_zero() -> Expr {
+    // `1 = 0`: an empty multi-valued attribute matches no rows.
+    Expr::BinaryOp {
+        left: Box::new(Expr::value(Value::Number("1".into(), false))),
+        op: BinaryOperator::Eq,
+        right: Box::new(Expr::value(Value::Number("0".into(), false))),
+    }
+}
+
+fn in_list(col: Expr, list: Vec<Expr>) -> Expr {
+    Expr::In {
+        expr: Box::new(col),
+        target: InTarget::List(list),
+        negated: false,
+        global: false,
+    }
+}
+
+fn and_all(mut parts: Vec<Expr>, op: BinaryOperator) -> Expr {
+    if parts.len() == 1 {
+        return parts.remove(0);
+    }
+    // Parenthesise in the tree: `a OR b AND c` must never be printed.
+    let mut it = parts.into_iter().map(|p| Expr::Nested(Box::new(p)));
+    let first = it.next().unwrap_or_else(eq_zero);
+    it.fold(first, |acc, p| Expr::BinaryOp {
+        left: Box::new(acc),
+        op: op.clone(),
+        right: Box::new(p),
+    })
+}
+
+/// Adds `OFFSET 0` where the dialect uses it as an optimisation fence.
+fn fence(q: &mut Query, dialect: crate::Dialect) {
+    if dialect.fence_with_offset() && q.limit_clause.is_none() && q.fetch.is_none() {
+        q.limit_clause = Some(LimitClause::LimitOffset {
+            limit: None,
+            offset: Some(Offset {
+                value: Expr::value(Value::Number("0".into(), false)),
+                rows: OffsetRows::None,
+            }),
+            limit_by: vec![],
+        });
+    }
+}
+
+impl Rewriter<'_> {
+    fn attribute(&self, name: &str, table: &Table) -> Result<&AttributeValue> {
+        self.principal
+            .attribute(name)
+            .ok_or_else(|| Error::MissingAttribute {
+                attribute: name.to_string(),
+                table: table.qualified(),
+            })
+    }
+
+    fn basic_predicate(&mut self, table: &Table, filters: &[BasicFilter], bindings: &mut Vec<Binding>) -> Result<Expr> {
+        let mut parts = Vec::new();
+        for f in filters {
+            let value = self.attribute(&f.attribute, table)?.clone();
+            let col = Expr::Identifier(self.dialect.ident(&f.column));
+            let target = Target {
+                attribute: f.attribute.clone(),
+                what: format!("column {}.{}", table.qualified(), f.column),
+            };
+            let pred = match &value {
+                AttributeValue::Single(v) => Expr::BinaryOp {
+                    left: Box::new(col),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(self.binder.bind(v, Some(f.ty), &target)?),
+                },
+                AttributeValue::Many(vs) if vs.is_empty() => eq_zero(),
+                AttributeValue::Many(vs) => in_list(
+                    col,
+                    vs.iter()
+                        .map(|v| self.binder.bind(v, Some(f.ty), &target))
+                        .collect::<Result<_>>()?,
+                ),
+            };
+            bindings.push(Binding {
+                attribute: f.attribute.clone(),
+                value,
+            });
+            parts.push(pred);
+        }
+        Ok(and_all(parts, BinaryOperator::And))
+    }
+
+    /// Builds the sandbox subquery for `table`; returns it with the custom
+    /// sandbox's (question, visible columns) when columns are restricted.
+    pub(super) fn build_sandbox(
+        &mut self,
+        table: &Table,
+        sandboxes: &[Arc<Sandbox>],
+        inheritance: Option<TableInheritance>,
+        alias: &Ident,
+    ) -> Result<(Box<Query>, Option<(String, Vec<String>)>)> {
+        let mut bindings = Vec::new();
+        let groups: Vec<String> = sandboxes.iter().map(|s| s.group.clone()).collect();
+        if let [sb] = sandboxes {
+            if let SandboxKind::Custom { question, parameters } = &sb.kind {
+                let q = self
+                    .policy
+                    .questions
+                    .get(question)
+                    .ok_or_else(|| Error::Verification(format!("question `{question}` vanished")))?;
+                let mut query = q.query.clone();
+                let mut bind = BindVars {
+                    rw: self,
+                    table,
+                    parameters,
+                    bindings: &mut bindings,
+                };
+                if let ControlFlow::Break(e) = query.visit(&mut bind) {
+                    return Err(e);
+                }
+                fence(&mut query, self.dialect);
+                let visible = q
+                    .columns
+                    .clone()
+                    .ok_or_else(|| Error::Verification(format!("columns of question `{question}` unknown")))?
+                    .into_iter()
+                    .map(|(c, _)| c)
+                    .collect();
+                self.applied.push(Applied {
+                    table: table.qualified(),
+                    alias: alias.value.clone(),
+                    groups,
+                    kind: "custom".into(),
+                    question: Some(question.clone()),
+                    bindings,
+                });
+                return Ok((Box::new(query), Some((question.clone(), visible))));
+            }
+        }
+        // Basic sandboxes (one, or several combined by union).
+        let mut preds = Vec::new();
+        for sb in sandboxes {
+            match &sb.kind {
+                SandboxKind::Basic(filters) => preds.push(self.basic_predicate(table, filters, &mut bindings)?),
+                SandboxKind::Custom { .. } => {
+                    return Err(Error::Verification("custom sandboxes cannot be combined".into()))
+                }
+            }
+        }
+        let predicate = and_all(preds, BinaryOperator::Or);
+        let mut query = template().clone();
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            select.selection = Some(predicate);
+            select.from[0].relation = TableFactor::Table {
+                name: ObjectName(vec![
+                    ObjectNamePart::Identifier(self.dialect.ident(&table.schema)),
+                    ObjectNamePart::Identifier(self.dialect.ident(&table.name)),
+                ]),
+                alias: None,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_directives: vec![],
+                inheritance,
+            };
+        }
+        fence(&mut query, self.dialect);
+        self.applied.push(Applied {
+            table: table.qualified(),
+            alias: alias.value.clone(),
+            groups,
+            kind: if sandboxes.len() > 1 { "union" } else { "basic" }.into(),
+            question: None,
+            bindings,
+        });
+        Ok((Box::new(query), None))
+    }
+}
+
+/// Binds `{{variables}}` of a custom sandbox question.
+struct BindVars<'r, 'a, 'b> {
+    rw: &'r mut Rewriter<'a>,
+    table: &'b Table,
+    parameters: &'b [crate::policy::Parameter],
+    bindings: &'r mut Vec<Binding>,
+}
+
+impl BindVars<'_, '_, '_> {
+    fn value(&mut self, var: &str) -> Result<(AttributeValue, crate::policy::Parameter)> {
+        let p = self
+            .parameters
+            .iter()
+            .find(|p| p.variable == var)
+            .cloned()
+            .ok_or_else(|| Error::Verification(format!("variable `{var}` is not mapped")))?;
+        let v = self.rw.attribute(&p.attribute, self.table)?.clone();
+        if !self.bindings.iter().any(|b| b.attribute == p.attribute) {
+            self.bindings.push(Binding {
+                attribute: p.attribute.clone(),
+                value: v.clone(),
+            });
+        }
+        Ok((v, p))
+    }
+
+    fn rewrite(&mut self, e: &mut Expr) -> Result<()> {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } if question::marker(right).is_some() || question::marker(left).is_some() => {
+                let (col, var) = match question::marker(right) {
+                    Some(v) => (left.as_ref().clone(), v.to_string()),
+                    None => (right.as_ref().clone(), question::marker(left).unwrap_or_default().to_string()),
+                };
+                let (value, p) = self.value(&var)?;
+                if let AttributeValue::Many(vs) = &value {
+                    let target = self.named_target(&p);
+                    *e = if vs.is_empty() {
+                        eq_zero()
+                    } else {
+                        in_list(
+                            col,
+                            vs.iter()
+                                .map(|v| self.rw.binder.bind(v, p.ty, &target))
+                                .collect::<Result<_>>()?,
+                        )
+                    };
+                }
+                Ok(())
+            }
+            Expr::In {
+                target: InTarget::List(list),
+                negated,
+                ..
+            } if list.iter().any(|i| question::marker(i).is_some()) => {
+                let mut out = Vec::new();
+                for item in list.drain(..) {
+                    match question::marker(&item) {
+                        Some(var) => {
+                            let (value, p) = self.value(var)?;
+                            let target = self.named_target(&p);
+                            for v in value.values() {
+                                out.push(self.rw.binder.bind(v, p.ty, &target)?);
+                            }
+                        }
+                        None => out.push(item),
+                    }
+                }
+                if out.is_empty() {
+                    if *negated {
+                        return Err(Error::unsupported(
+                            "an empty multi-valued attribute in NOT IN of a sandbox question",
+                        ));
+                    }
+                    *e = eq_zero();
+                } else {
+                    *list = out;
+                }
+                Ok(())
+            }
+            Expr::Identifier(_) => {
+                let Some(var) = question::marker(e).map(str::to_string) else {
+                    return Ok(());
+                };
+                let (value, p) = self.value(&var)?;
+                let target = self.named_target(&p);
+                let scalar = match &value {
+                    AttributeValue::Single(v) => v.clone(),
+                    AttributeValue::Many(vs) if vs.len() == 1 => vs[0].clone(),
+                    AttributeValue::Many(_) => {
+                        return Err(Error::AttributeType {
+                            attribute: p.attribute.clone(),
+                            value: value.to_string(),
+                            ty: "single value".into(),
+                            target: format!("`{{{{{var}}}}}` (only `column = {{{{{var}}}}}` and `IN ({{{{{var}}}}})` take several values)"),
+                        })
+                    }
+                };
+                *e = self.rw.binder.bind(&scalar, p.ty, &target)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn named_target(&self, p: &crate::policy::Parameter) -> Target {
+        Target {
+            attribute: p.attribute.clone(),
+            what: format!("variable {{{{{}}}}} of the sandbox on {}", p.variable, self.table.qualified()),
+        }
+    }
+}
+
+impl VisitorMut for BindVars<'_, '_, '_> {
+    type Break = Error;
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        match self.rewrite(e) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(err) => ControlFlow::Break(err),
+        }
+    }
+}
