@@ -103,7 +103,7 @@ pub enum Error {
         database: String,
     },
     /// Two groups sandbox the same table differently.
-    #[error("sandbox conflict on {table}: group `{group_a}` applies {sandbox_a} and group `{group_b}` applies {sandbox_b}; set `combine: union` on the table's sandboxes or remove one")]
+    #[error("sandbox conflict on {table}: group `{group_a}` applies {sandbox_a} and group `{group_b}` applies {sandbox_b}; declare the table with `combine: union` to show rows visible under either, or remove one")]
     SandboxConflict {
         /// The table.
         table: String,

@@ -1,0 +1,153 @@
+//! Fixture-driven snapshot tests: every `tests/cases/**/*.yaml` names a
+//! policy, a principal, a dialect and a query (or only a policy), and its
+//! outcome — rewritten SQL or the error — is an insta snapshot under the
+//! top-level `snapshots/` folder. The fixture says whether the case must be
+//! rewritten or refused, and why; the test fails if the outcome kind differs.
+//!
+//! Every rewritten SQL is parsed again in the same dialect and must print
+//! identically (the round trip sqlparser's own tests use).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use sqlparser::parser::Parser;
+use sqlsandbox::{AttributeValue, Dialect, Options, Policy, Principal};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// Name of a file under `policies/` (without `.yaml`).
+    #[serde(default)]
+    policy: Option<String>,
+    /// An inline policy instead.
+    #[serde(default)]
+    policy_yaml: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    attributes: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    dialect: Option<String>,
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    params: bool,
+    #[serde(default)]
+    sql: Option<String>,
+    /// `rewrite`, `refuse` (the query) or `load` / `reject` (the policy).
+    expect: String,
+    /// Why this case exists.
+    why: String,
+}
+
+fn load_policy(case: &Case, root: &Path) -> Result<Policy, sqlsandbox::Error> {
+    match (&case.policy, &case.policy_yaml) {
+        (Some(name), None) => Policy::from_path(root.join("policies").join(format!("{name}.yaml"))),
+        (None, Some(src)) => Policy::from_yaml(src, "inline.yaml"),
+        _ => panic!("a case needs exactly one of `policy` and `policy_yaml`"),
+    }
+}
+
+fn render_err(e: &sqlsandbox::Error) -> String {
+    format!("error[{}]: {e}", e.code())
+}
+
+fn run(case: &Case, root: &Path) -> (bool, String) {
+    let policy = match load_policy(case, root) {
+        Ok(p) => p,
+        Err(e) => return (false, render_err(&e).replace(&root.display().to_string(), "")),
+    };
+    let Some(sql) = &case.sql else {
+        return (true, format!("policy loaded: {} databases", policy.database_names().count()));
+    };
+    let principal = match (&case.user, &case.groups) {
+        (Some(u), None) => Principal::from_user(&policy, u),
+        (None, Some(gs)) => Principal::new(
+            &policy,
+            "caller",
+            gs.iter().map(String::as_str),
+            case.attributes.iter().map(|(k, v)| {
+                (k.clone(), AttributeValue::from_yaml(v).expect("attribute value"))
+            }),
+        ),
+        _ => panic!("a case needs `user` or `groups`"),
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(e) => return (false, render_err(&e)),
+    };
+    let opts = Options {
+        dialect: case.dialect.as_deref().map(|d| d.parse().expect("dialect")),
+        database: case.database.clone(),
+        params: case.params,
+        ..Options::default()
+    };
+    match policy.rewrite(&principal, sql, &opts) {
+        Ok(out) => {
+            round_trip(&out.sql, out.dialect);
+            let mut s = out.sql.clone();
+            if !out.params.is_empty() {
+                s.push_str("\n-- params: ");
+                s.push_str(&serde_json::to_string(&out.params).unwrap());
+            }
+            for a in &out.applied {
+                s.push_str(&format!(
+                    "\n-- applied: {} as {} ({} from {})",
+                    a.table,
+                    a.alias,
+                    a.kind,
+                    a.groups.join("+")
+                ));
+            }
+            (true, s)
+        }
+        Err(e) => (false, render_err(&e)),
+    }
+}
+
+/// The printed SQL must parse back to a tree that prints identically.
+fn round_trip(sql: &str, dialect: Dialect) {
+    let stmts = Parser::new(dialect.parser())
+        .with_options(sqlparser::parser::ParserOptions::new().with_unescape(false))
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .unwrap_or_else(|e| panic!("rewritten SQL does not parse: {e}\n{sql}"));
+    assert_eq!(stmts.len(), 1, "{sql}");
+    assert_eq!(stmts[0].to_string(), sql, "round trip changed the SQL");
+}
+
+#[test]
+fn cases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut failures = Vec::new();
+    insta::with_settings!({
+        snapshot_path => root.join("snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::glob!("cases/**/*.yaml", |path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let case: Case = serde_yaml::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (ok, out) = run(&case, root);
+            let expected_ok = match case.expect.as_str() {
+                "rewrite" | "load" => true,
+                "refuse" | "reject" => false,
+                other => panic!("{}: unknown expect `{other}`", path.display()),
+            };
+            if ok != expected_ok {
+                failures.push(format!(
+                    "{}: expected `{}` ({}), got:\n{out}",
+                    path.display(),
+                    case.expect,
+                    case.why
+                ));
+            }
+            insta::assert_snapshot!(format!("{}\n-- why: {}", out, case.why));
+        });
+    });
+    assert!(failures.is_empty(), "{} cases had the wrong outcome:\n{}", failures.len(), failures.join("\n\n"));
+}
