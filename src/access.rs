@@ -38,7 +38,12 @@ pub fn group_grant(grant: Option<&DbGrant>, table: &Table) -> TableGrant {
 }
 
 /// Decides how `principal` may read `table` of `db`.
-pub fn decide(policy: &Policy, principal: &Principal, db: &Database, table: &Table) -> Result<Decision> {
+pub fn decide(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    table: &Table,
+) -> Result<Decision> {
     if principal.is_admin() {
         return Ok(Decision::Unrestricted {
             group: crate::policy::ADMINISTRATORS.to_string(),

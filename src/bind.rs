@@ -2,7 +2,7 @@
 //! or bind parameters.
 
 use serde::Serialize;
-use sqlparser::ast::{BinaryOperator, Expr, Value};
+use sqlparser::ast::{Expr, Value};
 
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
@@ -49,17 +49,16 @@ impl Binder {
         let coerced = coerce(v, ty, target)?;
         if self.use_params {
             let n = self.params.len();
-            self.params.push(BoundParam {
-                value: coerced,
-                ty,
-            });
-            return Ok(Expr::value(Value::Placeholder(format!("{TEMP_PLACEHOLDER}{n}"))));
+            self.params.push(BoundParam { value: coerced, ty });
+            return Ok(Expr::value(Value::Placeholder(format!(
+                "{TEMP_PLACEHOLDER}{n}"
+            ))));
         }
         Ok(match coerced {
             Scalar::Integer(i) => Expr::value(Value::Number(i.to_string(), false)),
             Scalar::Number(n) => Expr::value(Value::Number(n, false)),
             Scalar::Bool(b) => Expr::value(Value::Boolean(b)),
-            Scalar::Text(s) => self.string_literal(&s),
+            Scalar::Text(s) => self.string_literal(&s)?,
         })
     }
 
@@ -71,7 +70,23 @@ impl Binder {
     /// `E'...'` literal whose printer escapes every quote and backslash, and
     /// SQLite/generic SQL (no backslash escapes) a concatenation of
     /// quote-free parts and `''''` literals when the value contains a quote.
-    fn string_literal(&self, s: &str) -> Expr {
+    fn string_literal(&self, s: &str) -> Result<Expr> {
+        let e = self.string_literal_unchecked(s);
+        // Belt and braces: the printed literal must be exactly the escaped
+        // text between quotes, or the value is refused.
+        if let Expr::Value(v) = &e {
+            if let Value::SingleQuotedString(r) = &v.value {
+                if v.to_string() != format!("'{r}'") {
+                    return Err(Error::unsupported(
+                        "an attribute value that cannot be quoted unambiguously",
+                    ));
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    fn string_literal_unchecked(&self, s: &str) -> Expr {
         match self.dialect {
             Dialect::Mysql => {
                 let mut r = String::with_capacity(s.len() + 2);
@@ -92,32 +107,9 @@ impl Binder {
                 }
             }
             Dialect::Sqlite | Dialect::Generic => {
-                if !s.contains('\'') {
-                    return Expr::value(Value::SingleQuotedString(s.to_string()));
-                }
-                let mut expr: Option<Expr> = None;
-                for (i, part) in s.split('\'').enumerate() {
-                    let mut pieces = Vec::new();
-                    if i > 0 {
-                        pieces.push(Expr::value(Value::SingleQuotedString("''".into())));
-                    }
-                    if !part.is_empty() {
-                        pieces.push(Expr::value(Value::SingleQuotedString(part.to_string())));
-                    }
-                    for p in pieces {
-                        expr = Some(match expr {
-                            None => p,
-                            Some(prev) => Expr::BinaryOp {
-                                left: Box::new(prev),
-                                op: BinaryOperator::StringConcat,
-                                right: Box::new(p),
-                            },
-                        });
-                    }
-                }
-                Expr::Nested(Box::new(
-                    expr.unwrap_or_else(|| Expr::value(Value::SingleQuotedString(String::new()))),
-                ))
+                // No backslash escapes: doubling every quote is the whole
+                // escape, and the printer leaves doubled quotes alone.
+                Expr::value(Value::SingleQuotedString(s.replace('\'', "''")))
             }
         }
     }
@@ -271,7 +263,8 @@ fn is_timestamp(s: &str) -> bool {
         }
         _ => false,
     };
-    let frac_ok = frac.is_none_or(|f| !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()));
+    let frac_ok =
+        frac.is_none_or(|f| !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()));
     clock_ok && frac_ok && zone_ok
 }
 

@@ -5,7 +5,9 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlparser::ast::{Query, Statement, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut};
+use sqlparser::ast::{
+    Query, Statement, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+};
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -173,7 +175,11 @@ fn check_no_placeholders(q: &Query) -> Result<()> {
 }
 
 /// Renumbers the temporary placeholders in print order.
-fn number_params(q: &mut Query, dialect: Dialect, params: &[BoundParam]) -> Result<Vec<BoundParam>> {
+fn number_params(
+    q: &mut Query,
+    dialect: Dialect,
+    params: &[BoundParam],
+) -> Result<Vec<BoundParam>> {
     struct N<'p> {
         dialect: Dialect,
         params: &'p [BoundParam],
@@ -184,7 +190,8 @@ fn number_params(q: &mut Query, dialect: Dialect, params: &[BoundParam]) -> Resu
         fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
             if let Value::Placeholder(p) = &mut v.value {
                 if let Some(idx) = p.strip_prefix(TEMP_PLACEHOLDER) {
-                    let Some(param) = idx.parse::<usize>().ok().and_then(|i| self.params.get(i)) else {
+                    let Some(param) = idx.parse::<usize>().ok().and_then(|i| self.params.get(i))
+                    else {
                         return ControlFlow::Break(Error::Verification("bad parameter".into()));
                     };
                     self.out.push(param.clone());
@@ -217,7 +224,12 @@ pub(crate) fn fingerprint(database: &str, applied: &[Applied]) -> String {
 }
 
 /// Rewrites native SQL for a principal. See [`Policy::rewrite`].
-pub(crate) fn rewrite_sql(policy: &Policy, principal: &Principal, sql: &str, opts: &Options) -> Result<Rewritten> {
+pub(crate) fn rewrite_sql(
+    policy: &Policy,
+    principal: &Principal,
+    sql: &str,
+    opts: &Options,
+) -> Result<Rewritten> {
     let db = pick_database(policy, opts.database.as_deref())?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
@@ -237,8 +249,17 @@ pub(crate) fn rewrite_query(
     opts: &Options,
 ) -> Result<Rewritten> {
     check_no_placeholders(&query)?;
-    functions::check_all(&Statement::Query(Box::new(query.clone())), &policy.functions)?;
-    let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, opts.params));
+    functions::check_all(
+        &Statement::Query(Box::new(query.clone())),
+        &policy.functions,
+    )?;
+    let mut rw = Rewriter::new(
+        policy,
+        db,
+        dialect,
+        principal,
+        Binder::new(dialect, opts.params),
+    );
     rw.rewrite(&mut query)?;
     rw.verify(&mut query)?;
     let params = number_params(&mut query, dialect, &rw.binder.params)?;

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sqlsandbox::{AttributeValue, Dialect, Error, Options, Policy, Principal, Scalar};
 
 #[derive(Parser)]
-#[command(name = "sqlsandbox", version, about = "Row- and column-level security compiler for SQL analytics")]
+#[command(
+    name = "sqlsandbox",
+    version,
+    about = "Row- and column-level security compiler for SQL analytics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,10 +106,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             let sql = match sql.as_deref() {
                 None | Some("-") => {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).map_err(|e| Error::Io {
-                        path: "<stdin>".into(),
-                        message: e.to_string(),
-                    })?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| Error::Io {
+                            path: "<stdin>".into(),
+                            message: e.to_string(),
+                        })?;
                     s
                 }
                 Some(s) => s.to_string(),
@@ -121,7 +127,8 @@ fn run(cli: Cli) -> Result<(), Error> {
                 Format::Sql => println!("{}", out.sql),
                 Format::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&out).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                    serde_json::to_string_pretty(&out)
+                        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
                 ),
             }
             Ok(())

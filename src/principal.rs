@@ -158,7 +158,12 @@ impl Principal {
 
     /// A principal supplied by the caller (from its own login, JWT or API
     /// key). Every group must exist in the policy; `all_users` is added.
-    pub fn new<'a, G, A, K>(policy: &Policy, name: &str, groups: G, attributes: A) -> Result<Principal>
+    pub fn new<'a, G, A, K>(
+        policy: &Policy,
+        name: &str,
+        groups: G,
+        attributes: A,
+    ) -> Result<Principal>
     where
         G: IntoIterator<Item = &'a str>,
         A: IntoIterator<Item = (K, AttributeValue)>,

@@ -58,10 +58,21 @@ fn render_err(e: &sqlsandbox::Error) -> String {
 fn run(case: &Case, root: &Path) -> (bool, String) {
     let policy = match load_policy(case, root) {
         Ok(p) => p,
-        Err(e) => return (false, render_err(&e).replace(&root.display().to_string(), "")),
+        Err(e) => {
+            return (
+                false,
+                render_err(&e).replace(&root.display().to_string(), ""),
+            )
+        }
     };
     let Some(sql) = &case.sql else {
-        return (true, format!("policy loaded: {} databases", policy.database_names().count()));
+        return (
+            true,
+            format!(
+                "policy loaded: {} databases",
+                policy.database_names().count()
+            ),
+        );
     };
     let principal = match (&case.user, &case.groups) {
         (Some(u), None) => Principal::from_user(&policy, u),
@@ -70,7 +81,10 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
             "caller",
             gs.iter().map(String::as_str),
             case.attributes.iter().map(|(k, v)| {
-                (k.clone(), AttributeValue::from_yaml(v).expect("attribute value"))
+                (
+                    k.clone(),
+                    AttributeValue::from_yaml(v).expect("attribute value"),
+                )
             }),
         ),
         _ => panic!("a case needs `user` or `groups`"),
@@ -149,5 +163,10 @@ fn cases() {
             insta::assert_snapshot!(format!("{}\n-- why: {}", out, case.why));
         });
     });
-    assert!(failures.is_empty(), "{} cases had the wrong outcome:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases had the wrong outcome:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

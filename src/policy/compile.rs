@@ -56,7 +56,10 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     if raw.version != 1 {
         return Err(cx.err(
             &["version"],
-            format!("unsupported policy version {} (this sqlsandbox reads version 1)", raw.version),
+            format!(
+                "unsupported policy version {} (this sqlsandbox reads version 1)",
+                raw.version
+            ),
         ));
     }
 
@@ -114,11 +117,19 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 ));
             }
         }
-        let (text, variables) = question::substitute_variables(&q.sql)
-            .map_err(|m| cx.err(&["questions", name, "sql"], format!("question `{name}`: {m}")))?;
-        let query = question::parse(&text, db.dialect).map_err(|m| {
-            cx.err(&["questions", name, "sql"], format!("question `{name}` does not parse: {m}"))
+        let (text, variables) = question::substitute_variables(&q.sql).map_err(|m| {
+            cx.err(
+                &["questions", name, "sql"],
+                format!("question `{name}`: {m}"),
+            )
         })?;
+        let mut query = question::parse(&text, db.dialect).map_err(|m| {
+            cx.err(
+                &["questions", name, "sql"],
+                format!("question `{name}` does not parse: {m}"),
+            )
+        })?;
+        question::qualify_tables(&mut query, db);
         let found = question::markers_in(&query);
         if let Some(v) = variables.iter().find(|v| !found.contains(v)) {
             return Err(cx.err(
@@ -319,9 +330,12 @@ fn compile_group(
     let mut data = HashMap::new();
     for (dbname, access) in &raw.data {
         let path = ["groups", name, "data", dbname.as_str()];
-        let db = databases
-            .get(dbname)
-            .ok_or_else(|| cx.err(&path, format!("group `{name}` grants unknown database `{dbname}`")))?;
+        let db = databases.get(dbname).ok_or_else(|| {
+            cx.err(
+                &path,
+                format!("group `{name}` grants unknown database `{dbname}`"),
+            )
+        })?;
         let grant = match access {
             RawDbAccess::Level(l) => match l.as_str() {
                 "unrestricted" => DbGrant::Unrestricted,

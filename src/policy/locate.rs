@@ -63,8 +63,8 @@ fn find_flow_key(line: &str, seg: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(pos) = line[from..].find(seg) {
         let at = from + pos;
-        let before_ok = at == 0
-            || matches!(bytes[at - 1], b'{' | b' ' | b',' | b'"' | b'\'' | b'[');
+        let before_ok =
+            at == 0 || matches!(bytes[at - 1], b'{' | b' ' | b',' | b'"' | b'\'' | b'[');
         let rest = &line[at + seg.len()..];
         let rest = rest.trim_start_matches(['"', '\'']);
         let after_ok = rest.starts_with(':');
@@ -83,8 +83,14 @@ mod tests {
     #[test]
     fn finds_block_and_flow_keys() {
         let src = "version: 1\ngroups:\n  a:\n    data: {warehouse: unrestricted}\n  b:\n    data:\n      warehouse:\n        public: no_access\n";
-        assert_eq!(locate(src, &["groups", "a", "data", "warehouse"]).0, Some(4));
-        assert_eq!(locate(src, &["groups", "b", "data", "warehouse", "public"]).0, Some(8));
+        assert_eq!(
+            locate(src, &["groups", "a", "data", "warehouse"]).0,
+            Some(4)
+        );
+        assert_eq!(
+            locate(src, &["groups", "b", "data", "warehouse", "public"]).0,
+            Some(8)
+        );
         assert_eq!(locate(src, &["groups", "b"]).0, Some(5));
         // A missing key reports the deepest parent found.
         assert_eq!(locate(src, &["groups", "b", "nope"]).0, Some(5));

@@ -79,6 +79,11 @@ impl Policy {
         self.questions.get(name).map(|q| q.as_ref())
     }
 
+    /// A collection by name.
+    pub fn collection(&self, name: &str) -> Option<&Collection> {
+        self.collections.get(name)
+    }
+
     /// A group by name.
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.get(name)
@@ -125,7 +130,7 @@ impl Database {
     /// All declared tables, sorted by name.
     pub fn tables(&self) -> Vec<&Arc<Table>> {
         let mut v: Vec<&Arc<Table>> = self.tables.values().collect();
-        v.sort_by(|a, b| a.qualified().cmp(&b.qualified()));
+        v.sort_by_key(|a| a.qualified());
         v
     }
 }
@@ -215,7 +220,8 @@ impl ColumnType {
         self == other
             || matches!(
                 (self, other),
-                (ColumnType::Integer, ColumnType::Decimal) | (ColumnType::Decimal, ColumnType::Integer)
+                (ColumnType::Integer, ColumnType::Decimal)
+                    | (ColumnType::Decimal, ColumnType::Integer)
             )
     }
 }
@@ -287,6 +293,11 @@ impl Group {
     /// Whether the group may send native SQL to `database`.
     pub fn native(&self, database: &str) -> bool {
         self.native.contains(database)
+    }
+
+    /// The group's own permission on a collection (no inheritance).
+    pub fn collection_level(&self, collection: &str) -> Option<CollectionLevel> {
+        self.collections.get(collection).copied()
     }
 }
 
@@ -371,7 +382,9 @@ impl SandboxKind {
                     .collect();
                 format!("basic sandbox ({})", parts.join(" AND "))
             }
-            SandboxKind::Custom { question, .. } => format!("custom sandbox (question `{question}`)"),
+            SandboxKind::Custom { question, .. } => {
+                format!("custom sandbox (question `{question}`)")
+            }
         }
     }
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, InTarget, Query, SelectItem, SetExpr, Statement, TableFactor, Visit,
-    Visitor,
+    BinaryOperator, Expr, Ident, InTarget, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Visit, Visitor,
 };
 use sqlparser::parser::Parser;
 
@@ -143,9 +143,7 @@ pub(crate) fn output_columns(
     };
     let tables = from_tables(query, db);
     let lookup = |name: &str| -> Option<ColumnType> {
-        tables
-            .iter()
-            .find_map(|t| t.column(name).map(|c| c.ty))
+        tables.iter().find_map(|t| t.column(name).map(|c| c.ty))
     };
     let mut cols = Vec::new();
     for (i, item) in select.projection.iter().enumerate() {
@@ -170,7 +168,9 @@ pub(crate) fn output_columns(
                 };
                 cols.push((n, ty));
             }
-            SelectItem::Wildcard(_) if tables.len() == 1 && select.from.len() == 1 && select.from[0].joins.is_empty() => {
+            SelectItem::Wildcard(_)
+                if tables.len() == 1 && select.from.len() == 1 && select.from[0].joins.is_empty() =>
+            {
                 for c in &tables[0].columns {
                     cols.push((c.key.clone(), Some(c.ty)));
                 }
@@ -215,17 +215,17 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             match e {
-                Expr::BinaryOp { left, op, right }
-                    if matches!(
-                        op,
+                Expr::BinaryOp {
+                    left,
+                    op:
                         BinaryOperator::Eq
-                            | BinaryOperator::NotEq
-                            | BinaryOperator::Lt
-                            | BinaryOperator::LtEq
-                            | BinaryOperator::Gt
-                            | BinaryOperator::GtEq
-                    ) =>
-                {
+                        | BinaryOperator::NotEq
+                        | BinaryOperator::Lt
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::GtEq,
+                    right,
+                } => {
                     for (a, b) in [(left, right), (right, left)] {
                         if let (Some(v), Some(t)) = (marker(b), self.column_type(a)) {
                             self.out.entry(v.to_string()).or_insert(t);
@@ -276,4 +276,47 @@ pub(crate) fn markers_in(query: &Query) -> Vec<String> {
     let mut f = Find(Vec::new());
     let _ = query.visit(&mut f);
     f.0
+}
+
+/// Qualifies every unqualified table the question reads with the database's
+/// default schema, so that a CTE of the user's query (which surrounds the
+/// inlined question) can never stand in for one of the question's tables.
+pub(crate) fn qualify_tables(query: &mut Query, db: &Database) {
+    use sqlparser::ast::{ObjectNamePart, VisitMut, VisitorMut};
+    struct Ctes(Vec<String>, Dialect);
+    impl Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let Some(w) = &q.with {
+                for c in &w.cte_tables {
+                    self.0.push(self.1.normalize(&c.alias.name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut ctes = Ctes(Vec::new(), db.dialect);
+    let _ = Visit::visit(&*query, &mut ctes);
+    struct Qualify<'a> {
+        ctes: &'a [String],
+        db: &'a Database,
+    }
+    impl VisitorMut for Qualify<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name, args: None, ..
+            } = f
+            {
+                if let [ObjectNamePart::Identifier(id)] = name.0.as_slice() {
+                    if !self.ctes.contains(&self.db.dialect.normalize(id)) {
+                        let schema = self.db.dialect.ident(&self.db.default_schema);
+                        name.0.insert(0, ObjectNamePart::Identifier(schema));
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = query.visit(&mut Qualify { ctes: &ctes.0, db });
 }

@@ -18,10 +18,16 @@ const DENIED: &[(&str, &str)] = &[
     ("cursor_to_xml", "reads a cursor"),
     ("cursor_to_xmlschema", "reads a cursor"),
     ("table_to_xml", "reads a table named by a string"),
-    ("table_to_xml_and_xmlschema", "reads a table named by a string"),
+    (
+        "table_to_xml_and_xmlschema",
+        "reads a table named by a string",
+    ),
     ("table_to_xmlschema", "reads a table named by a string"),
     ("schema_to_xml", "reads a schema named by a string"),
-    ("schema_to_xml_and_xmlschema", "reads a schema named by a string"),
+    (
+        "schema_to_xml_and_xmlschema",
+        "reads a schema named by a string",
+    ),
     ("schema_to_xmlschema", "reads a schema named by a string"),
     ("database_to_xml", "reads the whole database"),
     ("database_to_xml_and_xmlschema", "reads the whole database"),
@@ -128,10 +134,18 @@ pub(crate) fn check_function(name: &ObjectName, policy: &FunctionPolicy) -> Resu
             .find(|(d, _)| *d == n)
             .map(|(_, why)| why.to_string())
             .or_else(|| {
-                (n.starts_with("dblink") || n.starts_with("lo_") || n.starts_with("pg_read") || n.starts_with("pg_ls_"))
-                    .then(|| "reads files, large objects or other databases".to_string())
+                (n.starts_with("dblink")
+                    || n.starts_with("lo_")
+                    || n.starts_with("pg_read")
+                    || n.starts_with("pg_ls_"))
+                .then(|| "reads files, large objects or other databases".to_string())
             })
-            .or_else(|| policy.deny.contains(n).then(|| "denied by the policy".to_string()))
+            .or_else(|| {
+                policy
+                    .deny
+                    .contains(n)
+                    .then(|| "denied by the policy".to_string())
+            })
     };
     if let Some(reason) = denied(&short).or_else(|| denied(&full)) {
         return Err(Error::ForbiddenFunction {

@@ -174,33 +174,47 @@ impl<'a> Rewriter<'a> {
                 seen.push(name);
             }
         }
-        let strips = self.set_expr(&mut q.body, &env)?;
+        let (strips, sources) = self.set_expr(&mut q.body, &env)?;
         // ORDER BY, LIMIT, OFFSET, FETCH: subqueries and qualified names.
         self.walk_exprs(&mut q.order_by, &env)?;
         self.walk_exprs(&mut q.limit_clause, &env)?;
         self.walk_exprs(&mut q.fetch, &env)?;
-        if !strips.is_empty() {
-            self.fix_names(&mut q.order_by, &[], &strips, false)?;
-        }
+        // ORDER BY sees the SELECT's sources, and its output names.
+        let outputs: Vec<String> = match q.body.as_ref() {
+            SetExpr::Select(sel) => sel
+                .projection
+                .iter()
+                .filter_map(|i| match i {
+                    SelectItem::ExprWithAlias { alias, .. } => Some(self.norm(alias)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.fix_names_except(&mut q.order_by, &sources, &strips, true, &outputs)?;
         Ok(())
     }
 
-    fn set_expr(&mut self, s: &mut SetExpr, env: &Env) -> Result<Vec<Strip>> {
+    /// Returns the strips and sources of a SELECT body (ORDER BY sees them).
+    fn set_expr(&mut self, s: &mut SetExpr, env: &Env) -> Result<(Vec<Strip>, Vec<Source>)> {
         match s {
             SetExpr::Select(select) => self.select(select, env),
-            SetExpr::Query(q) => self.query(q, env).map(|_| Vec::new()),
+            SetExpr::Query(q) => self.query(q, env).map(|_| Default::default()),
             SetExpr::SetOperation { left, right, .. } => {
                 self.set_expr(left, env)?;
                 self.set_expr(right, env)?;
-                Ok(Vec::new())
+                Ok(Default::default())
             }
             SetExpr::Values(v) => {
                 self.walk_exprs(v, env)?;
-                Ok(Vec::new())
+                Ok(Default::default())
             }
             SetExpr::Table(t) => Err(Error::unsupported(format!(
                 "`TABLE {}` (write SELECT * FROM … instead)",
-                t.table_name.as_ref().map(|i| i.value.as_str()).unwrap_or("")
+                t.table_name
+                    .as_ref()
+                    .map(|i| i.value.as_str())
+                    .unwrap_or("")
             ))),
             SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
                 Err(Error::NotReadOnly(
@@ -210,7 +224,7 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    fn select(&mut self, s: &mut Select, env: &Env) -> Result<Vec<Strip>> {
+    fn select(&mut self, s: &mut Select, env: &Env) -> Result<(Vec<Strip>, Vec<Source>)> {
         if s.into.is_some() {
             return Err(Error::NotReadOnly("SELECT … INTO is not allowed".into()));
         }
@@ -245,12 +259,16 @@ impl<'a> Rewriter<'a> {
         res?;
         if !strips.is_empty() {
             for item in s.projection.iter_mut() {
-                if let SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) = item {
+                if let SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(name),
+                    _,
+                ) = item
+                {
                     self.strip_object_name(name, &strips);
                 }
             }
         }
-        Ok(strips)
+        Ok((strips, sources))
     }
 
     fn table_with_joins(
@@ -281,9 +299,9 @@ impl<'a> Rewriter<'a> {
                 | JoinOperator::OuterApply
                 | JoinOperator::StraightJoin(_) => {}
                 JoinOperator::AsOf { .. } => return Err(Error::unsupported("ASOF JOIN")),
-                JoinOperator::ArrayJoin | JoinOperator::LeftArrayJoin | JoinOperator::InnerArrayJoin => {
-                    return Err(Error::unsupported("ARRAY JOIN"))
-                }
+                JoinOperator::ArrayJoin
+                | JoinOperator::LeftArrayJoin
+                | JoinOperator::InnerArrayJoin => return Err(Error::unsupported("ARRAY JOIN")),
             }
             self.factor(&mut join.relation, env, sources, strips)?;
             self.walk_exprs(&mut join.join_operator, env)?;
@@ -339,11 +357,16 @@ impl<'a> Rewriter<'a> {
                     });
                 };
                 let decision = self.decision(&table)?;
-                let bare = parts.last().map(|i| (*i).clone()).unwrap_or_else(|| Ident::new(""));
+                let bare = parts
+                    .last()
+                    .map(|i| (*i).clone())
+                    .unwrap_or_else(|| Ident::new(""));
                 match decision {
                     Decision::Unrestricted { .. } => {
                         sources.push(Source {
-                            key: alias.as_ref().map_or_else(|| self.norm(&bare), |a| self.norm(&a.name)),
+                            key: alias
+                                .as_ref()
+                                .map_or_else(|| self.norm(&bare), |a| self.norm(&a.name)),
                             columns: Some(table.columns.iter().map(|c| c.key.clone()).collect()),
                             hidden: None,
                         });
@@ -385,8 +408,12 @@ impl<'a> Rewriter<'a> {
                             columns: vec![],
                             at: None,
                         });
-                        let (subquery, visible) =
-                            self.build_sandbox(&table, &sandboxes, inheritance.take(), &new_alias.name)?;
+                        let (subquery, visible) = self.build_sandbox(
+                            &table,
+                            &sandboxes,
+                            inheritance.take(),
+                            &new_alias.name,
+                        )?;
                         self.generated.insert(subquery.as_ref() as *const Query);
                         let hidden = visible.as_ref().and_then(|(question, cols)| {
                             let h: Vec<String> = table
@@ -434,10 +461,15 @@ impl<'a> Rewriter<'a> {
                 subquery, alias, ..
             } => {
                 if self.mode == Mode::Verify
-                    && self.generated.contains(&(subquery.as_ref() as *const Query))
+                    && self
+                        .generated
+                        .contains(&(subquery.as_ref() as *const Query))
                 {
                     // Our own sandbox: its body is the policy's, not the user's.
-                    let key = alias.as_ref().map(|a| self.norm(&a.name)).unwrap_or_default();
+                    let key = alias
+                        .as_ref()
+                        .map(|a| self.norm(&a.name))
+                        .unwrap_or_default();
                     sources.push(Source {
                         key,
                         columns: None,
@@ -517,7 +549,11 @@ impl<'a> Rewriter<'a> {
             }),
             _ => Err(Error::unsupported(format!(
                 "the catalog-qualified name `{}`",
-                parts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+                parts
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
             ))),
         }
     }
@@ -547,7 +583,21 @@ impl<'a> Rewriter<'a> {
         strips: &[Strip],
         check_columns: bool,
     ) -> Result<()> {
+        self.fix_names_except(node, sources, strips, check_columns, &[])
+    }
+
+    /// As `fix_names`, but unqualified names in `outputs` (select-list
+    /// aliases, visible to ORDER BY) are not checked.
+    fn fix_names_except<N: VisitMut>(
+        &mut self,
+        node: &mut N,
+        sources: &[Source],
+        strips: &[Strip],
+        check_columns: bool,
+        outputs: &[String],
+    ) -> Result<()> {
         let mut w = NameFix {
+            outputs,
             dialect: self.dialect,
             generated: &self.generated,
             sources,
@@ -633,7 +683,9 @@ impl VisitorMut for SubqueryWalk<'_, '_> {
         if self.depth == 0 {
             // A table outside any query, inside an expression: nothing in
             // sqlparser's AST should produce this; refuse rather than guess.
-            return ControlFlow::Break(Error::unsupported("a table reference inside an expression"));
+            return ControlFlow::Break(Error::unsupported(
+                "a table reference inside an expression",
+            ));
         }
         ControlFlow::Continue(())
     }
@@ -643,6 +695,7 @@ impl VisitorMut for SubqueryWalk<'_, '_> {
 /// `schema.table.col` to `table.col` where `schema.table` became a derived
 /// table.
 struct NameFix<'r> {
+    outputs: &'r [String],
     dialect: Dialect,
     generated: &'r HashSet<*const Query>,
     sources: &'r [Source],
@@ -659,7 +712,9 @@ impl NameFix<'_> {
                 if hidden.iter().any(|h| h == col) {
                     let provided_elsewhere = self.sources.iter().any(|o| {
                         !std::ptr::eq(o, s)
-                            && o.columns.as_ref().is_none_or(|cols| cols.iter().any(|c| c == col))
+                            && o.columns
+                                .as_ref()
+                                .is_none_or(|cols| cols.iter().any(|c| c == col))
                     });
                     if !provided_elsewhere {
                         return Some(Error::HiddenColumn {
@@ -701,6 +756,9 @@ impl VisitorMut for NameFix<'_> {
         match e {
             Expr::Identifier(id) if self.check_columns && self.depth == 0 => {
                 let col = self.dialect.normalize(id);
+                if self.outputs.contains(&col) {
+                    return ControlFlow::Continue(());
+                }
                 if let Some(err) = self.hidden_error(&col) {
                     return ControlFlow::Break(err);
                 }
@@ -710,7 +768,8 @@ impl VisitorMut for NameFix<'_> {
                 if n >= 3 {
                     let s = self.dialect.normalize(&parts[n - 3]);
                     let t = self.dialect.normalize(&parts[n - 2]);
-                    if let Some(strip) = self.strips.iter().find(|x| x.schema == s && x.table == t) {
+                    if let Some(strip) = self.strips.iter().find(|x| x.schema == s && x.table == t)
+                    {
                         let col = parts[n - 1].clone();
                         *parts = vec![strip.bare.clone(), col];
                     }

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset, OffsetRows,
-    Query, SetExpr, TableFactor, TableInheritance, Value, VisitMut, VisitorMut,
+    BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset,
+    OffsetRows, Query, SetExpr, TableFactor, TableInheritance, Value, VisitMut, VisitorMut,
 };
 
 use super::Rewriter;
@@ -14,6 +14,9 @@ use crate::bind::Target;
 use crate::error::{Error, Result};
 use crate::policy::{question, BasicFilter, Sandbox, SandboxKind, Table};
 use crate::principal::AttributeValue;
+
+/// A custom sandbox's question and visible columns (None: all columns).
+pub(super) type Visible = Option<(String, Vec<String>)>;
 
 /// One sandbox applied to one table reference, for audit and cache keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,7 +110,12 @@ impl Rewriter<'_> {
             })
     }
 
-    fn basic_predicate(&mut self, table: &Table, filters: &[BasicFilter], bindings: &mut Vec<Binding>) -> Result<Expr> {
+    fn basic_predicate(
+        &mut self,
+        table: &Table,
+        filters: &[BasicFilter],
+        bindings: &mut Vec<Binding>,
+    ) -> Result<Expr> {
         let mut parts = Vec::new();
         for f in filters {
             let value = self.attribute(&f.attribute, table)?.clone();
@@ -147,16 +155,18 @@ impl Rewriter<'_> {
         sandboxes: &[Arc<Sandbox>],
         inheritance: Option<TableInheritance>,
         alias: &Ident,
-    ) -> Result<(Box<Query>, Option<(String, Vec<String>)>)> {
+    ) -> Result<(Box<Query>, Visible)> {
         let mut bindings = Vec::new();
         let groups: Vec<String> = sandboxes.iter().map(|s| s.group.clone()).collect();
         if let [sb] = sandboxes {
-            if let SandboxKind::Custom { question, parameters } = &sb.kind {
-                let q = self
-                    .policy
-                    .questions
-                    .get(question)
-                    .ok_or_else(|| Error::Verification(format!("question `{question}` vanished")))?;
+            if let SandboxKind::Custom {
+                question,
+                parameters,
+            } = &sb.kind
+            {
+                let q = self.policy.questions.get(question).ok_or_else(|| {
+                    Error::Verification(format!("question `{question}` vanished"))
+                })?;
                 let mut query = q.query.clone();
                 let mut bind = BindVars {
                     rw: self,
@@ -171,7 +181,9 @@ impl Rewriter<'_> {
                 let visible = q
                     .columns
                     .clone()
-                    .ok_or_else(|| Error::Verification(format!("columns of question `{question}` unknown")))?
+                    .ok_or_else(|| {
+                        Error::Verification(format!("columns of question `{question}` unknown"))
+                    })?
                     .into_iter()
                     .map(|(c, _)| c)
                     .collect();
@@ -190,9 +202,13 @@ impl Rewriter<'_> {
         let mut preds = Vec::new();
         for sb in sandboxes {
             match &sb.kind {
-                SandboxKind::Basic(filters) => preds.push(self.basic_predicate(table, filters, &mut bindings)?),
+                SandboxKind::Basic(filters) => {
+                    preds.push(self.basic_predicate(table, filters, &mut bindings)?)
+                }
                 SandboxKind::Custom { .. } => {
-                    return Err(Error::Verification("custom sandboxes cannot be combined".into()))
+                    return Err(Error::Verification(
+                        "custom sandboxes cannot be combined".into(),
+                    ))
                 }
             }
         }
@@ -222,7 +238,12 @@ impl Rewriter<'_> {
             table: table.qualified(),
             alias: alias.value.clone(),
             groups,
-            kind: if sandboxes.len() > 1 { "union" } else { "basic" }.into(),
+            kind: if sandboxes.len() > 1 {
+                "union"
+            } else {
+                "basic"
+            }
+            .into(),
             question: None,
             bindings,
         });
@@ -265,7 +286,10 @@ impl BindVars<'_, '_, '_> {
             } if question::marker(right).is_some() || question::marker(left).is_some() => {
                 let (col, var) = match question::marker(right) {
                     Some(v) => (left.as_ref().clone(), v.to_string()),
-                    None => (right.as_ref().clone(), question::marker(left).unwrap_or_default().to_string()),
+                    None => (
+                        right.as_ref().clone(),
+                        question::marker(left).unwrap_or_default().to_string(),
+                    ),
                 };
                 let (value, p) = self.value(&var)?;
                 if let AttributeValue::Many(vs) = &value {
@@ -341,7 +365,11 @@ impl BindVars<'_, '_, '_> {
     fn named_target(&self, p: &crate::policy::Parameter) -> Target {
         Target {
             attribute: p.attribute.clone(),
-            what: format!("variable {{{{{}}}}} of the sandbox on {}", p.variable, self.table.qualified()),
+            what: format!(
+                "variable {{{{{}}}}} of the sandbox on {}",
+                p.variable,
+                self.table.qualified()
+            ),
         }
     }
 }
