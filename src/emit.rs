@@ -249,10 +249,7 @@ pub(crate) fn rewrite_query(
     opts: &Options,
 ) -> Result<Rewritten> {
     check_no_placeholders(&query)?;
-    functions::check_all(
-        &Statement::Query(Box::new(query.clone())),
-        &policy.functions,
-    )?;
+    functions::check_all(&query, &policy.functions)?;
     let mut rw = Rewriter::new(
         policy,
         db,

@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, ObjectName, Statement, Visit, Visitor};
+use sqlparser::ast::{Expr, ObjectName, Query, Visit, Visitor};
 
 use crate::error::{Error, Result};
 use crate::policy::FunctionPolicy;
@@ -179,7 +179,7 @@ pub(crate) fn check_table_function(name: &ObjectName, policy: &FunctionPolicy) -
 }
 
 /// Checks every function call in the statement.
-pub(crate) fn check_all(stmt: &Statement, policy: &FunctionPolicy) -> Result<()> {
+pub(crate) fn check_all(query: &Query, policy: &FunctionPolicy) -> Result<()> {
     struct Check<'a>(&'a FunctionPolicy);
     impl Visitor for Check<'_> {
         type Break = Error;
@@ -192,7 +192,7 @@ pub(crate) fn check_all(stmt: &Statement, policy: &FunctionPolicy) -> Result<()>
             ControlFlow::Continue(())
         }
     }
-    match stmt.visit(&mut Check(policy)) {
+    match query.visit(&mut Check(policy)) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }

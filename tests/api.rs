@@ -1,0 +1,178 @@
+//! Library-level properties: fingerprints, thread safety, parameter order.
+
+use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlsandbox::{AttributeValue, Dialect, Options, Policy, Principal, Scalar};
+
+fn saas() -> Policy {
+    Policy::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/saas.yaml")).unwrap()
+}
+
+#[test]
+fn fingerprint_separates_principals_and_is_stable() {
+    let p = saas();
+    let alice = Principal::from_user(&p, "alice").unwrap();
+    let bob = Principal::from_user(&p, "bob").unwrap();
+    let carol = Principal::from_user(&p, "carol").unwrap();
+    let q = "SELECT * FROM orders";
+    let o = Options::default();
+    let fa = p.rewrite(&alice, q, &o).unwrap().fingerprint;
+    assert_eq!(fa, p.rewrite(&alice, q, &o).unwrap().fingerprint);
+    assert_ne!(fa, p.rewrite(&bob, q, &o).unwrap().fingerprint);
+    assert_ne!(fa, p.rewrite(&carol, q, &o).unwrap().fingerprint);
+    // With bind parameters the SQL text is the same for alice and bob, so
+    // the fingerprint is what keeps their cached results apart.
+    let po = Options {
+        params: true,
+        ..Options::default()
+    };
+    let (ra, rb) = (
+        p.rewrite(&alice, q, &po).unwrap(),
+        p.rewrite(&bob, q, &po).unwrap(),
+    );
+    assert_eq!(ra.sql, rb.sql);
+    assert_ne!(ra.fingerprint, rb.fingerprint);
+}
+
+#[test]
+fn one_policy_many_threads() {
+    let p = std::sync::Arc::new(saas());
+    let handles: Vec<_> = ["alice", "bob"]
+        .into_iter()
+        .map(|u| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let who = Principal::from_user(&p, u).unwrap();
+                (0..200)
+                    .map(|_| {
+                        p.rewrite(&who, "SELECT count(*) FROM orders", &Options::default())
+                            .unwrap()
+                            .sql
+                    })
+                    .last()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let out: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(out[0].contains("tenant_id = 42") && out[1].contains("tenant_id = 7"));
+}
+
+/// `?` parameters are positional: their order in the text must match the
+/// order of `params`, even when a sandbox question binds values in several
+/// clauses.
+#[test]
+fn question_mark_params_follow_print_order() {
+    let src = r#"
+version: 1
+databases:
+  db:
+    dialect: sqlite
+    default_schema: main
+    tables:
+      t: {columns: {id: integer, a: text, b: text, c: integer}}
+questions:
+  q:
+    database: db
+    sql: >-
+      WITH w AS (SELECT id FROM t WHERE c = {{c}})
+      SELECT id, CASE WHEN a = {{a}} THEN a END AS a, b FROM t
+      WHERE id IN (SELECT id FROM w) AND b = {{b}}
+      GROUP BY id, a, b HAVING count(*) > {{c}}
+groups:
+  g:
+    data: {db: {main: {t: {sandbox: {question: q, parameters: {a: a, b: b, c: {attribute: c, type: integer}}}}}}}
+    native: {db: true}
+"#;
+    let p = Policy::from_yaml(src, "inline.yaml").unwrap();
+    let who = Principal::new(
+        &p,
+        "x",
+        ["g"],
+        [
+            ("a", AttributeValue::text("A")),
+            ("b", AttributeValue::text("B")),
+            ("c", AttributeValue::Single(Scalar::Integer(3))),
+        ],
+    )
+    .unwrap();
+    let lit = p
+        .rewrite(&who, "SELECT * FROM t", &Options::default())
+        .unwrap();
+    let par = p
+        .rewrite(
+            &who,
+            "SELECT * FROM t",
+            &Options {
+                params: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+    // Literal tokens of the inline version, in text order, must equal the
+    // parameter values in order.
+    let dialect = Dialect::Sqlite.parser();
+    let literals: Vec<String> = Tokenizer::new(dialect, &lit.sql)
+        .tokenize()
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::SingleQuotedString(s) => Some(s),
+            Token::Number(n, _) if n != "0" => Some(n),
+            _ => None,
+        })
+        .collect();
+    let params: Vec<String> = par
+        .params
+        .iter()
+        .map(|b| match &b.value {
+            Scalar::Text(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(literals, params, "\n{}\n{}", lit.sql, par.sql);
+    assert_eq!(par.sql.matches('?').count(), par.params.len());
+}
+
+#[test]
+fn execute_and_prepare_are_refused() {
+    let p = saas();
+    let alice = Principal::from_user(&p, "alice").unwrap();
+    for q in [
+        "EXECUTE stmt",
+        "PREPARE s AS SELECT * FROM orders",
+        "DEALLOCATE s",
+        "LISTEN x",
+        "VACUUM orders",
+        "GRANT SELECT ON orders TO public",
+    ] {
+        let e = p.rewrite(&alice, q, &Options::default()).unwrap_err();
+        assert!(matches!(e.code(), "SB401" | "SB101"), "{q}: {e}");
+    }
+}
+
+#[test]
+fn limits_are_enforced_without_panics() {
+    let p = saas();
+    let alice = Principal::from_user(&p, "alice").unwrap();
+    let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+    assert!(p.rewrite(&alice, &deep, &Options::default()).is_err());
+    let nested = format!(
+        "SELECT * FROM {}orders{}",
+        "(SELECT * FROM ".repeat(300),
+        ") AS x".repeat(300)
+    );
+    assert!(p.rewrite(&alice, &nested, &Options::default()).is_err());
+    let big = format!(
+        "SELECT * FROM orders WHERE id IN ({})",
+        vec!["1"; 600_000].join(",")
+    );
+    match p.rewrite(&alice, &big, &Options::default()) {
+        Err(e) => assert_eq!(e.code(), "SB404"),
+        Ok(_) => panic!("a 1.2 MB query passed the default 1 MiB limit"),
+    }
+    let o = Options {
+        max_sql_bytes: 10 << 20,
+        ..Options::default()
+    };
+    assert!(p.rewrite(&alice, &big, &o).is_ok());
+}
