@@ -13,21 +13,99 @@ use crate::principal::AttributeValue;
 /// The one place YAML is parsed (so a maintained serde_yaml fork can replace
 /// it here alone).
 fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
-    serde_yaml::from_str::<RawPolicy>(src).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (Some(l.line()), Some(l.column())))
-            .unwrap_or((None, None));
-        Error::PolicySyntax {
-            location: Location {
-                file: file.to_string(),
-                line,
-                column,
-                key: String::new(),
-            },
-            message: e.to_string(),
+    serde_yaml::from_str::<NoDuplicates>(src)
+        .and_then(|_| serde_yaml::from_str::<RawPolicy>(src))
+        .map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (Some(l.line()), Some(l.column())))
+                .unwrap_or((None, None));
+            Error::PolicySyntax {
+                location: Location {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    key: String::new(),
+                },
+                message: e.to_string(),
+            }
+        })
+}
+
+/// Walks any YAML document and fails on a mapping with a repeated key:
+/// serde_yaml keeps the last one silently, and a second `groups.x` entry
+/// quietly replacing the first is how a policy leaks.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDupVisitor)
+    }
+}
+
+struct NoDupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDupVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_none<E>(self) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<NoDuplicates, D::Error> {
+        d.deserialize_any(NoDupVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<NoDuplicates, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
+            let text = match &key {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            if !seen.insert(text.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{text}`")));
+            }
+            map.next_value::<NoDuplicates>()?;
         }
-    })
+        Ok(NoDuplicates)
+    }
 }
 
 struct Ctx<'a> {
@@ -154,6 +232,8 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         );
     }
 
+    let declared: Option<HashSet<String>> =
+        raw.attributes.as_ref().map(|a| a.iter().cloned().collect());
     let mut groups = BTreeMap::new();
     for builtin in [ALL_USERS, ADMINISTRATORS] {
         groups.insert(
@@ -171,7 +251,15 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 "`administrators` bypass data permissions; do not grant them data access",
             ));
         }
-        let group = compile_group(&cx, name, g, &databases, &questions, &collections)?;
+        let group = compile_group(
+            &cx,
+            name,
+            g,
+            &databases,
+            &questions,
+            &collections,
+            declared.as_ref(),
+        )?;
         groups.insert(name.clone(), group);
     }
 
@@ -187,6 +275,17 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         }
         let mut attributes = BTreeMap::new();
         for (k, v) in &u.attributes {
+            if let Some(d) = &declared {
+                if !d.contains(k) {
+                    return Err(cx.err(
+                        &["users", name, "attributes", k],
+                        format!(
+                            "user `{name}` has unknown attribute `{k}` (declared attributes: {})",
+                            sorted(d)
+                        ),
+                    ));
+                }
+            }
             let value = AttributeValue::from_yaml(v).ok_or_else(|| {
                 cx.err(
                     &["users", name, "attributes", k],
@@ -319,6 +418,12 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
     })
 }
 
+fn sorted(set: &HashSet<String>) -> String {
+    let mut v: Vec<&str> = set.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v.join(", ")
+}
+
 fn compile_group(
     cx: &Ctx,
     name: &str,
@@ -326,6 +431,7 @@ fn compile_group(
     databases: &BTreeMap<String, Database>,
     questions: &BTreeMap<String, Arc<Question>>,
     collections: &BTreeMap<String, Collection>,
+    declared: Option<&HashSet<String>>,
 ) -> Result<Group> {
     let mut data = HashMap::new();
     for (dbname, access) in &raw.data {
@@ -402,9 +508,26 @@ fn compile_group(
                                             ))
                                         }
                                     },
-                                    RawTableAccess::Sandboxed(s) => TableGrant::Sandbox(Arc::new(
-                                        compile_sandbox(cx, &tpath, name, db, table, &s.sandbox, questions)?,
-                                    )),
+                                    RawTableAccess::Sandboxed(s) => {
+                                        let sb = compile_sandbox(cx, &tpath, name, db, table, &s.sandbox, questions)?;
+                                        if let Some(d) = declared {
+                                            let attrs: Vec<&str> = match &sb.kind {
+                                                SandboxKind::Basic(f) => f.iter().map(|f| f.attribute.as_str()).collect(),
+                                                SandboxKind::Custom { parameters, .. } => {
+                                                    parameters.iter().map(|p| p.attribute.as_str()).collect()
+                                                }
+                                            };
+                                            if let Some(a) = attrs.into_iter().find(|a| !d.contains(*a)) {
+                                                let mut spath = tpath.to_vec();
+                                                spath.push("sandbox");
+                                                return Err(cx.err(
+                                                    &spath,
+                                                    format!("sandbox uses unknown attribute `{a}` (declared attributes: {})", sorted(d)),
+                                                ));
+                                            }
+                                        }
+                                        TableGrant::Sandbox(Arc::new(sb))
+                                    }
                                 };
                                 if tmap.insert(tkey.name.clone(), tg).is_some() {
                                     return Err(cx.err(&tpath, format!("table `{tname}` is listed twice")));

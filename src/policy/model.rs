@@ -24,6 +24,10 @@ pub struct RawPolicy {
     pub users: BTreeMap<String, RawUser>,
     #[serde(default)]
     pub functions: Option<RawFunctions>,
+    /// Optional declaration of the user attributes the policy uses; when
+    /// present, sandboxes and users may only name these.
+    #[serde(default)]
+    pub attributes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
