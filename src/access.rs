@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::policy::{
-    Combine, Database, DbGrant, Policy, Sandbox, SandboxKind, SchemaGrant, Table, TableGrant,
+    CollectionLevel, Combine, Database, DbGrant, Policy, Question, Sandbox, SandboxKind,
+    SchemaGrant, Table, TableGrant,
 };
 use crate::principal::Principal;
 
@@ -114,4 +115,82 @@ pub fn check_native(policy: &Policy, principal: &Principal, db: &Database) -> Re
             database: db.name.clone(),
         })
     }
+}
+
+/// The principal's effective permission on a collection: per group, the
+/// nearest explicit grant walking up the collection tree (sub-collections
+/// inherit unless they say otherwise); the most permissive over groups.
+pub fn collection_level(
+    policy: &Policy,
+    principal: &Principal,
+    collection: &str,
+) -> CollectionLevel {
+    if principal.is_admin() {
+        return CollectionLevel::Curate;
+    }
+    principal
+        .groups()
+        .iter()
+        .filter_map(|g| policy.groups.get(g))
+        .map(|g| {
+            let mut cur = Some(collection);
+            let mut guard = 0;
+            while let Some(c) = cur {
+                if let Some(level) = g.collection_level(c) {
+                    return level;
+                }
+                cur = policy.collections.get(c).and_then(|c| c.parent.as_deref());
+                guard += 1;
+                if guard > 1000 {
+                    break;
+                }
+            }
+            CollectionLevel::None
+        })
+        .max()
+        .unwrap_or(CollectionLevel::None)
+}
+
+/// Whether `principal` may run saved question `q` by name: view on its
+/// collection, and a database that is not `blocked` for it.
+pub fn check_question(policy: &Policy, principal: &Principal, q: &Question) -> Result<()> {
+    if principal.is_admin() {
+        return Ok(());
+    }
+    let denied = |reason: String| Error::AccessDenied {
+        principal: principal.name().to_string(),
+        object: format!("question `{}`", q.name),
+        reason,
+    };
+    let Some(collection) = &q.collection else {
+        return Err(denied(
+            "it is in no collection, so only administrators may run it".into(),
+        ));
+    };
+    if collection_level(policy, principal, collection) < CollectionLevel::View {
+        return Err(denied(format!(
+            "no group of [{}] may view collection `{collection}`",
+            principal.groups().join(", ")
+        )));
+    }
+    // Metabase: `blocked` on a database hides saved questions on it even
+    // from people who can view their collection, unless another group
+    // grants access to that database.
+    let grants: Vec<Option<&DbGrant>> = principal
+        .groups()
+        .iter()
+        .filter_map(|g| policy.groups.get(g))
+        .map(|g| g.data.get(&q.database))
+        .collect();
+    let blocked = grants.iter().any(|g| matches!(g, Some(DbGrant::Blocked)));
+    let granted = grants
+        .iter()
+        .any(|g| matches!(g, Some(DbGrant::Unrestricted) | Some(DbGrant::Schemas(_))));
+    if blocked && !granted {
+        return Err(denied(format!(
+            "database `{}` is blocked for this principal",
+            q.database
+        )));
+    }
+    Ok(())
 }

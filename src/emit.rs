@@ -1,6 +1,7 @@
 //! The front end for native SQL and the last stage: parse safely, run the
 //! rewrite and its check, number bind parameters, print, fingerprint.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use serde::Serialize;
@@ -16,7 +17,7 @@ use crate::bind::{Binder, BoundParam, TEMP_PLACEHOLDER};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::{Database, Policy};
-use crate::principal::Principal;
+use crate::principal::{AttributeValue, Principal};
 use crate::rewrite::{functions, Applied, Rewriter};
 
 /// Options of one rewrite call.
@@ -234,11 +235,59 @@ pub(crate) fn rewrite_sql(
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
     let (query, delicate) = parse_query(sql, dialect, opts)?;
-    rewrite_query(policy, principal, db, dialect, query, delicate, opts)
+    check_no_placeholders(&query)?;
+    rewrite_query(
+        policy,
+        principal,
+        db,
+        dialect,
+        query,
+        delicate,
+        opts,
+        |_, _| Ok(()),
+    )
+}
+
+/// Runs a saved question by name: view permission on its collection, its
+/// variables bound from `values`, then sandboxed like any SQL.
+pub(crate) fn rewrite_saved_question(
+    policy: &Policy,
+    principal: &Principal,
+    name: &str,
+    values: &BTreeMap<String, AttributeValue>,
+    opts: &Options,
+) -> Result<Rewritten> {
+    let q = policy.questions.get(name).ok_or_else(|| Error::Unknown {
+        kind: "question",
+        name: name.to_string(),
+    })?;
+    access::check_question(policy, principal, q)?;
+    let db = pick_database(policy, Some(&q.database))?;
+    if let Some(v) = values.keys().find(|v| !q.variables.contains(v)) {
+        return Err(Error::Unknown {
+            kind: "question variable",
+            name: format!("{v} (question `{name}` has: {})", q.variables.join(", ")),
+        });
+    }
+    let question = q.clone();
+    rewrite_query(
+        policy,
+        principal,
+        db,
+        db.dialect,
+        q.query.clone(),
+        false,
+        opts,
+        move |rw: &mut Rewriter, query: &mut Query| {
+            rw.bind_question_variables(query, &question, values)
+                .map(|_| ())
+        },
+    )
 }
 
 /// Rewrites an already parsed query (native SQL, a saved question or a
 /// query-builder question compiled to SQL).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn rewrite_query(
     policy: &Policy,
     principal: &Principal,
@@ -247,8 +296,8 @@ pub(crate) fn rewrite_query(
     mut query: Query,
     delicate: bool,
     opts: &Options,
+    pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    check_no_placeholders(&query)?;
     functions::check_all(&query, &policy.functions)?;
     let mut rw = Rewriter::new(
         policy,
@@ -257,6 +306,7 @@ pub(crate) fn rewrite_query(
         principal,
         Binder::new(dialect, opts.params),
     );
+    pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
     rw.verify(&mut query)?;
     let params = number_params(&mut query, dialect, &rw.binder.params)?;

@@ -124,6 +124,14 @@ pub enum Error {
         /// The sandboxed table.
         table: String,
     },
+    /// A saved question run by name lacks a value for one of its variables.
+    #[error("question `{question}` requires a value for `{{{{{variable}}}}}`")]
+    MissingVariable {
+        /// The question.
+        question: String,
+        /// The variable.
+        variable: String,
+    },
     /// An attribute value does not fit the column (or parameter) type.
     #[error("attribute `{attribute}` value {value} is not a valid {ty} for {target}")]
     AttributeType {
@@ -187,6 +195,7 @@ impl Error {
             Error::MissingAttribute { .. } => "SB301",
             Error::AttributeType { .. } => "SB302",
             Error::HiddenColumn { .. } => "SB303",
+            Error::MissingVariable { .. } => "SB304",
             Error::NotReadOnly(_) => "SB401",
             Error::ForbiddenFunction { .. } => "SB402",
             Error::Unsupported { .. } => "SB403",

@@ -28,10 +28,12 @@
 #![warn(missing_docs)]
 
 pub mod access;
-mod bind;
+pub(crate) mod bind;
 mod dialect;
 mod emit;
 mod error;
+pub mod explain;
+pub mod lint;
 pub mod policy;
 mod principal;
 mod rewrite;
@@ -51,6 +53,21 @@ impl Policy {
     /// refused with an [`Error`] whose [`Error::code`] is stable.
     pub fn rewrite(&self, principal: &Principal, sql: &str, opts: &Options) -> Result<Rewritten> {
         emit::rewrite_sql(self, principal, sql, opts)
+    }
+
+    /// Runs saved question `name` for `principal`: the principal needs view
+    /// permission on the question's collection (native SQL permission is not
+    /// needed), `values` bind the question's `{{variables}}`, and the SQL is
+    /// then sandboxed exactly like native SQL — a saved SQL question never
+    /// shows more than the principal's sandboxes allow.
+    pub fn rewrite_question(
+        &self,
+        principal: &Principal,
+        name: &str,
+        values: &std::collections::BTreeMap<String, AttributeValue>,
+        opts: &Options,
+    ) -> Result<Rewritten> {
+        emit::rewrite_saved_question(self, principal, name, values, opts)
     }
 }
 

@@ -1,10 +1,13 @@
 //! The `sqlsandbox` command line.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sqlsandbox::{AttributeValue, Dialect, Error, Options, Policy, Principal, Scalar};
+use sqlsandbox::{
+    explain, lint, AttributeValue, Dialect, Error, Options, Policy, Principal, Scalar,
+};
 
 #[derive(Parser)]
 #[command(
@@ -23,12 +26,25 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum TextOrJson {
+    Text,
+    Json,
+}
+
+/// Who is asking: one of --user, --claims, --api-key, or --group/--attr.
 #[derive(clap::Args)]
 struct Who {
     /// A user declared in the policy.
-    #[arg(long, conflicts_with_all = ["group", "attr"])]
+    #[arg(long, conflicts_with_all = ["group", "attr", "claims", "api_key"])]
     user: Option<String>,
-    /// A group of the principal (repeatable), when not using --user.
+    /// A JSON claims file: {"sub": ..., "groups": [...], "attributes": {...}}.
+    #[arg(long, conflicts_with_all = ["group", "attr", "api_key"])]
+    claims: Option<String>,
+    /// An API key secret (matched by SHA-256 against the policy's api_keys).
+    #[arg(long, conflicts_with_all = ["group", "attr"])]
+    api_key: Option<String>,
+    /// A group of the principal (repeatable).
     #[arg(long)]
     group: Vec<String>,
     /// A user attribute `key=value` (repeat a key for a multi-valued attribute).
@@ -54,43 +70,127 @@ enum Command {
         /// Return attribute values as bind parameters.
         #[arg(long)]
         params: bool,
+        /// Run a saved question by name instead of SQL.
+        #[arg(long, conflicts_with = "sql")]
+        question: Option<String>,
+        /// A value for a saved question's `{{variable}}`: `name=value` (repeatable).
+        #[arg(long = "var", requires = "question")]
+        vars: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "sql")]
         format: Format,
         /// The SQL (or `-` / nothing to read standard input).
         sql: Option<String>,
     },
-    /// Validate a policy.
+    /// Explain what a principal may read and why (optionally for a query).
+    Explain {
+        /// The policy file.
+        #[arg(long)]
+        policy: String,
+        #[command(flatten)]
+        who: Who,
+        /// The who-sees-what matrix over every user of the policy.
+        #[arg(long, conflicts_with_all = ["user", "claims", "api_key", "group", "attr", "sql"])]
+        all_users: bool,
+        /// The policy database for the query.
+        #[arg(long)]
+        database: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+        /// A query to explain too.
+        sql: Option<String>,
+    },
+    /// Validate and lint a policy; exits 1 when a lint is an error.
     Check {
         /// The policy file.
         #[arg(long)]
         policy: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
     },
+}
+
+fn key_values(
+    items: &[String],
+    what: &'static str,
+) -> Result<Vec<(String, AttributeValue)>, Error> {
+    let mut out: Vec<(String, AttributeValue)> = Vec::new();
+    for a in items {
+        let (k, v) = a.split_once('=').ok_or_else(|| Error::Unknown {
+            kind: what,
+            name: format!("{a} (expected key=value)"),
+        })?;
+        match out.iter_mut().find(|(x, _)| x == k) {
+            Some((_, existing)) => {
+                let mut vals: Vec<Scalar> = existing.values().into_iter().cloned().collect();
+                vals.push(Scalar::Text(v.to_string()));
+                *existing = AttributeValue::Many(vals);
+            }
+            None => out.push((k.to_string(), AttributeValue::text(v))),
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn principal(policy: &Policy, who: &Who) -> Result<Principal, Error> {
     if let Some(u) = &who.user {
         return Principal::from_user(policy, u);
     }
-    let mut attrs: Vec<(String, AttributeValue)> = Vec::new();
-    for a in &who.attr {
-        let (k, v) = a.split_once('=').ok_or_else(|| Error::Unknown {
-            kind: "attribute syntax (expected key=value)",
-            name: a.clone(),
+    if let Some(path) = &who.claims {
+        let text = read(path)?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Unknown {
+            kind: "claims",
+            name: format!("{path}: {e}"),
         })?;
-        match attrs.iter_mut().find(|(x, _)| x == k) {
-            Some((_, existing)) => {
-                let mut vals: Vec<Scalar> = existing.values().into_iter().cloned().collect();
-                vals.push(Scalar::Text(v.to_string()));
-                *existing = AttributeValue::Many(vals);
-            }
-            None => attrs.push((k.to_string(), AttributeValue::text(v))),
-        }
+        return Principal::from_claims(policy, &json);
     }
-    Principal::new(policy, "cli", who.group.iter().map(String::as_str), attrs)
+    if let Some(secret) = &who.api_key {
+        return Principal::from_api_key(policy, secret);
+    }
+    if who.group.is_empty() && who.attr.is_empty() {
+        return Err(Error::Unknown {
+            kind: "principal",
+            name: "(give --user, --claims, --api-key or --group/--attr)".into(),
+        });
+    }
+    Principal::new(
+        policy,
+        "cli",
+        who.group.iter().map(String::as_str),
+        key_values(&who.attr, "attribute")?,
+    )
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn read_sql(sql: Option<&str>) -> Result<String, Error> {
+    match sql {
+        None | Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Error::Io {
+                    path: "<stdin>".into(),
+                    message: e.to_string(),
+                })?;
+            Ok(s)
+        }
+        Some(s) => Ok(s.to_string()),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Rewrite {
             policy,
@@ -98,58 +198,158 @@ fn run(cli: Cli) -> Result<(), Error> {
             database,
             dialect,
             params,
+            question,
+            vars,
             format,
             sql,
         } => {
             let policy = Policy::from_path(&policy)?;
             let principal = principal(&policy, &who)?;
-            let sql = match sql.as_deref() {
-                None | Some("-") => {
-                    let mut s = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut s)
-                        .map_err(|e| Error::Io {
-                            path: "<stdin>".into(),
-                            message: e.to_string(),
-                        })?;
-                    s
-                }
-                Some(s) => s.to_string(),
-            };
             let opts = Options {
                 database,
                 dialect: dialect.map(|d| d.parse::<Dialect>()).transpose()?,
                 params,
                 ..Options::default()
             };
-            let out = policy.rewrite(&principal, &sql, &opts)?;
+            let out = match question {
+                Some(q) => {
+                    let values: BTreeMap<String, AttributeValue> =
+                        key_values(&vars, "variable")?.into_iter().collect();
+                    policy.rewrite_question(&principal, &q, &values, &opts)?
+                }
+                None => policy.rewrite(&principal, &read_sql(sql.as_deref())?, &opts)?,
+            };
             match format {
                 Format::Sql => println!("{}", out.sql),
-                Format::Json => println!(
+                Format::Json => println!("{}", json(&out)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            policy,
+            who,
+            all_users,
+            database,
+            format,
+            sql,
+        } => {
+            let policy = Policy::from_path(&policy)?;
+            if all_users {
+                let m = explain::matrix(&policy)?;
+                match format {
+                    TextOrJson::Text => print!("{}", m.to_text()),
+                    TextOrJson::Json => println!("{}", json(&m)),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let principal = principal(&policy, &who)?;
+            let e = explain::explain(&policy, &principal);
+            let query = sql.map(|s| {
+                let opts = Options {
+                    database,
+                    ..Options::default()
+                };
+                policy.rewrite(&principal, &s, &opts)
+            });
+            match format {
+                TextOrJson::Text => {
+                    print!("{}", e.to_text());
+                    match &query {
+                        None => {}
+                        Some(Ok(out)) => {
+                            println!("query: rewritten");
+                            for a in &out.applied {
+                                let vals: Vec<String> = a
+                                    .bindings
+                                    .iter()
+                                    .map(|b| format!("{} = {}", b.attribute, b.value))
+                                    .collect();
+                                println!(
+                                    "  {} AS {}: {} sandbox from {}{}",
+                                    a.table,
+                                    a.alias,
+                                    a.kind,
+                                    a.groups.join(" + "),
+                                    if vals.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" ({})", vals.join(", "))
+                                    }
+                                );
+                            }
+                            println!("  sql: {}", out.sql);
+                            println!("  fingerprint: {}", out.fingerprint);
+                        }
+                        Some(Err(err)) => {
+                            println!("query: refused\n  error[{}]: {err}", err.code())
+                        }
+                    }
+                }
+                TextOrJson::Json => {
+                    let q = query.as_ref().map(|r| match r {
+                        Ok(out) => serde_json::json!({"rewritten": out}),
+                        Err(err) => serde_json::json!({"refused": {"code": err.code(), "message": err.to_string()}}),
+                    });
+                    println!(
+                        "{}",
+                        json(&serde_json::json!({"explanation": e, "query": q}))
+                    );
+                }
+            }
+            Ok(match query {
+                Some(Err(err)) => ExitCode::from(if err.is_refusal() { 1 } else { 2 }),
+                _ => ExitCode::SUCCESS,
+            })
+        }
+        Command::Check {
+            policy: path,
+            format,
+        } => {
+            let src = read(&path)?;
+            let policy = Policy::from_yaml(&src, &path)?;
+            let findings = lint::check(&policy, &src);
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == lint::Severity::Error)
+                .count();
+            match format {
+                TextOrJson::Text => {
+                    for f in &findings {
+                        println!("{path}: {f}");
+                    }
+                    println!(
+                        "{path}: {} ({} errors, {} warnings, {} notes)",
+                        if errors == 0 { "ok" } else { "FAILED" },
+                        errors,
+                        findings
+                            .iter()
+                            .filter(|f| f.severity == lint::Severity::Warning)
+                            .count(),
+                        findings
+                            .iter()
+                            .filter(|f| f.severity == lint::Severity::Info)
+                            .count()
+                    );
+                }
+                TextOrJson::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&out)
-                        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                    json(
+                        &serde_json::json!({"file": path, "ok": errors == 0, "findings": findings})
+                    )
                 ),
             }
-            Ok(())
-        }
-        Command::Check { policy } => {
-            let p = Policy::from_path(&policy)?;
-            println!(
-                "{}: ok ({} databases, {} groups, {} users)",
-                p.file(),
-                p.database_names().count(),
-                p.groups_count(),
-                p.user_names().len()
-            );
-            Ok(())
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error[{}]: {e}", e.code());
             ExitCode::from(if e.is_refusal() { 1 } else { 2 })

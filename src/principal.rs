@@ -190,6 +190,86 @@ impl Principal {
         })
     }
 
+    /// A principal from identity-provider claims (a decoded JWT or SAML
+    /// assertion), as JSON: `{"sub": "...", "groups": [...], "attributes":
+    /// {...}}`. Every group must exist in the policy; `all_users` is added.
+    pub fn from_claims(policy: &Policy, claims: &serde_json::Value) -> Result<Principal> {
+        let bad = |what: &str| Error::Unknown {
+            kind: "claims",
+            name: what.to_string(),
+        };
+        let obj = claims
+            .as_object()
+            .ok_or_else(|| bad("(not a JSON object)"))?;
+        for k in obj.keys() {
+            if !matches!(
+                k.as_str(),
+                "sub" | "name" | "groups" | "attributes" | "iss" | "aud" | "exp" | "iat" | "nbf"
+            ) {
+                return Err(bad(&format!(
+                    "unexpected claim `{k}` (expected sub, groups, attributes)"
+                )));
+            }
+        }
+        let name = obj
+            .get("sub")
+            .or_else(|| obj.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("claims");
+        let groups: Vec<&str> = match obj.get("groups") {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|g| {
+                    g.as_str()
+                        .ok_or_else(|| bad("`groups` must be a list of strings"))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(bad("`groups` must be a list of strings")),
+        };
+        let mut attrs = Vec::new();
+        match obj.get("attributes") {
+            None => {}
+            Some(serde_json::Value::Object(m)) => {
+                for (k, v) in m {
+                    let value = AttributeValue::from_json(v).ok_or_else(|| {
+                        bad(&format!(
+                            "attribute `{k}` must be a string, number, boolean or a list of them"
+                        ))
+                    })?;
+                    attrs.push((k.clone(), value));
+                }
+            }
+            Some(_) => return Err(bad("`attributes` must be an object")),
+        }
+        Self::new(policy, name, groups, attrs)
+    }
+
+    /// The principal of an API key declared in the policy (matched by the
+    /// SHA-256 of `secret`). It acts as exactly its one group — not even
+    /// `all_users` is added — so a key never grants more than its group.
+    pub fn from_api_key(policy: &Policy, secret: &str) -> Result<Principal> {
+        use sha2::{Digest, Sha256};
+        let hash: String = Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = policy
+            .api_keys
+            .iter()
+            .find(|k| k.sha256 == hash)
+            .ok_or_else(|| Error::Unknown {
+                kind: "API key",
+                name: "(no key with that secret)".into(),
+            })?;
+        Ok(Principal {
+            name: format!("api-key:{}", key.name),
+            groups: vec![key.group.clone()],
+            attributes: key.attributes.clone(),
+            admin: key.group == ADMINISTRATORS,
+        })
+    }
+
     /// The principal's name (for messages and audit).
     pub fn name(&self) -> &str {
         &self.name

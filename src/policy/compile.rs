@@ -303,6 +303,50 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         );
     }
 
+    let mut api_keys: Vec<ApiKey> = Vec::new();
+    for (name, k) in &raw.api_keys {
+        let path = ["api_keys", name.as_str()];
+        if !groups.contains_key(&k.group) {
+            return Err(cx.err(
+                &path,
+                format!("API key `{name}` names unknown group `{}`", k.group),
+            ));
+        }
+        let hash = k.sha256.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(cx.err(
+                &path,
+                format!(
+                    "API key `{name}`: `sha256` must be 64 hex digits (the SHA-256 of the secret)"
+                ),
+            ));
+        }
+        if api_keys.iter().any(|o| o.sha256 == hash) {
+            return Err(cx.err(
+                &path,
+                format!("API key `{name}` has the same secret as another key"),
+            ));
+        }
+        let mut attributes = BTreeMap::new();
+        for (a, v) in &k.attributes {
+            if let Some(d) = &declared {
+                if !d.contains(a) {
+                    return Err(cx.err(&path, format!("API key `{name}` has unknown attribute `{a}` (declared attributes: {})", sorted(d))));
+                }
+            }
+            let value = AttributeValue::from_yaml(v).ok_or_else(|| {
+                cx.err(&path, format!("attribute `{a}` of API key `{name}` must be a string, a number, a boolean or a list of them"))
+            })?;
+            attributes.insert(a.clone(), value);
+        }
+        api_keys.push(ApiKey {
+            name: name.clone(),
+            sha256: hash,
+            group: k.group.clone(),
+            attributes,
+        });
+    }
+
     let functions = match &raw.functions {
         None => FunctionPolicy::default(),
         Some(f) => FunctionPolicy {
@@ -321,6 +365,8 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         collections,
         groups,
         users,
+        api_keys,
+        declared_attributes: raw.attributes.clone(),
         functions,
     })
 }

@@ -13,7 +13,7 @@
 //! ```
 
 mod compile;
-mod locate;
+pub(crate) mod locate;
 mod model;
 pub(crate) mod question;
 
@@ -45,7 +45,22 @@ pub struct Policy {
     pub(crate) collections: BTreeMap<String, Collection>,
     pub(crate) groups: BTreeMap<String, Group>,
     pub(crate) users: HashMap<String, UserDef>,
+    pub(crate) api_keys: Vec<ApiKey>,
+    pub(crate) declared_attributes: Option<Vec<String>>,
     pub(crate) functions: FunctionPolicy,
+}
+
+/// An API key declared in the policy.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// Its name (for audit).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the secret.
+    pub sha256: String,
+    /// The one group it acts as.
+    pub group: String,
+    /// Fixed attributes.
+    pub attributes: BTreeMap<String, crate::principal::AttributeValue>,
 }
 
 impl Policy {

@@ -28,6 +28,20 @@ pub struct RawPolicy {
     /// present, sandboxes and users may only name these.
     #[serde(default)]
     pub attributes: Option<Vec<String>>,
+    /// API keys, each scoped to one group.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, RawApiKey>,
+}
+
+/// An API key: the SHA-256 of the secret, the one group it acts as, and
+/// fixed attributes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub group: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

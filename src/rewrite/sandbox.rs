@@ -1,5 +1,6 @@
 //! Building sandbox subqueries in the AST (never by pasting text).
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
@@ -12,7 +13,7 @@ use sqlparser::ast::{
 use super::Rewriter;
 use crate::bind::Target;
 use crate::error::{Error, Result};
-use crate::policy::{question, BasicFilter, Sandbox, SandboxKind, Table};
+use crate::policy::{question, BasicFilter, Question, Sandbox, SandboxKind, Table};
 use crate::principal::AttributeValue;
 
 /// A custom sandbox's question and visible columns (None: all columns).
@@ -170,8 +171,7 @@ impl Rewriter<'_> {
                 let mut query = q.query.clone();
                 let mut bind = BindVars {
                     rw: self,
-                    table,
-                    parameters,
+                    source: VarSource::Sandbox { table, parameters },
                     bindings: &mut bindings,
                 };
                 if let ControlFlow::Break(e) = query.visit(&mut bind) {
@@ -254,20 +254,74 @@ impl Rewriter<'_> {
 /// Binds `{{variables}}` of a custom sandbox question.
 struct BindVars<'r, 'a, 'b> {
     rw: &'r mut Rewriter<'a>,
-    table: &'b Table,
-    parameters: &'b [crate::policy::Parameter],
+    source: VarSource<'b>,
     bindings: &'r mut Vec<Binding>,
+}
+
+/// Where `{{variable}}` values come from.
+enum VarSource<'b> {
+    /// A custom sandbox: the principal's attributes, as the policy maps them.
+    Sandbox {
+        table: &'b Table,
+        parameters: &'b [crate::policy::Parameter],
+    },
+    /// A saved question run by name: values the caller supplies.
+    Caller {
+        question: &'b Question,
+        values: &'b BTreeMap<String, AttributeValue>,
+    },
+}
+
+impl Rewriter<'_> {
+    /// Binds the `{{variables}}` of a saved question run by name.
+    pub(crate) fn bind_question_variables(
+        &mut self,
+        query: &mut Query,
+        question: &Question,
+        values: &BTreeMap<String, AttributeValue>,
+    ) -> Result<Vec<Binding>> {
+        let mut bindings = Vec::new();
+        let mut bind = BindVars {
+            rw: self,
+            source: VarSource::Caller { question, values },
+            bindings: &mut bindings,
+        };
+        if let ControlFlow::Break(e) = query.visit(&mut bind) {
+            return Err(e);
+        }
+        Ok(bindings)
+    }
 }
 
 impl BindVars<'_, '_, '_> {
     fn value(&mut self, var: &str) -> Result<(AttributeValue, crate::policy::Parameter)> {
-        let p = self
-            .parameters
-            .iter()
-            .find(|p| p.variable == var)
-            .cloned()
-            .ok_or_else(|| Error::Verification(format!("variable `{var}` is not mapped")))?;
-        let v = self.rw.attribute(&p.attribute, self.table)?.clone();
+        let (v, p) = match &self.source {
+            VarSource::Sandbox { table, parameters } => {
+                let p = parameters
+                    .iter()
+                    .find(|p| p.variable == var)
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::Verification(format!("variable `{var}` is not mapped"))
+                    })?;
+                (self.rw.attribute(&p.attribute, table)?.clone(), p)
+            }
+            VarSource::Caller { question, values } => {
+                let v = values
+                    .get(var)
+                    .cloned()
+                    .ok_or_else(|| Error::MissingVariable {
+                        question: question.name.clone(),
+                        variable: var.to_string(),
+                    })?;
+                let p = crate::policy::Parameter {
+                    variable: var.to_string(),
+                    attribute: var.to_string(),
+                    ty: question.inferred.get(var).copied(),
+                };
+                (v, p)
+            }
+        };
         if !self.bindings.iter().any(|b| b.attribute == p.attribute) {
             self.bindings.push(Binding {
                 attribute: p.attribute.clone(),
@@ -363,13 +417,24 @@ impl BindVars<'_, '_, '_> {
     }
 
     fn named_target(&self, p: &crate::policy::Parameter) -> Target {
+        let what = match &self.source {
+            VarSource::Sandbox { table, .. } => {
+                format!(
+                    "variable {{{{{}}}}} of the sandbox on {}",
+                    p.variable,
+                    table.qualified()
+                )
+            }
+            VarSource::Caller { question, .. } => {
+                format!(
+                    "variable {{{{{}}}}} of question `{}`",
+                    p.variable, question.name
+                )
+            }
+        };
         Target {
             attribute: p.attribute.clone(),
-            what: format!(
-                "variable {{{{{}}}}} of the sandbox on {}",
-                p.variable,
-                self.table.qualified()
-            ),
+            what,
         }
     }
 }

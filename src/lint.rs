@@ -1,0 +1,373 @@
+//! `check`: lints over a policy that loaded, each with a code, a severity
+//! and the file position of the key it is about.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::access::{self, collection_level, group_grant};
+use crate::bind::{coerce, Target};
+use crate::policy::{
+    locate::locate, CollectionLevel, DbGrant, Policy, SandboxKind, TableGrant, ALL_USERS,
+};
+use crate::principal::Principal;
+
+/// How bad a finding is. Errors make `check` exit non-zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Probably a mistake.
+    Warning,
+    /// Certainly a problem for someone.
+    Error,
+}
+
+/// One lint finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Stable code, e.g. `L001`.
+    pub code: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// 1-based line in the policy file, when found.
+    pub line: Option<usize>,
+    /// Dotted key path it is about.
+    pub key: String,
+    /// What and why.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{sev}[{}]", self.code)?;
+        if let Some(l) = self.line {
+            write!(f, " line {l}")?;
+        }
+        write!(f, " ({}): {}", self.key, self.message)
+    }
+}
+
+struct Lints<'a> {
+    src: &'a str,
+    out: Vec<Finding>,
+}
+
+impl Lints<'_> {
+    fn push(&mut self, code: &'static str, severity: Severity, path: &[&str], message: String) {
+        let (line, _) = locate(self.src, path);
+        self.out.push(Finding {
+            code,
+            severity,
+            line,
+            key: path.join("."),
+            message,
+        });
+    }
+}
+
+/// Principals the policy itself names: its users and API keys.
+fn known_principals(policy: &Policy) -> Vec<(String, Principal)> {
+    let mut v: Vec<(String, Principal)> = policy
+        .user_names()
+        .into_iter()
+        .filter_map(|u| {
+            Principal::from_user(policy, u)
+                .ok()
+                .map(|p| (format!("user `{u}`"), p))
+        })
+        .collect();
+    for k in &policy.api_keys {
+        if let Ok(p) = Principal::new(policy, &k.name, [k.group.as_str()], k.attributes.clone()) {
+            v.push((format!("API key `{}`", k.name), p));
+        }
+    }
+    v
+}
+
+/// Runs every lint. `src` is the policy text (for line numbers).
+pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
+    let mut l = Lints {
+        src,
+        out: Vec::new(),
+    };
+    let principals = known_principals(policy);
+
+    for db in policy.databases.values() {
+        for t in db.tables() {
+            let table = t.qualified();
+            let mut sandboxing: Vec<(&str, std::sync::Arc<crate::policy::Sandbox>)> = Vec::new();
+            let mut unrestricted: Vec<&str> = Vec::new();
+            for g in policy.groups.values() {
+                match group_grant(g.data.get(&db.name), t) {
+                    TableGrant::Sandbox(s) => sandboxing.push((g.name.as_str(), s)),
+                    TableGrant::Unrestricted => unrestricted.push(g.name.as_str()),
+                    TableGrant::NoAccess => {}
+                }
+            }
+            // L001: conflicting sandboxes.
+            for (i, (ga, sa)) in sandboxing.iter().enumerate() {
+                for (gb, sb) in &sandboxing[i + 1..] {
+                    if sa.kind == sb.kind {
+                        continue;
+                    }
+                    let combinable = t.combine == crate::policy::Combine::Union
+                        && matches!(sa.kind, SandboxKind::Basic(_))
+                        && matches!(sb.kind, SandboxKind::Basic(_));
+                    if combinable {
+                        continue;
+                    }
+                    let both: Vec<&str> = principals
+                        .iter()
+                        .filter(|(_, p)| {
+                            p.groups().iter().any(|g| g == ga)
+                                && p.groups().iter().any(|g| g == gb)
+                                && !p.is_admin()
+                        })
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    let path = ["groups", gb, "data", db.name.as_str()];
+                    if both.is_empty() {
+                        l.push("L001", Severity::Warning, &path, format!(
+                            "groups `{ga}` and `{gb}` sandbox {table} differently; a principal in both would be refused (declare `combine: union` on the table if either sandbox should do)"
+                        ));
+                    } else {
+                        l.push("L001", Severity::Error, &path, format!(
+                            "{} {} in groups `{ga}` and `{gb}`, which sandbox {table} differently: every query on it will be refused",
+                            both.join(", "), if both.len() > 1 { "are" } else { "is" }
+                        ));
+                    }
+                }
+            }
+            // L002: a sandbox made pointless by an unrestricted grant.
+            for (gs, _) in &sandboxing {
+                for gu in &unrestricted {
+                    let everyone = *gu == ALL_USERS;
+                    let both: Vec<&str> = principals
+                        .iter()
+                        .filter(|(_, p)| {
+                            p.groups().iter().any(|g| g == gs) && p.groups().iter().any(|g| g == gu)
+                        })
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    if everyone || !both.is_empty() {
+                        let who = if everyone {
+                            "every principal".to_string()
+                        } else {
+                            both.join(", ")
+                        };
+                        l.push("L002", Severity::Warning, &["groups", gs, "data", db.name.as_str()], format!(
+                            "the sandbox of `{gs}` on {table} is pointless for {who}: group `{gu}` grants the table unrestricted, and the most permissive grant wins"
+                        ));
+                    }
+                }
+            }
+            // L009/L010: declared principals whose attributes cannot serve a sandbox.
+            for (name, p) in &principals {
+                if p.is_admin() {
+                    continue;
+                }
+                if let Ok(access::Decision::Sandboxed(sbs)) = access::decide(policy, p, db, t) {
+                    for sb in sbs {
+                        let needs: Vec<(&str, Option<crate::policy::ColumnType>)> = match &sb.kind {
+                            SandboxKind::Basic(fs) => fs
+                                .iter()
+                                .map(|f| (f.attribute.as_str(), Some(f.ty)))
+                                .collect(),
+                            SandboxKind::Custom { parameters, .. } => parameters
+                                .iter()
+                                .map(|x| (x.attribute.as_str(), x.ty))
+                                .collect(),
+                        };
+                        for (attr, ty) in needs {
+                            match p.attribute(attr) {
+                                None => l.push("L009", Severity::Warning, &user_path(name), format!(
+                                    "{name} lacks attribute `{attr}`, which the sandbox of `{}` on {table} needs: their queries on it will be refused",
+                                    sb.group
+                                )),
+                                Some(v) => {
+                                    let target = Target { attribute: attr.to_string(), what: format!("the sandbox on {table}") };
+                                    if let Some(e) = v.values().into_iter().find_map(|s| coerce(s, ty, &target).err()) {
+                                        l.push("L010", Severity::Error, &user_path(name), format!("{name}: {e}"));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // L003: sandbox questions visible to sandboxed groups.
+    for g in policy.groups.values() {
+        for (dbname, grant) in &g.data {
+            let DbGrant::Schemas(schemas) = grant else {
+                continue;
+            };
+            for sg in schemas.values() {
+                let crate::policy::SchemaGrant::Tables(tables) = sg else {
+                    continue;
+                };
+                for tg in tables.values() {
+                    let TableGrant::Sandbox(sb) = tg else {
+                        continue;
+                    };
+                    let SandboxKind::Custom { question, .. } = &sb.kind else {
+                        continue;
+                    };
+                    let Some(q) = policy.questions.get(question) else {
+                        continue;
+                    };
+                    let Some(c) = &q.collection else { continue };
+                    if let Ok(p) =
+                        Principal::new(policy, "lint", [g.name.as_str()], Vec::<(String, _)>::new())
+                    {
+                        if collection_level(policy, &p, c) >= CollectionLevel::View {
+                            l.push("L003", Severity::Warning, &["questions", question, "collection"], format!(
+                                "sandbox question `{question}` is in collection `{c}`, which sandboxed group `{}` can view (database `{dbname}`): they can read the sandbox's SQL and edit it if they curate",
+                                g.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // L004: all_users granting data access.
+    if let Some(all) = policy.groups.get(ALL_USERS) {
+        let mut dbs: Vec<&String> = all
+            .data
+            .iter()
+            .filter(|(_, g)| !matches!(g, DbGrant::NoAccess | DbGrant::Blocked))
+            .map(|(d, _)| d)
+            .collect();
+        dbs.sort();
+        for d in dbs {
+            l.push("L004", Severity::Warning, &["groups", ALL_USERS, "data", d.as_str()], format!(
+                "`all_users` grants data access to database `{d}`: every principal gets it, whatever their other groups say (deny by default: grant to specific groups instead)"
+            ));
+        }
+    }
+
+    // L005: native SQL on a database where other groups are sandboxed.
+    for db in policy.databases.values() {
+        let sandboxed: BTreeSet<&str> = policy
+            .groups
+            .values()
+            .filter(|g| {
+                db.tables()
+                    .into_iter()
+                    .any(|t| matches!(group_grant(g.data.get(&db.name), t), TableGrant::Sandbox(_)))
+            })
+            .map(|g| g.name.as_str())
+            .collect();
+        for g in policy.groups.values() {
+            if g.native(&db.name) && !sandboxed.is_empty() && !sandboxed.contains(g.name.as_str()) {
+                l.push("L005", Severity::Info, &["groups", &g.name, "native", &db.name], format!(
+                    "group `{}` may send native SQL to `{}`, where groups [{}] are sandboxed: sqlsandbox sandboxes that SQL, but only when every query goes through it",
+                    g.name, db.name, sandboxed.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+
+    // L006/L007/L008: unused questions, groups and attributes.
+    let mut used_questions = BTreeSet::new();
+    let mut used_attrs = BTreeSet::new();
+    for g in policy.groups.values() {
+        for db in policy.databases.values() {
+            for t in db.tables() {
+                if let TableGrant::Sandbox(sb) = group_grant(g.data.get(&db.name), t) {
+                    match &sb.kind {
+                        SandboxKind::Basic(fs) => {
+                            used_attrs.extend(fs.iter().map(|f| f.attribute.clone()))
+                        }
+                        SandboxKind::Custom {
+                            question,
+                            parameters,
+                        } => {
+                            used_questions.insert(question.clone());
+                            used_attrs.extend(parameters.iter().map(|x| x.attribute.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (name, q) in &policy.questions {
+        if !used_questions.contains(name) && q.collection.is_none() {
+            l.push("L006", Severity::Info, &["questions", name], format!(
+                "question `{name}` is used by no sandbox and is in no collection: nobody but administrators can run it"
+            ));
+        }
+    }
+    let mut member_groups: BTreeSet<&str> = BTreeSet::new();
+    for (_, p) in &principals {
+        member_groups.extend(p.groups().iter().map(String::as_str));
+    }
+    for g in policy.groups.keys() {
+        if g != ALL_USERS
+            && g != crate::policy::ADMINISTRATORS
+            && !member_groups.contains(g.as_str())
+        {
+            l.push(
+                "L007",
+                Severity::Info,
+                &["groups", g],
+                format!(
+                "group `{g}` has no declared user or API key (fine if principals come from claims)"
+            ),
+            );
+        }
+    }
+    let mut user_attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (n, p) in &principals {
+        for a in p.attributes().keys() {
+            user_attrs.entry(a.clone()).or_default().push(n.clone());
+        }
+    }
+    if let Some(declared) = &policy.declared_attributes {
+        for a in declared {
+            if !used_attrs.contains(a) {
+                l.push(
+                    "L008",
+                    Severity::Info,
+                    &["attributes"],
+                    format!("declared attribute `{a}` is used by no sandbox"),
+                );
+            }
+        }
+    }
+    for (a, who) in &user_attrs {
+        if !used_attrs.contains(a) {
+            l.push(
+                "L008",
+                Severity::Info,
+                &user_path(&who[0]),
+                format!("attribute `{a}` ({}) is used by no sandbox", who.join(", ")),
+            );
+        }
+    }
+    l.out
+        .sort_by(|a, b| (a.line, a.code, &a.message).cmp(&(b.line, b.code, &b.message)));
+    l.out
+}
+
+/// Key path of a principal named `user \`x\`` or `API key \`x\``.
+fn user_path(name: &str) -> Vec<&str> {
+    let inner = name.split('`').nth(1).unwrap_or(name);
+    if name.starts_with("API key") {
+        vec!["api_keys", inner]
+    } else {
+        vec!["users", inner]
+    }
+}
