@@ -83,9 +83,13 @@ pub(crate) fn pick_database<'p>(policy: &'p Policy, name: Option<&str>) -> Resul
                     kind: "database",
                     name: "(the policy declares none)".into(),
                 }),
-                _ => Err(Error::Unknown {
-                    kind: "database",
-                    name: "(several are declared: name one)".into(),
+                _ => Err(Error::DatabaseRequired {
+                    choices: policy
+                        .databases
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }),
             }
         }

@@ -84,6 +84,12 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// The policy declares several databases and the call named none.
+    #[error("the policy declares several databases ({choices}); name the one the query runs on")]
+    DatabaseRequired {
+        /// The declared databases.
+        choices: String,
+    },
     /// The principal may not read this table / schema / database.
     #[error("access denied: {principal} may not read {object}: {reason}")]
     AccessDenied {
@@ -189,6 +195,7 @@ impl Error {
             Error::Io { .. } => "SB003",
             Error::SqlParse { .. } => "SB101",
             Error::Unknown { .. } => "SB102",
+            Error::DatabaseRequired { .. } => "SB103",
             Error::AccessDenied { .. } => "SB201",
             Error::NativeDenied { .. } => "SB202",
             Error::SandboxConflict { .. } => "SB203",
@@ -214,6 +221,7 @@ impl Error {
                 | Error::Io { .. }
                 | Error::SqlParse { .. }
                 | Error::Unknown { .. }
+                | Error::DatabaseRequired { .. }
         )
     }
 

@@ -186,14 +186,34 @@ fn explain_table(
             bound: vec![],
             reason: format!("queries on it are refused: {e}"),
         },
-        Err(_) => TableExplanation {
-            table,
-            decision: "denied".into(),
-            groups: vec![],
-            sandbox: None,
-            bound: vec![],
-            reason: format!("no group of [{}] grants it", p.groups().join(", ")),
-        },
+        Err(_) => {
+            let blocked: Vec<String> = p
+                .groups()
+                .iter()
+                .filter(|g| {
+                    policy.groups.get(*g).is_some_and(|gr| {
+                        matches!(gr.data.get(&db.name), Some(crate::policy::DbGrant::Blocked))
+                    })
+                })
+                .cloned()
+                .collect();
+            TableExplanation {
+                table,
+                decision: "denied".into(),
+                reason: if blocked.is_empty() {
+                    format!("no group of [{}] grants it", p.groups().join(", "))
+                } else {
+                    format!(
+                        "database `{}` is blocked for group `{}` and no other group grants the table",
+                        db.name,
+                        blocked.join("`, `")
+                    )
+                },
+                groups: blocked,
+                sandbox: None,
+                bound: vec![],
+            }
+        }
     }
 }
 

@@ -206,37 +206,45 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
         }
     }
 
-    // L003: sandbox questions visible to sandboxed groups.
+    // L003: sandbox questions stored where a sandboxed group can look.
+    let mut sandbox_questions: BTreeSet<&str> = BTreeSet::new();
     for g in policy.groups.values() {
-        for (dbname, grant) in &g.data {
-            let DbGrant::Schemas(schemas) = grant else {
-                continue;
-            };
-            for sg in schemas.values() {
-                let crate::policy::SchemaGrant::Tables(tables) = sg else {
-                    continue;
-                };
-                for tg in tables.values() {
-                    let TableGrant::Sandbox(sb) = tg else {
-                        continue;
-                    };
-                    let SandboxKind::Custom { question, .. } = &sb.kind else {
-                        continue;
-                    };
-                    let Some(q) = policy.questions.get(question) else {
-                        continue;
-                    };
-                    let Some(c) = &q.collection else { continue };
-                    if let Ok(p) =
-                        Principal::new(policy, "lint", [g.name.as_str()], Vec::<(String, _)>::new())
-                    {
-                        if collection_level(policy, &p, c) >= CollectionLevel::View {
-                            l.push("L003", Severity::Warning, &["questions", question, "collection"], format!(
-                                "sandbox question `{question}` is in collection `{c}`, which sandboxed group `{}` can view (database `{dbname}`): they can read the sandbox's SQL and edit it if they curate",
-                                g.name
-                            ));
+        for db in policy.databases.values() {
+            for t in db.tables() {
+                if let TableGrant::Sandbox(sb) = group_grant(g.data.get(&db.name), t) {
+                    if let SandboxKind::Custom { question, .. } = &sb.kind {
+                        if let Some((k, _)) = policy.questions.get_key_value(question) {
+                            sandbox_questions.insert(k.as_str());
                         }
                     }
+                }
+            }
+        }
+    }
+    for qname in sandbox_questions {
+        let Some(q) = policy.questions.get(qname) else {
+            continue;
+        };
+        let Some(c) = &q.collection else { continue };
+        let Some(db) = policy.databases.get(&q.database) else {
+            continue;
+        };
+        for g in policy.groups.values() {
+            let sandboxed = db
+                .tables()
+                .into_iter()
+                .any(|t| matches!(group_grant(g.data.get(&db.name), t), TableGrant::Sandbox(_)));
+            if !sandboxed {
+                continue;
+            }
+            if let Ok(p) =
+                Principal::new(policy, "lint", [g.name.as_str()], Vec::<(String, _)>::new())
+            {
+                if collection_level(policy, &p, c) >= CollectionLevel::View {
+                    l.push("L003", Severity::Warning, &["questions", qname, "collection"], format!(
+                        "sandbox question `{qname}` is in collection `{c}`, which sandboxed group `{}` can view: they can read the sandbox's SQL (and change it if they curate)",
+                        g.name
+                    ));
                 }
             }
         }

@@ -37,6 +37,22 @@ struct Case {
     params: bool,
     #[serde(default)]
     sql: Option<String>,
+    /// Run this saved question by name instead of `sql`.
+    #[serde(default)]
+    question: Option<String>,
+    /// Values for the saved question's variables.
+    #[serde(default)]
+    vars: BTreeMap<String, serde_yaml::Value>,
+    /// A principal from identity-provider claims.
+    #[serde(default)]
+    claims: Option<serde_json::Value>,
+    /// A principal from an API key secret.
+    #[serde(default)]
+    api_key: Option<String>,
+    /// `rewrite` (default), `explain`, `explain-json`, `matrix`, `check`,
+    /// `check-json`.
+    #[serde(default)]
+    command: Option<String>,
     /// `rewrite`, `refuse` (the query) or `load` / `reject` (the policy).
     expect: String,
     /// Why this case exists.
@@ -55,6 +71,40 @@ fn render_err(e: &sqlsandbox::Error) -> String {
     format!("error[{}]: {e}", e.code())
 }
 
+fn policy_source(case: &Case, root: &Path) -> String {
+    match (&case.policy, &case.policy_yaml) {
+        (Some(name), None) => {
+            std::fs::read_to_string(root.join("policies").join(format!("{name}.yaml"))).unwrap()
+        }
+        (None, Some(src)) => src.clone(),
+        _ => panic!("a case needs exactly one of `policy` and `policy_yaml`"),
+    }
+}
+
+fn principal(case: &Case, policy: &Policy) -> Result<Principal, sqlsandbox::Error> {
+    if let Some(c) = &case.claims {
+        return Principal::from_claims(policy, c);
+    }
+    if let Some(k) = &case.api_key {
+        return Principal::from_api_key(policy, k);
+    }
+    match (&case.user, &case.groups) {
+        (Some(u), None) => Principal::from_user(policy, u),
+        (None, Some(gs)) => Principal::new(
+            policy,
+            "caller",
+            gs.iter().map(String::as_str),
+            case.attributes.iter().map(|(k, v)| {
+                (
+                    k.clone(),
+                    AttributeValue::from_yaml(v).expect("attribute value"),
+                )
+            }),
+        ),
+        _ => panic!("a case needs `user`, `groups`, `claims` or `api_key`"),
+    }
+}
+
 fn run(case: &Case, root: &Path) -> (bool, String) {
     let policy = match load_policy(case, root) {
         Ok(p) => p,
@@ -65,41 +115,77 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
             )
         }
     };
-    let Some(sql) = &case.sql else {
-        return (
-            true,
-            format!(
-                "policy loaded: {} databases",
-                policy.database_names().count()
-            ),
-        );
-    };
-    let principal = match (&case.user, &case.groups) {
-        (Some(u), None) => Principal::from_user(&policy, u),
-        (None, Some(gs)) => Principal::new(
-            &policy,
-            "caller",
-            gs.iter().map(String::as_str),
-            case.attributes.iter().map(|(k, v)| {
-                (
-                    k.clone(),
-                    AttributeValue::from_yaml(v).expect("attribute value"),
-                )
-            }),
-        ),
-        _ => panic!("a case needs `user` or `groups`"),
-    };
-    let principal = match principal {
+    match case.command.as_deref() {
+        Some(c @ ("check" | "check-json")) => {
+            let findings = sqlsandbox::lint::check(&policy, &policy_source(case, root));
+            let ok = !findings
+                .iter()
+                .any(|f| f.severity == sqlsandbox::lint::Severity::Error);
+            let out = if c == "check" {
+                findings
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                serde_json::to_string_pretty(&findings).unwrap()
+            };
+            return (ok, out);
+        }
+        Some("matrix") => {
+            return match sqlsandbox::explain::matrix(&policy) {
+                Ok(m) => (true, m.to_text()),
+                Err(e) => (false, render_err(&e)),
+            };
+        }
+        _ => {}
+    }
+    if case.sql.is_none() && case.question.is_none() && case.command.is_none() {
+        let n = policy.database_names().count();
+        return (true, format!("policy loaded: {n} databases"));
+    }
+    let principal = match principal(case, &policy) {
         Ok(p) => p,
         Err(e) => return (false, render_err(&e)),
     };
+    match case.command.as_deref() {
+        Some("explain") => {
+            return (
+                true,
+                sqlsandbox::explain::explain(&policy, &principal).to_text(),
+            );
+        }
+        Some("explain-json") => {
+            let e = sqlsandbox::explain::explain(&policy, &principal);
+            return (true, serde_json::to_string_pretty(&e).unwrap());
+        }
+        None | Some("rewrite") => {}
+        Some(other) => panic!("unknown command `{other}`"),
+    }
     let opts = Options {
         dialect: case.dialect.as_deref().map(|d| d.parse().expect("dialect")),
         database: case.database.clone(),
         params: case.params,
         ..Options::default()
     };
-    match policy.rewrite(&principal, sql, &opts) {
+    let result = match (&case.sql, &case.question) {
+        (Some(sql), None) => policy.rewrite(&principal, sql, &opts),
+        (None, Some(q)) => {
+            let vars = case
+                .vars
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        AttributeValue::from_yaml(v).expect("variable value"),
+                    )
+                })
+                .collect();
+            policy.rewrite_question(&principal, q, &vars, &opts)
+        }
+        _ => panic!("a case needs exactly one of `sql` and `question`"),
+    };
+    match result {
         Ok(out) => {
             round_trip(&out.sql, out.dialect);
             let mut s = out.sql.clone();
