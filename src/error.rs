@@ -90,6 +90,15 @@ pub enum Error {
         /// The declared databases.
         choices: String,
     },
+    /// A query-builder question is malformed; `path` is the JSON path of the
+    /// bad node, e.g. `$.query.filter[1][1]`.
+    #[error("bad query-builder question at {path}: {message}")]
+    Builder {
+        /// JSON path of the node.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The principal may not read this table / schema / database.
     #[error("access denied: {principal} may not read {object}: {reason}")]
     AccessDenied {
@@ -196,6 +205,7 @@ impl Error {
             Error::SqlParse { .. } => "SB101",
             Error::Unknown { .. } => "SB102",
             Error::DatabaseRequired { .. } => "SB103",
+            Error::Builder { .. } => "SB104",
             Error::AccessDenied { .. } => "SB201",
             Error::NativeDenied { .. } => "SB202",
             Error::SandboxConflict { .. } => "SB203",
@@ -222,6 +232,7 @@ impl Error {
                 | Error::SqlParse { .. }
                 | Error::Unknown { .. }
                 | Error::DatabaseRequired { .. }
+                | Error::Builder { .. }
         )
     }
 
