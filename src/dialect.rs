@@ -69,16 +69,30 @@ impl Dialect {
     /// depending on the server (`lower_case_table_names`), and SQLite ignores
     /// case; for them every name is compared case-insensitively, so that a
     /// differently-cased spelling can never dodge a sandbox.
+    ///
+    /// Folding is ASCII-only, as in the databases: PostgreSQL does not fold
+    /// `K` (U+212A KELVIN SIGN) to `k`, so neither may sqlsandbox.
     pub fn normalize(self, ident: &Ident) -> String {
         match self {
             Dialect::Postgres => {
                 if ident.quote_style.is_some() {
                     ident.value.clone()
                 } else {
-                    ident.value.to_lowercase()
+                    ident.value.to_ascii_lowercase()
                 }
             }
-            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => ident.value.to_lowercase(),
+            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => ident.value.to_ascii_lowercase(),
+        }
+    }
+
+    /// The key a CTE name is matched by: the database's own rule where it
+    /// is certain (PostgreSQL folding), the exact spelling elsewhere (MySQL's
+    /// CTE-name case rules depend on the server), so that a reference is
+    /// only ever taken for a CTE when the database will take it so too.
+    pub fn cte_key(self, ident: &Ident) -> String {
+        match self {
+            Dialect::Postgres => self.normalize(ident),
+            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => ident.value.clone(),
         }
     }
 
@@ -87,7 +101,7 @@ impl Dialect {
     pub fn normalize_policy_name(self, name: &str) -> String {
         match self {
             Dialect::Postgres => name.to_string(),
-            _ => name.to_lowercase(),
+            _ => name.to_ascii_lowercase(),
         }
     }
 

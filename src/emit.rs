@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlparser::ast::{
     Query, Statement, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -34,6 +35,10 @@ pub struct Options {
     pub max_sql_bytes: usize,
     /// Deepest nesting the parser accepts.
     pub max_depth: usize,
+    /// Most operators (`+`, `AND`, `=`, …) a query may contain: chains such
+    /// as `1+1+1…` parse without recursion into trees as deep as they are
+    /// long, which later walks would pay for in stack and time.
+    pub max_operators: usize,
 }
 
 impl Default for Options {
@@ -44,6 +49,7 @@ impl Default for Options {
             params: false,
             max_sql_bytes: 1 << 20,
             max_depth: 64,
+            max_operators: 5_000,
         }
     }
 }
@@ -114,6 +120,52 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
         .with_unescape(false)
         .tokenize_with_location()
         .map_err(|e| perr(e.to_string()))?;
+    let mut operators = 0usize;
+    for t in &tokens {
+        match &t.token {
+            // sqlparser reads `%--` or `@/*` as one PostgreSQL operator, but
+            // PostgreSQL's lexer starts a comment inside it: the printed
+            // query would then hide the sandbox in a comment.
+            Token::CustomBinaryOperator(op)
+                if op.contains("--") || op.contains("/*") || op.contains("*/") =>
+            {
+                return Err(Error::unsupported(format!(
+                    "the operator `{op}` (it contains a comment marker the database would read as a comment)"
+                )));
+            }
+            Token::Whitespace(_)
+            | Token::LParen
+            | Token::RParen
+            | Token::Comma
+            | Token::Period
+            | Token::SemiColon
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_) => {}
+            Token::Word(w) => {
+                if w.quote_style.is_none()
+                    && matches!(
+                        w.keyword,
+                        Keyword::AND
+                            | Keyword::OR
+                            | Keyword::NOT
+                            | Keyword::IS
+                            | Keyword::LIKE
+                            | Keyword::ILIKE
+                    )
+                {
+                    operators += 1;
+                }
+            }
+            _ => operators += 1,
+        }
+    }
+    if operators > opts.max_operators {
+        return Err(Error::Limit(format!(
+            "the query has more than {} operators (the limit is configurable)",
+            opts.max_operators
+        )));
+    }
     let delicate = tokens.iter().any(|t| match &t.token {
         Token::SingleQuotedString(s)
         | Token::DoubleQuotedString(s)

@@ -217,6 +217,35 @@ fn round_trip(sql: &str, dialect: Dialect) {
         .unwrap_or_else(|e| panic!("rewritten SQL does not parse: {e}\n{sql}"));
     assert_eq!(stmts.len(), 1, "{sql}");
     assert_eq!(stmts[0].to_string(), sql, "round trip changed the SQL");
+    // The output never carries a comment, nor a token that a database could
+    // read as the start of one.
+    let tokens = sqlparser::tokenizer::Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize()
+        .unwrap();
+    for t in tokens {
+        use sqlparser::tokenizer::{Token, Whitespace};
+        match &t {
+            Token::Whitespace(Whitespace::SingleLineComment { .. })
+            | Token::Whitespace(Whitespace::MultiLineComment(_)) => {
+                panic!("comment in output: {sql}")
+            }
+            Token::Word(w) if w.quote_style.is_some() => {}
+            Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::DollarQuotedString(_) => {}
+            other => {
+                let text = other.to_string();
+                assert!(
+                    !text.contains("--") && !text.contains("/*") && !text.contains("*/"),
+                    "comment marker in token `{text}`: {sql}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -36,15 +36,34 @@ pub(crate) enum Mode {
     Verify,
 }
 
-/// Names of CTEs visible at a point of the query (normalised).
+/// Names of CTEs visible at a point of the query.
 #[derive(Debug, Clone, Default)]
 struct Env {
-    ctes: Vec<String>,
+    /// (strict key, loose key) per CTE: the strict key is how the database
+    /// compares names; the loose key (full Unicode lower case) catches names
+    /// that only *look* alike.
+    ctes: Vec<(String, String)>,
 }
 
 impl Env {
-    fn is_cte(&self, key: &str) -> bool {
-        self.ctes.iter().any(|c| c == key)
+    /// Whether a one-part table name refers to a CTE. A name that matches a
+    /// CTE only loosely (other case in a case-sensitive comparison, or a
+    /// Unicode look-alike such as the Kelvin sign) is refused: reading it as
+    /// the CTE when the database reads the base table would leak.
+    fn is_cte(&self, strict: &str, loose: &str) -> Result<bool> {
+        if self.ctes.iter().any(|(s, _)| s == strict) {
+            return Ok(true);
+        }
+        if let Some((s, _)) = self.ctes.iter().find(|(_, l)| l == loose) {
+            return Err(Error::unsupported(format!(
+                "the table name `{strict}`, which differs from the CTE `{s}` only in case or look-alike characters (rename one)"
+            )));
+        }
+        Ok(false)
+    }
+
+    fn push(&mut self, strict: String, loose: String) {
+        self.ctes.push((strict, loose));
     }
 }
 
@@ -153,7 +172,8 @@ impl<'a> Rewriter<'a> {
         if let Some(with) = q.with.as_mut() {
             let mut seen: Vec<String> = Vec::new();
             for cte in with.cte_tables.iter_mut() {
-                let name = self.norm(&cte.alias.name);
+                let name = self.dialect.cte_key(&cte.alias.name);
+                let loose = cte.alias.name.value.to_lowercase();
                 if seen.contains(&name) {
                     return Err(Error::unsupported(format!(
                         "WITH query name `{}` specified more than once",
@@ -167,10 +187,10 @@ impl<'a> Rewriter<'a> {
                 // name inside its body is the base table.
                 let mut inner = env.clone();
                 if with.recursive {
-                    inner.ctes.push(name.clone());
+                    inner.push(name.clone(), loose.clone());
                 }
                 self.query(&mut cte.query, &inner)?;
-                env.ctes.push(name.clone());
+                env.push(name.clone(), loose);
                 seen.push(name);
             }
         }
@@ -227,6 +247,11 @@ impl<'a> Rewriter<'a> {
     fn select(&mut self, s: &mut Select, env: &Env) -> Result<(Vec<Strip>, Vec<Source>)> {
         if s.into.is_some() {
             return Err(Error::NotReadOnly("SELECT … INTO is not allowed".into()));
+        }
+        if !s.optimizer_hints.is_empty() {
+            // Hints are comments printed back verbatim; dialects disagree on
+            // where a comment ends, so their text could become code.
+            return Err(Error::unsupported("optimizer hint comments (/*+ … */)"));
         }
         if !s.lateral_views.is_empty() {
             return Err(Error::unsupported("LATERAL VIEW"));
@@ -337,7 +362,12 @@ impl<'a> Rewriter<'a> {
                     return Ok(());
                 }
                 let parts = idents(name)?;
-                if parts.len() == 1 && env.is_cte(&self.norm(parts[0])) {
+                if parts.len() == 1
+                    && env.is_cte(
+                        &self.dialect.cte_key(parts[0]),
+                        &parts[0].value.to_lowercase(),
+                    )?
+                {
                     sources.push(self.opaque(alias.as_ref(), Some(parts[0])));
                     return Ok(());
                 }
