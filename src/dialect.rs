@@ -143,10 +143,21 @@ impl Dialect {
         matches!(self, Dialect::Mysql)
     }
 
-    /// Whether sandbox subqueries get an `OFFSET 0` optimisation fence, so
-    /// that the user's predicates are not evaluated before the sandbox's.
-    pub fn fence_with_offset(self) -> bool {
-        matches!(self, Dialect::Postgres)
+    /// The optimisation fence a sandbox subquery gets, so that the
+    /// database cannot evaluate the user's predicates on rows the sandbox
+    /// filters out (an error such as division by zero would reveal them):
+    /// PostgreSQL neither flattens nor pushes quals into a subquery with
+    /// `OFFSET`; MySQL/MariaDB materialise a derived table with `LIMIT`
+    /// instead of merging it or pushing conditions into it; SQLite runs a
+    /// subquery with `LIMIT` as a co-routine without push-down. Generic SQL
+    /// has no known fence.
+    pub fn fence(self) -> Fence {
+        match self {
+            Dialect::Postgres => Fence::OffsetZero,
+            Dialect::Mysql => Fence::LimitMax,
+            Dialect::Sqlite => Fence::LimitMinusOne,
+            Dialect::Generic => Fence::None,
+        }
     }
 
     /// The schema an unqualified name resolves to when the policy says none.
@@ -157,6 +168,20 @@ impl Dialect {
             Dialect::Mysql => "test",
         }
     }
+}
+
+/// The clause that fences a sandbox subquery from the outer query's
+/// predicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// `OFFSET 0` (PostgreSQL).
+    OffsetZero,
+    /// `LIMIT 18446744073709551615` (MySQL/MariaDB: the documented "all rows").
+    LimitMax,
+    /// `LIMIT -1` (SQLite: no limit).
+    LimitMinusOne,
+    /// No fence.
+    None,
 }
 
 /// Words that must be quoted when used as identifiers (a conservative list).

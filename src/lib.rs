@@ -39,7 +39,7 @@ mod principal;
 mod rewrite;
 
 pub use bind::BoundParam;
-pub use dialect::Dialect;
+pub use dialect::{Dialect, Fence};
 pub use emit::{Options, Rewritten};
 pub use error::{Error, Location, Result};
 pub use policy::Policy;

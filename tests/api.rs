@@ -117,7 +117,7 @@ groups:
         .into_iter()
         .filter_map(|t| match t {
             Token::SingleQuotedString(s) => Some(s),
-            Token::Number(n, _) if n != "0" => Some(n),
+            Token::Number(n, _) if n != "0" && n != "1" => Some(n), // 0 and 1: fences
             _ => None,
         })
         .collect();

@@ -459,6 +459,7 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
         name: name.to_string(),
         dialect,
         default_schema,
+        fence: raw.fence.unwrap_or(true),
         tables,
         schemas,
     })

@@ -131,6 +131,8 @@ pub struct Database {
     pub dialect: Dialect,
     /// Normalised default schema for unqualified names.
     pub default_schema: String,
+    /// Whether sandbox subqueries get the dialect's optimisation fence.
+    pub fence: bool,
     pub(crate) tables: HashMap<TableKey, Arc<Table>>,
     /// Normalised names of schemas that hold declared tables.
     pub(crate) schemas: HashSet<String>,

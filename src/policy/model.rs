@@ -50,6 +50,9 @@ pub struct RawDatabase {
     pub dialect: String,
     #[serde(default)]
     pub default_schema: Option<String>,
+    /// Fence sandbox subqueries against predicate push-down (default true).
+    #[serde(default)]
+    pub fence: Option<bool>,
     #[serde(default)]
     pub tables: BTreeMap<String, RawTable>,
 }

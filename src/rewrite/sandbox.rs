@@ -7,11 +7,13 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 use sqlparser::ast::{
     BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset,
-    OffsetRows, Query, SetExpr, TableFactor, TableInheritance, Value, VisitMut, VisitorMut,
+    OffsetRows, Query, SetExpr, TableFactor, TableInheritance, UnaryOperator, Value, VisitMut,
+    VisitorMut,
 };
 
 use super::Rewriter;
 use crate::bind::Target;
+use crate::dialect::Fence;
 use crate::error::{Error, Result};
 use crate::policy::{question, BasicFilter, Question, Sandbox, SandboxKind, Table};
 use crate::principal::AttributeValue;
@@ -87,21 +89,48 @@ fn and_all(mut parts: Vec<Expr>, op: BinaryOperator) -> Expr {
     })
 }
 
-/// Adds `OFFSET 0` where the dialect uses it as an optimisation fence.
-fn fence(q: &mut Query, dialect: crate::Dialect) {
-    if dialect.fence_with_offset() && q.limit_clause.is_none() && q.fetch.is_none() {
-        q.limit_clause = Some(LimitClause::LimitOffset {
+/// Adds the dialect's optimisation fence (see [`crate::Dialect::fence`])
+/// unless the query already limits its rows (a LIMIT/OFFSET fences too).
+fn fence(q: &mut Query, fence: Fence) {
+    if q.limit_clause.is_some() || q.fetch.is_some() {
+        return;
+    }
+    let number = |n: &str| Expr::value(Value::Number(n.into(), false));
+    q.limit_clause = match fence {
+        Fence::OffsetZero => Some(LimitClause::LimitOffset {
             limit: None,
             offset: Some(Offset {
-                value: Expr::value(Value::Number("0".into(), false)),
+                value: number("0"),
                 rows: OffsetRows::None,
             }),
             limit_by: vec![],
-        });
-    }
+        }),
+        Fence::LimitMax => Some(LimitClause::LimitOffset {
+            limit: Some(number("18446744073709551615")),
+            offset: None,
+            limit_by: vec![],
+        }),
+        Fence::LimitMinusOne => Some(LimitClause::LimitOffset {
+            limit: Some(Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr: Box::new(number("1")),
+            }),
+            offset: None,
+            limit_by: vec![],
+        }),
+        Fence::None => None,
+    };
 }
 
 impl Rewriter<'_> {
+    fn fence(&self) -> Fence {
+        if self.db.fence {
+            self.dialect.fence()
+        } else {
+            Fence::None
+        }
+    }
+
     fn attribute(&self, name: &str, table: &Table) -> Result<&AttributeValue> {
         self.principal
             .attribute(name)
@@ -177,7 +206,7 @@ impl Rewriter<'_> {
                 if let ControlFlow::Break(e) = query.visit(&mut bind) {
                     return Err(e);
                 }
-                fence(&mut query, self.dialect);
+                fence(&mut query, self.fence());
                 let visible = q
                     .columns
                     .clone()
@@ -233,7 +262,7 @@ impl Rewriter<'_> {
                 inheritance,
             };
         }
-        fence(&mut query, self.dialect);
+        fence(&mut query, self.fence());
         self.applied.push(Applied {
             table: table.qualified(),
             alias: alias.value.clone(),
