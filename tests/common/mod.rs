@@ -1,0 +1,142 @@
+//! A multi-tenant dataset with leak markers, shared by execution tests.
+//!
+//! Rows alice (tenant 42, region eu) may see hold ordinary values; every
+//! other row holds `LEAK` in its text columns and ids of 900000 and above,
+//! and every e-mail (hidden by the custom sandbox) holds `LEAK` too. A
+//! result that contains neither shows nothing alice may not see.
+
+#![allow(dead_code)]
+
+use rusqlite::Connection;
+
+/// The schema, in a dialect-neutral subset of SQL (schemas `public` and
+/// `audit` must exist).
+pub const SCHEMA: &[&str] = &[
+    "CREATE TABLE public.accounts (id INTEGER, email TEXT, plan TEXT, tenant_id INTEGER, created_at TIMESTAMP)",
+    "CREATE TABLE public.orders (id INTEGER, account_id INTEGER, product_id INTEGER, total DECIMAL(10,2), tenant_id INTEGER, status TEXT)",
+    "CREATE TABLE public.products (id INTEGER, name TEXT, category TEXT, price DECIMAL(10,2))",
+    "CREATE TABLE public.events (id INTEGER, account_id INTEGER, kind TEXT, tenant_id INTEGER, region TEXT, at TIMESTAMP)",
+    "CREATE TABLE audit.logins (id INTEGER, account_id INTEGER, ip TEXT)",
+];
+
+/// Insert statements for the dataset.
+pub fn inserts() -> Vec<String> {
+    let mut v = Vec::new();
+    let tenants = [
+        (42, "eu", 4, false),
+        (42, "us", 2, true),
+        (7, "us", 5, true),
+        (99, "eu", 3, true),
+    ];
+    let mut acc = 0;
+    let mut ord = 0;
+    let mut ev = 0;
+    for (tenant, region, n, hidden) in tenants {
+        for i in 0..n {
+            acc += 1;
+            let aid = if hidden && tenant != 42 {
+                900_000 + acc
+            } else {
+                acc
+            };
+            let plan = if tenant == 42 { "pro" } else { "LEAK-plan" };
+            if region == "eu" || tenant != 42 {
+                v.push(format!(
+                    "INSERT INTO public.accounts VALUES ({aid}, 'LEAK-{aid}@mail', '{plan}', {tenant}, '2024-01-0{} 10:00:00')",
+                    1 + i % 9
+                ));
+            }
+            for k in 0..(i + 1) {
+                ord += 1;
+                let oid = if tenant == 42 { ord } else { 900_000 + ord };
+                let status = if tenant == 42 { "paid" } else { "LEAK-status" };
+                v.push(format!(
+                    "INSERT INTO public.orders VALUES ({oid}, {aid}, {}, {}.50, {tenant}, '{status}')",
+                    1 + (k % 3),
+                    10 * (k + 1)
+                ));
+            }
+            ev += 1;
+            let visible = tenant == 42 && region == "eu";
+            let eid = if visible { ev } else { 900_000 + ev };
+            let kind = if visible { "login" } else { "LEAK-kind" };
+            v.push(format!(
+                "INSERT INTO public.events VALUES ({eid}, {aid}, '{kind}', {tenant}, '{region}', '2024-02-01 09:00:00')"
+            ));
+        }
+    }
+    for (id, name, cat) in [
+        (1, "Widget", "tools"),
+        (2, "Gadget", "toys"),
+        (3, "Ünïcode ☃", "misc"),
+    ] {
+        v.push(format!(
+            "INSERT INTO public.products VALUES ({id}, '{name}', '{cat}', {id}9.99)"
+        ));
+    }
+    v.push("INSERT INTO public.products VALUES (4, NULL, NULL, NULL)".into());
+    v.push("INSERT INTO audit.logins VALUES (900001, 1, 'LEAK-ip')".into());
+    v
+}
+
+/// An in-memory SQLite database with `public` and `audit` attached.
+pub fn sqlite() -> Connection {
+    let c = Connection::open_in_memory().unwrap();
+    c.execute_batch("ATTACH ':memory:' AS public; ATTACH ':memory:' AS audit;")
+        .unwrap();
+    for s in SCHEMA {
+        c.execute(s, []).unwrap();
+    }
+    for s in inserts() {
+        c.execute(&s, []).unwrap();
+    }
+    c
+}
+
+/// Runs SQL on SQLite; returns every cell as text (`None` on SQL error).
+pub fn sqlite_rows(c: &Connection, sql: &str) -> Option<Vec<Vec<String>>> {
+    let mut stmt = c.prepare(sql).ok()?;
+    let n = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    r.get_ref(i).map(|v| match v {
+                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .ok()?;
+    rows.collect::<Result<Vec<_>, _>>().ok()
+}
+
+/// The leak markers a result must not contain.
+pub fn leaked(rows: &[Vec<String>]) -> Option<String> {
+    for r in rows {
+        for cell in r {
+            if cell.contains("LEAK") {
+                return Some(cell.clone());
+            }
+            if let Ok(n) = cell.parse::<i64>() {
+                if n >= 900_000 {
+                    return Some(cell.clone());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The SaaS policy, for SQLite (schemas attached as `public` and `audit`).
+pub fn saas_policy() -> sqlsandbox::Policy {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/saas.yaml"))
+        .unwrap();
+    sqlsandbox::Policy::from_yaml(&src, "saas.yaml").unwrap()
+}
