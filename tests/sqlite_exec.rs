@@ -663,7 +663,8 @@ fn analyst_sees_everything_and_unknown_attributes_are_refused() {
     let policy = saas_policy();
     let carol = user(&policy, "carol");
     let (out, sql) = rewrite_and_run(&conn, &policy, &carol, "SELECT * FROM orders").unwrap();
-    assert_eq!(sql, "SELECT * FROM orders");
+    // Unrestricted tables are schema-qualified (no search_path games), not filtered.
+    assert_eq!(sql, "SELECT * FROM main.orders AS orders");
     assert_eq!(out.rows.len(), 15);
     let (out, _) = rewrite_and_run(&conn, &policy, &carol, "SELECT email FROM accounts").unwrap();
     assert_eq!(out.rows.len(), 9);

@@ -393,6 +393,27 @@ impl<'a> Rewriter<'a> {
                     .unwrap_or_else(|| Ident::new(""));
                 match decision {
                     Decision::Unrestricted { .. } => {
+                        if parts.len() == 1 && self.mode == Mode::Rewrite {
+                            // Qualify it, so that the database's search_path
+                            // cannot point the name at another schema's table.
+                            *name = ObjectName(vec![
+                                ObjectNamePart::Identifier(self.dialect.ident(&table.schema)),
+                                ObjectNamePart::Identifier(bare.clone()),
+                            ]);
+                            if alias.is_none() {
+                                *alias = Some(TableAlias {
+                                    explicit: true,
+                                    name: bare.clone(),
+                                    columns: vec![],
+                                    at: None,
+                                });
+                            }
+                            strips.push(Strip {
+                                schema: table.key.schema.clone(),
+                                table: self.norm(&bare),
+                                bare: bare.clone(),
+                            });
+                        }
                         sources.push(Source {
                             key: alias
                                 .as_ref()
