@@ -393,3 +393,23 @@ pub(crate) fn rewrite_query(
         applied,
     })
 }
+
+/// See [`Policy::recheck`].
+pub(crate) fn recheck(
+    policy: &Policy,
+    principal: &Principal,
+    sql: &str,
+    opts: &Options,
+) -> Result<()> {
+    let db = pick_database(policy, opts.database.as_deref())?;
+    let dialect = opts.dialect.unwrap_or(db.dialect);
+    let reopts = Options {
+        max_sql_bytes: usize::MAX,
+        max_depth: opts.max_depth.saturating_mul(2),
+        max_operators: usize::MAX,
+        ..opts.clone()
+    };
+    let (mut query, _) = parse_query(sql, dialect, &reopts)?;
+    let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
+    rw.recheck(&mut query)
+}

@@ -55,6 +55,16 @@ impl Policy {
         emit::rewrite_sql(self, principal, sql, opts)
     }
 
+    /// Re-checks SQL that [`Policy::rewrite`] produced (with literals, not
+    /// bind parameters) for `principal`: parses the text again and proves
+    /// that every read of a protected table sits inside a sandbox subquery
+    /// identical to the one sqlsandbox builds for that principal. Used by
+    /// the tests, the property tests and the fuzzer; also useful to audit
+    /// stored SQL.
+    pub fn recheck(&self, principal: &Principal, sql: &str, opts: &Options) -> Result<()> {
+        emit::recheck(self, principal, sql, opts)
+    }
+
     /// Runs saved question `name` for `principal`: the principal needs view
     /// permission on the question's collection (native SQL permission is not
     /// needed), `values` bind the question's `{{variables}}`, and the SQL is

@@ -176,3 +176,23 @@ fn limits_are_enforced_without_panics() {
     };
     assert!(p.rewrite(&alice, &big, &o).is_ok());
 }
+
+#[test]
+fn recheck_catches_unsandboxed_sql() {
+    let p = saas();
+    let alice = Principal::from_user(&p, "alice").unwrap();
+    let o = Options::default();
+    for bad in [
+        "SELECT * FROM orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 7 OFFSET 0) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders",
+        "WITH x AS (SELECT * FROM public.events) SELECT * FROM x",
+    ] {
+        let e = p.recheck(&alice, bad, &o).unwrap_err();
+        assert_eq!(e.code(), "SB901", "{bad}: {e}");
+    }
+    let good = p
+        .rewrite(&alice, "SELECT * FROM orders JOIN accounts USING (id)", &o)
+        .unwrap();
+    p.recheck(&alice, &good.sql, &o).unwrap();
+}

@@ -188,6 +188,17 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
     match result {
         Ok(out) => {
             round_trip(&out.sql, out.dialect);
+            if !case.params {
+                // Print, parse again, and prove the sandboxes are all there.
+                let again = Options {
+                    database: Some(out.database.clone()),
+                    dialect: Some(out.dialect),
+                    ..Options::default()
+                };
+                policy
+                    .recheck(&principal, &out.sql, &again)
+                    .unwrap_or_else(|e| panic!("recheck failed: {e}\n{}", out.sql));
+            }
             let mut s = out.sql.clone();
             if !out.params.is_empty() {
                 s.push_str("\n-- params: ");

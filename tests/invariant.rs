@@ -118,6 +118,12 @@ fn no_generated_query_leaks() {
         match policy.rewrite(&alice, &sql, &opts) {
             Err(_) => bump(1),
             Ok(out) => match common::sqlite_rows(&db, &out.sql) {
+                _ if policy.recheck(&alice, &out.sql, &opts).is_err() => {
+                    return Err(TestCaseError::fail(format!(
+                        "recheck failed\n  input:  {sql}\n  output: {}",
+                        out.sql
+                    )));
+                }
                 None => bump(2),
                 Some(rows) => {
                     bump(0);
