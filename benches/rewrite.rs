@@ -1,64 +1,98 @@
-//! Rewrite cost against the floor: sqlparser's own parse + print of the
-//! same query, measured in the same run.
+//! Rewrite cost against the floor — sqlparser's own parse + print of the
+//! same text — measured in the same run, over a corpus from a point lookup
+//! to a 50-join ~20 KB query and a 1,000-item IN list; plus policy size,
+//! policy load and principal resolution.
 //!
-//! Run: `cargo bench --bench rewrite`
+//! Run: `cargo bench --bench rewrite` (reports in target/criterion/).
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlsandbox::{Options, Policy, Principal};
 
-/// A typical ~1 KB analytic query over three sandboxed tables.
-const QUERY_1KB: &str = "WITH recent AS (
-    SELECT o.account_id, o.product_id, o.total, o.status
-    FROM orders o
-    WHERE o.status IN ('paid', 'shipped') AND o.total > 10
-), per_account AS (
-    SELECT r.account_id, count(*) AS n, sum(r.total) AS revenue, max(r.total) AS biggest
-    FROM recent r
-    GROUP BY r.account_id
-)
-SELECT a.id, a.plan, pa.n, pa.revenue, pa.biggest,
-       (SELECT count(*) FROM events e WHERE e.account_id = a.id AND e.kind = 'login') AS logins,
-       p.category,
-       rank() OVER (PARTITION BY a.plan ORDER BY pa.revenue DESC) AS plan_rank
-FROM accounts a
-JOIN per_account pa ON pa.account_id = a.id
-LEFT JOIN recent r2 ON r2.account_id = a.id
-LEFT JOIN products p ON p.id = r2.product_id
-WHERE a.created_at >= '2024-01-01' AND a.plan <> 'trial'
-  AND EXISTS (SELECT 1 FROM orders o2 WHERE o2.account_id = a.id AND o2.total > 100)
-GROUP BY a.id, a.plan, pa.n, pa.revenue, pa.biggest, p.category
-HAVING sum(pa.n) > 1
-ORDER BY pa.revenue DESC, a.id
-LIMIT 100";
+#[path = "large_policy.rs"]
+mod large_policy;
 
-fn bench(c: &mut Criterion) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let policy = Policy::from_path(format!("{root}/policies/saas.yaml")).expect("policy");
-    let alice = Principal::from_user(&policy, "alice").expect("alice");
+const CORPUS: &[(&str, &str)] = &[
+    ("point_lookup", include_str!("corpus/point_lookup.sql")),
+    ("dashboard_1kb", include_str!("corpus/dashboard_1kb.sql")),
+    ("in_list_1000", include_str!("corpus/in_list_1000.sql")),
+    ("joins_50_20kb", include_str!("corpus/joins_50_20kb.sql")),
+];
+
+fn saas() -> Policy {
+    Policy::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/saas.yaml")).unwrap()
+}
+
+fn corpus(c: &mut Criterion) {
+    let policy = saas();
+    let alice = Principal::from_user(&policy, "alice").unwrap();
     let opts = Options::default();
-    assert!(policy.rewrite(&alice, QUERY_1KB, &opts).is_ok());
+    let params = Options {
+        params: true,
+        ..Options::default()
+    };
+    let mut g = c.benchmark_group("corpus");
+    g.measurement_time(Duration::from_secs(3));
+    for (name, sql) in CORPUS {
+        policy.rewrite(&alice, sql, &opts).unwrap();
+        g.bench_with_input(
+            BenchmarkId::new("parse_print_floor", name),
+            sql,
+            |b, sql| {
+                b.iter(|| {
+                    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, black_box(sql)).unwrap();
+                    black_box(stmts[0].to_string())
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("rewrite", name), sql, |b, sql| {
+            b.iter(|| black_box(policy.rewrite(&alice, black_box(sql), &opts).unwrap()))
+        });
+        g.bench_with_input(BenchmarkId::new("rewrite_params", name), sql, |b, sql| {
+            b.iter(|| black_box(policy.rewrite(&alice, black_box(sql), &params).unwrap()))
+        });
+    }
+    g.finish();
+}
 
-    let mut g = c.benchmark_group("1kb_query");
-    g.bench_function("parse_print_floor", |b| {
-        b.iter(|| {
-            let stmts = Parser::parse_sql(&PostgreSqlDialect {}, black_box(QUERY_1KB)).unwrap();
-            black_box(stmts[0].to_string())
-        })
+fn policy_size(c: &mut Criterion) {
+    let small = saas();
+    let big = Policy::from_yaml(
+        &large_policy::yaml(100_000, 10_000, 1_000, 5_000),
+        "large.yaml",
+    )
+    .unwrap();
+    let sql = CORPUS[1].1;
+    let opts = Options::default();
+    let mut g = c.benchmark_group("policy_size");
+    g.measurement_time(Duration::from_secs(3));
+    let a_small = Principal::from_user(&small, "alice").unwrap();
+    let a_big = Principal::from_user(&big, "alice").unwrap();
+    g.bench_function("rewrite_10_users", |b| {
+        b.iter(|| black_box(small.rewrite(&a_small, black_box(sql), &opts).unwrap()))
     });
-    g.bench_function("rewrite", |b| {
-        b.iter(|| black_box(policy.rewrite(&alice, black_box(QUERY_1KB), &opts).unwrap()))
+    g.bench_function("rewrite_100k_users", |b| {
+        b.iter(|| black_box(big.rewrite(&a_big, black_box(sql), &opts).unwrap()))
     });
-    g.bench_function("rewrite_params", |b| {
-        let opts = Options {
-            params: true,
-            ..Options::default()
-        };
-        b.iter(|| black_box(policy.rewrite(&alice, black_box(QUERY_1KB), &opts).unwrap()))
+    g.bench_function("principal_from_user_100k", |b| {
+        b.iter(|| black_box(Principal::from_user(&big, black_box("u77777")).unwrap()))
     });
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn policy_load(c: &mut Criterion) {
+    let src = large_policy::yaml(100_000, 10_000, 1_000, 5_000);
+    let mut g = c.benchmark_group("policy_load");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_function("load_100k_users_1000_tables_5000_questions", |b| {
+        b.iter(|| black_box(Policy::from_yaml(black_box(&src), "large.yaml").unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, corpus, policy_size, policy_load);
 criterion_main!(benches);

@@ -13,99 +13,23 @@ use crate::principal::AttributeValue;
 /// The one place YAML is parsed (so a maintained serde_yaml fork can replace
 /// it here alone).
 fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
-    serde_yaml::from_str::<NoDuplicates>(src)
-        .and_then(|_| serde_yaml::from_str::<RawPolicy>(src))
-        .map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (Some(l.line()), Some(l.column())))
-                .unwrap_or((None, None));
-            Error::PolicySyntax {
-                location: Location {
-                    file: file.to_string(),
-                    line,
-                    column,
-                    key: String::new(),
-                },
-                message: e.to_string(),
-            }
-        })
-}
-
-/// Walks any YAML document and fails on a mapping with a repeated key:
-/// serde_yaml keeps the last one silently, and a second `groups.x` entry
-/// quietly replacing the first is how a policy leaks.
-struct NoDuplicates;
-
-impl<'de> serde::Deserialize<'de> for NoDuplicates {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(NoDupVisitor)
-    }
-}
-
-struct NoDupVisitor;
-
-impl<'de> serde::de::Visitor<'de> for NoDupVisitor {
-    type Value = NoDuplicates;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_i64<E>(self, _: i64) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_u64<E>(self, _: u64) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_str<E>(self, _: &str) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_none<E>(self) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<NoDuplicates, D::Error> {
-        d.deserialize_any(NoDupVisitor)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<NoDuplicates, A::Error> {
-        while seq.next_element::<NoDuplicates>()?.is_some() {}
-        Ok(NoDuplicates)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<NoDuplicates, A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
-            let text = match &key {
-                serde_yaml::Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            };
-            if !seen.insert(text.clone()) {
-                return Err(serde::de::Error::custom(format!("duplicate key `{text}`")));
-            }
-            map.next_value::<NoDuplicates>()?;
+    // One pass, straight into the model; every mapping of the model is a
+    // `UMap`, which refuses repeated keys with their position.
+    serde_yaml::from_str::<RawPolicy>(src).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (Some(l.line()), Some(l.column())))
+            .unwrap_or((None, None));
+        Error::PolicySyntax {
+            location: Location {
+                file: file.to_string(),
+                line,
+                column,
+                key: String::new(),
+            },
+            message: e.to_string(),
         }
-        Ok(NoDuplicates)
-    }
+    })
 }
 
 struct Ctx<'a> {
@@ -455,7 +379,21 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             return Err(cx.err(&path, format!("table `{tname}` is declared twice")));
         }
     }
+    let mut column_types: HashMap<String, Option<ColumnType>> = HashMap::new();
+    for t in tables.values() {
+        for c in &t.columns {
+            column_types
+                .entry(c.key.clone())
+                .and_modify(|e| {
+                    if *e != Some(c.ty) {
+                        *e = None;
+                    }
+                })
+                .or_insert(Some(c.ty));
+        }
+    }
     Ok(Database {
+        column_types,
         name: name.to_string(),
         dialect,
         default_schema,

@@ -136,6 +136,8 @@ pub struct Database {
     pub(crate) tables: HashMap<TableKey, Arc<Table>>,
     /// Normalised names of schemas that hold declared tables.
     pub(crate) schemas: HashSet<String>,
+    /// Column name → its type, `None` when tables disagree (for inference).
+    pub(crate) column_types: HashMap<String, Option<ColumnType>>,
 }
 
 impl Database {

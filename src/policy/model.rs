@@ -4,8 +4,67 @@
 //! lookup tables.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
 
-use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// A YAML mapping with string keys that refuses a repeated key (serde_yaml
+/// would keep the last one silently, and a second `groups.x` quietly
+/// replacing the first is how a policy leaks). The error carries the
+/// position, like every other syntax error.
+#[derive(Debug)]
+pub struct UMap<V>(pub BTreeMap<String, V>);
+
+impl<V> Default for UMap<V> {
+    fn default() -> Self {
+        UMap(BTreeMap::new())
+    }
+}
+
+impl<V> Deref for UMap<V> {
+    type Target = BTreeMap<String, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a, V> IntoIterator for &'a UMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, V>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = UMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_unit<E>(self) -> Result<UMap<V>, E> {
+                Ok(UMap::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UMap<V>, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                    let v = map.next_value()?;
+                    out.insert(k, v);
+                }
+                Ok(UMap(out))
+            }
+        }
+        d.deserialize_map(V2(PhantomData))
+    }
+}
 
 /// The whole policy file.
 #[derive(Debug, Deserialize)]
@@ -13,15 +72,15 @@ use serde::Deserialize;
 pub struct RawPolicy {
     pub version: u32,
     #[serde(default)]
-    pub databases: BTreeMap<String, RawDatabase>,
+    pub databases: UMap<RawDatabase>,
     #[serde(default)]
-    pub questions: BTreeMap<String, RawQuestion>,
+    pub questions: UMap<RawQuestion>,
     #[serde(default)]
-    pub collections: BTreeMap<String, RawCollection>,
+    pub collections: UMap<RawCollection>,
     #[serde(default)]
-    pub groups: BTreeMap<String, RawGroup>,
+    pub groups: UMap<RawGroup>,
     #[serde(default)]
-    pub users: BTreeMap<String, RawUser>,
+    pub users: UMap<RawUser>,
     #[serde(default)]
     pub functions: Option<RawFunctions>,
     /// Optional declaration of the user attributes the policy uses; when
@@ -30,7 +89,7 @@ pub struct RawPolicy {
     pub attributes: Option<Vec<String>>,
     /// API keys, each scoped to one group.
     #[serde(default)]
-    pub api_keys: BTreeMap<String, RawApiKey>,
+    pub api_keys: UMap<RawApiKey>,
 }
 
 /// An API key: the SHA-256 of the secret, the one group it acts as, and
@@ -41,7 +100,7 @@ pub struct RawApiKey {
     pub group: String,
     pub sha256: String,
     #[serde(default)]
-    pub attributes: BTreeMap<String, serde_yaml::Value>,
+    pub attributes: UMap<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,13 +113,13 @@ pub struct RawDatabase {
     #[serde(default)]
     pub fence: Option<bool>,
     #[serde(default)]
-    pub tables: BTreeMap<String, RawTable>,
+    pub tables: UMap<RawTable>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTable {
-    pub columns: BTreeMap<String, String>,
+    pub columns: UMap<String>,
     /// How sandboxes from several groups combine: `error` (default) or `union`.
     #[serde(default)]
     pub combine: Option<String>,
@@ -86,11 +145,11 @@ pub struct RawCollection {
 #[serde(deny_unknown_fields)]
 pub struct RawGroup {
     #[serde(default)]
-    pub data: BTreeMap<String, RawDbAccess>,
+    pub data: UMap<RawDbAccess>,
     #[serde(default)]
-    pub native: BTreeMap<String, bool>,
+    pub native: UMap<bool>,
     #[serde(default)]
-    pub collections: BTreeMap<String, String>,
+    pub collections: UMap<String>,
 }
 
 /// `unrestricted | blocked | no_access | {schema: ...}`
@@ -98,7 +157,7 @@ pub struct RawGroup {
 #[serde(untagged)]
 pub enum RawDbAccess {
     Level(String),
-    Schemas(BTreeMap<String, RawSchemaAccess>),
+    Schemas(UMap<RawSchemaAccess>),
 }
 
 /// `unrestricted | no_access | {table: ...}`
@@ -106,7 +165,7 @@ pub enum RawDbAccess {
 #[serde(untagged)]
 pub enum RawSchemaAccess {
     Level(String),
-    Tables(BTreeMap<String, RawTableAccess>),
+    Tables(UMap<RawTableAccess>),
 }
 
 /// `unrestricted | no_access | {sandbox: ...}`
@@ -137,7 +196,7 @@ pub struct RawSandbox {
     #[serde(default)]
     pub question: Option<String>,
     #[serde(default)]
-    pub parameters: BTreeMap<String, RawParameter>,
+    pub parameters: UMap<RawParameter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,7 +224,7 @@ pub struct RawUser {
     #[serde(default)]
     pub groups: Vec<String>,
     #[serde(default)]
-    pub attributes: BTreeMap<String, serde_yaml::Value>,
+    pub attributes: UMap<serde_yaml::Value>,
 }
 
 /// Function policy: extra denied functions, or a strict allow-list.

@@ -200,15 +200,10 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
                 Expr::CompoundIdentifier(p) => p.last()?,
                 _ => return None,
             };
+            // Only infer when every declared column of that name agrees
+            // (the index holds `None` for names with conflicting types).
             let key = self.db.dialect.normalize(id);
-            let mut types = self
-                .db
-                .tables
-                .values()
-                .filter_map(|t| t.column(&key).map(|c| c.ty));
-            let first = types.next()?;
-            // Only infer when every declared column of that name agrees.
-            types.all(|t| t == first).then_some(first)
+            self.db.column_types.get(&key).copied().flatten()
         }
     }
     impl Visitor for Infer<'_> {

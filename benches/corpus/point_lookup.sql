@@ -1,0 +1,1 @@
+SELECT id, total, status FROM orders WHERE id = 42
