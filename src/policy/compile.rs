@@ -386,8 +386,9 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             .as_deref()
             .unwrap_or(dialect.default_schema()),
     );
-    let mut tables = HashMap::new();
+    let mut tables: HashMap<TableKey, Table> = HashMap::new();
     let mut schemas = HashSet::new();
+    let mut declared_fks = Vec::new();
     for (tname, t) in &raw.tables {
         let path = ["databases", name, "tables", tname.as_str()];
         let (schema, table) = match tname.split('.').collect::<Vec<_>>().as_slice() {
@@ -444,23 +445,129 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             }
         };
         schemas.insert(key.schema.clone());
+        if !t.foreign_keys.is_empty() {
+            declared_fks.push((key.clone(), tname, &t.foreign_keys));
+        }
         let table = Table {
             key: key.clone(),
             schema,
             name: table,
             columns,
             combine,
+            foreign_keys: Vec::new(),
         };
-        if tables.insert(key, Arc::new(table)).is_some() {
+        if tables.insert(key, table).is_some() {
             return Err(cx.err(&path, format!("table `{tname}` is declared twice")));
         }
     }
+    // Foreign keys, once every table is known (they may point forward).
+    let mut resolved = Vec::new();
+    for (key, tname, declared) in declared_fks {
+        let Some(source) = tables.get(&key) else {
+            continue;
+        };
+        let mut fks = Vec::new();
+        for (col, target) in declared {
+            let path = [
+                "databases",
+                name,
+                "tables",
+                tname.as_str(),
+                "foreign_keys",
+                col.as_str(),
+            ];
+            fks.push(compile_foreign_key(
+                cx,
+                &path,
+                dialect,
+                &default_schema,
+                &tables,
+                source,
+                col,
+                target,
+            )?);
+        }
+        resolved.push((key, fks));
+    }
+    for (key, fks) in resolved {
+        if let Some(t) = tables.get_mut(&key) {
+            t.foreign_keys = fks;
+        }
+    }
+    let tables = tables.into_iter().map(|(k, t)| (k, Arc::new(t))).collect();
     Ok(Database {
         name: name.to_string(),
         dialect,
         default_schema,
         tables,
         schemas,
+    })
+}
+
+/// Resolves `column: [schema.]table.column` of table `source`.
+#[allow(clippy::too_many_arguments)]
+fn compile_foreign_key(
+    cx: &Ctx,
+    path: &[&str],
+    dialect: Dialect,
+    default_schema: &str,
+    tables: &HashMap<TableKey, Table>,
+    source: &Table,
+    col: &str,
+    target: &str,
+) -> Result<ForeignKey> {
+    let tname = source.qualified();
+    let from = source
+        .column(&dialect.normalize_policy_name(col))
+        .ok_or_else(|| cx.err(path, format!("table `{tname}` has no column `{col}`")))?;
+    let (schema, table, column) =
+        match target.split('.').collect::<Vec<_>>().as_slice() {
+            [t, c] => (default_schema.to_string(), *t, *c),
+            [s, t, c] => (dialect.normalize_policy_name(s), *t, *c),
+            _ => return Err(cx.err(
+                path,
+                format!(
+                    "foreign key target `{target}` must be `table.column` or `schema.table.column`"
+                ),
+            )),
+        };
+    let key = TableKey {
+        schema,
+        name: dialect.normalize_policy_name(table),
+    };
+    let to_table = tables.get(&key).ok_or_else(|| {
+        cx.err(
+            path,
+            format!("foreign key `{tname}.{col}` points at unknown table `{table}`"),
+        )
+    })?;
+    let to = to_table
+        .column(&dialect.normalize_policy_name(column))
+        .ok_or_else(|| {
+            cx.err(
+                path,
+                format!(
+                    "foreign key `{tname}.{col}` points at unknown column `{column}` of `{}`",
+                    to_table.qualified()
+                ),
+            )
+        })?;
+    if !from.ty.compatible(to.ty) {
+        return Err(cx.err(
+            path,
+            format!(
+                "foreign key `{tname}.{col}` is {} but `{}.{}` is {}",
+                from.ty,
+                to_table.qualified(),
+                to.name,
+                to.ty
+            ),
+        ));
+    }
+    Ok(ForeignKey {
+        column: from.key.clone(),
+        target: key,
+        target_column: to.key.clone(),
     })
 }
 
