@@ -32,6 +32,24 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
         })
 }
 
+/// Parses a JSON or YAML document (a query-builder question) into JSON,
+/// refusing repeated keys as the policy loader does. YAML parsing stays in
+/// this file.
+pub(crate) fn parse_document(src: &str) -> std::result::Result<serde_json::Value, String> {
+    let json_err = match serde_json::from_str::<NoDuplicates>(src) {
+        Ok(_) => return serde_json::from_str(src).map_err(|e| e.to_string()),
+        Err(e) => e,
+    };
+    let yaml = serde_yaml::from_str::<NoDuplicates>(src)
+        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src));
+    match yaml {
+        Ok(v) => serde_json::to_value(v).map_err(|e| e.to_string()),
+        // Text that looks like JSON gets the JSON parser's message.
+        Err(_) if src.trim_start().starts_with(['{', '[']) => Err(format!("JSON: {json_err}")),
+        Err(e) => Err(format!("YAML: {e}")),
+    }
+}
+
 /// Walks any YAML document and fails on a mapping with a repeated key:
 /// serde_yaml keeps the last one silently, and a second `groups.x` entry
 /// quietly replacing the first is how a policy leaks.
@@ -520,17 +538,18 @@ fn compile_foreign_key(
     let from = source
         .column(&dialect.normalize_policy_name(col))
         .ok_or_else(|| cx.err(path, format!("table `{tname}` has no column `{col}`")))?;
-    let (schema, table, column) =
-        match target.split('.').collect::<Vec<_>>().as_slice() {
-            [t, c] => (default_schema.to_string(), *t, *c),
-            [s, t, c] => (dialect.normalize_policy_name(s), *t, *c),
-            _ => return Err(cx.err(
+    let (schema, table, column) = match target.split('.').collect::<Vec<_>>().as_slice() {
+        [t, c] => (default_schema.to_string(), *t, *c),
+        [s, t, c] => (dialect.normalize_policy_name(s), *t, *c),
+        _ => {
+            return Err(cx.err(
                 path,
                 format!(
                     "foreign key target `{target}` must be `table.column` or `schema.table.column`"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let key = TableKey {
         schema,
         name: dialect.normalize_policy_name(table),
