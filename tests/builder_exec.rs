@@ -698,3 +698,100 @@ fn refusals_name_the_bad_node() {
     assert_eq!(err.code(), "SB403");
     assert!(err.to_string().contains("SQLite"), "{err}");
 }
+
+/// Every node of every question above replaced by junk, in every dialect:
+/// the compiler returns a value or an error, never panics, and a bad node
+/// is reported with a JSON path.
+#[test]
+fn malformed_questions_never_panic() {
+    use serde_json::{json, Value};
+    let policy = policy();
+    let who = user(&policy, "alice");
+    let junk = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1.5),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!(["field"]),
+        json!(["field", "id", {"fk": 1}]),
+        json!([[]]),
+        json!(["aggregation", 99]),
+    ];
+    fn paths(v: &Value, at: Vec<Step>, out: &mut Vec<Vec<Step>>) {
+        out.push(at.clone());
+        match v {
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| {
+                let mut p = at.clone();
+                p.push(Step::Index(i));
+                paths(x, p, out)
+            }),
+            Value::Object(m) => m.iter().for_each(|(k, x)| {
+                let mut p = at.clone();
+                p.push(Step::Key(k.clone()));
+                paths(x, p, out)
+            }),
+            _ => {}
+        }
+    }
+    #[derive(Clone)]
+    enum Step {
+        Index(usize),
+        Key(String),
+    }
+    fn node<'v>(v: &'v mut Value, path: &[Step]) -> Option<&'v mut Value> {
+        let mut cur = v;
+        for s in path {
+            cur = match s {
+                Step::Index(i) => cur.get_mut(*i)?,
+                Step::Key(k) => cur.get_mut(k.as_str())?,
+            };
+        }
+        Some(cur)
+    }
+    let mut runs = 0;
+    for case in CASES {
+        let base = sqlsandbox::builder::parse_question(case.question).expect("parses");
+        let mut all = Vec::new();
+        paths(&base, Vec::new(), &mut all);
+        for path in &all {
+            for j in &junk {
+                let mut q = base.clone();
+                if let Some(n) = node(&mut q, path) {
+                    *n = j.clone();
+                }
+                for dialect in [
+                    Dialect::Postgres,
+                    Dialect::Mysql,
+                    Dialect::Sqlite,
+                    Dialect::Generic,
+                ] {
+                    let opts = Options {
+                        dialect: Some(dialect),
+                        ..Options::default()
+                    };
+                    runs += 1;
+                    if let Err(sqlsandbox::Error::Builder { path, .. }) =
+                        policy.rewrite_builder(&who, &q, &opts)
+                    {
+                        assert!(path.starts_with('$'), "{path}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(runs > 10_000, "{runs} mutations");
+    // Deep nesting is a limit, not a stack overflow.
+    let mut deep = json!(["=", ["field", "status"], "paid"]);
+    for _ in 0..500 {
+        deep = json!(["not", deep]);
+    }
+    let q = json!({"query": {"source-table": "orders", "filter": deep}});
+    let err = policy
+        .rewrite_builder(&who, &q, &Options::default())
+        .expect_err("too deep");
+    assert_eq!(err.code(), "SB404", "{err}");
+}

@@ -222,6 +222,9 @@ impl<'n> Compiler<'_> {
         }
     }
 
+    /// Dispatches one clause. Every operator is its own method, so that
+    /// the frames on the recursion path (expr → clause → operator → expr)
+    /// stay small even in debug builds.
     fn clause(
         &mut self,
         lv: &mut Level<'n>,
@@ -229,212 +232,35 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        let d = self.dialect;
         match op {
             "field" => self.field(lv, n, args),
             "expression" => self.expression_ref(lv, n, args),
-            "value" => {
-                arity(n, op, args, 1, 2, "a literal and optional options")?;
-                self.literal(&args[0], None)
-            }
+            "value" => self.op_value(lv, n, op, args),
             "+" | "-" | "*" | "/" => self.arithmetic(lv, n, op, args),
-            "concat" => {
-                arity(n, op, args, 2, usize::MAX, "two or more strings")?;
-                let parts = args
-                    .iter()
-                    .map(|a| self.expr(lv, a).map(|t| t.expr))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Typed::new(flavor::concat(d, parts), Some(ColumnType::Text)))
-            }
-            "substring" => {
-                arity(n, op, args, 2, 3, "a string, a start (1-based) and an optional length")?;
-                let s = self.text_arg(lv, &args[0], op)?;
-                let start = self.operand(lv, &args[1], Some(ColumnType::Integer))?;
-                let len = match args.get(2) {
-                    Some(a) => Some(self.operand(lv, a, Some(ColumnType::Integer))?),
-                    None => None,
-                };
-                Ok(Typed::new(flavor::substring(d, s, start, len)?, Some(ColumnType::Text)))
-            }
-            "upper" | "lower" | "trim" | "ltrim" | "rtrim" => {
-                arity(n, op, args, 1, 1, "one string")?;
-                let s = self.text_arg(lv, &args[0], op)?;
-                let t = match op {
-                    "upper" => "upper(__sb0)",
-                    "lower" => "lower(__sb0)",
-                    "trim" => "trim(__sb0)",
-                    "ltrim" => "ltrim(__sb0)",
-                    _ => "rtrim(__sb0)",
-                };
-                Ok(Typed::new(template(d, t, vec![s])?, Some(ColumnType::Text)))
-            }
-            "length" => {
-                arity(n, op, args, 1, 1, "one string")?;
-                let s = self.text_arg(lv, &args[0], op)?;
-                Ok(Typed::new(flavor::length(d, s)?, Some(ColumnType::Integer)))
-            }
-            "replace" => {
-                arity(n, op, args, 3, 3, "a string, the text to find and its replacement")?;
-                let s = self.text_arg(lv, &args[0], op)?;
-                let from = self.operand(lv, &args[1], Some(ColumnType::Text))?;
-                let to = self.operand(lv, &args[2], Some(ColumnType::Text))?;
-                Ok(Typed::new(
-                    template(d, "replace(__sb0, __sb1, __sb2)", vec![s, from, to])?,
-                    Some(ColumnType::Text),
-                ))
-            }
-            "coalesce" => {
-                arity(n, op, args, 2, usize::MAX, "two or more values")?;
-                let first = self.expr(lv, &args[0])?;
-                let mut parts = vec![first.expr];
-                for a in &args[1..] {
-                    parts.push(self.operand(lv, a, first.ty)?);
-                }
-                Ok(Typed::new(sql::call("coalesce", parts), first.ty))
-            }
-            "abs" | "round" | "ceil" | "floor" => {
-                arity(n, op, args, 1, 1, "one number")?;
-                let x = self.expr(lv, &args[0])?;
-                if !numeric(x.ty) {
-                    return Err(args[0].err(format!("`{op}` needs a number, not a {}", type_name(x.ty))));
-                }
-                let (e, ty) = match op {
-                    "abs" => (template(d, "abs(__sb0)", vec![x.expr])?, x.ty),
-                    "round" => (template(d, "round(__sb0)", vec![x.expr])?, Some(ColumnType::Integer)),
-                    "ceil" => (flavor::ceil(d, x.expr)?, Some(ColumnType::Integer)),
-                    _ => (flavor::floor(d, x.expr)?, Some(ColumnType::Integer)),
-                };
-                Ok(Typed::new(e, ty))
-            }
-            "now" => {
-                arity(n, op, args, 0, 0, "no arguments")?;
-                Ok(Typed::new(flavor::now(d)?, Some(ColumnType::Timestamp)))
-            }
-            "datetime-add" | "datetime-subtract" => {
-                arity(n, op, args, 3, 3, "a date, a whole number and a unit")?;
-                let x = self.date_arg(lv, &args[0], op)?;
-                let mut amount = args[1].int("the amount")?;
-                if op == "datetime-subtract" {
-                    amount = amount
-                        .checked_neg()
-                        .ok_or_else(|| args[1].err("the amount is out of range"))?;
-                }
-                let unit = self.unit(&args[2], x.ty)?;
-                let ty = x.ty.or(Some(ColumnType::Timestamp));
-                Ok(Typed::new(flavor::add(d, x.expr, amount, unit, x.ty)?, ty))
-            }
+            "concat" => self.op_concat(lv, n, op, args),
+            "substring" => self.op_substring(lv, n, op, args),
+            "upper" | "lower" | "trim" | "ltrim" | "rtrim" => self.op_text(lv, n, op, args),
+            "length" => self.op_length(lv, n, op, args),
+            "replace" => self.op_replace(lv, n, op, args),
+            "coalesce" => self.op_coalesce(lv, n, op, args),
+            "abs" | "round" | "ceil" | "floor" => self.op_math(lv, n, op, args),
+            "now" => self.op_now(lv, n, op, args),
+            "datetime-add" | "datetime-subtract" => self.op_datetime_add(lv, n, op, args),
             "get-year" | "get-quarter" | "get-month" | "get-week" | "get-day" | "get-day-of-week"
-            | "get-hour" | "get-minute" => {
-                arity(n, op, args, 1, 1, "one date")?;
-                let part = match op {
-                    "get-year" => Part::Year,
-                    "get-quarter" => Part::QuarterOfYear,
-                    "get-month" => Part::MonthOfYear,
-                    "get-week" => Part::WeekOfYear,
-                    "get-day" => Part::DayOfMonth,
-                    "get-day-of-week" => Part::DayOfWeek,
-                    "get-hour" => Part::HourOfDay,
-                    _ => Part::MinuteOfHour,
-                };
-                self.extract(lv, &args[0], part, op)
-            }
-            "temporal-extract" => {
-                arity(n, op, args, 2, 2, "a date and a part such as day-of-week")?;
-                let text = args[1].str("the part")?;
-                let part = Part::parse(text).ok_or_else(|| {
-                    args[1].err(format!("unknown date part `{text}` (expected one of: {})", Part::NAMES))
-                })?;
-                self.extract(lv, &args[0], part, op)
-            }
+            | "get-hour" | "get-minute" => self.op_get(lv, n, op, args),
+            "temporal-extract" => self.op_temporal_extract(lv, n, op, args),
             "case" => self.case(lv, n, args),
             "=" | "!=" | "in" | "not-in" => self.equality(lv, n, op, args),
-            "<" | "<=" | ">" | ">=" => {
-                arity(n, op, args, 2, 2, "two operands")?;
-                let l = self.expr(lv, &args[0])?;
-                if args[1].v.is_null() {
-                    return Err(args[1].err(format!("`{op}` cannot compare with null; use is-null / not-null")));
-                }
-                let r = self.operand(lv, &args[1], l.ty)?;
-                let bop = match op {
-                    "<" => BinaryOperator::Lt,
-                    "<=" => BinaryOperator::LtEq,
-                    ">" => BinaryOperator::Gt,
-                    _ => BinaryOperator::GtEq,
-                };
-                Ok(Typed::new(binop(l.expr, bop, r), Some(ColumnType::Boolean)))
-            }
-            "between" => {
-                arity(n, op, args, 3, 3, "an operand, a low and a high bound")?;
-                let x = self.expr(lv, &args[0])?;
-                let low = self.operand(lv, &args[1], x.ty)?;
-                let high = self.operand(lv, &args[2], x.ty)?;
-                Ok(Typed::new(
-                    Expr::Between {
-                        expr: Box::new(paren(x.expr)),
-                        negated: false,
-                        low: Box::new(paren(low)),
-                        high: Box::new(paren(high)),
-                    },
-                    Some(ColumnType::Boolean),
-                ))
-            }
-            "is-null" | "not-null" => {
-                arity(n, op, args, 1, 1, "one operand")?;
-                let x = paren(self.expr(lv, &args[0])?.expr);
-                let e = if op == "is-null" {
-                    Expr::IsNull(Box::new(x))
-                } else {
-                    Expr::IsNotNull(Box::new(x))
-                };
-                Ok(Typed::new(e, Some(ColumnType::Boolean)))
-            }
-            "is-empty" | "not-empty" => {
-                arity(n, op, args, 1, 1, "one operand")?;
-                let x = self.expr(lv, &args[0])?;
-                let text = x.ty == Some(ColumnType::Text);
-                let x = paren(x.expr);
-                let e = match (op, text) {
-                    ("is-empty", true) => fold(
-                        vec![
-                            Expr::IsNull(Box::new(x.clone())),
-                            binop(x, BinaryOperator::Eq, string(d, "")?),
-                        ],
-                        BinaryOperator::Or,
-                    ),
-                    ("is-empty", false) => Some(Expr::IsNull(Box::new(x))),
-                    (_, true) => fold(
-                        vec![
-                            Expr::IsNotNull(Box::new(x.clone())),
-                            binop(x, BinaryOperator::NotEq, string(d, "")?),
-                        ],
-                        BinaryOperator::And,
-                    ),
-                    (_, false) => Some(Expr::IsNotNull(Box::new(x))),
-                };
-                Ok(Typed::new(e.unwrap_or_else(null), Some(ColumnType::Boolean)))
-            }
+            "<" | "<=" | ">" | ">=" => self.op_compare(lv, n, op, args),
+            "between" => self.op_between(lv, n, op, args),
+            "is-null" | "not-null" => self.op_null(lv, n, op, args),
+            "is-empty" | "not-empty" => self.op_empty(lv, n, op, args),
             "contains" | "does-not-contain" | "starts-with" | "ends-with" => {
                 self.string_filter(lv, n, op, args)
             }
             "time-interval" => self.time_interval(lv, n, args),
-            "and" | "or" => {
-                arity(n, op, args, 1, usize::MAX, "one or more conditions")?;
-                let parts = args
-                    .iter()
-                    .map(|a| self.condition(lv, a))
-                    .collect::<Result<Vec<_>>>()?;
-                let bop = if op == "and" {
-                    BinaryOperator::And
-                } else {
-                    BinaryOperator::Or
-                };
-                Ok(Typed::new(fold(parts, bop).unwrap_or_else(null), Some(ColumnType::Boolean)))
-            }
-            "not" => {
-                arity(n, op, args, 1, 1, "one condition")?;
-                let c = self.condition(lv, &args[0])?;
-                Ok(Typed::new(not(c), Some(ColumnType::Boolean)))
-            }
+            "and" | "or" => self.op_logic(lv, n, op, args),
+            "not" => self.op_not(lv, n, op, args),
             "aggregation" => Err(n.err(
                 "[\"aggregation\", i] names an aggregation only in `order-by`",
             )),
@@ -443,6 +269,369 @@ impl<'n> Compiler<'_> {
             ))),
             other => Err(n.err(format!("unknown operator `{other}`"))),
         }
+    }
+
+    fn op_value(
+        &mut self,
+        _lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 1, 2, "a literal and optional options")?;
+        self.literal(&args[0], None)
+    }
+
+    fn op_concat(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 2, usize::MAX, "two or more strings")?;
+        let parts = args
+            .iter()
+            .map(|a| self.expr(lv, a).map(|t| t.expr))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Typed::new(
+            flavor::concat(d, parts)?,
+            Some(ColumnType::Text),
+        ))
+    }
+
+    fn op_substring(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(
+            n,
+            op,
+            args,
+            2,
+            3,
+            "a string, a start (1-based) and an optional length",
+        )?;
+        let s = self.text_arg(lv, &args[0], op)?;
+        let start = self.operand(lv, &args[1], Some(ColumnType::Integer))?;
+        let len = match args.get(2) {
+            Some(a) => Some(self.operand(lv, a, Some(ColumnType::Integer))?),
+            None => None,
+        };
+        Ok(Typed::new(
+            flavor::substring(d, s, start, len)?,
+            Some(ColumnType::Text),
+        ))
+    }
+
+    fn op_text(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 1, 1, "one string")?;
+        let s = self.text_arg(lv, &args[0], op)?;
+        let t = match op {
+            "upper" => "upper(__sb0)",
+            "lower" => "lower(__sb0)",
+            "trim" => "trim(__sb0)",
+            "ltrim" => "ltrim(__sb0)",
+            _ => "rtrim(__sb0)",
+        };
+        Ok(Typed::new(template(d, t, vec![s])?, Some(ColumnType::Text)))
+    }
+
+    fn op_length(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 1, 1, "one string")?;
+        let s = self.text_arg(lv, &args[0], op)?;
+        Ok(Typed::new(flavor::length(d, s)?, Some(ColumnType::Integer)))
+    }
+
+    fn op_replace(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(
+            n,
+            op,
+            args,
+            3,
+            3,
+            "a string, the text to find and its replacement",
+        )?;
+        let s = self.text_arg(lv, &args[0], op)?;
+        let from = self.operand(lv, &args[1], Some(ColumnType::Text))?;
+        let to = self.operand(lv, &args[2], Some(ColumnType::Text))?;
+        Ok(Typed::new(
+            template(d, "replace(__sb0, __sb1, __sb2)", vec![s, from, to])?,
+            Some(ColumnType::Text),
+        ))
+    }
+
+    fn op_coalesce(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 2, usize::MAX, "two or more values")?;
+        let first = self.expr(lv, &args[0])?;
+        let mut parts = vec![first.expr];
+        for a in &args[1..] {
+            parts.push(self.operand(lv, a, first.ty)?);
+        }
+        Ok(Typed::new(sql::call("coalesce", parts), first.ty))
+    }
+
+    fn op_math(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 1, 1, "one number")?;
+        let x = self.expr(lv, &args[0])?;
+        if !numeric(x.ty) {
+            return Err(args[0].err(format!("`{op}` needs a number, not a {}", type_name(x.ty))));
+        }
+        let (e, ty) = match op {
+            "abs" => (template(d, "abs(__sb0)", vec![x.expr])?, x.ty),
+            "round" => (
+                template(d, "round(__sb0)", vec![x.expr])?,
+                Some(ColumnType::Integer),
+            ),
+            "ceil" => (flavor::ceil(d, x.expr)?, Some(ColumnType::Integer)),
+            _ => (flavor::floor(d, x.expr)?, Some(ColumnType::Integer)),
+        };
+        Ok(Typed::new(e, ty))
+    }
+
+    fn op_now(
+        &mut self,
+        _lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 0, 0, "no arguments")?;
+        Ok(Typed::new(flavor::now(d)?, Some(ColumnType::Timestamp)))
+    }
+
+    fn op_datetime_add(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 3, 3, "a date, a whole number and a unit")?;
+        let x = self.date_arg(lv, &args[0], op)?;
+        let mut amount = args[1].int("the amount")?;
+        if op == "datetime-subtract" {
+            amount = amount
+                .checked_neg()
+                .ok_or_else(|| args[1].err("the amount is out of range"))?;
+        }
+        let unit = self.unit(&args[2], x.ty)?;
+        let ty = x.ty.or(Some(ColumnType::Timestamp));
+        Ok(Typed::new(flavor::add(d, x.expr, amount, unit, x.ty)?, ty))
+    }
+
+    fn op_get(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 1, 1, "one date")?;
+        let part = match op {
+            "get-year" => Part::Year,
+            "get-quarter" => Part::QuarterOfYear,
+            "get-month" => Part::MonthOfYear,
+            "get-week" => Part::WeekOfYear,
+            "get-day" => Part::DayOfMonth,
+            "get-day-of-week" => Part::DayOfWeek,
+            "get-hour" => Part::HourOfDay,
+            _ => Part::MinuteOfHour,
+        };
+        self.extract(lv, &args[0], part, op)
+    }
+
+    fn op_temporal_extract(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 2, 2, "a date and a part such as day-of-week")?;
+        let text = args[1].str("the part")?;
+        let part = Part::parse(text).ok_or_else(|| {
+            args[1].err(format!(
+                "unknown date part `{text}` (expected one of: {})",
+                Part::NAMES
+            ))
+        })?;
+        self.extract(lv, &args[0], part, op)
+    }
+
+    fn op_compare(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 2, 2, "two operands")?;
+        let l = self.expr(lv, &args[0])?;
+        if args[1].v.is_null() {
+            return Err(args[1].err(format!(
+                "`{op}` cannot compare with null; use is-null / not-null"
+            )));
+        }
+        let r = self.operand(lv, &args[1], l.ty)?;
+        let bop = match op {
+            "<" => BinaryOperator::Lt,
+            "<=" => BinaryOperator::LtEq,
+            ">" => BinaryOperator::Gt,
+            _ => BinaryOperator::GtEq,
+        };
+        Ok(Typed::new(binop(l.expr, bop, r), Some(ColumnType::Boolean)))
+    }
+
+    fn op_between(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 3, 3, "an operand, a low and a high bound")?;
+        let x = self.expr(lv, &args[0])?;
+        let low = self.operand(lv, &args[1], x.ty)?;
+        let high = self.operand(lv, &args[2], x.ty)?;
+        Ok(Typed::new(
+            Expr::Between {
+                expr: Box::new(paren(x.expr)),
+                negated: false,
+                low: Box::new(paren(low)),
+                high: Box::new(paren(high)),
+            },
+            Some(ColumnType::Boolean),
+        ))
+    }
+
+    fn op_null(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 1, 1, "one operand")?;
+        let x = paren(self.expr(lv, &args[0])?.expr);
+        let e = if op == "is-null" {
+            Expr::IsNull(Box::new(x))
+        } else {
+            Expr::IsNotNull(Box::new(x))
+        };
+        Ok(Typed::new(e, Some(ColumnType::Boolean)))
+    }
+
+    fn op_empty(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        let d = self.dialect;
+        arity(n, op, args, 1, 1, "one operand")?;
+        let x = self.expr(lv, &args[0])?;
+        let text = x.ty == Some(ColumnType::Text);
+        let x = paren(x.expr);
+        let e = match (op, text) {
+            ("is-empty", true) => fold(
+                vec![
+                    Expr::IsNull(Box::new(x.clone())),
+                    binop(x, BinaryOperator::Eq, string(d, "")?),
+                ],
+                BinaryOperator::Or,
+            ),
+            ("is-empty", false) => Some(Expr::IsNull(Box::new(x))),
+            (_, true) => fold(
+                vec![
+                    Expr::IsNotNull(Box::new(x.clone())),
+                    binop(x, BinaryOperator::NotEq, string(d, "")?),
+                ],
+                BinaryOperator::And,
+            ),
+            (_, false) => Some(Expr::IsNotNull(Box::new(x))),
+        };
+        Ok(Typed::new(
+            e.unwrap_or_else(null),
+            Some(ColumnType::Boolean),
+        ))
+    }
+
+    fn op_logic(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 1, usize::MAX, "one or more conditions")?;
+        let parts = args
+            .iter()
+            .map(|a| self.condition(lv, a))
+            .collect::<Result<Vec<_>>>()?;
+        let bop = if op == "and" {
+            BinaryOperator::And
+        } else {
+            BinaryOperator::Or
+        };
+        Ok(Typed::new(
+            fold(parts, bop).unwrap_or_else(null),
+            Some(ColumnType::Boolean),
+        ))
+    }
+
+    fn op_not(
+        &mut self,
+        lv: &mut Level<'n>,
+        n: &Node<'n>,
+        op: &str,
+        args: &[Node<'n>],
+    ) -> Result<Typed> {
+        arity(n, op, args, 1, 1, "one condition")?;
+        let c = self.condition(lv, &args[0])?;
+        Ok(Typed::new(not(c), Some(ColumnType::Boolean)))
     }
 
     fn text_arg(&mut self, lv: &mut Level<'n>, n: &Node<'n>, op: &str) -> Result<Expr> {

@@ -412,16 +412,30 @@ pub(super) fn length(d: Dialect, x: Expr) -> Result<Expr> {
     template(d, t, vec![x])
 }
 
-/// Concatenation of strings.
-pub(super) fn concat(d: Dialect, args: Vec<Expr>) -> Expr {
-    match d {
+/// Concatenation of strings; a NULL part counts as empty text in every
+/// dialect (PostgreSQL's `concat` semantics), so results agree everywhere.
+pub(super) fn concat(d: Dialect, args: Vec<Expr>) -> Result<Expr> {
+    Ok(match d {
         Dialect::Postgres => call("concat", args),
-        Dialect::Mysql => call("CONCAT", args),
-        // `||` (MySQL reads it as OR, so it uses CONCAT above).
-        Dialect::Sqlite | Dialect::Generic => {
-            super::sql::fold(args, BinaryOperator::StringConcat).unwrap_or_else(super::sql::null)
+        // CONCAT would be NULL as soon as one part is; CONCAT_WS skips NULLs.
+        Dialect::Mysql => {
+            let mut all = vec![string(d, "")?];
+            all.extend(args);
+            call("CONCAT_WS", all)
         }
-    }
+        // `||` is NULL as soon as one part is.
+        Dialect::Sqlite | Dialect::Generic => {
+            let empty = string(d, "")?;
+            let parts = args
+                .into_iter()
+                .map(|a| match &a {
+                    Expr::Value(v) if v.value != sqlparser::ast::Value::Null => a,
+                    _ => call("coalesce", vec![a, empty.clone()]),
+                })
+                .collect();
+            super::sql::fold(parts, BinaryOperator::StringConcat).unwrap_or_else(super::sql::null)
+        }
+    })
 }
 
 /// `len` characters of `x` from position `start` (1-based).

@@ -113,7 +113,7 @@ pub(crate) fn rewrite_builder(
         principal,
         db,
         dialect,
-        compiled.query,
+        *compiled.query,
         true,
         opts,
         |_, _| Ok(()),

@@ -3,8 +3,9 @@
 //! assembled into a sqlparser `Query` built from a parsed skeleton.
 
 use sqlparser::ast::{
-    Expr, GroupByExpr, LimitClause, Offset, OffsetRows, OrderBy, OrderByExpr, OrderByKind,
-    OrderByOptions, OrderBySort, Query, SelectItem, SetExpr, Statement, TableWithJoins,
+    Expr, GroupByExpr, Join, LimitClause, Offset, OffsetRows, OrderBy, OrderByExpr, OrderByKind,
+    OrderByOptions, OrderBySort, Query, SelectItem, SetExpr, Statement, TableFactor,
+    TableWithJoins,
 };
 use sqlparser::parser::{Parser, ParserOptions};
 
@@ -33,7 +34,7 @@ const QUERY_KEYS: &[&str] = &[
 
 /// A compiled query and its output columns (what an enclosing query sees).
 pub(super) struct Compiled {
-    pub query: Query,
+    pub query: Box<Query>,
     pub columns: Vec<Column>,
 }
 
@@ -58,14 +59,14 @@ impl Item {
 
 /// `SELECT 1 FROM t`, parsed in the dialect: every field of the tree is
 /// what the dialect's parser produces; the builder fills in its clauses.
-fn skeleton(d: Dialect) -> Result<Query> {
+fn skeleton(d: Dialect) -> Result<Box<Query>> {
     let stmts = Parser::new(d.parser())
         .with_options(ParserOptions::new().with_unescape(false))
         .try_with_sql("SELECT 1 FROM t")
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| Error::Verification(format!("builder skeleton: {e}")))?;
     match stmts.into_iter().next() {
-        Some(Statement::Query(q)) => Ok(*q),
+        Some(Statement::Query(q)) => Ok(q),
         _ => Err(Error::Verification(
             "builder skeleton is not a query".into(),
         )),
@@ -82,9 +83,11 @@ impl<'n> Compiler<'_> {
         r
     }
 
+    /// Sources first: this frame and those below it are on the recursion
+    /// path of nested queries, so they hold little (large AST nodes are
+    /// boxed) and the clauses are compiled in [`Self::clauses`].
     fn query_level(&mut self, n: &Node<'n>) -> Result<Compiled> {
         n.allow_keys(QUERY_KEYS, "a query")?;
-        let d = self.dialect;
         let mut lv = Level::default();
         let relation = self.main_source(n, &mut lv)?;
         let mut joins = Vec::new();
@@ -92,10 +95,24 @@ impl<'n> Compiler<'_> {
         if let Some(js) = n.key("joins") {
             for j in js.items("`joins`")? {
                 let (join, fields) = self.join(&j, &mut lv)?;
-                joins.push(join);
+                joins.push(*join);
                 join_fields.extend(fields);
             }
         }
+        self.clauses(n, lv, relation, joins, join_fields)
+    }
+
+    /// Everything but the sources: expressions, filter, breakout,
+    /// aggregation or fields, order-by, limit and page.
+    fn clauses(
+        &mut self,
+        n: &Node<'n>,
+        mut lv: Level<'n>,
+        relation: Box<TableFactor>,
+        joins: Vec<Join>,
+        join_fields: Vec<Typed>,
+    ) -> Result<Compiled> {
+        let d = self.dialect;
         if let Some(es) = n.key("expressions") {
             for (name, def) in es.entries("`expressions`")? {
                 check_name(&def, name, "an expression name")?;
@@ -219,7 +236,7 @@ impl<'n> Compiler<'_> {
             })
             .collect();
         select.from = vec![TableWithJoins {
-            relation,
+            relation: *relation,
             joins: all_joins,
         }];
         select.selection = selection;

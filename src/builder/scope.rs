@@ -192,7 +192,7 @@ impl<'n> Compiler<'_> {
         }))
     }
 
-    fn table_source(&self, table: &Arc<Table>, alias: &str) -> Result<(Source, TableFactor)> {
+    fn table_source(&self, table: &Arc<Table>, alias: &str) -> Result<(Source, Box<TableFactor>)> {
         let hidden = self.hidden(table)?;
         let columns = table
             .columns
@@ -208,7 +208,12 @@ impl<'n> Compiler<'_> {
                 }),
             })
             .collect();
-        let factor = table_factor(self.dialect, &self.db.default_schema, table, alias);
+        let factor = Box::new(table_factor(
+            self.dialect,
+            &self.db.default_schema,
+            table,
+            alias,
+        ));
         Ok((
             Source {
                 alias: alias.to_string(),
@@ -223,7 +228,7 @@ impl<'n> Compiler<'_> {
 
     /// A saved question as a source: view permission on its collection,
     /// same database, no variables; its SQL is sandboxed by the rewrite.
-    fn question_source(&self, n: &Node, alias: &str) -> Result<(Source, TableFactor)> {
+    fn question_source(&self, n: &Node, alias: &str) -> Result<(Source, Box<TableFactor>)> {
         let name = n.str("a saved question name")?;
         let q = self
             .policy
@@ -257,12 +262,12 @@ impl<'n> Compiler<'_> {
                 origin: None,
             })
             .collect();
-        let factor = TableFactor::Derived {
+        let factor = Box::new(TableFactor::Derived {
             lateral: false,
             subquery: Box::new(q.query.clone()),
             alias: Some(table_alias(self.dialect, alias)),
             sample: None,
-        };
+        });
         Ok((
             Source {
                 alias: alias.to_string(),
@@ -276,7 +281,7 @@ impl<'n> Compiler<'_> {
     }
 
     /// A nested query as a source.
-    fn query_source(&mut self, n: &Node, alias: &str) -> Result<(Source, TableFactor)> {
+    fn query_source(&mut self, n: &Node, alias: &str) -> Result<(Source, Box<TableFactor>)> {
         let inner = self.query(n)?;
         let columns = inner
             .columns
@@ -286,12 +291,12 @@ impl<'n> Compiler<'_> {
                 ..c
             })
             .collect();
-        let factor = TableFactor::Derived {
+        let factor = Box::new(TableFactor::Derived {
             lateral: false,
-            subquery: Box::new(inner.query),
+            subquery: inner.query,
             alias: Some(table_alias(self.dialect, alias)),
             sample: None,
-        };
+        });
         Ok((
             Source {
                 alias: alias.to_string(),
@@ -313,7 +318,7 @@ impl<'n> Compiler<'_> {
         n: &Node,
         alias: Option<&Node>,
         default: Option<&str>,
-    ) -> Result<(Source, TableFactor)> {
+    ) -> Result<(Source, Box<TableFactor>)> {
         let given: Vec<(&str, Node)> = ["source-table", "source-question", "source-query"]
             .into_iter()
             .filter_map(|k| n.key(k).map(|v| (k, v)))
@@ -361,14 +366,18 @@ impl<'n> Compiler<'_> {
     }
 
     /// The main source of a query (`source` when it is not a table).
-    pub(super) fn main_source(&mut self, q: &Node, lv: &mut Level) -> Result<TableFactor> {
+    pub(super) fn main_source(&mut self, q: &Node, lv: &mut Level) -> Result<Box<TableFactor>> {
         let (source, factor) = self.source(q, None, Some("source"))?;
         lv.sources.push(source);
         Ok(factor)
     }
 
     /// One explicit join: its SQL and the fields it brings.
-    pub(super) fn join(&mut self, j: &Node<'n>, lv: &mut Level<'n>) -> Result<(Join, Vec<Typed>)> {
+    pub(super) fn join(
+        &mut self,
+        j: &Node<'n>,
+        lv: &mut Level<'n>,
+    ) -> Result<(Box<Join>, Vec<Typed>)> {
         j.allow_keys(
             &[
                 "source-table",
@@ -441,11 +450,11 @@ impl<'n> Compiler<'_> {
             }
         };
         Ok((
-            Join {
-                relation: factor,
+            Box::new(Join {
+                relation: *factor,
                 global: false,
                 join_operator: operator,
-            },
+            }),
             fields,
         ))
     }
@@ -644,7 +653,7 @@ impl<'n> Compiler<'_> {
                     ),
                 );
                 let join = Join {
-                    relation: factor,
+                    relation: *factor,
                     global: false,
                     join_operator: flavor::join(self.dialect, Strategy::Left, on)?,
                 };
