@@ -22,14 +22,18 @@
 //! assert_eq!(out.sql, "SELECT sum(orders.total) AS sum FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders");
 //! ```
 //!
-//! One file per clause, as in a planner: `query` (source, fields, breakout,
-//! order-by, limit, page), `scope` (tables, joins, implicit joins, field
-//! references), `expr` (expressions and filters), `aggregate`, `flavor`
-//! (everything that differs between dialects), `sql` (AST construction) and
-//! `json` (nodes with their JSON paths, for errors).
+//! One file per clause, as in a planner: `query` (one query level:
+//! fields, breakout, order-by, limit, page), `scope` (tables, saved
+//! questions, nested queries, joins), `field` (field references, implicit
+//! joins, temporal units, binning), `expr` (expressions), `filter`
+//! (conditions), `aggregate`, `flavor` (everything that differs between
+//! dialects), `sql` (AST construction) and `json` (nodes with their JSON
+//! paths, for errors).
 
 mod aggregate;
 mod expr;
+mod field;
+mod filter;
 mod flavor;
 mod json;
 mod query;
