@@ -55,8 +55,8 @@ impl Binder {
             ))));
         }
         Ok(match coerced {
-            Scalar::Integer(i) => Expr::value(Value::Number(i.to_string(), false)),
-            Scalar::Number(n) => Expr::value(Value::Number(n, false)),
+            Scalar::Integer(i) => number(&i.to_string()),
+            Scalar::Number(n) => number(&n),
             Scalar::Bool(b) => Expr::value(Value::Boolean(b)),
             Scalar::Text(s) => self.string_literal(&s)?,
         })
@@ -112,6 +112,19 @@ impl Binder {
                 Expr::value(Value::SingleQuotedString(s.replace('\'', "''")))
             }
         }
+    }
+}
+
+/// A numeric literal as the parser reads it back: a negative number is a
+/// unary minus applied to a positive one (so the re-parse check of the
+/// printed SQL sees the same tree).
+fn number(text: &str) -> Expr {
+    match text.strip_prefix('-') {
+        Some(abs) => Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr: Box::new(Expr::value(Value::Number(abs.to_string(), false))),
+        },
+        None => Expr::value(Value::Number(text.to_string(), false)),
     }
 }
 

@@ -29,6 +29,7 @@
 
 pub mod access;
 pub(crate) mod bind;
+pub mod builder;
 mod dialect;
 mod emit;
 mod error;
@@ -78,6 +79,25 @@ impl Policy {
         opts: &Options,
     ) -> Result<Rewritten> {
         emit::rewrite_saved_question(self, principal, name, values, opts)
+    }
+
+    /// Compiles a query-builder question (MBQL-like JSON, see
+    /// [`builder`]) to SQL in the database's dialect and sandboxes it like
+    /// native SQL. No native SQL permission is needed — groups without it
+    /// may send builder questions — but every table read, joined, reached
+    /// through a foreign key or behind a saved question is sandboxed, and
+    /// a `source-question` needs view permission on its collection.
+    ///
+    /// Malformed questions fail with [`Error::Builder`] (`SB104`), whose
+    /// path names the bad node (`$.query.filter[1][1]`); operators the
+    /// dialect lacks fail with [`Error::Unsupported`].
+    pub fn rewrite_builder(
+        &self,
+        principal: &Principal,
+        question: &serde_json::Value,
+        opts: &Options,
+    ) -> Result<Rewritten> {
+        builder::rewrite_builder(self, principal, question, opts)
     }
 }
 

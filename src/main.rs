@@ -73,6 +73,10 @@ enum Command {
         /// Run a saved question by name instead of SQL.
         #[arg(long, conflicts_with = "sql")]
         question: Option<String>,
+        /// A query-builder question (JSON or YAML file, `-` for standard
+        /// input) instead of SQL; needs no native SQL permission.
+        #[arg(long, conflicts_with_all = ["sql", "question"])]
+        builder: Option<String>,
         /// A value for a saved question's `{{variable}}`: `name=value` (repeatable).
         #[arg(long = "var", requires = "question")]
         vars: Vec<String>,
@@ -98,6 +102,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
+        /// A query-builder question (JSON or YAML file, `-` for standard
+        /// input) to explain too.
+        #[arg(long, conflicts_with_all = ["sql", "all_users"])]
+        builder: Option<String>,
         /// A query to explain too.
         sql: Option<String>,
     },
@@ -186,6 +194,16 @@ fn read_sql(sql: Option<&str>) -> Result<String, Error> {
     }
 }
 
+/// A builder question from a file, or standard input for `-`.
+fn read_builder(path: &str) -> Result<serde_json::Value, Error> {
+    let text = if path == "-" {
+        read_sql(None)?
+    } else {
+        read(path)?
+    };
+    sqlsandbox::builder::parse_question(&text)
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -199,6 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             dialect,
             params,
             question,
+            builder,
             vars,
             format,
             sql,
@@ -211,13 +230,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 params,
                 ..Options::default()
             };
-            let out = match question {
-                Some(q) => {
+            let out = match (question, builder) {
+                (Some(q), _) => {
                     let values: BTreeMap<String, AttributeValue> =
                         key_values(&vars, "variable")?.into_iter().collect();
                     policy.rewrite_question(&principal, &q, &values, &opts)?
                 }
-                None => policy.rewrite(&principal, &read_sql(sql.as_deref())?, &opts)?,
+                (None, Some(path)) => {
+                    policy.rewrite_builder(&principal, &read_builder(&path)?, &opts)?
+                }
+                (None, None) => policy.rewrite(&principal, &read_sql(sql.as_deref())?, &opts)?,
             };
             match format {
                 Format::Sql => println!("{}", out.sql),
@@ -231,6 +253,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             all_users,
             database,
             format,
+            builder,
             sql,
         } => {
             let policy = Policy::from_path(&policy)?;
@@ -244,13 +267,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let principal = principal(&policy, &who)?;
             let e = explain::explain(&policy, &principal);
-            let query = sql.map(|s| {
-                let opts = Options {
-                    database,
-                    ..Options::default()
-                };
-                policy.rewrite(&principal, &s, &opts)
-            });
+            let opts = Options {
+                database,
+                ..Options::default()
+            };
+            let query = match (sql, builder) {
+                (Some(s), _) => Some(policy.rewrite(&principal, &s, &opts)),
+                (None, Some(path)) => Some(
+                    read_builder(&path).and_then(|q| policy.rewrite_builder(&principal, &q, &opts)),
+                ),
+                (None, None) => None,
+            };
             match format {
                 TextOrJson::Text => {
                     print!("{}", e.to_text());

@@ -43,6 +43,9 @@ struct Case {
     /// Values for the saved question's variables.
     #[serde(default)]
     vars: BTreeMap<String, serde_yaml::Value>,
+    /// A query-builder question (MBQL-like) instead of `sql`.
+    #[serde(default)]
+    builder: Option<serde_yaml::Value>,
     /// A principal from identity-provider claims.
     #[serde(default)]
     claims: Option<serde_json::Value>,
@@ -140,7 +143,11 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
         }
         _ => {}
     }
-    if case.sql.is_none() && case.question.is_none() && case.command.is_none() {
+    if case.sql.is_none()
+        && case.question.is_none()
+        && case.builder.is_none()
+        && case.command.is_none()
+    {
         let n = policy.database_names().count();
         return (true, format!("policy loaded: {n} databases"));
     }
@@ -168,9 +175,13 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
         params: case.params,
         ..Options::default()
     };
-    let result = match (&case.sql, &case.question) {
-        (Some(sql), None) => policy.rewrite(&principal, sql, &opts),
-        (None, Some(q)) => {
+    let result = match (&case.sql, &case.question, &case.builder) {
+        (Some(sql), None, None) => policy.rewrite(&principal, sql, &opts),
+        (None, None, Some(b)) => {
+            let question = serde_json::to_value(b).expect("builder question as JSON");
+            policy.rewrite_builder(&principal, &question, &opts)
+        }
+        (None, Some(q), None) => {
             let vars = case
                 .vars
                 .iter()
@@ -183,7 +194,7 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
                 .collect();
             policy.rewrite_question(&principal, q, &vars, &opts)
         }
-        _ => panic!("a case needs exactly one of `sql` and `question`"),
+        _ => panic!("a case needs exactly one of `sql`, `question` and `builder`"),
     };
     match result {
         Ok(out) => {

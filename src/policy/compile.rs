@@ -32,6 +32,100 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
     })
 }
 
+/// Parses a JSON or YAML document (a query-builder question) into JSON,
+/// refusing repeated keys as the policy loader does. YAML parsing stays in
+/// this file.
+pub(crate) fn parse_document(src: &str) -> std::result::Result<serde_json::Value, String> {
+    let json_err = match serde_json::from_str::<NoDuplicates>(src) {
+        Ok(_) => return serde_json::from_str(src).map_err(|e| e.to_string()),
+        Err(e) => e,
+    };
+    let yaml = serde_yaml::from_str::<NoDuplicates>(src)
+        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src));
+    match yaml {
+        Ok(v) => serde_json::to_value(v).map_err(|e| e.to_string()),
+        // Text that looks like JSON gets the JSON parser's message.
+        Err(_) if src.trim_start().starts_with(['{', '[']) => Err(format!("JSON: {json_err}")),
+        Err(e) => Err(format!("YAML: {e}")),
+    }
+}
+
+/// Walks any YAML document and fails on a mapping with a repeated key:
+/// serde_yaml keeps the last one silently, and a second `groups.x` entry
+/// quietly replacing the first is how a policy leaks.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDupVisitor)
+    }
+}
+
+struct NoDupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDupVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_none<E>(self) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<NoDuplicates, D::Error> {
+        d.deserialize_any(NoDupVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<NoDuplicates, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
+            let text = match &key {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            if !seen.insert(text.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{text}`")));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+}
+
 struct Ctx<'a> {
     src: &'a str,
     file: &'a str,
@@ -310,8 +404,9 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             .as_deref()
             .unwrap_or(dialect.default_schema()),
     );
-    let mut tables = HashMap::new();
+    let mut tables: HashMap<TableKey, Table> = HashMap::new();
     let mut schemas = HashSet::new();
+    let mut declared_fks = Vec::new();
     for (tname, t) in &raw.tables {
         let path = ["databases", name, "tables", tname.as_str()];
         let (schema, table) = match tname.split('.').collect::<Vec<_>>().as_slice() {
@@ -368,17 +463,57 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             }
         };
         schemas.insert(key.schema.clone());
+        if !t.foreign_keys.is_empty() {
+            declared_fks.push((key.clone(), tname, &t.foreign_keys));
+        }
         let table = Table {
             key: key.clone(),
             schema,
             name: table,
             columns,
             combine,
+            foreign_keys: Vec::new(),
         };
-        if tables.insert(key, Arc::new(table)).is_some() {
+        if tables.insert(key, table).is_some() {
             return Err(cx.err(&path, format!("table `{tname}` is declared twice")));
         }
     }
+    // Foreign keys, once every table is known (they may point forward).
+    let mut resolved = Vec::new();
+    for (key, tname, declared) in declared_fks {
+        let Some(source) = tables.get(&key) else {
+            continue;
+        };
+        let mut fks = Vec::new();
+        for (col, target) in declared {
+            let path = [
+                "databases",
+                name,
+                "tables",
+                tname.as_str(),
+                "foreign_keys",
+                col.as_str(),
+            ];
+            fks.push(compile_foreign_key(
+                cx,
+                &path,
+                dialect,
+                &default_schema,
+                &tables,
+                source,
+                col,
+                target,
+            )?);
+        }
+        resolved.push((key, fks));
+    }
+    for (key, fks) in resolved {
+        if let Some(t) = tables.get_mut(&key) {
+            t.foreign_keys = fks;
+        }
+    }
+    let tables: HashMap<TableKey, Arc<Table>> =
+        tables.into_iter().map(|(k, t)| (k, Arc::new(t))).collect();
     let mut column_types: HashMap<String, Option<ColumnType>> = HashMap::new();
     for t in tables.values() {
         for c in &t.columns {
@@ -400,6 +535,74 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
         fence: raw.fence.unwrap_or(true),
         tables,
         schemas,
+    })
+}
+
+/// Resolves `column: [schema.]table.column` of table `source`.
+#[allow(clippy::too_many_arguments)]
+fn compile_foreign_key(
+    cx: &Ctx,
+    path: &[&str],
+    dialect: Dialect,
+    default_schema: &str,
+    tables: &HashMap<TableKey, Table>,
+    source: &Table,
+    col: &str,
+    target: &str,
+) -> Result<ForeignKey> {
+    let tname = source.qualified();
+    let from = source
+        .column(&dialect.normalize_policy_name(col))
+        .ok_or_else(|| cx.err(path, format!("table `{tname}` has no column `{col}`")))?;
+    let (schema, table, column) = match target.split('.').collect::<Vec<_>>().as_slice() {
+        [t, c] => (default_schema.to_string(), *t, *c),
+        [s, t, c] => (dialect.normalize_policy_name(s), *t, *c),
+        _ => {
+            return Err(cx.err(
+                path,
+                format!(
+                    "foreign key target `{target}` must be `table.column` or `schema.table.column`"
+                ),
+            ))
+        }
+    };
+    let key = TableKey {
+        schema,
+        name: dialect.normalize_policy_name(table),
+    };
+    let to_table = tables.get(&key).ok_or_else(|| {
+        cx.err(
+            path,
+            format!("foreign key `{tname}.{col}` points at unknown table `{table}`"),
+        )
+    })?;
+    let to = to_table
+        .column(&dialect.normalize_policy_name(column))
+        .ok_or_else(|| {
+            cx.err(
+                path,
+                format!(
+                    "foreign key `{tname}.{col}` points at unknown column `{column}` of `{}`",
+                    to_table.qualified()
+                ),
+            )
+        })?;
+    if !from.ty.compatible(to.ty) {
+        return Err(cx.err(
+            path,
+            format!(
+                "foreign key `{tname}.{col}` is {} but `{}.{}` is {}",
+                from.ty,
+                to_table.qualified(),
+                to.name,
+                to.ty
+            ),
+        ));
+    }
+    Ok(ForeignKey {
+        column: from.key.clone(),
+        target: key,
+        target_column: to.key.clone(),
     })
 }
 

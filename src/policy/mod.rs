@@ -28,6 +28,7 @@ use sqlparser::ast::Query;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 
+pub(crate) use compile::parse_document;
 pub use question::VAR_PREFIX;
 
 /// The name of the group every principal belongs to.
@@ -176,6 +177,26 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// How sandboxes of several groups combine.
     pub combine: Combine,
+    /// Declared foreign keys (query-builder implicit joins follow them).
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// A declared foreign key: `column` of a table references `target_column`
+/// of table `target` in the same database.
+///
+/// ```yaml
+/// public.orders:
+///   columns: {id: integer, product_id: integer}
+///   foreign_keys: {product_id: products.id}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// Normalised name of the referencing column.
+    pub column: String,
+    /// The referenced table.
+    pub target: TableKey,
+    /// Normalised name of the referenced column.
+    pub target_column: String,
 }
 
 impl Table {
@@ -187,6 +208,11 @@ impl Table {
     /// A column by normalised name.
     pub fn column(&self, key: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.key == key)
+    }
+
+    /// The foreign key declared on column `key` (normalised), if any.
+    pub fn foreign_key(&self, key: &str) -> Option<&ForeignKey> {
+        self.foreign_keys.iter().find(|f| f.column == key)
     }
 }
 

@@ -123,6 +123,10 @@ pub struct RawTable {
     /// How sandboxes from several groups combine: `error` (default) or `union`.
     #[serde(default)]
     pub combine: Option<String>,
+    /// Optional foreign keys, `column: table.column` (or
+    /// `schema.table.column`), used by query-builder implicit joins.
+    #[serde(default)]
+    pub foreign_keys: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
