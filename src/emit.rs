@@ -6,9 +6,7 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlparser::ast::{
-    Query, Statement, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
-};
+use sqlparser::ast::{Query, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -210,27 +208,6 @@ fn statement_kind(s: &Statement) -> String {
     }
 }
 
-/// Refuses placeholders in the caller's SQL: they would collide with the
-/// parameters sqlsandbox binds.
-fn check_no_placeholders(q: &Query) -> Result<()> {
-    struct P;
-    impl Visitor for P {
-        type Break = Error;
-        fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<Error> {
-            if let Value::Placeholder(p) = &v.value {
-                return ControlFlow::Break(Error::unsupported(format!(
-                    "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
-                )));
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    match q.visit(&mut P) {
-        ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(()),
-    }
-}
-
 /// Renumbers the temporary placeholders in print order.
 fn number_params(
     q: &mut Query,
@@ -291,8 +268,9 @@ pub(crate) fn rewrite_sql(
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
     let (query, delicate) = parse_query(sql, dialect, opts)?;
-    check_no_placeholders(&query)?;
-    rewrite_query(
+    // One walk: functions, and no placeholders of the caller's own.
+    functions::check_all(&query, &policy.functions, true)?;
+    rewrite_checked(
         policy,
         principal,
         db,
@@ -343,8 +321,26 @@ pub(crate) fn rewrite_saved_question(
 
 /// Rewrites an already parsed query (native SQL, a saved question or a
 /// query-builder question compiled to SQL).
+/// Rewrites an already parsed query (a query-builder question compiled to
+/// SQL, or a saved question): the function policy is checked first.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rewrite_query(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    dialect: Dialect,
+    query: Query,
+    delicate: bool,
+    opts: &Options,
+    pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
+) -> Result<Rewritten> {
+    functions::check_all(&query, &policy.functions, false)?;
+    rewrite_checked(policy, principal, db, dialect, query, delicate, opts, pre)
+}
+
+/// The shared back end, for a query whose functions were checked.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_checked(
     policy: &Policy,
     principal: &Principal,
     db: &Database,
@@ -354,7 +350,6 @@ pub(crate) fn rewrite_query(
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    functions::check_all(&query, &policy.functions)?;
     let mut rw = Rewriter::new(
         policy,
         db,
@@ -365,7 +360,11 @@ pub(crate) fn rewrite_query(
     pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
     rw.verify(&mut query)?;
-    let params = number_params(&mut query, dialect, &rw.binder.params)?;
+    let params = if rw.binder.params.is_empty() {
+        Vec::new()
+    } else {
+        number_params(&mut query, dialect, &rw.binder.params)?
+    };
     let sql = query.to_string();
     if delicate {
         // The printer guesses how quotes inside literals were escaped; when

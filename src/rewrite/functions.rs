@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, ObjectName, Query, Visit, Visitor};
+use sqlparser::ast::{Expr, ObjectName, Query, Value, ValueWithSpan, Visit, Visitor};
 
 use crate::error::{Error, Result};
 use crate::policy::FunctionPolicy;
@@ -178,9 +178,15 @@ pub(crate) fn check_table_function(name: &ObjectName, policy: &FunctionPolicy) -
     }
 }
 
-/// Checks every function call in the statement.
-pub(crate) fn check_all(query: &Query, policy: &FunctionPolicy) -> Result<()> {
-    struct Check<'a>(&'a FunctionPolicy);
+/// Checks every function call in the query and, when `no_placeholders`,
+/// refuses bind placeholders of the caller's own (they would collide with
+/// the parameters sqlsandbox binds). One walk for both.
+pub(crate) fn check_all(
+    query: &Query,
+    policy: &FunctionPolicy,
+    no_placeholders: bool,
+) -> Result<()> {
+    struct Check<'a>(&'a FunctionPolicy, bool);
     impl Visitor for Check<'_> {
         type Break = Error;
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<Error> {
@@ -191,8 +197,18 @@ pub(crate) fn check_all(query: &Query, policy: &FunctionPolicy) -> Result<()> {
             }
             ControlFlow::Continue(())
         }
+        fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<Error> {
+            if self.1 {
+                if let Value::Placeholder(p) = &v.value {
+                    return ControlFlow::Break(Error::unsupported(format!(
+                        "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
+                    )));
+                }
+            }
+            ControlFlow::Continue(())
+        }
     }
-    match query.visit(&mut Check(policy)) {
+    match query.visit(&mut Check(policy, no_placeholders)) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
