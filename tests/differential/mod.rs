@@ -304,10 +304,12 @@ pub fn hostile_values() -> Vec<String> {
     v.push("\\".repeat(3000));
     v.push("é".repeat(10_000));
     v.push("a".repeat(60_000));
-    // PostgreSQL text cannot hold NUL: its test skips this one.
-    v.push("eu\0x".into());
     v
 }
+
+/// A value sqlsandbox refuses (`SB302`) rather than binds: text with a NUL
+/// character (PostgreSQL cannot store it, SQLite's SQL text ends at it).
+pub const NUL_VALUE: &str = "eu\0x";
 
 /// The oracle of MariaDB and SQLite: per-user views. Each sandboxed table
 /// becomes a view filtered by the current user's tenants and regions, which
