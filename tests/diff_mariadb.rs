@@ -18,7 +18,7 @@ use differential::{
     users, TestUser, PREFIX,
 };
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Params, Value};
+use mysql::{Conn, Opts, OptsBuilder, Params, Statement, Value};
 use sqlsandbox::{BoundParam, Dialect, Scalar};
 
 const TEST: &str = "MariaDB differential tests";
@@ -128,13 +128,22 @@ fn render(v: &Value) -> String {
     }
 }
 
+/// Prepares, runs and closes one statement (nothing is cached: see
+/// [`connect`]).
 fn run(conn: &mut Conn, sql: &str, params: Vec<Value>) -> Result<Rows, String> {
     let params = if params.is_empty() {
         Params::Empty
     } else {
         Params::Positional(params)
     };
-    let mut result = conn.exec_iter(sql, params).map_err(|e| e.to_string())?;
+    let stmt = conn.prep(sql).map_err(|e| e.to_string())?;
+    let rows = fetch(conn, &stmt, params);
+    conn.close(stmt).map_err(|e| e.to_string())?;
+    rows
+}
+
+fn fetch(conn: &mut Conn, stmt: &Statement, params: Params) -> Result<Rows, String> {
+    let mut result = conn.exec_iter(stmt, params).map_err(|e| e.to_string())?;
     let columns = result
         .columns()
         .as_ref()
@@ -190,14 +199,12 @@ impl Backend for Maria {
             .query_drop(format!("DELETE FROM {views}._regions"))
             .map_err(e)?;
         for t in &user.tenants {
-            oracle
-                .exec_drop(format!("INSERT INTO {views}._tenants VALUES (?)"), (t,))
-                .map_err(e)?;
+            let sql = format!("INSERT INTO {views}._tenants VALUES (?)");
+            run(oracle, &sql, vec![Value::Int(*t)])?;
         }
         for r in &user.regions {
-            oracle
-                .exec_drop(format!("INSERT INTO {views}._regions VALUES (?)"), (r,))
-                .map_err(e)?;
+            let sql = format!("INSERT INTO {views}._regions VALUES (?)");
+            run(oracle, &sql, vec![Value::from(r)])?;
         }
         oracle.select_db(&views).map_err(e)?;
         Ok(views)
@@ -208,12 +215,14 @@ impl Backend for Maria {
     }
 
     fn insert_event(&mut self, id: i64, tenant: i64, region: &str) -> Result<(), String> {
-        self.app
-            .exec_drop(
-                "INSERT INTO events VALUES (?, ?, ?, 'hostile', ?, NULL)",
-                (id, tenant, tenant * 1000 + 1, region),
-            )
-            .map_err(|e| e.to_string())
+        let values = vec![
+            Value::Int(id),
+            Value::Int(tenant),
+            Value::Int(tenant * 1000 + 1),
+            Value::from(region),
+        ];
+        let sql = "INSERT INTO events VALUES (?, ?, ?, 'hostile', ?, NULL)";
+        run(&mut self.app, sql, values).map(|_| ())
     }
 }
 
