@@ -125,15 +125,41 @@ pub enum Val {
     Time(String),
 }
 
-/// Tenants: (id, name, country, accounts, orders, events). Tenant 4 has no
-/// rows anywhere but `tenants`; tenant 3 has one of each.
-const TENANTS: &[(i64, &str, Option<&str>, usize, usize, usize)] = &[
-    (1, "Acme Corp", Some("DE"), 30, 200, 150),
-    (2, "Globex", Some("US"), 8, 40, 30),
-    (3, "Tiny Ltd", Some("FR"), 1, 2, 1),
-    (4, "Empty Inc", None, 0, 0, 0),
-    (5, "Ünïcode GmbH ✓", Some("AT"), 12, 80, 60),
-    (6, "O'Reilly & Sons", Some("IE"), 3, 5, 4),
+/// A tenant and how many rows it owns.
+struct Tenant {
+    id: i64,
+    name: &'static str,
+    country: Option<&'static str>,
+    accounts: usize,
+    orders: usize,
+    events: usize,
+}
+
+const fn tenant(
+    id: i64,
+    name: &'static str,
+    country: Option<&'static str>,
+    (accounts, orders, events): (usize, usize, usize),
+) -> Tenant {
+    Tenant {
+        id,
+        name,
+        country,
+        accounts,
+        orders,
+        events,
+    }
+}
+
+/// Skewed sizes: tenant 1 owns most rows, tenant 3 one of each, tenant 4
+/// none at all (but its `tenants` row).
+const TENANTS: &[Tenant] = &[
+    tenant(1, "Acme Corp", Some("DE"), (30, 200, 150)),
+    tenant(2, "Globex", Some("US"), (8, 40, 30)),
+    tenant(3, "Tiny Ltd", Some("FR"), (1, 2, 1)),
+    tenant(4, "Empty Inc", None, (0, 0, 0)),
+    tenant(5, "Ünïcode GmbH ✓", Some("AT"), (12, 80, 60)),
+    tenant(6, "O'Reilly & Sons", Some("IE"), (3, 5, 4)),
 ];
 
 /// A small deterministic generator (a 64-bit LCG), so every database gets
@@ -186,7 +212,7 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
     let mut rng = Lcg(20240607);
     let tenants: Vec<Vec<Val>> = TENANTS
         .iter()
-        .map(|(id, name, country, ..)| vec![Val::Int(*id), text(name), opt_text(*country)])
+        .map(|t| vec![Val::Int(t.id), text(t.name), opt_text(t.country)])
         .collect();
 
     let mut accounts = Vec::new();
@@ -210,8 +236,9 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
         Some("enterprise ✓"),
         None,
     ];
-    for &(t, _, _, n, _, _) in TENANTS {
-        for i in 1..=n as i64 {
+    for tenant in TENANTS {
+        let t = tenant.id;
+        for i in 1..=tenant.accounts as i64 {
             let id = t * 1000 + i;
             account_ids.push((t, id));
             let email = match rng.below(6) {
@@ -265,7 +292,8 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
         None,
     ];
     let mut orders = Vec::new();
-    for &(t, _, _, _, n, _) in TENANTS {
+    for tenant in TENANTS {
+        let (t, n) = (tenant.id, tenant.orders);
         let own: Vec<i64> = account_ids
             .iter()
             .filter(|(tt, _)| *tt == t)
@@ -313,7 +341,8 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
         Some("EU"),
     ];
     let mut events = Vec::new();
-    for &(t, _, _, _, _, n) in TENANTS {
+    for tenant in TENANTS {
+        let (t, n) = (tenant.id, tenant.events);
         let own: Vec<i64> = account_ids
             .iter()
             .filter(|(tt, _)| *tt == t)
