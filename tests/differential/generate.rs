@@ -121,12 +121,62 @@ fn table_ref(c: &mut Choices, t: &TableDef) -> String {
 struct Gen<'a, 'c> {
     c: &'a mut Choices<'c>,
     aliases: usize,
+    /// Table names already used as names in FROM (each at most once).
+    taken: Vec<&'static str>,
 }
 
 impl Gen<'_, '_> {
+    /// A fresh alias (`t1`, `t2`, …: never a table's name).
     fn alias(&mut self) -> String {
         self.aliases += 1;
         format!("t{}", self.aliases)
+    }
+
+    /// Takes `name` for a FROM item if no other item has it.
+    fn take(&mut self, name: &'static str) -> bool {
+        let free = !self.taken.contains(&name);
+        if free {
+            self.taken.push(name);
+        }
+        free
+    }
+
+    /// One FROM item reading `t`: under a fresh alias, as the bare table
+    /// (its columns then go by `orders.id`), under another table's name, or
+    /// as a derived table `(SELECT * FROM t … WHERE …)`, sometimes named
+    /// like the table. Returns its SQL and the name its columns go by.
+    fn from_item(&mut self, t: &'static TableDef) -> (String, String) {
+        let table = table_ref(self.c, t);
+        match self.c.below(8) {
+            1 if self.take(t.name) => (table, t.name.to_string()),
+            2 => {
+                let other = TABLES[self.c.below(TABLES.len())].name;
+                if self.take(other) {
+                    (format!("{table} AS {other}"), other.to_string())
+                } else {
+                    let a = self.alias();
+                    (format!("{table} {a}"), a)
+                }
+            }
+            3 => {
+                let inner = self.alias();
+                let cols = Self::columns_of(&inner, t);
+                let filter = self.predicate(&cols, 1);
+                let name = if self.c.chance(50) && self.take(t.name) {
+                    t.name.to_string()
+                } else {
+                    self.alias()
+                };
+                (
+                    format!("(SELECT * FROM {table} {inner} WHERE {filter}) AS {name}"),
+                    name,
+                )
+            }
+            _ => {
+                let a = self.alias();
+                (format!("{table} {a}"), a)
+            }
+        }
     }
 
     fn columns_of(alias: &str, t: &TableDef) -> Vec<Col> {
@@ -141,35 +191,41 @@ impl Gen<'_, '_> {
     /// `FROM` with 0–2 joins; returns the clause and the columns in scope.
     fn from(&mut self) -> (String, Vec<Col>, Vec<(String, &'static TableDef)>) {
         let t0: &'static TableDef = &TABLES[self.c.below(TABLES.len())];
-        let a0 = self.alias();
-        let mut sql = format!("{} {a0}", table_ref(self.c, t0));
+        let (mut sql, a0) = self.from_item(t0);
         let mut scope = vec![(a0, t0)];
         let joins = self.c.below(3);
         for _ in 0..joins {
             // Edges with one end in scope, either direction.
             let mut options = Vec::new();
-            for (i, (alias, t)) in scope.iter().enumerate() {
+            for (alias, t) in &scope {
                 for &(lt, lc, rt, rc) in EDGES {
                     if lt == t.name {
-                        options.push((i, alias.clone(), lc, rt, rc));
+                        options.push((alias.clone(), lc, rt, rc));
                     }
                     if rt == t.name {
-                        options.push((i, alias.clone(), rc, lt, lc));
+                        options.push((alias.clone(), rc, lt, lc));
                     }
                 }
             }
-            let (_, alias, col, other, other_col) = options[self.c.below(options.len())].clone();
+            let (alias, col, other, other_col) = options[self.c.below(options.len())].clone();
             let def = table(other);
-            let a = self.alias();
             let kind = if self.c.chance(30) {
                 "LEFT JOIN"
             } else {
                 "JOIN"
             };
-            sql += &format!(
-                " {kind} {} {a} ON {a}.{other_col} = {alias}.{col}",
-                table_ref(self.c, def)
-            );
+            // USING needs the column in exactly one table on the left.
+            let left_has = scope
+                .iter()
+                .filter(|(_, t)| t.visible().any(|c| c.name == col))
+                .count();
+            let using = col == other_col && left_has == 1 && self.c.chance(40);
+            let (item, a) = self.from_item(def);
+            if using {
+                sql += &format!(" {kind} {item} USING ({col})");
+            } else {
+                sql += &format!(" {kind} {item} ON {a}.{other_col} = {alias}.{col}");
+            }
             scope.push((a, def));
         }
         let cols = scope
@@ -414,11 +470,29 @@ impl Gen<'_, '_> {
                 };
                 (format!("SELECT {star} FROM {from}{filter}"), vec![], true)
             }
-            // Plain columns, maybe DISTINCT.
+            // Plain columns, maybe DISTINCT, maybe a correlated scalar
+            // subquery.
             _ => {
-                let picked: Vec<Col> = (0..1 + self.c.below(4))
+                let mut picked: Vec<Col> = (0..1 + self.c.below(4))
                     .map(|_| cols[self.c.below(cols.len())].clone())
                     .collect();
+                let keyed: Vec<&Col> = cols
+                    .iter()
+                    .filter(|c| matches!(bare(&c.sql), "account_id" | "tenant_id"))
+                    .collect();
+                if !keyed.is_empty() && self.c.chance(25) {
+                    let key = keyed[self.c.below(keyed.len())].sql.clone();
+                    let t = table(self.c.pick(&["orders", "events"]));
+                    let a = self.alias();
+                    picked.push(Col {
+                        sql: format!(
+                            "(SELECT count(*) FROM {} {a} WHERE {a}.{} = {key})",
+                            table_ref(self.c, t),
+                            bare(&key)
+                        ),
+                        kind: Kind::Int,
+                    });
+                }
                 let distinct = if self.c.chance(25) { "DISTINCT " } else { "" };
                 let items: Vec<String> = picked
                     .iter()
@@ -471,7 +545,23 @@ impl Gen<'_, '_> {
             // Nest: the query becomes a CTE or a derived table `d`.
             let n = kinds.len();
             let pick = self.c.below(n);
-            let outer_col = format!("d.c{pick}");
+            // Sometimes named like a table the inner query does not read
+            // (SQLite takes a CTE naming itself for a circular reference):
+            // the outer query must then read the CTE, not the table.
+            let unread: Vec<&str> = TABLES
+                .iter()
+                .map(|t| t.name)
+                .filter(|name| {
+                    !sql.split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+                        .any(|w| w == *name)
+                })
+                .collect();
+            let d = if !unread.is_empty() && self.c.chance(40) {
+                unread[self.c.below(unread.len())].to_string()
+            } else {
+                "d".to_string()
+            };
+            let outer_col = format!("{d}.c{pick}");
             let name = format!("c{pick}");
             let filter = if self.c.chance(60) {
                 format!(
@@ -496,9 +586,9 @@ impl Gen<'_, '_> {
                 String::new()
             };
             sql = if self.c.chance(50) {
-                format!("WITH d AS ({sql}) {select} FROM d{filter}{group}")
+                format!("WITH {d} AS ({sql}) {select} FROM {d}{filter}{group}")
             } else {
-                format!("{select} FROM ({sql}) d{filter}{group}")
+                format!("{select} FROM ({sql}) {d}{filter}{group}")
             };
             kinds = out_kinds;
         }
@@ -524,6 +614,7 @@ pub fn query(choices: &[u16], users: usize) -> Generated {
     let mut g = Gen {
         c: &mut c,
         aliases: 0,
+        taken: Vec::new(),
     };
     let (sql, ordered) = g.query();
     Generated { user, sql, ordered }

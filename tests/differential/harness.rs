@@ -357,11 +357,16 @@ pub fn run_generated(b: &mut dyn Backend, policy: &Policy, users: &[TestUser], c
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
     let principals: Vec<Principal> = users.iter().map(|u| u.principal(policy)).collect();
+    // SQLSANDBOX_DIFF_SHOW=1 prints every generated query.
+    let show = std::env::var_os("SQLSANDBOX_DIFF_SHOW").is_some();
     let backend = RefCell::new(b);
     let ran = RefCell::new(0u32);
     let result = runner.run(&vec(any::<u16>(), 0..160), |choices| {
         let g = generate::query(&choices, users.len());
         let user = &users[g.user];
+        if show {
+            super::notice(&format!("generated for {}: {}", user.name, g.sql));
+        }
         let mut b = backend.borrow_mut();
         let schema = b
             .become_user(user)
