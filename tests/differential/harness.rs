@@ -261,8 +261,32 @@ pub struct CorpusStats {
     pub pairs: usize,
     /// Rows the oracle returned, over all pairs.
     pub rows: usize,
-    /// (user, query) pairs where both sides refused a hidden column.
+    /// (user, query) pairs where both sides refused a hidden column
+    /// (sqlsandbox by an error, or by SQL the database rejects).
     pub both_refused: usize,
+}
+
+/// Ok when sqlsandbox refuses `sql` for `principal`, or when the database
+/// rejects the rewritten SQL, with literals and with bind parameters (the
+/// sandbox subquery lacks the hidden column); Err says what ran instead.
+fn fails_closed(
+    b: &mut dyn Backend,
+    policy: &Policy,
+    principal: &Principal,
+    sql: &str,
+) -> Result<(), String> {
+    for params in [false, true] {
+        match policy.rewrite(principal, sql, &options(params)) {
+            Err(e) if e.is_refusal() => {}
+            Err(e) => return Err(format!("not a refusal: [{}] {e}", e.code())),
+            Ok(rw) => {
+                if let Ok(rows) = b.run_app(&rw.sql, &rw.params) {
+                    return Err(format!("{} rows from {}", rows.rows.len(), rw.sql));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every user of the test policy runs every corpus query for this
@@ -294,19 +318,15 @@ pub fn run_corpus(b: &mut dyn Backend, policy: &Policy, users: &[TestUser]) -> C
                 }
                 continue;
             }
-            let refused = policy.rewrite(
-                &principal,
-                &sql.replace("{s}", &b.data_schema()),
-                &options(false),
-            );
+            let sandboxed = sql.replace("{s}", &b.data_schema());
+            let sandbox = fails_closed(b, policy, &principal, &sandboxed);
             let oracle = b.run_oracle(&sql.replace("{s}", &schema));
-            match (refused, oracle) {
-                (Err(e), Err(_)) if e.is_refusal() => stats.both_refused += 1,
-                (r, o) => reports.push(format!(
-                    "[{db:?}] user {}: hidden column query {sql}\n  sqlsandbox: {:?}\n  oracle: {:?}",
+            match (sandbox, oracle) {
+                (Ok(()), Err(_)) => stats.both_refused += 1,
+                (sandbox, oracle) => reports.push(format!(
+                    "[{db:?}] user {}: hidden column query {sql}\n  sqlsandbox: {sandbox:?}\n  oracle: {:?}",
                     user.name,
-                    r.map(|r| r.sql),
-                    o.map(|o| o.rows.len())
+                    oracle.map(|o| o.rows.len())
                 )),
             }
         }
