@@ -145,7 +145,7 @@ impl Gen<'_, '_> {
     /// (its columns then go by `orders.id`), under another table's name, or
     /// as a derived table `(SELECT * FROM t … WHERE …)`, sometimes named
     /// like the table. Returns its SQL and the name its columns go by.
-    fn from_item(&mut self, t: &'static TableDef) -> (String, String) {
+    fn table_item(&mut self, t: &'static TableDef) -> (String, String) {
         let table = table_ref(self.c, t);
         match self.c.below(8) {
             1 if self.take(t.name) => (table, t.name.to_string()),
@@ -189,9 +189,9 @@ impl Gen<'_, '_> {
     }
 
     /// `FROM` with 0–2 joins; returns the clause and the columns in scope.
-    fn from(&mut self) -> (String, Vec<Col>, Vec<(String, &'static TableDef)>) {
+    fn joined_tables(&mut self) -> (String, Vec<Col>, Vec<(String, &'static TableDef)>) {
         let t0: &'static TableDef = &TABLES[self.c.below(TABLES.len())];
-        let (mut sql, a0) = self.from_item(t0);
+        let (mut sql, a0) = self.table_item(t0);
         let mut scope = vec![(a0, t0)];
         let joins = self.c.below(3);
         for _ in 0..joins {
@@ -220,7 +220,7 @@ impl Gen<'_, '_> {
                 .filter(|(_, t)| t.visible().any(|c| c.name == col))
                 .count();
             let using = col == other_col && left_has == 1 && self.c.chance(40);
-            let (item, a) = self.from_item(def);
+            let (item, a) = self.table_item(def);
             if using {
                 sql += &format!(" {kind} {item} USING ({col})");
             } else {
@@ -380,7 +380,7 @@ impl Gen<'_, '_> {
     /// A `SELECT` body: projection, FROM, WHERE, GROUP BY. Returns the SQL,
     /// the output columns' kinds, and whether it is a `SELECT *`.
     fn select(&mut self, allow_star: bool) -> (String, Vec<Kind>, bool) {
-        let (from, cols, scope) = self.from();
+        let (from, cols, scope) = self.joined_tables();
         let filter = if self.c.chance(70) {
             format!(" WHERE {}", self.predicate(&cols, 2))
         } else {
