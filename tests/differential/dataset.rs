@@ -282,6 +282,14 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
     })
     .collect();
 
+    // A tenant's own account ids.
+    let own_accounts = |t: i64| -> Vec<i64> {
+        account_ids
+            .iter()
+            .filter(|(tt, _)| *tt == t)
+            .map(|(_, id)| *id)
+            .collect()
+    };
     let statuses = [
         Some("paid"),
         Some("paid"),
@@ -294,11 +302,7 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
     let mut orders = Vec::new();
     for tenant in TENANTS {
         let (t, n) = (tenant.id, tenant.orders);
-        let own: Vec<i64> = account_ids
-            .iter()
-            .filter(|(tt, _)| *tt == t)
-            .map(|(_, id)| *id)
-            .collect();
+        let own = own_accounts(t);
         for i in 1..=n as i64 {
             let account = if rng.one_in(30) {
                 Val::Null
@@ -343,11 +347,7 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
     let mut events = Vec::new();
     for tenant in TENANTS {
         let (t, n) = (tenant.id, tenant.events);
-        let own: Vec<i64> = account_ids
-            .iter()
-            .filter(|(tt, _)| *tt == t)
-            .map(|(_, id)| *id)
-            .collect();
+        let own = own_accounts(t);
         for i in 1..=n as i64 {
             events.push(vec![
                 Val::Int(t * 100_000 + i),
