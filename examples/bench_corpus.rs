@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-const CORPUS: &[&str] = &["point_lookup", "dashboard_1kb", "in_list_1000", "joins_50_20kb"];
+const CORPUS: &[&str] = &[
+    "point_lookup",
+    "dashboard_1kb",
+    "in_list_1000",
+    "joins_50_20kb",
+];
 
 /// Median of 15 batches of the per-call time, in microseconds.
 fn time(mut f: impl FnMut() -> usize) -> f64 {
@@ -45,7 +50,11 @@ fn main() {
     let mut rows = Vec::new();
     for name in CORPUS {
         let sql = std::fs::read_to_string(format!("{root}/benches/corpus/{name}.sql")).unwrap();
-        let floor = time(|| Parser::parse_sql(&PostgreSqlDialect {}, &sql).unwrap()[0].to_string().len());
+        let floor = time(|| {
+            Parser::parse_sql(&PostgreSqlDialect {}, &sql).unwrap()[0]
+                .to_string()
+                .len()
+        });
         let rewrite = time(|| policy.rewrite(&alice, &sql, &opts).unwrap().sql.len());
         rows.push(format!(
             "{{\"query\": \"{name}\", \"bytes\": {}, \"floor_us\": {floor:.2}, \"rewrite_us\": {rewrite:.2}}}",

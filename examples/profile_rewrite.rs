@@ -16,11 +16,20 @@ fn main() {
     let mode = args.get(1).map(String::as_str).unwrap_or("rewrite");
     let name = args.get(2).map(String::as_str).unwrap_or("dashboard_1kb");
     let n: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let sql = std::fs::read_to_string(format!("{}/benches/corpus/{name}.sql", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let sql = std::fs::read_to_string(format!(
+        "{}/benches/corpus/{name}.sql",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let policy = if args.get(4).map(String::as_str) == Some("large") {
-        sqlsandbox::Policy::from_yaml(&large_policy::yaml(100_000, 10_000, 1_000, 5_000), "large.yaml").unwrap()
+        sqlsandbox::Policy::from_yaml(
+            &large_policy::yaml(100_000, 10_000, 1_000, 5_000),
+            "large.yaml",
+        )
+        .unwrap()
     } else {
-        sqlsandbox::Policy::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/saas.yaml")).unwrap()
+        sqlsandbox::Policy::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/saas.yaml"))
+            .unwrap()
     };
     let alice = sqlsandbox::Principal::from_user(&policy, "alice").unwrap();
     let opts = sqlsandbox::Options {
@@ -30,7 +39,9 @@ fn main() {
     // Warm up outside the measured functions (the allocator consolidates
     // what loading the policy freed on the first large allocation).
     let mut bytes = policy.rewrite(&alice, &sql, &opts).unwrap().sql.len();
-    bytes += Parser::parse_sql(&PostgreSqlDialect {}, &sql).unwrap().len();
+    bytes += Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+        .unwrap()
+        .len();
     for _ in 0..n {
         bytes += match mode {
             "floor" => measured_floor(&sql),
@@ -44,7 +55,9 @@ fn main() {
 // Callgrind counts only inside these (`--toggle-collect=*measured_*`).
 #[inline(never)]
 fn measured_floor(sql: &str) -> usize {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0].to_string().len()
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0]
+        .to_string()
+        .len()
 }
 
 #[inline(never)]

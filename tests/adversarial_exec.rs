@@ -144,6 +144,11 @@ fn run_postgres(url: &str, name: &str) {
             },
         }
     }
-    eprintln!("adversarial corpus on PostgreSQL: {ran} ran without a leak, {refused} refused, {failed} failed to run");
     assert!(ran > 60, "too few corpus queries ran on PostgreSQL: {ran}");
+    common::mark_done(
+        "postgres-adversarial",
+        &format!(
+            "{ran} corpus queries ran without a leak, {refused} refused, {failed} failed to run"
+        ),
+    );
 }

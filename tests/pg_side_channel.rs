@@ -167,14 +167,17 @@ fn run(url: &str, name: &str) {
             errored_without_fence += 1;
         }
     }
-    eprintln!(
-        "side channels: {} probes ran without error through the fence; without it {} of them would be evaluated inside the protected scan and {} actually fail on hidden rows",
-        PROBES.len(),
-        pushed_without_fence,
-        errored_without_fence
-    );
     assert!(
         pushed_without_fence > 0,
         "the probes do not exercise push-down; the test proves nothing"
+    );
+    common::mark_done(
+        "postgres-side-channel",
+        &format!(
+            "{} probes ran without error through the fence; without it {} of them would be evaluated inside the protected scan and {} fail on hidden rows",
+            PROBES.len(),
+            pushed_without_fence,
+            errored_without_fence
+        ),
     );
 }
