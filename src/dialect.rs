@@ -138,6 +138,11 @@ impl Dialect {
         }
     }
 
+    /// Whether placeholders are numbered (`$1`), so one can appear twice.
+    pub fn numbered_placeholders(self) -> bool {
+        matches!(self, Dialect::Postgres)
+    }
+
     /// Whether string literals treat backslash as an escape character.
     pub fn backslash_escapes(self) -> bool {
         matches!(self, Dialect::Mysql)

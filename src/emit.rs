@@ -228,8 +228,19 @@ fn number_params(
                     else {
                         return ControlFlow::Break(Error::Verification("bad parameter".into()));
                     };
-                    self.out.push(param.clone());
-                    *p = self.dialect.placeholder(self.out.len());
+                    // Numbered placeholders ($n) are reused for equal values,
+                    // so that two copies of one sandboxed subquery stay the
+                    // same expression (PostgreSQL compares GROUP BY / DISTINCT
+                    // ON expressions textually). Positional `?` cannot be.
+                    let reuse = self.dialect.numbered_placeholders();
+                    let n = match self.out.iter().position(|o| reuse && o == param) {
+                        Some(i) => i + 1,
+                        None => {
+                            self.out.push(param.clone());
+                            self.out.len()
+                        }
+                    };
+                    *p = self.dialect.placeholder(n);
                 }
             }
             ControlFlow::Continue(())

@@ -415,9 +415,6 @@ const REPEATED_SUBQUERIES: &[&str] = &[
 ];
 
 #[test]
-#[ignore = "bug: with `params: true` every copy of a repeated sandboxed subquery gets its own $n \
-            placeholders, so PostgreSQL no longer matches GROUP BY / DISTINCT ON expressions with \
-            the select list / ORDER BY and rejects the query (literals work)"]
 fn repeated_subqueries_with_bind_parameters() {
     let Some(mut b) = backend("repeated subqueries") else {
         return;
