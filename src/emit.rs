@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::policy::{Database, Policy};
 use crate::principal::{AttributeValue, Principal};
 use crate::rewrite::{functions, Applied, Rewriter};
+use crate::routing::{self, Route};
 
 /// Options of one rewrite call.
 #[derive(Debug, Clone)]
@@ -33,6 +34,11 @@ pub struct Options {
     pub max_sql_bytes: usize,
     /// Deepest nesting the parser accepts.
     pub max_depth: usize,
+    /// Prefix the SQL with the statement that switches to the impersonated
+    /// role (`SET ROLE …;`).
+    pub emit_role: bool,
+    /// Use `SET LOCAL ROLE` (PostgreSQL, inside a transaction).
+    pub local_role: bool,
     /// Most operators (`+`, `AND`, `=`, …) a query may contain: chains such
     /// as `1+1+1…` parse without recursion into trees as deep as they are
     /// long, which later walks would pay for in stack and time.
@@ -48,6 +54,8 @@ impl Default for Options {
             max_sql_bytes: 1 << 20,
             max_depth: 64,
             max_operators: 5_000,
+            emit_role: false,
+            local_role: false,
         }
     }
 }
@@ -63,11 +71,18 @@ pub struct Rewritten {
     pub database: String,
     /// The dialect it is written in.
     pub dialect: Dialect,
+    /// The routing destination slug the query must run on; `None` for the
+    /// database itself (or the router database when routing is configured).
+    pub destination: Option<String>,
     /// The database role to run as (connection impersonation), if any.
     pub role: Option<String>,
+    /// The statement that switches to `role` in this dialect (also prefixed
+    /// to `sql` when [`Options::emit_role`] is set).
+    pub role_statement: Option<String>,
     /// The sandboxes applied, one per rewritten table reference.
     pub applied: Vec<Applied>,
-    /// A stable digest of `database` and `applied` (values included), for
+    /// A stable digest of `database`, `destination`, `role` and `applied`
+    /// (values included), for
     /// result-cache keys: two principals share cached results only when
     /// their fingerprints are equal.
     pub fingerprint: String,
@@ -257,13 +272,21 @@ fn number_params(
     }
 }
 
-pub(crate) fn fingerprint(database: &str, applied: &[Applied]) -> String {
+pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) -> String {
     #[derive(Serialize)]
     struct Key<'a> {
         database: &'a str,
+        destination: Option<&'a str>,
+        role: Option<&'a str>,
         applied: &'a [Applied],
     }
-    let json = serde_json::to_vec(&Key { database, applied }).unwrap_or_default();
+    let json = serde_json::to_vec(&Key {
+        database,
+        destination: route.destination.as_deref(),
+        role: route.role.as_deref(),
+        applied,
+    })
+    .unwrap_or_default();
     let digest = Sha256::digest(&json);
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
@@ -393,13 +416,25 @@ fn rewrite_checked(
         }
     }
     let applied = rw.applied;
+    let route = routing::route(policy, principal, db)?;
+    let role_statement = route
+        .role
+        .as_deref()
+        .map(|r| routing::role_statement(dialect, r, opts.local_role))
+        .transpose()?;
+    let sql = match (&role_statement, opts.emit_role) {
+        (Some(stmt), true) => format!("{stmt};\n{sql}"),
+        _ => sql,
+    };
     Ok(Rewritten {
-        fingerprint: fingerprint(&db.name, &applied),
+        fingerprint: fingerprint(&db.name, &route, &applied),
         sql,
         params,
         database: db.name.clone(),
         dialect,
-        role: None,
+        destination: route.destination,
+        role: route.role,
+        role_statement,
         applied,
     })
 }

@@ -131,6 +131,22 @@ pub enum Error {
         /// Its sandbox.
         sandbox_b: String,
     },
+    /// Database routing refused the principal.
+    #[error("database routing on `{database}` refused: {reason}")]
+    Routing {
+        /// The router database.
+        database: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connection impersonation refused the principal.
+    #[error("impersonation on `{database}` refused: {reason}")]
+    Impersonation {
+        /// The database.
+        database: String,
+        /// Why.
+        reason: String,
+    },
     /// A sandbox needs a user attribute the principal does not have.
     #[error("query requires user attribute `{attribute}` (sandbox on {table}), which this principal does not have")]
     MissingAttribute {
@@ -209,6 +225,8 @@ impl Error {
             Error::AccessDenied { .. } => "SB201",
             Error::NativeDenied { .. } => "SB202",
             Error::SandboxConflict { .. } => "SB203",
+            Error::Routing { .. } => "SB204",
+            Error::Impersonation { .. } => "SB205",
             Error::MissingAttribute { .. } => "SB301",
             Error::AttributeType { .. } => "SB302",
             Error::HiddenColumn { .. } => "SB303",

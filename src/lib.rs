@@ -36,6 +36,7 @@ mod error;
 pub mod explain;
 pub mod lint;
 pub mod policy;
+pub mod routing;
 mod principal;
 mod rewrite;
 

@@ -250,6 +250,18 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
         }
     }
 
+    // L011: declared principals that routing or impersonation would refuse.
+    for db in policy.databases.values() {
+        if db.routing.is_none() && db.impersonation.is_none() {
+            continue;
+        }
+        for (name, p) in &principals {
+            if let Err(e) = crate::routing::route(policy, p, db) {
+                l.push("L011", Severity::Warning, &user_path(name), format!("{name}: {e}"));
+            }
+        }
+    }
+
     // L004: all_users granting data access.
     if let Some(all) = policy.groups.get(ALL_USERS) {
         let mut dbs: Vec<&String> = all

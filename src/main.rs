@@ -36,8 +36,11 @@ enum TextOrJson {
 #[derive(clap::Args)]
 struct Who {
     /// A user declared in the policy.
-    #[arg(long, conflicts_with_all = ["group", "attr", "claims", "api_key"])]
+    #[arg(long, conflicts_with_all = ["group", "attr", "claims", "api_key", "anonymous"])]
     user: Option<String>,
+    /// The anonymous principal of public embedding (all_users only).
+    #[arg(long, conflicts_with_all = ["group", "attr", "claims", "api_key"])]
+    anonymous: bool,
     /// A JSON claims file: {"sub": ..., "groups": [...], "attributes": {...}}.
     #[arg(long, conflicts_with_all = ["group", "attr", "api_key"])]
     claims: Option<String>,
@@ -70,6 +73,12 @@ enum Command {
         /// Return attribute values as bind parameters.
         #[arg(long)]
         params: bool,
+        /// Prefix the SQL with the impersonated role's statement (`SET ROLE …;`).
+        #[arg(long)]
+        emit_role: bool,
+        /// With --emit-role on PostgreSQL: `SET LOCAL ROLE` (inside a transaction).
+        #[arg(long, requires = "emit_role")]
+        local_role: bool,
         /// Run a saved question by name instead of SQL.
         #[arg(long, conflicts_with = "sql")]
         question: Option<String>,
@@ -153,6 +162,9 @@ fn principal(policy: &Policy, who: &Who) -> Result<Principal, Error> {
     if let Some(u) = &who.user {
         return Principal::from_user(policy, u);
     }
+    if who.anonymous {
+        return Ok(Principal::anonymous());
+    }
     if let Some(path) = &who.claims {
         let text = read(path)?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Unknown {
@@ -216,6 +228,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             database,
             dialect,
             params,
+            emit_role,
+            local_role,
             question,
             builder,
             vars,
@@ -228,6 +242,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 database,
                 dialect: dialect.map(|d| d.parse::<Dialect>()).transpose()?,
                 params,
+                emit_role,
+                local_role,
                 ..Options::default()
             };
             let out = match (question, builder) {

@@ -139,6 +139,7 @@ pub struct Principal {
     groups: Vec<String>,
     attributes: BTreeMap<String, AttributeValue>,
     admin: bool,
+    anonymous: bool,
 }
 
 impl Principal {
@@ -187,6 +188,7 @@ impl Principal {
             groups: gs,
             attributes: attributes.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             admin,
+            anonymous: false,
         })
     }
 
@@ -267,7 +269,25 @@ impl Principal {
             groups: vec![key.group.clone()],
             attributes: key.attributes.clone(),
             admin: key.group == ADMINISTRATORS,
+            anonymous: false,
         })
+    }
+
+    /// The anonymous principal of public embedding: only `all_users`, no
+    /// attributes; database routing sends it to the router database.
+    pub fn anonymous() -> Principal {
+        Principal {
+            name: "anonymous".into(),
+            groups: vec![ALL_USERS.to_string()],
+            attributes: BTreeMap::new(),
+            admin: false,
+            anonymous: true,
+        }
+    }
+
+    /// Whether this is the anonymous principal.
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
     }
 
     /// The principal's name (for messages and audit).

@@ -166,7 +166,7 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
             let e = sqlsandbox::explain::explain(&policy, &principal);
             return (true, serde_json::to_string_pretty(&e).unwrap());
         }
-        None | Some("rewrite") => {}
+        None | Some("rewrite") | Some("rewrite-json") => {}
         Some(other) => panic!("unknown command `{other}`"),
     }
     let opts = Options {
@@ -214,6 +214,12 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
             if !out.params.is_empty() {
                 s.push_str("\n-- params: ");
                 s.push_str(&serde_json::to_string(&out.params).unwrap());
+            }
+            if case.command.as_deref() == Some("rewrite-json") {
+                s.push_str(&format!(
+                    "\n-- destination: {:?}\n-- role: {:?}\n-- role statement: {:?}",
+                    out.destination, out.role, out.role_statement
+                ));
             }
             for a in &out.applied {
                 s.push_str(&format!(

@@ -163,6 +163,32 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     for (name, db) in &raw.databases {
         databases.insert(name.clone(), compile_database(&cx, name, db)?);
     }
+    // Routing destinations that name a policy database must share the
+    // router's schema: a sandbox compiled against one is applied to both.
+    for (name, db) in &databases {
+        let Some(routing) = &db.routing else { continue };
+        for (slug, target) in &routing.destinations {
+            let Some(target) = target else { continue };
+            let path = ["databases", name.as_str(), "routing", "destinations", slug.as_str()];
+            let other = databases.get(target).ok_or_else(|| {
+                cx.err(&path, format!("destination `{slug}` names unknown database `{target}`"))
+            })?;
+            let same = other.dialect == db.dialect
+                && other.tables.len() == db.tables.len()
+                && db.tables.iter().all(|(k, t)| {
+                    other.tables.get(k).is_some_and(|o| {
+                        o.columns.len() == t.columns.len()
+                            && t.columns.iter().all(|c| o.column(&c.key).is_some_and(|oc| oc.ty == c.ty))
+                    })
+                });
+            if !same {
+                return Err(cx.err(
+                    &path,
+                    format!("destination `{slug}` (database `{target}`) does not declare the same dialect, tables and columns as router `{name}`"),
+                ));
+            }
+        }
+    }
 
     let mut collections = BTreeMap::new();
     for (name, c) in &raw.collections {
@@ -527,7 +553,30 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
                 .or_insert(Some(c.ty));
         }
     }
+    let routing = match &raw.routing {
+        None => None,
+        Some(r) => {
+            if r.destinations.is_empty() {
+                return Err(cx.err(&["databases", name, "routing"], "routing needs at least one destination"));
+            }
+            if r.destinations.contains_key(ROUTER) {
+                return Err(cx.err(
+                    &["databases", name, "routing", "destinations"],
+                    format!("`{ROUTER}` is reserved for the router database itself"),
+                ));
+            }
+            Some(Routing {
+                attribute: r.attribute.clone(),
+                destinations: r.destinations.iter().map(|(k, d)| (k.clone(), d.database.clone())).collect(),
+            })
+        }
+    };
+    let impersonation = raw.impersonation.as_ref().map(|i| Impersonation {
+        attribute: i.attribute.clone(),
+    });
     Ok(Database {
+        routing,
+        impersonation,
         column_types,
         name: name.to_string(),
         dialect,
@@ -764,7 +813,19 @@ fn compile_group(
         };
         colls.insert(cname.clone(), l);
     }
+    let sandboxed_dbs = data
+        .iter()
+        .filter(|(_, g)| match g {
+            DbGrant::Schemas(s) => s.values().any(|sg| match sg {
+                SchemaGrant::Tables(t) => t.values().any(|tg| matches!(tg, TableGrant::Sandbox(_))),
+                _ => false,
+            }),
+            _ => false,
+        })
+        .map(|(d, _)| d.clone())
+        .collect();
     Ok(Group {
+        sandboxed_dbs,
         name: name.to_string(),
         data,
         native,

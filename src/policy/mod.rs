@@ -139,6 +139,30 @@ pub struct Database {
     pub(crate) schemas: HashSet<String>,
     /// Column name → its type, `None` when tables disagree (for inference).
     pub(crate) column_types: HashMap<String, Option<ColumnType>>,
+    /// Database routing, if configured.
+    pub routing: Option<Routing>,
+    /// Connection impersonation, if configured.
+    pub impersonation: Option<Impersonation>,
+}
+
+/// Database routing (as Metabase's): the router database declares a user
+/// attribute whose value is the slug of the destination database to run on.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// The attribute holding the destination slug.
+    pub attribute: String,
+    /// Destination slugs (with the policy database each stands for, if any).
+    pub destinations: BTreeMap<String, Option<String>>,
+}
+
+/// The slug that selects the router database itself.
+pub const ROUTER: &str = "__ROUTER__";
+
+/// Connection impersonation: the database role comes from an attribute.
+#[derive(Debug, Clone)]
+pub struct Impersonation {
+    /// The attribute holding the role name.
+    pub attribute: String,
 }
 
 impl Database {
@@ -329,6 +353,8 @@ pub struct Collection {
 pub struct Group {
     /// Its name.
     pub name: String,
+    /// Databases on which the group has at least one sandbox.
+    pub(crate) sandboxed_dbs: HashSet<String>,
     pub(crate) data: HashMap<String, DbGrant>,
     pub(crate) native: HashSet<String>,
     pub(crate) collections: HashMap<String, CollectionLevel>,

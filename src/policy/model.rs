@@ -114,6 +114,34 @@ pub struct RawDatabase {
     pub fence: Option<bool>,
     #[serde(default)]
     pub tables: UMap<RawTable>,
+    /// Database routing: an attribute naming a destination database.
+    #[serde(default)]
+    pub routing: Option<RawRouting>,
+    /// Connection impersonation: an attribute naming the database role.
+    #[serde(default)]
+    pub impersonation: Option<RawImpersonation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    pub attribute: String,
+    pub destinations: UMap<RawDestination>,
+}
+
+/// A destination; `database` names another declared database (which must
+/// have the router's tables) when the policy models it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImpersonation {
+    pub attribute: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,145 @@
+//! Database routing and connection impersonation: which destination
+//! database runs the query, and as which database role.
+
+use sqlparser::ast::Ident;
+
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::policy::{Database, Policy, ROUTER};
+use crate::principal::{AttributeValue, Principal, Scalar};
+
+/// Where and as whom a query runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Route {
+    /// The destination slug; `None` means the router database itself.
+    pub destination: Option<String>,
+    /// The database role to run as (connection impersonation).
+    pub role: Option<String>,
+}
+
+fn single<'a>(v: &'a AttributeValue, attribute: &str, what: &str) -> Result<&'a Scalar> {
+    match v {
+        AttributeValue::Single(s) => Ok(s),
+        AttributeValue::Many(vs) if vs.len() == 1 => Ok(&vs[0]),
+        AttributeValue::Many(_) => Err(Error::AttributeType {
+            attribute: attribute.to_string(),
+            value: v.to_string(),
+            ty: "single value".into(),
+            target: what.to_string(),
+        }),
+    }
+}
+
+fn text(s: &Scalar) -> String {
+    match s {
+        Scalar::Text(t) => t.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Decides the destination and the role for `principal` on `db`.
+///
+/// Routing order (as Metabase's database routing): an anonymous principal
+/// uses the router database; the value `__ROUTER__` uses it; an
+/// administrator without the attribute uses it; a non-administrator without
+/// the attribute, or with a slug that names no destination, is refused.
+pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Route> {
+    let mut out = Route::default();
+    if let Some(r) = &db.routing {
+        let refuse = |reason: String| Error::Routing {
+            database: db.name.clone(),
+            reason,
+        };
+        match principal.attribute(&r.attribute) {
+            _ if principal.is_anonymous() => {}
+            None if principal.is_admin() => {}
+            None => {
+                return Err(refuse(format!(
+                    "{} has no `{}` attribute to choose a destination (destinations: {})",
+                    principal.name(),
+                    r.attribute,
+                    r.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+            Some(v) => {
+                let slug = text(single(v, &r.attribute, "the routing destination")?);
+                if slug != ROUTER {
+                    if !r.destinations.contains_key(&slug) {
+                        return Err(refuse(format!(
+                            "attribute `{}` is {slug:?}, which names no destination (destinations: {})",
+                            r.attribute,
+                            r.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                    out.destination = Some(slug);
+                }
+            }
+        }
+    }
+    if let Some(imp) = &db.impersonation {
+        if !principal.is_admin() {
+            let refuse = |reason: String| Error::Impersonation {
+                database: db.name.clone(),
+                reason,
+            };
+            let sandboxed: Vec<&str> = principal
+                .groups()
+                .iter()
+                .filter(|g| policy.groups.get(*g).is_some_and(|gr| gr.sandboxed_dbs.contains(&db.name)))
+                .map(String::as_str)
+                .collect();
+            if !sandboxed.is_empty() {
+                return Err(refuse(format!(
+                    "{} is both impersonated and sandboxed there (groups {}); use one or the other",
+                    principal.name(),
+                    sandboxed.join(", ")
+                )));
+            }
+            let v = principal.attribute(&imp.attribute).ok_or_else(|| {
+                refuse(format!(
+                    "{} has no `{}` attribute naming the database role to run as",
+                    principal.name(),
+                    imp.attribute
+                ))
+            })?;
+            let role = text(single(v, &imp.attribute, "the impersonated role")?);
+            validate_role(&role).map_err(|why| refuse(format!("role {role:?} {why}")))?;
+            out.role = Some(role);
+        }
+    }
+    Ok(out)
+}
+
+/// Role names are identifiers, never SQL: letters, digits and `_ - . @ $`,
+/// at most 63 bytes (PostgreSQL's limit).
+fn validate_role(role: &str) -> std::result::Result<(), &'static str> {
+    if role.is_empty() || role.len() > 63 {
+        return Err("must be 1 to 63 bytes long");
+    }
+    if !role
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '$'))
+    {
+        return Err("may only contain letters, digits and _ - . @ $");
+    }
+    Ok(())
+}
+
+/// The statement that switches to `role` in `dialect`: PostgreSQL `SET ROLE`
+/// (or `SET LOCAL ROLE` inside a transaction), MySQL/MariaDB `SET ROLE`;
+/// SQLite and generic SQL have no roles.
+pub fn role_statement(dialect: Dialect, role: &str, local: bool) -> Result<String> {
+    validate_role(role).map_err(|why| Error::Impersonation {
+        database: String::new(),
+        reason: format!("role {role:?} {why}"),
+    })?;
+    let quoted = Ident::with_quote(dialect.identifier_quote(), role);
+    match dialect {
+        Dialect::Postgres if local => Ok(format!("SET LOCAL ROLE {quoted}")),
+        Dialect::Postgres => Ok(format!("SET ROLE {quoted}")),
+        Dialect::Mysql => Ok(format!("SET ROLE {quoted}")),
+        Dialect::Sqlite | Dialect::Generic => Err(Error::unsupported(format!(
+            "impersonation on {dialect}, which has no database roles"
+        ))),
+    }
+}
