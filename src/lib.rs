@@ -36,9 +36,9 @@ mod error;
 pub mod explain;
 pub mod lint;
 pub mod policy;
-pub mod routing;
 mod principal;
 mod rewrite;
+pub mod routing;
 
 pub use bind::BoundParam;
 pub use dialect::{Dialect, Fence};

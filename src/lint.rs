@@ -256,8 +256,27 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
             continue;
         }
         for (name, p) in &principals {
+            // Only principals that can use the database at all.
+            let uses = p
+                .groups()
+                .iter()
+                .filter_map(|g| policy.groups.get(g))
+                .any(|g| {
+                    g.native(&db.name)
+                        || g.data
+                            .get(&db.name)
+                            .is_some_and(|d| !matches!(d, DbGrant::NoAccess | DbGrant::Blocked))
+                });
+            if !uses {
+                continue;
+            }
             if let Err(e) = crate::routing::route(policy, p, db) {
-                l.push("L011", Severity::Warning, &user_path(name), format!("{name}: {e}"));
+                l.push(
+                    "L011",
+                    Severity::Warning,
+                    &user_path(name),
+                    format!("{name}: {e}"),
+                );
             }
         }
     }
@@ -322,6 +341,10 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                 }
             }
         }
+    }
+    for db in policy.databases.values() {
+        used_attrs.extend(db.routing.iter().map(|r| r.attribute.clone()));
+        used_attrs.extend(db.impersonation.iter().map(|i| i.attribute.clone()));
     }
     for (name, q) in &policy.questions {
         if !used_questions.contains(name) && q.collection.is_none() {

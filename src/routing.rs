@@ -58,7 +58,11 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
                     "{} has no `{}` attribute to choose a destination (destinations: {})",
                     principal.name(),
                     r.attribute,
-                    r.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+                    r.destinations
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
             Some(v) => {
@@ -85,7 +89,12 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
             let sandboxed: Vec<&str> = principal
                 .groups()
                 .iter()
-                .filter(|g| policy.groups.get(*g).is_some_and(|gr| gr.sandboxed_dbs.contains(&db.name)))
+                .filter(|g| {
+                    policy
+                        .groups
+                        .get(*g)
+                        .is_some_and(|gr| gr.sandboxed_dbs.contains(&db.name))
+                })
                 .map(String::as_str)
                 .collect();
             if !sandboxed.is_empty() {

@@ -169,16 +169,27 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         let Some(routing) = &db.routing else { continue };
         for (slug, target) in &routing.destinations {
             let Some(target) = target else { continue };
-            let path = ["databases", name.as_str(), "routing", "destinations", slug.as_str()];
+            let path = [
+                "databases",
+                name.as_str(),
+                "routing",
+                "destinations",
+                slug.as_str(),
+            ];
             let other = databases.get(target).ok_or_else(|| {
-                cx.err(&path, format!("destination `{slug}` names unknown database `{target}`"))
+                cx.err(
+                    &path,
+                    format!("destination `{slug}` names unknown database `{target}`"),
+                )
             })?;
             let same = other.dialect == db.dialect
                 && other.tables.len() == db.tables.len()
                 && db.tables.iter().all(|(k, t)| {
                     other.tables.get(k).is_some_and(|o| {
                         o.columns.len() == t.columns.len()
-                            && t.columns.iter().all(|c| o.column(&c.key).is_some_and(|oc| oc.ty == c.ty))
+                            && t.columns
+                                .iter()
+                                .all(|c| o.column(&c.key).is_some_and(|oc| oc.ty == c.ty))
                     })
                 });
             if !same {
@@ -557,7 +568,10 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
         None => None,
         Some(r) => {
             if r.destinations.is_empty() {
-                return Err(cx.err(&["databases", name, "routing"], "routing needs at least one destination"));
+                return Err(cx.err(
+                    &["databases", name, "routing"],
+                    "routing needs at least one destination",
+                ));
             }
             if r.destinations.contains_key(ROUTER) {
                 return Err(cx.err(
@@ -567,7 +581,11 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             }
             Some(Routing {
                 attribute: r.attribute.clone(),
-                destinations: r.destinations.iter().map(|(k, d)| (k.clone(), d.database.clone())).collect(),
+                destinations: r
+                    .destinations
+                    .iter()
+                    .map(|(k, d)| (k.clone(), d.database.clone()))
+                    .collect(),
             })
         }
     };
