@@ -147,7 +147,7 @@ impl Ctx<'_> {
 }
 
 pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
-    let raw = parse_yaml(src, file)?;
+    let mut raw = parse_yaml(src, file)?;
     let cx = Ctx { src, file };
     if raw.version != 1 {
         return Err(cx.err(
@@ -319,11 +319,13 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     }
 
     let mut users = HashMap::new();
-    for (name, u) in &raw.users {
+    let raw_users = std::mem::take(&mut raw.users);
+    users.reserve(raw_users.len());
+    for (name, u) in raw_users.0 {
         for g in &u.groups {
             if !groups.contains_key(g) {
                 return Err(cx.err(
-                    &["users", name, "groups"],
+                    &["users", &name, "groups"],
                     format!("user `{name}` is in unknown group `{g}`"),
                 ));
             }
@@ -333,7 +335,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             if let Some(d) = &declared {
                 if !d.contains(k) {
                     return Err(cx.err(
-                        &["users", name, "attributes", k],
+                        &["users", &name, "attributes", k],
                         format!(
                             "user `{name}` has unknown attribute `{k}` (declared attributes: {})",
                             sorted(d)
@@ -343,16 +345,16 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             }
             let value = AttributeValue::from_yaml(v).ok_or_else(|| {
                 cx.err(
-                    &["users", name, "attributes", k],
+                    &["users", &name, "attributes", k],
                     format!("attribute `{k}` of user `{name}` must be a string, a number, a boolean or a list of them"),
                 )
             })?;
             attributes.insert(k.clone(), value);
         }
         users.insert(
-            name.clone(),
+            name,
             UserDef {
-                groups: u.groups.clone(),
+                groups: u.groups,
                 attributes,
             },
         );
