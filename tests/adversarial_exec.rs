@@ -79,42 +79,14 @@ fn corpus_shows_no_other_tenant_on_sqlite() {
 
 #[test]
 fn corpus_shows_no_other_tenant_on_postgres() {
-    let Ok(url) = std::env::var("SQLSANDBOX_PG_URL") else {
-        eprintln!(
-            "SKIPPED: corpus_shows_no_other_tenant_on_postgres (set SQLSANDBOX_PG_URL to run it)"
-        );
-        return;
-    };
-    let name = format!("sqlsandbox_adv_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let result = std::panic::catch_unwind(|| run_postgres(&url, &name));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    common::with_pg_dataset(
+        "corpus_shows_no_other_tenant_on_postgres",
+        "sqlsandbox_adv",
+        run_postgres,
+    );
 }
 
-fn run_postgres(url: &str, name: &str) {
-    let db_url = match url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("SQLSANDBOX_PG_URL must end in /database"),
-    };
-    let mut c = postgres::Client::connect(&db_url, postgres::NoTls).unwrap();
-    c.batch_execute("CREATE SCHEMA audit").unwrap();
-    for s in common::SCHEMA {
-        c.batch_execute(s).unwrap();
-    }
-    for s in common::inserts() {
-        c.batch_execute(&s).unwrap();
-    }
+fn run_postgres(c: &mut postgres::Client) {
     let policy = common::saas_policy();
     let alice = Principal::from_user(&policy, "alice").unwrap();
     let (mut ran, mut refused, mut failed) = (0, 0, 0);

@@ -84,39 +84,14 @@ fn explain(c: &mut postgres::Client, sql: &str) -> Value {
 
 #[test]
 fn probes_cannot_see_through_the_fence() {
-    let Ok(url) = std::env::var("SQLSANDBOX_PG_URL") else {
-        eprintln!("SKIPPED: probes_cannot_see_through_the_fence (set SQLSANDBOX_PG_URL to run it)");
-        return;
-    };
-    let name = format!("sqlsandbox_probe_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let result = std::panic::catch_unwind(|| run(&url, &name));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    common::with_pg_dataset(
+        "probes_cannot_see_through_the_fence",
+        "sqlsandbox_probe",
+        run,
+    );
 }
 
-fn run(url: &str, name: &str) {
-    let (base, _) = url
-        .rsplit_once('/')
-        .expect("SQLSANDBOX_PG_URL ends in /database");
-    let mut c = postgres::Client::connect(&format!("{base}/{name}"), postgres::NoTls).unwrap();
-    c.batch_execute("CREATE SCHEMA audit").unwrap();
-    for s in common::SCHEMA {
-        c.batch_execute(s).unwrap();
-    }
-    for s in common::inserts() {
-        c.batch_execute(&s).unwrap();
-    }
+fn run(c: &mut postgres::Client) {
     // Bulk up other tenants and add every index that could tempt the
     // planner into evaluating the user's predicate first.
     c.batch_execute(
@@ -146,7 +121,7 @@ fn run(url: &str, name: &str) {
             )
         });
         // (2) The scans of protected tables evaluate only the sandbox filter.
-        let conds = scan_conditions(&explain(&mut c, &out.sql));
+        let conds = scan_conditions(&explain(c, &out.sql));
         for cond in &conds {
             assert!(
                 !cond.contains("CASE") && !cond.contains("(id - id)") && !cond.contains("> '0'"),
@@ -156,7 +131,7 @@ fn run(url: &str, name: &str) {
         }
         // (3) Without the fence, the planner is free to push the probe down.
         let unfenced = out.sql.replace(" OFFSET 0", "");
-        let conds = scan_conditions(&explain(&mut c, &unfenced));
+        let conds = scan_conditions(&explain(c, &unfenced));
         if conds
             .iter()
             .any(|x| x.contains("CASE") || x.contains("(id - id)"))

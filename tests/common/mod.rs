@@ -151,3 +151,42 @@ pub fn mark_done(name: &str, summary: &str) {
             .unwrap_or_else(|e| panic!("cannot write marker {}: {e}", path.display()));
     }
 }
+
+/// Runs `body` with a client connected to a fresh PostgreSQL database
+/// holding the leak-marker dataset (schemas `public` and `audit`), created
+/// under `SQLSANDBOX_PG_URL` and dropped afterwards, also on failure.
+/// Without the variable it prints a SKIPPED line and returns.
+pub fn with_pg_dataset(test: &str, prefix: &str, body: impl FnOnce(&mut postgres::Client)) {
+    let Ok(url) = std::env::var("SQLSANDBOX_PG_URL") else {
+        eprintln!("SKIPPED: {test} (set SQLSANDBOX_PG_URL to run it)");
+        return;
+    };
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("SQLSANDBOX_PG_URL ends in /database");
+    let name = format!("{prefix}_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut c = postgres::Client::connect(&format!("{base}/{name}"), postgres::NoTls).unwrap();
+        c.batch_execute("CREATE SCHEMA audit").unwrap();
+        for s in SCHEMA {
+            c.batch_execute(s).unwrap();
+        }
+        for s in inserts() {
+            c.batch_execute(&s).unwrap();
+        }
+        body(&mut c);
+    }));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
