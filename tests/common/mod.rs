@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
+
 use rusqlite::Connection;
 
 /// The schema, in a dialect-neutral subset of SQL (schemas `public` and
@@ -144,7 +146,7 @@ pub fn saas_policy() -> sqlsandbox::Policy {
 /// Records that a server test ran to completion, for `.ci/run` (which fails
 /// when a marker is missing).
 pub fn mark_done(name: &str, summary: &str) {
-    eprintln!("{name}: {summary}");
+    let _ = writeln!(std::io::stderr(), "{name}: {summary}");
     if let Ok(dir) = std::env::var("SQLSANDBOX_DIFF_MARKERS") {
         let path = std::path::Path::new(&dir).join(name);
         std::fs::write(&path, format!("{summary}\n"))
@@ -158,7 +160,8 @@ pub fn mark_done(name: &str, summary: &str) {
 /// Without the variable it prints a SKIPPED line and returns.
 pub fn with_pg_dataset(test: &str, prefix: &str, body: impl FnOnce(&mut postgres::Client)) {
     let Ok(url) = std::env::var("SQLSANDBOX_PG_URL") else {
-        eprintln!("SKIPPED: {test} (set SQLSANDBOX_PG_URL to run it)");
+        // Written to stderr directly: the test harness captures eprintln!.
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test} (set SQLSANDBOX_PG_URL to run it)");
         return;
     };
     let (base, _) = url
