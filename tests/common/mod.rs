@@ -161,7 +161,10 @@ pub fn mark_done(name: &str, summary: &str) {
 pub fn with_pg_dataset(test: &str, prefix: &str, body: impl FnOnce(&mut postgres::Client)) {
     let Ok(url) = std::env::var("SQLSANDBOX_PG_URL") else {
         // Written to stderr directly: the test harness captures eprintln!.
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {test} (set SQLSANDBOX_PG_URL to run it)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {test} (set SQLSANDBOX_PG_URL to run it)"
+        );
         return;
     };
     let (base, _) = url
