@@ -76,6 +76,32 @@ const DENIED: &[(&str, &str)] = &[
     ("connectby", "runs SQL from strings"),
     ("pg_stat_statements", "reads other users' queries"),
     ("pg_get_keywords", "reads the catalog"),
+    (
+        "pg_relation_size",
+        "reveals table sizes (other tenants' row volume)",
+    ),
+    (
+        "pg_table_size",
+        "reveals table sizes (other tenants' row volume)",
+    ),
+    (
+        "pg_total_relation_size",
+        "reveals table sizes (other tenants' row volume)",
+    ),
+    (
+        "pg_indexes_size",
+        "reveals table sizes (other tenants' row volume)",
+    ),
+    ("pg_database_size", "reveals database sizes"),
+    ("pg_tablespace_size", "reveals tablespace sizes"),
+    (
+        "currval",
+        "reveals sequence state (other tenants' activity)",
+    ),
+    (
+        "lastval",
+        "reveals sequence state (other tenants' activity)",
+    ),
     // MySQL / MariaDB.
     ("load_file", "reads a server file"),
     ("sleep", "blocks the server"),
@@ -139,6 +165,10 @@ pub(crate) fn check_function(name: &ObjectName, policy: &FunctionPolicy) -> Resu
                     || n.starts_with("pg_read")
                     || n.starts_with("pg_ls_"))
                 .then(|| "reads files, large objects or other databases".to_string())
+            })
+            .or_else(|| {
+                n.starts_with("pg_stat_get")
+                    .then(|| "reads table statistics (other tenants' row counts)".to_string())
             })
             .or_else(|| {
                 policy
