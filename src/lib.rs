@@ -34,6 +34,7 @@ mod dialect;
 mod emit;
 mod error;
 pub mod explain;
+pub mod export;
 pub mod lint;
 pub mod policy;
 mod principal;

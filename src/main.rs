@@ -118,6 +118,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
+    /// Export DDL that makes the database enforce the policy natively
+    /// (defence in depth behind the rewrite).
+    Export {
+        /// The policy file.
+        #[arg(long)]
+        policy: String,
+        /// The target: `postgres` (alias `postgres-rls`).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Export only this policy database.
+        #[arg(long)]
+        database: Option<String>,
+        /// Prefix of the role names.
+        #[arg(long, default_value = "sqlsandbox_")]
+        role_prefix: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// PostgreSQL roles, grants, row level security and views.
+    #[value(alias = "postgres-rls")]
+    Postgres,
 }
 
 fn key_values(
@@ -371,7 +394,34 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ExitCode::from(1)
             })
         }
+        Command::Export {
+            policy,
+            format,
+            database,
+            role_prefix,
+        } => export(&policy, format, database, role_prefix),
     }
+}
+
+fn export(
+    policy: &str,
+    format: ExportFormat,
+    database: Option<String>,
+    role_prefix: String,
+) -> Result<ExitCode, Error> {
+    let policy = Policy::from_path(policy)?;
+    let opts = sqlsandbox::export::ExportOptions {
+        role_prefix,
+        database,
+        ..Default::default()
+    };
+    match format {
+        ExportFormat::Postgres => print!(
+            "{}",
+            sqlsandbox::export::export_postgres_with(&policy, &opts)?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
