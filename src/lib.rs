@@ -35,6 +35,8 @@ mod emit;
 mod error;
 pub mod explain;
 pub mod export;
+#[cfg(feature = "live")]
+pub mod introspect;
 pub mod lint;
 pub mod policy;
 mod principal;
