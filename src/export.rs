@@ -311,7 +311,7 @@ fn export_database(
                         for f in filters {
                             conds.push(format!(
                                 "{} = ANY (string_to_array({}, ',')::{}[])",
-                                ident(&f.column.to_lowercase())?,
+                                ident(&f.column)?,
                                 setting(opts, &f.attribute)?,
                                 pg_type(f.ty)
                             ));

@@ -113,9 +113,10 @@ fn connect(url: &str) -> Result<(Dialect, Conn)> {
         let c = mysql::Conn::new(opts).map_err(live_error)?;
         Ok((Dialect::Mysql, Conn::My(Box::new(c))))
     } else {
+        let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
         Err(Error::Unknown {
             kind: "database URL scheme",
-            name: "(expected postgres://... or mysql://...)".into(),
+            name: format!("{scheme} (expected postgres://... or mysql://...)"),
         })
     }
 }

@@ -40,20 +40,24 @@ fn marketplace_export() {
 
 #[test]
 fn hostile_names_are_quoted_or_refused() {
+    // PostgreSQL policy names are exact: quotes and capitals are part of them.
     let p = Policy::from_yaml(
         r#"
 version: 1
 databases:
-  db: {dialect: postgres, tables: {"public.\"odd\"": {columns: {id: integer, t: integer}}}}
+  db: {dialect: postgres, tables: {"public.\"we\"ird\"": {columns: {id: integer, Tenant: integer}}}}
 groups:
-  g: {data: {db: {public: {"\"odd\"": {sandbox: {column: t, attribute: tenant}}}}}}
+  "g\"; DROP": {data: {db: {public: {"\"we\"ird\"": {sandbox: {column: Tenant, attribute: tenant}}}}}}
 "#,
         "hostile.yaml",
+    )
+    .unwrap();
+    let ddl = export_postgres(&p).unwrap();
+    assert!(ddl.contains(r#"ON "public"."""we""ird""" "#), "{ddl}");
+    assert!(
+        ddl.contains(r#"TO "sqlsandbox_g""; DROP" USING ("Tenant" = ANY"#),
+        "{ddl}"
     );
-    if let Ok(p) = p {
-        let ddl = export_postgres(&p).unwrap();
-        assert!(ddl.contains("\"\"\"odd\"\"\""), "{ddl}");
-    }
     let saas = policy("saas.yaml");
     let bad = ExportOptions {
         role_prefix: "x\"; DROP".into(),
