@@ -478,3 +478,69 @@ pub fn check_live(policy: &Policy, database: Option<&str>, url: &str) -> Result<
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_map_or_stay_unknown() {
+        let pg = Dialect::Postgres;
+        assert_eq!(map_type(pg, "integer"), Some(ColumnType::Integer));
+        assert_eq!(map_type(pg, "numeric"), Some(ColumnType::Decimal));
+        assert_eq!(map_type(pg, "character varying"), Some(ColumnType::Text));
+        assert_eq!(
+            map_type(pg, "timestamp with time zone"),
+            Some(ColumnType::Timestamp)
+        );
+        assert_eq!(
+            map_type(Dialect::Mysql, "datetime"),
+            Some(ColumnType::Timestamp)
+        );
+        assert_eq!(map_type(pg, "jsonb"), None);
+        assert_eq!(map_type(pg, ""), None);
+    }
+
+    #[test]
+    fn urls_and_placeholders() {
+        assert_eq!(url_database("postgres://u:p@h:5/db?sslmode=x"), "db");
+        assert_eq!(url_database("mysql://h"), "");
+        assert_eq!(url_database("nonsense"), "");
+        let sql = with_typed_nulls(
+            "SELECT a FROM t WHERE x = {{ v }} AND y = {{w}}",
+            Dialect::Postgres,
+            |v| (v == "v").then_some(ColumnType::Integer),
+        );
+        assert_eq!(
+            sql,
+            "SELECT a FROM t WHERE x = CAST(NULL AS bigint) AND y = CAST(NULL AS text)"
+        );
+        assert_eq!(
+            with_typed_nulls("x {{ broken", Dialect::Mysql, |_| None),
+            "x  broken"
+        );
+        assert!(connect("ftp://x").is_err());
+    }
+
+    #[test]
+    fn schema_yaml_quotes_odd_names() {
+        let s = LiveSchema {
+            dialect: Dialect::Postgres,
+            database: "w h".into(),
+            tables: vec![LiveTable {
+                schema: "public".into(),
+                name: "Odd: name".into(),
+                columns: vec![LiveColumn {
+                    name: "yes".into(),
+                    raw_type: "jsonb".into(),
+                    ty: None,
+                }],
+            }],
+        };
+        let y = schema_yaml(&s);
+        assert!(y.contains("\"w h\":"), "{y}");
+        assert!(y.contains("\"public.Odd: name\":"), "{y}");
+        assert!(y.contains("{\"yes\": text}"), "{y}");
+        assert!(y.contains("unknown type `jsonb`"), "{y}");
+    }
+}

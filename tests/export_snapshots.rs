@@ -75,3 +75,29 @@ groups:
     };
     assert!(export_postgres_with(&saas, &none).is_err());
 }
+
+#[test]
+fn session_settings_refuse_commas() {
+    let saas = policy("saas.yaml");
+    let opts = ExportOptions::default();
+    let alice = sqlsandbox::Principal::from_user(&saas, "alice").unwrap();
+    let s = sqlsandbox::export::session_settings(&alice, &opts).unwrap();
+    assert_eq!(
+        s,
+        vec![
+            ("sqlsandbox.region".to_string(), "eu".to_string()),
+            ("sqlsandbox.tenant".to_string(), "42".to_string())
+        ]
+    );
+    let p = sqlsandbox::Principal::new(
+        &saas,
+        "x",
+        ["customers"],
+        [(
+            "region".to_string(),
+            sqlsandbox::AttributeValue::text("eu,us"),
+        )],
+    )
+    .unwrap();
+    assert!(sqlsandbox::export::session_settings(&p, &opts).is_err());
+}
