@@ -34,6 +34,9 @@ mod dialect;
 mod emit;
 mod error;
 pub mod explain;
+pub mod export;
+#[cfg(feature = "live")]
+pub mod introspect;
 pub mod lint;
 pub mod policy;
 mod principal;

@@ -118,15 +118,52 @@ enum Command {
         /// A query to explain too.
         sql: Option<String>,
     },
-    /// Validate and lint a policy; exits 1 when a lint is an error.
+    /// Validate and lint a policy; exits 1 when a lint is an error. With
+    /// --database-url, also check it against a live database.
     Check {
         /// The policy file.
         #[arg(long)]
         policy: String,
+        /// A live database (`postgres://...` or `mysql://...`) to check the
+        /// policy against: tables, columns, types, custom sandboxes.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The policy database the live one stands for (default: the only one).
+        #[arg(long, requires = "database_url")]
+        database: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
+    /// Print the `databases:` section of a policy for a live database.
+    Schema {
+        /// `postgres://user@host/db` or `mysql://user@host/db`.
+        #[arg(long)]
+        database_url: String,
+    },
+    /// Export DDL that makes the database enforce the policy natively
+    /// (defence in depth behind the rewrite).
+    Export {
+        /// The policy file.
+        #[arg(long)]
+        policy: String,
+        /// The target: `postgres` (alias `postgres-rls`).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Export only this policy database.
+        #[arg(long)]
+        database: Option<String>,
+        /// Prefix of the role names.
+        #[arg(long, default_value = "sqlsandbox_")]
+        role_prefix: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// PostgreSQL roles, grants, row level security and views.
+    #[value(alias = "postgres-rls")]
+    Postgres,
 }
 
 fn key_values(
@@ -344,13 +381,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 _ => ExitCode::SUCCESS,
             })
         }
+        Command::Schema { database_url } => schema(&database_url),
         Command::Check {
             policy: path,
             format,
+            database_url,
+            database,
         } => {
             let src = read(&path)?;
             let policy = Policy::from_yaml(&src, &path)?;
-            let findings = lint::check(&policy, &src);
+            let mut findings = lint::check(&policy, &src);
+            if let Some(url) = database_url {
+                findings.extend(live_check(&policy, database.as_deref(), &url)?);
+            }
             let errors = findings
                 .iter()
                 .filter(|f| f.severity == lint::Severity::Error)
@@ -387,7 +430,71 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ExitCode::from(1)
             })
         }
+        Command::Export {
+            policy,
+            format,
+            database,
+            role_prefix,
+        } => export(&policy, format, database, role_prefix),
     }
+}
+
+#[cfg(feature = "live")]
+fn schema(url: &str) -> Result<ExitCode, Error> {
+    let live = sqlsandbox::introspect::introspect(url)?;
+    print!("{}", sqlsandbox::introspect::schema_yaml(&live));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "live"))]
+fn schema(_url: &str) -> Result<ExitCode, Error> {
+    Err(no_live())
+}
+
+#[cfg(feature = "live")]
+fn live_check(
+    policy: &Policy,
+    database: Option<&str>,
+    url: &str,
+) -> Result<Vec<lint::Finding>, Error> {
+    sqlsandbox::introspect::check_live(policy, database, url)
+}
+
+#[cfg(not(feature = "live"))]
+fn live_check(
+    _policy: &Policy,
+    _database: Option<&str>,
+    _url: &str,
+) -> Result<Vec<lint::Finding>, Error> {
+    Err(no_live())
+}
+
+#[cfg(not(feature = "live"))]
+fn no_live() -> Error {
+    Error::Unsupported {
+        construct: "a live database (built without the `live` feature)".into(),
+    }
+}
+
+fn export(
+    policy: &str,
+    format: ExportFormat,
+    database: Option<String>,
+    role_prefix: String,
+) -> Result<ExitCode, Error> {
+    let policy = Policy::from_path(policy)?;
+    let opts = sqlsandbox::export::ExportOptions {
+        role_prefix,
+        database,
+        ..Default::default()
+    };
+    match format {
+        ExportFormat::Postgres => print!(
+            "{}",
+            sqlsandbox::export::export_postgres_with(&policy, &opts)?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,484 @@
+//! Export of native enforcement: the PostgreSQL DDL (roles, grants, row
+//! level security policies and security-barrier views) that makes the
+//! database enforce a policy by itself, as defence in depth behind the
+//! rewrite.
+//!
+//! The model:
+//!
+//! * one `NOLOGIN` role per group (`sqlsandbox_<group>`); every group role
+//!   is a member of the `all_users` role and so inherits its grants;
+//!   `administrators` gets `BYPASSRLS`;
+//! * a least-privilege login role for the query service
+//!   (`sqlsandbox_service`, `NOINHERIT`): `CONNECT` on the database, `USAGE`
+//!   on the schemas of declared tables, `SELECT` on declared tables and
+//!   nothing more; it is a member of every group role so that it can
+//!   `SET ROLE` to the group of the principal it serves (on tables under
+//!   row level security the service itself sees no rows);
+//! * basic sandboxes become `CREATE POLICY ... USING (column = <setting>)`
+//!   where the setting is `current_setting('sqlsandbox.<attribute>', true)`
+//!   cast to the column's type. Every setting is read as a comma-separated
+//!   list (`= ANY(string_to_array(...)::type[])`), so multi-valued
+//!   attributes work; a missing or empty setting yields `NULL` and denies;
+//! * custom sandboxes become views `WITH (security_barrier)` in a schema
+//!   named like the group role (so that PostgreSQL's default
+//!   `search_path = "$user", public` finds the view before the table after
+//!   `SET ROLE`); the group gets `SELECT` on the view, not the table;
+//! * unrestricted grants are plain `GRANT SELECT` (plus a `USING (true)`
+//!   policy where the table is under row level security).
+//!
+//! Use [`session_settings`] to compute the `set_config` calls for a
+//! principal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use crate::access::group_grant;
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::policy::{
+    question, ColumnType, Database, Policy, Sandbox, SandboxKind, Table, TableGrant,
+    ADMINISTRATORS, ALL_USERS, VAR_PREFIX,
+};
+use crate::principal::{Principal, Scalar};
+
+/// The longest identifier PostgreSQL keeps without truncating it.
+const MAX_IDENT: usize = 63;
+
+/// Options of [`export_postgres_with`].
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Prefix of every role name (and of the schemas holding views);
+    /// default `sqlsandbox_`.
+    pub role_prefix: String,
+    /// Prefix of the session settings the policies read; default
+    /// `sqlsandbox` (settings `sqlsandbox.<attribute>`).
+    pub setting_prefix: String,
+    /// Export only this policy database (default: every PostgreSQL one).
+    pub database: Option<String>,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            role_prefix: "sqlsandbox_".into(),
+            setting_prefix: "sqlsandbox".into(),
+            database: None,
+        }
+    }
+}
+
+/// Exports the PostgreSQL DDL enforcing `policy` natively, with the default
+/// [`ExportOptions`].
+pub fn export_postgres(policy: &Policy) -> Result<String> {
+    export_postgres_with(policy, &ExportOptions::default())
+}
+
+/// The role name of a group under `opts`.
+pub fn role_name(opts: &ExportOptions, group: &str) -> String {
+    format!("{}{}", opts.role_prefix, group)
+}
+
+/// The login role of the query service under `opts`.
+pub fn service_role(opts: &ExportOptions) -> String {
+    format!("{}service", opts.role_prefix)
+}
+
+/// The session settings (`name`, `value`) to `set_config` for `principal`
+/// before it queries under native enforcement: one per attribute, values of
+/// multi-valued attributes joined with commas. Refuses values containing a
+/// comma (they would be split into several values) and attribute names
+/// that are not plain identifiers.
+pub fn session_settings(
+    principal: &Principal,
+    opts: &ExportOptions,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, value) in principal.attributes() {
+        let setting = setting_name(opts, name)?;
+        let mut parts = Vec::new();
+        for v in value.values() {
+            let text = match v {
+                Scalar::Text(s) => s.clone(),
+                Scalar::Integer(i) => i.to_string(),
+                Scalar::Number(n) => n.clone(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            if text.contains(',') {
+                return Err(Error::Unsupported {
+                    construct: format!(
+                        "attribute `{name}` value containing a comma under native enforcement"
+                    ),
+                });
+            }
+            parts.push(text);
+        }
+        out.push((setting, parts.join(",")));
+    }
+    Ok(out)
+}
+
+/// Exports the PostgreSQL DDL enforcing `policy` natively.
+///
+/// Fails when a name cannot be used safely (longer than PostgreSQL's 63
+/// bytes, or an attribute name that is not a plain identifier), when
+/// `opts.database` names no PostgreSQL database of the policy, or when no
+/// database of the policy uses the PostgreSQL dialect.
+pub fn export_postgres_with(policy: &Policy, opts: &ExportOptions) -> Result<String> {
+    check_prefix(&opts.role_prefix, "role prefix")?;
+    check_prefix(&opts.setting_prefix, "setting prefix")?;
+    let dbs: Vec<&Database> = match &opts.database {
+        Some(name) => {
+            let db = policy.database(name).ok_or_else(|| Error::Unknown {
+                kind: "database",
+                name: name.clone(),
+            })?;
+            vec![db]
+        }
+        None => policy.databases.values().collect(),
+    };
+    let (pg, other): (Vec<&Database>, Vec<&Database>) = dbs
+        .into_iter()
+        .partition(|d| d.dialect == Dialect::Postgres);
+    if pg.is_empty() {
+        return Err(Error::Unsupported {
+            construct: "export to PostgreSQL of a policy without a PostgreSQL database".into(),
+        });
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "-- Native enforcement of policy {} for PostgreSQL, generated by sqlsandbox.",
+        comment(policy.file())
+    );
+    out.push_str(
+        "-- Defence in depth behind the rewrite: the query service connects as the\n\
+         -- service role, SET ROLEs to the principal's group role and sets the\n\
+         -- principal's attributes with set_config('<prefix>.<attribute>', value, false)\n\
+         -- (multi-valued attributes comma-separated). A missing setting denies.\n",
+    );
+    for db in &other {
+        let _ = writeln!(
+            out,
+            "-- database {}: dialect {:?}, not exported",
+            comment(&db.name),
+            db.dialect
+        );
+    }
+
+    // Roles (cluster-wide).
+    let service = service_role(opts);
+    let mut groups: Vec<&str> = policy.groups.keys().map(String::as_str).collect();
+    groups.retain(|g| *g != ALL_USERS && *g != ADMINISTRATORS);
+    out.push_str("\n-- Roles (cluster-wide; create once).\n");
+    let _ = writeln!(out, "CREATE ROLE {} LOGIN NOINHERIT;", ident(&service)?);
+    let all = role_name(opts, ALL_USERS);
+    let _ = writeln!(out, "CREATE ROLE {} NOLOGIN;", ident(&all)?);
+    for g in &groups {
+        let _ = writeln!(
+            out,
+            "CREATE ROLE {} NOLOGIN IN ROLE {};",
+            ident(&role_name(opts, g))?,
+            ident(&all)?
+        );
+    }
+    let admin = role_name(opts, ADMINISTRATORS);
+    let _ = writeln!(out, "CREATE ROLE {} NOLOGIN BYPASSRLS;", ident(&admin)?);
+    let mut members = vec![all.clone()];
+    members.extend(groups.iter().map(|g| role_name(opts, g)));
+    members.push(admin.clone());
+    for m in &members {
+        let _ = writeln!(out, "GRANT {} TO {};", ident(m)?, ident(&service)?);
+    }
+
+    for db in pg {
+        export_database(policy, db, opts, &groups, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// One group's way to read one table.
+struct Access<'a> {
+    role: String,
+    group: &'a str,
+    grant: TableGrant,
+}
+
+fn export_database(
+    policy: &Policy,
+    db: &Database,
+    opts: &ExportOptions,
+    groups: &[&str],
+    out: &mut String,
+) -> Result<()> {
+    let service = ident(&service_role(opts))?;
+    let admin = ident(&role_name(opts, ADMINISTRATORS))?;
+    let _ = writeln!(
+        out,
+        "\n-- Database {} (run connected to the PostgreSQL database that holds it).",
+        comment(&db.name)
+    );
+    out.push_str(&format!(
+        "DO $sqlsandbox$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {}', current_database()); END $sqlsandbox$;\n",
+        service.replace('\'', "''")
+    ));
+    let tables = db.tables();
+    let schemas: BTreeSet<&str> = tables.iter().map(|t| t.key.schema.as_str()).collect();
+    // Who may read what, per table.
+    let mut per_table: Vec<(&Table, Vec<Access>)> = Vec::new();
+    let mut schema_users: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut all_groups: Vec<&str> = vec![ALL_USERS];
+    all_groups.extend_from_slice(groups);
+    for t in &tables {
+        let mut acc = Vec::new();
+        for g in &all_groups {
+            let Some(group) = policy.groups.get(*g) else {
+                continue;
+            };
+            let grant = group_grant(group.data.get(&db.name), t);
+            if matches!(grant, TableGrant::NoAccess) {
+                continue;
+            }
+            let role = role_name(opts, g);
+            if !matches!(&grant, TableGrant::Sandbox(s) if matches!(s.kind, SandboxKind::Custom { .. }))
+            {
+                schema_users
+                    .entry(t.key.schema.as_str())
+                    .or_default()
+                    .insert(role.clone());
+            }
+            acc.push(Access {
+                role,
+                group: g,
+                grant,
+            });
+        }
+        per_table.push((t, acc));
+    }
+
+    out.push_str("\n-- Schemas and tables: the service and the administrators.\n");
+    for s in &schemas {
+        let _ = writeln!(
+            out,
+            "GRANT USAGE ON SCHEMA {} TO {service}, {admin};",
+            ident(s)?
+        );
+    }
+    for t in &tables {
+        let _ = writeln!(
+            out,
+            "GRANT SELECT ON {} TO {service}, {admin};",
+            qualified(t)?
+        );
+    }
+
+    out.push_str("\n-- Group grants.\n");
+    for (s, roles) in &schema_users {
+        for r in roles {
+            let _ = writeln!(out, "GRANT USAGE ON SCHEMA {} TO {};", ident(s)?, ident(r)?);
+        }
+    }
+    let mut views: Vec<(String, &Table, &Sandbox, &str)> = Vec::new();
+    for (t, acc) in &per_table {
+        let rls = acc
+            .iter()
+            .any(|a| matches!(&a.grant, TableGrant::Sandbox(s) if matches!(s.kind, SandboxKind::Basic(_))));
+        if rls {
+            let _ = writeln!(
+                out,
+                "ALTER TABLE {} ENABLE ROW LEVEL SECURITY;",
+                qualified(t)?
+            );
+        }
+        for a in acc {
+            let role = ident(&a.role)?;
+            let policy_name = ident(&format!("{}{}", opts.role_prefix, a.group))?;
+            match &a.grant {
+                TableGrant::NoAccess => {}
+                TableGrant::Unrestricted => {
+                    let _ = writeln!(out, "GRANT SELECT ON {} TO {role};", qualified(t)?);
+                    if rls {
+                        let _ = writeln!(
+                            out,
+                            "CREATE POLICY {policy_name} ON {} AS PERMISSIVE FOR SELECT TO {role} USING (true);",
+                            qualified(t)?
+                        );
+                    }
+                }
+                TableGrant::Sandbox(s) => match &s.kind {
+                    SandboxKind::Basic(filters) => {
+                        let mut conds = Vec::new();
+                        for f in filters {
+                            conds.push(format!(
+                                "{} = ANY (string_to_array({}, ',')::{}[])",
+                                ident(&f.column)?,
+                                setting(opts, &f.attribute)?,
+                                pg_type(f.ty)
+                            ));
+                        }
+                        let _ = writeln!(out, "GRANT SELECT ON {} TO {role};", qualified(t)?);
+                        let _ = writeln!(
+                            out,
+                            "CREATE POLICY {policy_name} ON {} AS PERMISSIVE FOR SELECT TO {role} USING ({});",
+                            qualified(t)?,
+                            conds.join(" AND ")
+                        );
+                    }
+                    SandboxKind::Custom { .. } => {
+                        views.push((a.role.clone(), t, s, a.group));
+                    }
+                },
+            }
+        }
+    }
+
+    if !views.is_empty() {
+        out.push_str(
+            "\n-- Custom sandboxes: security-barrier views in a schema named like the group\n\
+             -- role, found first by the default search_path \"$user\", public after SET ROLE.\n",
+        );
+        let _ = writeln!(out, "SET search_path TO {};", ident(&db.default_schema)?);
+        let mut made: BTreeSet<String> = BTreeSet::new();
+        for (role, t, s, _group) in &views {
+            let r = ident(role)?;
+            if made.insert(role.clone()) {
+                let _ = writeln!(out, "CREATE SCHEMA {r};");
+                let _ = writeln!(out, "GRANT USAGE ON SCHEMA {r} TO {r};");
+            }
+            let name = if t.key.schema == db.default_schema {
+                t.key.name.clone()
+            } else {
+                format!("{}_{}", t.key.schema, t.key.name)
+            };
+            let body = view_body(policy, db, opts, s)?;
+            let _ = writeln!(
+                out,
+                "CREATE VIEW {r}.{} WITH (security_barrier) AS {body};",
+                ident(&name)?
+            );
+            let _ = writeln!(out, "GRANT SELECT ON {r}.{} TO {r};", ident(&name)?);
+        }
+        out.push_str("RESET search_path;\n");
+    }
+    Ok(())
+}
+
+/// The saved question of a custom sandbox with every `{{variable}}`
+/// replaced by its typed session setting.
+fn view_body(policy: &Policy, db: &Database, opts: &ExportOptions, s: &Sandbox) -> Result<String> {
+    let SandboxKind::Custom {
+        question: qname,
+        parameters,
+    } = &s.kind
+    else {
+        return Err(Error::Verification("view of a basic sandbox".into()));
+    };
+    let q = policy.question(qname).ok_or_else(|| Error::Unknown {
+        kind: "question",
+        name: qname.clone(),
+    })?;
+    let mut query = q.query.clone();
+    question::qualify_tables(&mut query, db);
+    let text = query.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(VAR_PREFIX) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + VAR_PREFIX.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let var = &after[..end];
+        let p = parameters
+            .iter()
+            .find(|p| p.variable == var)
+            .ok_or_else(|| Error::MissingVariable {
+                question: qname.clone(),
+                variable: var.to_string(),
+            })?;
+        let ty =
+            p.ty.or_else(|| q.inferred.get(var).copied())
+                .unwrap_or(ColumnType::Text);
+        let _ = write!(out, "({})::{}", setting(opts, &p.attribute)?, pg_type(ty));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `NULLIF(current_setting('<prefix>.<attribute>', true), '')`: `NULL` (and
+/// so no row) when the setting is missing or empty.
+fn setting(opts: &ExportOptions, attribute: &str) -> Result<String> {
+    Ok(format!(
+        "NULLIF(current_setting('{}', true), '')",
+        setting_name(opts, attribute)?
+    ))
+}
+
+fn setting_name(opts: &ExportOptions, attribute: &str) -> Result<String> {
+    if !is_plain(attribute) {
+        return Err(Error::Unsupported {
+            construct: format!(
+                "attribute name `{attribute}` in a PostgreSQL setting (letters, digits and _ only)"
+            ),
+        });
+    }
+    Ok(format!(
+        "{}.{}",
+        opts.setting_prefix.to_lowercase(),
+        attribute.to_lowercase()
+    ))
+}
+
+fn is_plain(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_prefix(p: &str, what: &str) -> Result<()> {
+    if p.is_empty() || is_plain(p) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported {
+            construct: format!("{what} `{p}` (letters, digits and _ only)"),
+        })
+    }
+}
+
+/// The PostgreSQL type a sandbox value is cast to.
+fn pg_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Integer => "bigint",
+        ColumnType::Decimal => "numeric",
+        ColumnType::Text => "text",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Date => "date",
+        ColumnType::Timestamp => "timestamp",
+        ColumnType::Uuid => "uuid",
+    }
+}
+
+/// A double-quoted PostgreSQL identifier; refuses names PostgreSQL would
+/// truncate (two long names could then collide) and NUL bytes.
+pub fn ident(name: &str) -> Result<String> {
+    if name.is_empty() || name.len() > MAX_IDENT || name.contains('\0') {
+        return Err(Error::Unsupported {
+            construct: format!(
+                "PostgreSQL identifier `{}` (empty, NUL, or longer than {MAX_IDENT} bytes)",
+                name.escape_debug()
+            ),
+        });
+    }
+    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+fn qualified(t: &Table) -> Result<String> {
+    Ok(format!("{}.{}", ident(&t.key.schema)?, ident(&t.key.name)?))
+}
+
+/// Text safe inside a `--` comment (no line breaks).
+fn comment(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
