@@ -191,10 +191,91 @@ pub fn export_postgres_with(policy: &Policy, opts: &ExportOptions) -> Result<Str
         let _ = writeln!(out, "GRANT {} TO {};", ident(m)?, ident(&service)?);
     }
 
+    for db in &pg {
+        tenant_roles(policy, db, opts, &mut out)?;
+    }
     for db in pg {
         export_database(policy, db, opts, &groups, &mut out)?;
     }
     Ok(out)
+}
+
+/// The login role of tenant `value` (see [`Database::tenant_roles`]).
+pub fn tenant_role(opts: &ExportOptions, value: &str) -> String {
+    format!("{}tenant_{value}", opts.role_prefix)
+}
+
+/// Per-tenant login roles, where the policy asks for them: one role per
+/// value of the database's `tenant_roles` attribute among the declared
+/// users, member of those users' group roles, with the attribute preset
+/// (`ALTER ROLE … SET`), so that a tenant connecting with its own role gets
+/// its rows with no session setup.
+fn tenant_roles(
+    policy: &Policy,
+    db: &Database,
+    opts: &ExportOptions,
+    out: &mut String,
+) -> Result<()> {
+    let Some(attr) = &db.tenant_roles else {
+        return Ok(());
+    };
+    let mut tenants: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for user in policy.user_names() {
+        let Ok(p) = crate::Principal::from_user(policy, user) else {
+            continue;
+        };
+        if p.is_admin() {
+            continue;
+        }
+        let Some(crate::AttributeValue::Single(v)) = p.attribute(attr) else {
+            continue;
+        };
+        let value = match v {
+            crate::Scalar::Text(t) => t.clone(),
+            other => other.to_string(),
+        };
+        if value.is_empty()
+            || value.len() > 40
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::Unsupported {
+                construct: format!(
+                    "a per-tenant role for {attr} value {value:?} of user `{user}` (letters, digits, _ and - only, at most 40)"
+                ),
+            });
+        }
+        let groups = tenants.entry(value).or_default();
+        groups.extend(
+            p.groups()
+                .iter()
+                .filter(|g| g.as_str() != ALL_USERS)
+                .cloned(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n-- Per-tenant login roles for database {} (attribute `{}` preset).",
+        comment(&db.name),
+        comment(attr)
+    );
+    let setting = setting_name(opts, attr)?;
+    for (value, groups) in tenants {
+        let role = ident(&tenant_role(opts, &value))?;
+        let mut member_of = vec![ident(&role_name(opts, ALL_USERS))?];
+        for g in &groups {
+            member_of.push(ident(&role_name(opts, g))?);
+        }
+        let _ = writeln!(
+            out,
+            "CREATE ROLE {role} LOGIN IN ROLE {};",
+            member_of.join(", ")
+        );
+        let _ = writeln!(out, "ALTER ROLE {role} SET {setting} = '{value}';");
+    }
+    Ok(())
 }
 
 /// One group's way to read one table.

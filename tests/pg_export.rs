@@ -10,7 +10,7 @@
 mod common;
 
 use sqlsandbox::export::{
-    export_postgres_with, role_name, service_role, session_settings, ExportOptions,
+    export_postgres_with, role_name, service_role, session_settings, tenant_role, ExportOptions,
 };
 use sqlsandbox::{Error, Options, Principal};
 
@@ -84,6 +84,9 @@ fn native_enforcement_matches_the_rewrite() {
         if policy.group(g).is_some() || g == "all_users" || g == "administrators" {
             roles.push(role_name(&opts, g));
         }
+    }
+    for t in ["42", "7"] {
+        roles.insert(0, tenant_role(&opts, t));
     }
     for r in roles.iter().rev() {
         let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{r}\""));
@@ -163,6 +166,30 @@ fn run(url: &str, name: &str, opts: &ExportOptions) {
         }
     }
     assert!(same >= 40, "too few comparisons ran: {same}");
+
+    // Per-tenant login roles: a tenant connecting with its own role sees its
+    // rows with no session setup, the same rows as the rewrite for alice.
+    let alice = Principal::from_user(&policy, "alice").unwrap();
+    let tenant_url = db_url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://{}@", tenant_role(opts, "42")),
+        1,
+    );
+    let mut t = postgres::Client::connect(&tenant_url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot log in as the tenant role ({tenant_url}): {e}"));
+    for q in [
+        "SELECT id, total FROM public.orders ORDER BY id",
+        "SELECT count(*) FROM public.orders",
+    ] {
+        let native = rows(&mut t, q).unwrap();
+        let out = policy.rewrite(&alice, q, &Options::default()).unwrap();
+        assert_eq!(
+            native,
+            rows(&mut c, &out.sql).unwrap(),
+            "tenant role vs rewrite for `{q}`"
+        );
+        assert!(common::leaked(&native).is_none());
+    }
     common::mark_done(
         "postgres-export",
         &format!(

@@ -595,6 +595,7 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
         attribute: i.attribute.clone(),
     });
     Ok(Database {
+        tenant_roles: raw.tenant_roles.clone(),
         routing,
         impersonation,
         column_types,

@@ -143,6 +143,9 @@ pub struct Database {
     pub routing: Option<Routing>,
     /// Connection impersonation, if configured.
     pub impersonation: Option<Impersonation>,
+    /// The attribute whose values get their own login roles in the native
+    /// enforcement export, if any.
+    pub tenant_roles: Option<String>,
 }
 
 /// Database routing (as Metabase's): the router database declares a user

@@ -120,6 +120,10 @@ pub struct RawDatabase {
     /// Connection impersonation: an attribute naming the database role.
     #[serde(default)]
     pub impersonation: Option<RawImpersonation>,
+    /// Native enforcement export: one login role per value of this
+    /// attribute among the declared users (per-tenant roles).
+    #[serde(default)]
+    pub tenant_roles: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
