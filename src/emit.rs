@@ -212,6 +212,38 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
     }
 }
 
+/// The non-whitespace tokens of `sql` as `dialect` lexes them.
+fn lex(sql: &str, dialect: Dialect) -> Option<Vec<Token>> {
+    Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()
+        .map(|ts| {
+            ts.into_iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .collect()
+        })
+}
+
+/// Whether printed SQL holds a string literal or quoted identifier with a
+/// backslash or an embedded quote (where dialects' lexers disagree).
+fn has_delicate_literal(sql: &str, dialect: Dialect) -> bool {
+    let Ok(tokens) = Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize()
+    else {
+        return true;
+    };
+    tokens.iter().any(|t| match t {
+        Token::SingleQuotedString(s)
+        | Token::DoubleQuotedString(s)
+        | Token::NationalStringLiteral(s)
+        | Token::EscapedStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
+        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
+        _ => false,
+    })
+}
+
 fn statement_kind(s: &Statement) -> String {
     let text = s.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
@@ -408,11 +440,32 @@ fn rewrite_checked(
             max_depth: opts.max_depth.saturating_mul(2),
             ..opts.clone()
         };
+        let reopts = Options {
+            max_operators: usize::MAX,
+            ..reopts
+        };
         let (again, _) = parse_query(&sql, dialect, &reopts)?;
         if again != query {
             return Err(Error::unsupported(
                 "a quoted literal or identifier that cannot be printed back unambiguously (backslashes next to quotes)",
             ));
+        }
+    }
+    if db.dialect != dialect && has_delicate_literal(&sql, dialect) {
+        // With a dialect override, the database's declared dialect must read
+        // the same text the same way (MySQL's backslash escapes, printed for
+        // a PostgreSQL server, would end a string where MySQL does not) —
+        // for the caller's literals and for bound attribute values alike.
+        // Both lexers must cut the text into the same tokens.
+        let same = match (lex(&sql, dialect), lex(&sql, db.dialect)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(Error::unsupported(format!(
+                "quoted text with backslashes or quotes when the {dialect} dialect overrides the database's {} dialect (the two would read it differently)",
+                db.dialect
+            )));
         }
     }
     let applied = rw.applied;
