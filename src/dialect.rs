@@ -143,11 +143,6 @@ impl Dialect {
         matches!(self, Dialect::Postgres)
     }
 
-    /// Whether string literals treat backslash as an escape character.
-    pub fn backslash_escapes(self) -> bool {
-        matches!(self, Dialect::Mysql)
-    }
-
     /// The optimisation fence a sandbox subquery gets, so that the
     /// database cannot evaluate the user's predicates on rows the sandbox
     /// filters out (an error such as division by zero would reveal them):

@@ -112,11 +112,6 @@ impl Policy {
         v
     }
 
-    /// Number of groups, built-in ones included.
-    pub fn groups_count(&self) -> usize {
-        self.groups.len()
-    }
-
     /// The file the policy came from.
     pub fn file(&self) -> &str {
         &self.file
@@ -459,14 +454,6 @@ impl SandboxKind {
             SandboxKind::Custom { question, .. } => {
                 format!("custom sandbox (question `{question}`)")
             }
-        }
-    }
-
-    /// `basic` or `custom`.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            SandboxKind::Basic(_) => "basic",
-            SandboxKind::Custom { .. } => "custom",
         }
     }
 }
