@@ -650,7 +650,7 @@ impl<'a> Rewriter<'a> {
         let mut w = SubqueryWalk {
             rw: self,
             env,
-            depth: 0,
+            parking: Parking::default(),
         };
         match node.visit(&mut w) {
             ControlFlow::Break(e) => Err(e),
@@ -697,7 +697,8 @@ impl<'a> Rewriter<'a> {
             strips,
             check_columns: check_columns && self.mode == Mode::Rewrite,
             depth: 0,
-            skip: 0,
+            parking: Parking::default(),
+            entered: Vec::new(),
         };
         match node.visit(&mut w) {
             ControlFlow::Break(e) => Err(e),
@@ -733,54 +734,95 @@ fn idents(name: &ObjectName) -> Result<Vec<&Ident>> {
         .collect()
 }
 
+/// An empty query, swapped in for a subquery while a visitor passes over
+/// it: sqlparser's visitors cannot skip a node's children, so a subquery
+/// that was already handled is parked outside the tree instead.
+fn placeholder() -> Query {
+    Query {
+        with: None,
+        body: Box::new(SetExpr::Values(sqlparser::ast::Values {
+            explicit_row: false,
+            value_keyword: false,
+            rows: vec![],
+        })),
+        order_by: None,
+        limit_clause: None,
+        fetch: None,
+        locks: vec![],
+        for_clause: None,
+        settings: None,
+        format_clause: None,
+        pipe_operators: vec![],
+    }
+}
+
+/// Subqueries taken out of the tree during a visit (see [`placeholder`]):
+/// `park` in `pre_visit_query`, `unpark` in `post_visit_query` of the same
+/// node, so each returns to the address it came from.
+#[derive(Default)]
+struct Parking {
+    parked: Vec<Query>,
+    spare: Vec<Query>,
+}
+
+impl Parking {
+    fn park(&mut self, q: &mut Query) {
+        let empty = self.spare.pop().unwrap_or_else(placeholder);
+        self.parked.push(std::mem::replace(q, empty));
+    }
+
+    /// Puts the last parked query back into `q`, if `q` was parked.
+    fn unpark(&mut self, q: &mut Query, was_parked: bool) {
+        if was_parked {
+            if let Some(real) = self.parked.pop() {
+                self.spare.push(std::mem::replace(q, real));
+            }
+        }
+    }
+}
+
 /// Finds the outermost queries inside an expression tree and rewrites them
-/// with the enclosing scope.
+/// with the enclosing scope. Each is then parked, so the visit does not
+/// descend into what `Rewriter::query` has already walked.
 struct SubqueryWalk<'r, 'a> {
     rw: &'r mut Rewriter<'a>,
     env: &'r Env,
-    depth: usize,
+    parking: Parking,
 }
 
 impl VisitorMut for SubqueryWalk<'_, '_> {
     type Break = Error;
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
-        if self.depth == 0 {
-            let generated = self.rw.is_sandbox(q);
-            if !(generated && self.rw.mode == Mode::Verify) {
-                if let Err(e) = self.rw.query(q, self.env) {
-                    return ControlFlow::Break(e);
-                }
+        let generated = self.rw.is_sandbox(q);
+        if !(generated && self.rw.mode == Mode::Verify) {
+            if let Err(e) = self.rw.query(q, self.env) {
+                return ControlFlow::Break(e);
             }
         }
-        self.depth += 1;
+        self.parking.park(q);
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<Error> {
-        self.depth -= 1;
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
+        // Every query this visitor meets was parked (the placeholder holds
+        // none), so this is always the parked one's own node.
+        self.parking.unpark(q, true);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<Error> {
-        if self.depth == 0 {
-            // e.g. SQLite's `x IN accounts`: a table read from an expression.
-            return ControlFlow::Break(Error::unsupported(format!(
-                "the table `{name}` used inside an expression (write a subquery: IN (SELECT …))"
-            )));
-        }
-        ControlFlow::Continue(())
+        // Outside any query (subqueries are parked): e.g. SQLite's
+        // `x IN accounts`, a table read from an expression.
+        ControlFlow::Break(Error::unsupported(format!(
+            "the table `{name}` used inside an expression (write a subquery: IN (SELECT …))"
+        )))
     }
 
     fn pre_visit_table_factor(&mut self, _f: &mut TableFactor) -> ControlFlow<Error> {
-        if self.depth == 0 {
-            // A table outside any query, inside an expression: nothing in
-            // sqlparser's AST should produce this; refuse rather than guess.
-            return ControlFlow::Break(Error::unsupported(
-                "a table reference inside an expression",
-            ));
-        }
-        ControlFlow::Continue(())
+        // A table outside any query, inside an expression: nothing in
+        // sqlparser's AST should produce this; refuse rather than guess.
+        ControlFlow::Break(Error::unsupported("a table reference inside an expression"))
     }
 }
 
@@ -795,7 +837,10 @@ struct NameFix<'r> {
     strips: &'r [Strip],
     check_columns: bool,
     depth: usize,
-    skip: usize,
+    /// Our own sandbox subqueries, parked: the policy's SQL, not the user's.
+    parking: Parking,
+    /// Per query entered: whether it was parked.
+    entered: Vec<bool>,
 }
 
 impl NameFix<'_> {
@@ -827,25 +872,23 @@ impl VisitorMut for NameFix<'_> {
     type Break = Error;
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
-        if self.skip > 0 || self.generated.contains(&(q as *const Query)) {
-            self.skip += 1;
+        let generated = self.generated.contains(&(q as *const Query));
+        if generated {
+            self.parking.park(q);
         }
+        self.entered.push(generated);
         self.depth += 1;
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<Error> {
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         self.depth -= 1;
-        if self.skip > 0 {
-            self.skip -= 1;
-        }
+        let parked = self.entered.pop().unwrap_or(false);
+        self.parking.unpark(q, parked);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
-        if self.skip > 0 {
-            return ControlFlow::Continue(());
-        }
         match e {
             Expr::Identifier(id) if self.check_columns && self.depth == 0 => {
                 let col = self.dialect.normalize(id);
