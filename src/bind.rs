@@ -29,10 +29,11 @@ pub(crate) struct Binder {
     pub params: Vec<BoundParam>,
 }
 
-/// Where a value goes, for error messages.
-pub(crate) struct Target {
-    pub attribute: String,
-    pub what: String,
+/// Where a value goes, for error messages. `what` describes the place; it
+/// is only called when there is an error to report.
+pub(crate) struct Target<'t> {
+    pub attribute: &'t str,
+    pub what: &'t dyn Fn() -> String,
 }
 
 impl Binder {
@@ -131,13 +132,13 @@ fn number(text: &str) -> Expr {
 /// Coerces a value to a column type; `None` keeps the value's own kind.
 pub(crate) fn coerce(v: &Scalar, ty: Option<ColumnType>, target: &Target) -> Result<Scalar> {
     let bad = |ty: &str| Error::AttributeType {
-        attribute: target.attribute.clone(),
+        attribute: target.attribute.to_string(),
         value: match v {
             Scalar::Text(s) => format!("{:?}", truncate(s)),
             other => other.to_string(),
         },
         ty: ty.to_string(),
-        target: target.what.clone(),
+        target: (target.what)(),
     };
     if let Scalar::Text(s) = v {
         if s.contains('\0') {

@@ -1,6 +1,7 @@
 //! The SQL dialects sqlsandbox understands, and the questions the rest of the
 //! pipeline asks of them (case folding, quoting, placeholders, fencing).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -11,6 +12,24 @@ use sqlparser::dialect::{
 };
 
 use crate::error::Error;
+
+/// `s` in ASCII lower case, borrowed when it has no ASCII capital.
+fn ascii_lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `s` in full Unicode lower case, borrowed when lowering changes nothing.
+pub(crate) fn unicode_lower(s: &str) -> Cow<'_, str> {
+    if s.chars().all(|c| c.is_ascii() && !c.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
+}
 
 /// A target SQL dialect.
 ///
@@ -72,16 +91,15 @@ impl Dialect {
     ///
     /// Folding is ASCII-only, as in the databases: PostgreSQL does not fold
     /// `K` (U+212A KELVIN SIGN) to `k`, so neither may sqlsandbox.
-    pub fn normalize(self, ident: &Ident) -> String {
+    ///
+    /// Borrows the identifier's text when it is already in normal form (the
+    /// common case), so comparing names allocates nothing.
+    pub fn normalize(self, ident: &Ident) -> Cow<'_, str> {
         match self {
-            Dialect::Postgres => {
-                if ident.quote_style.is_some() {
-                    ident.value.clone()
-                } else {
-                    ident.value.to_ascii_lowercase()
-                }
+            Dialect::Postgres if ident.quote_style.is_some() => Cow::Borrowed(&ident.value),
+            Dialect::Postgres | Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => {
+                ascii_lower(&ident.value)
             }
-            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => ident.value.to_ascii_lowercase(),
         }
     }
 
@@ -89,10 +107,10 @@ impl Dialect {
     /// is certain (PostgreSQL folding), the exact spelling elsewhere (MySQL's
     /// CTE-name case rules depend on the server), so that a reference is
     /// only ever taken for a CTE when the database will take it so too.
-    pub fn cte_key(self, ident: &Ident) -> String {
+    pub fn cte_key(self, ident: &Ident) -> Cow<'_, str> {
         match self {
             Dialect::Postgres => self.normalize(ident),
-            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => ident.value.clone(),
+            Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => Cow::Borrowed(&ident.value),
         }
     }
 

@@ -16,7 +16,7 @@ use crate::bind::{Binder, BoundParam, TEMP_PLACEHOLDER};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::{Database, Policy};
-use crate::principal::{AttributeValue, Principal};
+use crate::principal::{AttributeValue, Principal, Scalar};
 use crate::rewrite::{functions, Applied, Rewriter};
 use crate::routing::{self, Route};
 
@@ -305,22 +305,85 @@ fn number_params(
 }
 
 pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) -> String {
-    #[derive(Serialize)]
-    struct Key<'a> {
-        database: &'a str,
-        destination: Option<&'a str>,
-        role: Option<&'a str>,
-        applied: &'a [Applied],
+    // SHA-256 over a length-prefixed encoding: no two different inputs
+    // share an encoding, so equal fingerprints mean equal inputs.
+    struct Enc(Sha256);
+    impl Enc {
+        fn n(&mut self, n: usize) {
+            self.0.update((n as u64).to_le_bytes());
+        }
+        fn s(&mut self, s: &str) {
+            self.n(s.len());
+            self.0.update(s.as_bytes());
+        }
+        fn opt(&mut self, s: Option<&str>) {
+            match s {
+                Some(s) => {
+                    self.0.update([1]);
+                    self.s(s);
+                }
+                None => self.0.update([0]),
+            }
+        }
+        fn scalar(&mut self, v: &Scalar) {
+            match v {
+                Scalar::Text(t) => {
+                    self.0.update(b"t");
+                    self.s(t);
+                }
+                Scalar::Integer(i) => {
+                    self.0.update(b"i");
+                    self.0.update(i.to_le_bytes());
+                }
+                Scalar::Number(n) => {
+                    self.0.update(b"n");
+                    self.s(n);
+                }
+                Scalar::Bool(b) => self.0.update([b'b', u8::from(*b)]),
+            }
+        }
     }
-    let json = serde_json::to_vec(&Key {
-        database,
-        destination: route.destination.as_deref(),
-        role: route.role.as_deref(),
-        applied,
-    })
-    .unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    let mut e = Enc(Sha256::new());
+    e.s("sqlsandbox fingerprint 2");
+    e.s(database);
+    e.opt(route.destination.as_deref());
+    e.opt(route.role.as_deref());
+    e.n(applied.len());
+    for a in applied {
+        e.s(&a.table);
+        e.s(&a.alias);
+        e.n(a.groups.len());
+        for g in &a.groups {
+            e.s(g);
+        }
+        e.s(a.kind);
+        e.opt(a.question.as_deref());
+        e.n(a.bindings.len());
+        for b in &a.bindings {
+            e.s(&b.attribute);
+            match &b.value {
+                AttributeValue::Single(v) => {
+                    e.0.update(b"1");
+                    e.scalar(v);
+                }
+                AttributeValue::Many(vs) => {
+                    e.0.update(b"*");
+                    e.n(vs.len());
+                    for v in vs {
+                        e.scalar(v);
+                    }
+                }
+            }
+        }
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = e.0.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// Rewrites native SQL for a principal. See [`Policy::rewrite`].
@@ -335,13 +398,13 @@ pub(crate) fn rewrite_sql(
     access::check_native(policy, principal, db)?;
     let (query, delicate) = parse_query(sql, dialect, opts)?;
     // One walk: functions, and no placeholders of the caller's own.
-    functions::check_all(&query, &policy.functions, true)?;
+    let shape = functions::check_all(&query, &policy.functions, true)?;
     rewrite_checked(
         policy,
         principal,
         db,
         dialect,
-        query,
+        (query, shape),
         delicate,
         opts,
         |_, _| Ok(()),
@@ -400,18 +463,28 @@ pub(crate) fn rewrite_query(
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    functions::check_all(&query, &policy.functions, false)?;
-    rewrite_checked(policy, principal, db, dialect, query, delicate, opts, pre)
+    let shape = functions::check_all(&query, &policy.functions, false)?;
+    rewrite_checked(
+        policy,
+        principal,
+        db,
+        dialect,
+        (query, shape),
+        delicate,
+        opts,
+        pre,
+    )
 }
 
-/// The shared back end, for a query whose functions were checked.
+/// The shared back end, for a query whose functions were checked (and
+/// whose shape that check noted).
 #[allow(clippy::too_many_arguments)]
 fn rewrite_checked(
     policy: &Policy,
     principal: &Principal,
     db: &Database,
     dialect: Dialect,
-    mut query: Query,
+    (mut query, shape): (Query, functions::Shape),
     delicate: bool,
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
@@ -423,6 +496,7 @@ fn rewrite_checked(
         principal,
         Binder::new(dialect, opts.params),
     );
+    rw.long_names = shape.long_names;
     pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
     rw.verify(&mut query)?;

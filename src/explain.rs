@@ -117,9 +117,10 @@ fn explain_table(
                             .to_string(),
                         ),
                         Some(v) => {
+                            let what = || what.clone();
                             let target = Target {
-                                attribute: attr.clone(),
-                                what,
+                                attribute: attr.as_str(),
+                                what: &what,
                             };
                             if let Some(e) = v
                                 .values()

@@ -193,7 +193,8 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                                     sb.group
                                 )),
                                 Some(v) => {
-                                    let target = Target { attribute: attr.to_string(), what: format!("the sandbox on {table}") };
+                                    let what = || format!("the sandbox on {table}");
+                                    let target = Target { attribute: attr, what: &what };
                                     if let Some(e) = v.values().into_iter().find_map(|s| coerce(s, ty, &target).err()) {
                                         l.push("L010", Severity::Error, &user_path(name), format!("{name}: {e}"));
                                     }

@@ -149,8 +149,8 @@ impl<'n> Compiler<'_> {
         };
         let check = |s: &str, ty: ColumnType, what: &str| -> Result<String> {
             let target = Target {
-                attribute: String::new(),
-                what: String::new(),
+                attribute: "",
+                what: &String::new,
             };
             match coerce(&Scalar::Text(s.to_string()), Some(ty), &target) {
                 Ok(Scalar::Text(t)) => Ok(t),

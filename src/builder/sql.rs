@@ -129,8 +129,8 @@ pub(super) fn string(dialect: Dialect, s: &str) -> Result<Expr> {
         &Scalar::Text(s.to_string()),
         None,
         &Target {
-            attribute: "(query-builder value)".into(),
-            what: "a query-builder literal".into(),
+            attribute: "(query-builder value)",
+            what: &|| "a query-builder literal".into(),
         },
     )
 }

@@ -169,6 +169,12 @@ impl Database {
         self.tables.get(key)
     }
 
+    /// Looks a table up by normalised schema and name, without building a
+    /// [`TableKey`] (the rewrite does this for every table reference).
+    pub fn lookup(&self, schema: &str, name: &str) -> Option<&Arc<Table>> {
+        self.tables.get(&(schema, name) as &dyn KeyPair)
+    }
+
     /// All declared tables, sorted by name.
     pub fn tables(&self) -> Vec<&Arc<Table>> {
         let mut v: Vec<&Arc<Table>> = self.tables.values().collect();
@@ -185,6 +191,48 @@ pub struct TableKey {
     /// Normalised table name.
     pub name: String,
 }
+
+/// A (schema, name) pair a table can be looked up by: [`TableKey`] itself,
+/// or borrowed strings (the standard `Borrow` trick for two-part keys).
+trait KeyPair {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl KeyPair for TableKey {
+    fn pair(&self) -> (&str, &str) {
+        (&self.schema, &self.name)
+    }
+}
+
+impl KeyPair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'k> std::borrow::Borrow<dyn KeyPair + 'k> for TableKey {
+    fn borrow(&self) -> &(dyn KeyPair + 'k) {
+        self
+    }
+}
+
+// Hash and equality as `TableKey`'s derived ones (field by field), as
+// `Borrow` requires.
+impl std::hash::Hash for dyn KeyPair + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (schema, name) = self.pair();
+        schema.hash(h);
+        name.hash(h);
+    }
+}
+
+impl PartialEq for dyn KeyPair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn KeyPair + '_ {}
 
 /// A declared table.
 #[derive(Debug)]

@@ -115,11 +115,11 @@ fn table_key(name: &sqlparser::ast::ObjectName, db: &Database) -> Option<TableKe
     match parts.as_slice() {
         [t] => Some(TableKey {
             schema: db.default_schema.clone(),
-            name: db.dialect.normalize(t),
+            name: db.dialect.normalize(t).into_owned(),
         }),
         [s, t] => Some(TableKey {
-            schema: db.dialect.normalize(s),
-            name: db.dialect.normalize(t),
+            schema: db.dialect.normalize(s).into_owned(),
+            name: db.dialect.normalize(t).into_owned(),
         }),
         _ => None,
     }
@@ -149,18 +149,18 @@ pub(crate) fn output_columns(
     for (i, item) in select.projection.iter().enumerate() {
         match item {
             SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
-                let n = db.dialect.normalize(id);
+                let n = db.dialect.normalize(id).into_owned();
                 let ty = lookup(&n);
                 cols.push((n, ty));
             }
             SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
                 let last = parts.last().ok_or("empty identifier")?;
-                let n = db.dialect.normalize(last);
+                let n = db.dialect.normalize(last).into_owned();
                 let ty = lookup(&n);
                 cols.push((n, ty));
             }
             SelectItem::ExprWithAlias { expr, alias } => {
-                let n = db.dialect.normalize(alias);
+                let n = db.dialect.normalize(alias).into_owned();
                 let ty = match expr {
                     Expr::Identifier(id) => lookup(&db.dialect.normalize(id)),
                     Expr::CompoundIdentifier(p) => p.last().and_then(|l| lookup(&db.dialect.normalize(l))),
@@ -203,7 +203,7 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
             // Only infer when every declared column of that name agrees
             // (the index holds `None` for names with conflicting types).
             let key = self.db.dialect.normalize(id);
-            self.db.column_types.get(&key).copied().flatten()
+            self.db.column_types.get(key.as_ref()).copied().flatten()
         }
     }
     impl Visitor for Infer<'_> {
@@ -284,7 +284,7 @@ pub(crate) fn qualify_tables(query: &mut Query, db: &Database) {
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
             if let Some(w) = &q.with {
                 for c in &w.cte_tables {
-                    self.0.push(self.1.normalize(&c.alias.name));
+                    self.0.push(self.1.normalize(&c.alias.name).into_owned());
                 }
             }
             ControlFlow::Continue(())
@@ -304,7 +304,11 @@ pub(crate) fn qualify_tables(query: &mut Query, db: &Database) {
             } = f
             {
                 if let [ObjectNamePart::Identifier(id)] = name.0.as_slice() {
-                    if !self.ctes.contains(&self.db.dialect.normalize(id)) {
+                    if !self
+                        .ctes
+                        .iter()
+                        .any(|c| *c == self.db.dialect.normalize(id))
+                    {
                         let schema = self.db.dialect.ident(&self.db.default_schema);
                         name.0.insert(0, ObjectNamePart::Identifier(schema));
                     }

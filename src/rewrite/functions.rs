@@ -1,9 +1,16 @@
 //! Functions native SQL may not call: those that read tables or files from
 //! strings, run SQL, change settings, or act on the server.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::OnceLock;
 
-use sqlparser::ast::{Expr, ObjectName, Query, Value, ValueWithSpan, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, ObjectName, ObjectNamePart, Query, Value, ValueWithSpan, Visit, Visitor,
+};
+
+use crate::dialect::unicode_lower;
 
 use crate::error::{Error, Result};
 use crate::policy::FunctionPolicy;
@@ -142,23 +149,33 @@ const SAFE_TABLE_FUNCTIONS: &[&str] = &[
     "json_tree",
 ];
 
-fn last_part(name: &ObjectName) -> String {
+fn last_part(name: &ObjectName) -> Cow<'_, str> {
     name.0
         .last()
         .and_then(|p| p.as_ident())
-        .map(|i| i.value.to_lowercase())
+        .map(|i| unicode_lower(&i.value))
         .unwrap_or_default()
+}
+
+/// The built-in deny list as a map, built once.
+fn denied_map() -> &'static HashMap<&'static str, &'static str> {
+    static M: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    M.get_or_init(|| DENIED.iter().copied().collect())
 }
 
 /// Checks one function name against the built-in list and the policy.
 pub(crate) fn check_function(name: &ObjectName, policy: &FunctionPolicy) -> Result<()> {
     let short = last_part(name);
-    let full = name.to_string().to_lowercase();
+    // The whole name as printed (quotes included), lower case; for a plain
+    // one-part name that is the short name again.
+    let full: Cow<'_, str> = match name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] if i.quote_style.is_none() => short.clone(),
+        _ => Cow::Owned(name.to_string().to_lowercase()),
+    };
     let denied = |n: &str| {
-        DENIED
-            .iter()
-            .find(|(d, _)| *d == n)
-            .map(|(_, why)| why.to_string())
+        denied_map()
+            .get(n)
+            .map(|why| why.to_string())
             .or_else(|| {
                 (n.starts_with("dblink")
                     || n.starts_with("lo_")
@@ -184,7 +201,7 @@ pub(crate) fn check_function(name: &ObjectName, policy: &FunctionPolicy) -> Resu
         });
     }
     if let Some(allow) = &policy.allow {
-        if !allow.contains(&short) && !allow.contains(&full) {
+        if !allow.contains(short.as_ref()) && !allow.contains(full.as_ref()) {
             return Err(Error::ForbiddenFunction {
                 function: name.to_string(),
                 reason: "not in the policy's function allow-list".into(),
@@ -198,7 +215,7 @@ pub(crate) fn check_function(name: &ObjectName, policy: &FunctionPolicy) -> Resu
 pub(crate) fn check_table_function(name: &ObjectName, policy: &FunctionPolicy) -> Result<()> {
     check_function(name, policy)?;
     let short = last_part(name);
-    if name.0.len() == 1 && SAFE_TABLE_FUNCTIONS.contains(&short.as_str()) {
+    if name.0.len() == 1 && SAFE_TABLE_FUNCTIONS.contains(&short.as_ref()) {
         Ok(())
     } else {
         Err(Error::ForbiddenFunction {
@@ -208,27 +225,46 @@ pub(crate) fn check_table_function(name: &ObjectName, policy: &FunctionPolicy) -
     }
 }
 
+/// What the function check's walk learnt about the query's shape, for the
+/// rewrite to skip work it can prove useless.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Some column is named with three or more parts (`schema.table.col`).
+    pub long_names: bool,
+}
+
 /// Checks every function call in the query and, when `no_placeholders`,
 /// refuses bind placeholders of the caller's own (they would collide with
-/// the parameters sqlsandbox binds). One walk for both.
+/// the parameters sqlsandbox binds). One walk for both, which also notes
+/// the query's [`Shape`].
 pub(crate) fn check_all(
     query: &Query,
     policy: &FunctionPolicy,
     no_placeholders: bool,
-) -> Result<()> {
-    struct Check<'a>(&'a FunctionPolicy, bool);
+) -> Result<Shape> {
+    struct Check<'a> {
+        policy: &'a FunctionPolicy,
+        no_placeholders: bool,
+        shape: Shape,
+    }
     impl Visitor for Check<'_> {
         type Break = Error;
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<Error> {
-            if let Expr::Function(f) = e {
-                if let Err(err) = check_function(&f.name, self.0) {
-                    return ControlFlow::Break(err);
+            match e {
+                Expr::Function(f) => {
+                    if let Err(err) = check_function(&f.name, self.policy) {
+                        return ControlFlow::Break(err);
+                    }
                 }
+                Expr::CompoundIdentifier(parts) if parts.len() >= 3 => {
+                    self.shape.long_names = true;
+                }
+                _ => {}
             }
             ControlFlow::Continue(())
         }
         fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<Error> {
-            if self.1 {
+            if self.no_placeholders {
                 if let Value::Placeholder(p) = &v.value {
                     return ControlFlow::Break(Error::unsupported(format!(
                         "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
@@ -238,8 +274,13 @@ pub(crate) fn check_all(
             ControlFlow::Continue(())
         }
     }
-    match query.visit(&mut Check(policy, no_placeholders)) {
+    let mut check = Check {
+        policy,
+        no_placeholders,
+        shape: Shape { long_names: false },
+    };
+    match query.visit(&mut check) {
         ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Continue(()) => Ok(check.shape),
     }
 }

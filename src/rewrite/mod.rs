@@ -6,13 +6,19 @@
 //! qualified name is never a CTE; derived tables, subqueries in any clause
 //! and set operations are walked innermost first. Every sqlparser variant is
 //! matched by name and anything not listed is refused.
+//!
+//! The walk runs once per query, so it borrows what it can: names are
+//! compared in their normal form without copying ([`Dialect::normalize`]
+//! borrows), column lists point into the compiled policy, and the CTE names
+//! in scope live on one stack.
 
 pub(crate) mod functions;
 mod sandbox;
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use sqlparser::ast::{
     Expr, Ident, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem,
@@ -22,9 +28,9 @@ use sqlparser::ast::{
 
 use crate::access::{self, Decision};
 use crate::bind::Binder;
-use crate::dialect::Dialect;
+use crate::dialect::{unicode_lower, Dialect};
 use crate::error::{Error, Result};
-use crate::policy::{Database, Policy, Table, TableKey};
+use crate::policy::{Column, ColumnType, Database, Policy, Table, TableKey};
 use crate::principal::Principal;
 
 pub use sandbox::Applied;
@@ -36,55 +42,71 @@ pub(crate) enum Mode {
     Verify,
 }
 
-/// Names of CTEs visible at a point of the query.
-#[derive(Debug, Clone, Default)]
-struct Env {
-    /// (strict key, loose key) per CTE: the strict key is how the database
-    /// compares names; the loose key (full Unicode lower case) catches names
-    /// that only *look* alike.
-    ctes: Vec<(String, String)>,
+/// The columns a FROM item is known to have, borrowed from the policy.
+#[derive(Debug, Clone, Copy)]
+enum Columns<'a> {
+    /// A declared table's columns.
+    Table(&'a [Column]),
+    /// A custom sandbox question's output columns.
+    Question(&'a [(String, Option<ColumnType>)]),
 }
 
-impl Env {
-    /// Whether a one-part table name refers to a CTE. A name that matches a
-    /// CTE only loosely (other case in a case-sensitive comparison, or a
-    /// Unicode look-alike such as the Kelvin sign) is refused: reading it as
-    /// the CTE when the database reads the base table would leak.
-    fn is_cte(&self, strict: &str, loose: &str) -> Result<bool> {
-        if self.ctes.iter().any(|(s, _)| s == strict) {
-            return Ok(true);
+impl Columns<'_> {
+    fn contains(&self, col: &str) -> bool {
+        match self {
+            Columns::Table(cols) => cols.iter().any(|c| c.key == col),
+            Columns::Question(cols) => cols.iter().any(|(c, _)| c == col),
         }
-        if let Some((s, _)) = self.ctes.iter().find(|(_, l)| l == loose) {
-            return Err(Error::unsupported(format!(
-                "the table name `{strict}`, which differs from the CTE `{s}` only in case or look-alike characters (rename one)"
-            )));
-        }
-        Ok(false)
+    }
+}
+
+/// The columns a custom sandbox hides: its table's, less its question's.
+#[derive(Debug, Clone, Copy)]
+struct Hidden<'a> {
+    table: &'a Table,
+    question: &'a str,
+    visible: &'a [(String, Option<ColumnType>)],
+}
+
+impl Hidden<'_> {
+    fn hides(&self, col: &str) -> bool {
+        self.table.column(col).is_some() && !self.visible.iter().any(|(c, _)| c == col)
     }
 
-    fn push(&mut self, strict: String, loose: String) {
-        self.ctes.push((strict, loose));
+    fn error(&self, col: &str) -> Error {
+        Error::HiddenColumn {
+            column: col.to_string(),
+            table: self.table.qualified(),
+            question: self.question.to_string(),
+        }
     }
 }
 
 /// A FROM item visible in one SELECT, for column checks.
 #[derive(Debug)]
-struct Source {
+struct Source<'a> {
     /// Normalised name it is referred to by (alias or table name).
     key: String,
     /// Columns it is known to have (`None`: unknown, e.g. a derived table).
-    columns: Option<Vec<String>>,
-    /// Columns hidden by a custom sandbox: (table, question, hidden columns).
-    hidden: Option<(String, String, Vec<String>)>,
+    columns: Option<Columns<'a>>,
+    /// Columns hidden by a custom sandbox.
+    hidden: Option<Hidden<'a>>,
 }
 
 /// A qualified table name that no longer exists after the rewrite:
 /// `schema.table.col` must become `table.col`.
 #[derive(Debug, Clone)]
-struct Strip {
-    schema: String,
-    table: String,
+struct Strip<'a> {
+    /// The table's normalised (schema, name).
+    key: &'a TableKey,
+    /// The name as the query spelled it.
     bare: Ident,
+}
+
+impl Strip<'_> {
+    fn matches(&self, schema: &str, table: &str) -> bool {
+        self.key.schema == schema && self.key.name == table
+    }
 }
 
 /// The state of one rewrite (one query, one principal).
@@ -95,12 +117,22 @@ pub(crate) struct Rewriter<'a> {
     pub principal: &'a Principal,
     pub binder: Binder,
     pub applied: Vec<Applied>,
+    /// Whether the query may hold `schema.table.column` names, which must
+    /// lose their schema where the table became a sandbox subquery. `true`
+    /// unless a walk of the whole query showed none ([`functions::Shape`]).
+    pub long_names: bool,
     /// Addresses of the sandbox subqueries this rewrite made.
     generated: HashSet<*const Query>,
     /// Sandbox subqueries recognised by value (when re-checking printed
     /// SQL parsed again, where addresses mean nothing).
     trusted: Vec<Query>,
-    decisions: HashMap<TableKey, Decision>,
+    /// Access decisions made so far, per table.
+    decisions: Vec<(*const Table, Rc<Decision>)>,
+    /// The CTEs in scope at the current point of the walk, innermost last:
+    /// (strict key, loose key). The strict key is how the database compares
+    /// names; the loose key (full Unicode lower case) catches names that
+    /// only *look* alike.
+    ctes: Vec<(String, String)>,
     mode: Mode,
 }
 
@@ -119,9 +151,11 @@ impl<'a> Rewriter<'a> {
             principal,
             binder,
             applied: Vec::new(),
+            long_names: true,
             generated: HashSet::new(),
             trusted: Vec::new(),
-            decisions: HashMap::new(),
+            decisions: Vec::new(),
+            ctes: Vec::new(),
             mode: Mode::Rewrite,
         }
     }
@@ -129,14 +163,16 @@ impl<'a> Rewriter<'a> {
     /// Rewrites a top-level query in place.
     pub fn rewrite(&mut self, q: &mut Query) -> Result<()> {
         self.mode = Mode::Rewrite;
-        self.query(q, &Env::default()).map(|_| ())
+        self.ctes.clear();
+        self.query(q)
     }
 
     /// Walks the rewritten query again: every protected base table must sit
     /// inside a sandbox subquery this rewrite made.
     pub fn verify(&mut self, q: &mut Query) -> Result<()> {
         self.mode = Mode::Verify;
-        self.query(q, &Env::default()).map(|_| ())
+        self.ctes.clear();
+        self.query(q)
     }
 
     fn is_sandbox(&self, q: &Query) -> bool {
@@ -148,21 +184,24 @@ impl<'a> Rewriter<'a> {
     /// every other read of a protected table is an error.
     pub fn recheck(&mut self, q: &mut Query) -> Result<()> {
         let mut trusted = Vec::new();
-        for table in self.db.tables.values().cloned().collect::<Vec<_>>() {
-            if let Ok(Decision::Sandboxed(sbs)) = self.decision(&table) {
-                let variants = [
-                    None,
-                    Some(sqlparser::ast::TableInheritance::Only {
-                        parenthesized: false,
-                    }),
-                    Some(sqlparser::ast::TableInheritance::Only {
-                        parenthesized: true,
-                    }),
-                    Some(sqlparser::ast::TableInheritance::IncludeDescendants),
-                ];
-                for inh in variants {
-                    if let Ok((sq, _)) = self.build_sandbox(&table, &sbs, inh, &Ident::new("x")) {
-                        trusted.push(*sq);
+        let db: &'a Database = self.db;
+        for table in db.tables.values() {
+            if let Ok(decision) = self.decision(table) {
+                if let Decision::Sandboxed(sbs) = &*decision {
+                    let variants = [
+                        None,
+                        Some(sqlparser::ast::TableInheritance::Only {
+                            parenthesized: false,
+                        }),
+                        Some(sqlparser::ast::TableInheritance::Only {
+                            parenthesized: true,
+                        }),
+                        Some(sqlparser::ast::TableInheritance::IncludeDescendants),
+                    ];
+                    for inh in variants {
+                        if let Ok((sq, _)) = self.build_sandbox(table, sbs, inh, &Ident::new("x")) {
+                            trusted.push(*sq);
+                        }
                     }
                 }
             }
@@ -172,22 +211,45 @@ impl<'a> Rewriter<'a> {
         self.verify(q)
     }
 
-    fn decision(&mut self, table: &Arc<Table>) -> Result<Decision> {
-        if let Some(d) = self.decisions.get(&table.key) {
-            return Ok(d.clone());
+    fn decision(&mut self, table: &Table) -> Result<Rc<Decision>> {
+        let key = table as *const Table;
+        if let Some((_, d)) = self.decisions.iter().find(|(t, _)| *t == key) {
+            return Ok(Rc::clone(d));
         }
-        let d = access::decide(self.policy, self.principal, self.db, table)?;
-        self.decisions.insert(table.key.clone(), d.clone());
+        let d = Rc::new(access::decide(self.policy, self.principal, self.db, table)?);
+        self.decisions.push((key, Rc::clone(&d)));
         Ok(d)
     }
 
-    fn norm(&self, id: &Ident) -> String {
+    fn norm<'i>(&self, id: &'i Ident) -> Cow<'i, str> {
         self.dialect.normalize(id)
+    }
+
+    /// Whether a one-part table name refers to a CTE in scope. A name that
+    /// matches a CTE only loosely (other case in a case-sensitive
+    /// comparison, or a Unicode look-alike such as the Kelvin sign) is
+    /// refused: reading it as the CTE when the database reads the base table
+    /// would leak.
+    fn is_cte(&self, name: &Ident) -> Result<bool> {
+        if self.ctes.is_empty() {
+            return Ok(false);
+        }
+        let strict = self.dialect.cte_key(name);
+        if self.ctes.iter().any(|(s, _)| *s == strict) {
+            return Ok(true);
+        }
+        let loose = unicode_lower(&name.value);
+        if let Some((s, _)) = self.ctes.iter().find(|(_, l)| *l == loose) {
+            return Err(Error::unsupported(format!(
+                "the table name `{strict}`, which differs from the CTE `{s}` only in case or look-alike characters (rename one)"
+            )));
+        }
+        Ok(false)
     }
 
     // ----- queries -------------------------------------------------------
 
-    fn query(&mut self, q: &mut Query, env: &Env) -> Result<()> {
+    fn query(&mut self, q: &mut Query) -> Result<()> {
         if !q.locks.is_empty() {
             return Err(Error::NotReadOnly(
                 "locking clauses (FOR UPDATE / FOR SHARE) are not allowed".into(),
@@ -205,13 +267,18 @@ impl<'a> Rewriter<'a> {
         if !q.pipe_operators.is_empty() {
             return Err(Error::unsupported("pipe operators (|>)"));
         }
-        let mut env = env.clone();
+        // This query's CTEs are in scope until it ends.
+        let base = self.ctes.len();
+        let res = self.query_scoped(q, base);
+        self.ctes.truncate(base);
+        res
+    }
+
+    fn query_scoped(&mut self, q: &mut Query, base: usize) -> Result<()> {
         if let Some(with) = q.with.as_mut() {
-            let mut seen: Vec<String> = Vec::new();
             for cte in with.cte_tables.iter_mut() {
-                let name = self.dialect.cte_key(&cte.alias.name);
-                let loose = cte.alias.name.value.to_lowercase();
-                if seen.contains(&name) {
+                let name = self.dialect.cte_key(&cte.alias.name).into_owned();
+                if self.ctes[base..].iter().any(|(s, _)| *s == name) {
                     return Err(Error::unsupported(format!(
                         "WITH query name `{}` specified more than once",
                         cte.alias.name
@@ -220,50 +287,53 @@ impl<'a> Rewriter<'a> {
                 if cte.from.is_some() {
                     return Err(Error::unsupported("CTE with FROM"));
                 }
+                let loose = unicode_lower(&cte.alias.name.value).into_owned();
                 // A non-recursive CTE sees only the CTEs before it; its own
                 // name inside its body is the base table.
-                let mut inner = env.clone();
                 if with.recursive {
-                    inner.push(name.clone(), loose.clone());
+                    self.ctes.push((name, loose));
+                    self.query(&mut cte.query)?;
+                } else {
+                    self.query(&mut cte.query)?;
+                    self.ctes.push((name, loose));
                 }
-                self.query(&mut cte.query, &inner)?;
-                env.push(name.clone(), loose);
-                seen.push(name);
             }
         }
-        let (strips, sources) = self.set_expr(&mut q.body, &env)?;
+        let (strips, sources) = self.set_expr(&mut q.body)?;
         // ORDER BY, LIMIT, OFFSET, FETCH: subqueries and qualified names.
-        self.walk_exprs(&mut q.order_by, &env)?;
-        self.walk_exprs(&mut q.limit_clause, &env)?;
-        self.walk_exprs(&mut q.fetch, &env)?;
-        // ORDER BY sees the SELECT's sources, and its output names.
-        let outputs: Vec<String> = match q.body.as_ref() {
-            SetExpr::Select(sel) => sel
-                .projection
-                .iter()
-                .filter_map(|i| match i {
-                    SelectItem::ExprWithAlias { alias, .. } => Some(self.norm(alias)),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        self.fix_names_except(&mut q.order_by, &sources, &strips, true, &outputs)?;
+        self.walk_exprs(&mut q.order_by)?;
+        self.walk_exprs(&mut q.limit_clause)?;
+        self.walk_exprs(&mut q.fetch)?;
+        if q.order_by.is_some() && self.needs_name_fix(&sources, &strips, true) {
+            // ORDER BY sees the SELECT's sources, and its output names.
+            let outputs: Vec<Cow<'_, str>> = match q.body.as_ref() {
+                SetExpr::Select(sel) => sel
+                    .projection
+                    .iter()
+                    .filter_map(|i| match i {
+                        SelectItem::ExprWithAlias { alias, .. } => Some(self.norm(alias)),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            self.fix_names_except(&mut q.order_by, &sources, &strips, true, &outputs)?;
+        }
         Ok(())
     }
 
     /// Returns the strips and sources of a SELECT body (ORDER BY sees them).
-    fn set_expr(&mut self, s: &mut SetExpr, env: &Env) -> Result<(Vec<Strip>, Vec<Source>)> {
+    fn set_expr(&mut self, s: &mut SetExpr) -> Result<(Vec<Strip<'a>>, Vec<Source<'a>>)> {
         match s {
-            SetExpr::Select(select) => self.select(select, env),
-            SetExpr::Query(q) => self.query(q, env).map(|_| Default::default()),
+            SetExpr::Select(select) => self.select(select),
+            SetExpr::Query(q) => self.query(q).map(|_| Default::default()),
             SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr(left, env)?;
-                self.set_expr(right, env)?;
+                self.set_expr(left)?;
+                self.set_expr(right)?;
                 Ok(Default::default())
             }
             SetExpr::Values(v) => {
-                self.walk_exprs(v, env)?;
+                self.walk_exprs(v)?;
                 Ok(Default::default())
             }
             SetExpr::Table(t) => Err(Error::unsupported(format!(
@@ -281,7 +351,7 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    fn select(&mut self, s: &mut Select, env: &Env) -> Result<(Vec<Strip>, Vec<Source>)> {
+    fn select(&mut self, s: &mut Select) -> Result<(Vec<Strip<'a>>, Vec<Source<'a>>)> {
         if s.into.is_some() {
             return Err(Error::NotReadOnly("SELECT … INTO is not allowed".into()));
         }
@@ -299,20 +369,20 @@ impl<'a> Rewriter<'a> {
         let mut sources = Vec::new();
         let mut strips = Vec::new();
         for twj in s.from.iter_mut() {
-            self.table_with_joins(twj, env, &mut sources, &mut strips)?;
+            self.table_with_joins(twj, &mut sources, &mut strips)?;
         }
         // Every other clause: subqueries, then column checks and names.
         let mut from = std::mem::take(&mut s.from);
-        let mut res = self.walk_exprs(s, env);
-        if res.is_ok() {
+        let mut res = self.walk_exprs(s);
+        if res.is_ok() && self.needs_name_fix(&sources, &strips, true) {
             res = self.fix_names(s, &sources, &strips, true);
-        }
-        if res.is_ok() {
-            for twj in from.iter_mut() {
-                for j in twj.joins.iter_mut() {
-                    res = self.fix_names(&mut j.join_operator, &sources, &strips, true);
-                    if res.is_err() {
-                        break;
+            if res.is_ok() {
+                for twj in from.iter_mut() {
+                    for j in twj.joins.iter_mut() {
+                        res = self.fix_names(&mut j.join_operator, &sources, &strips, true);
+                        if res.is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -336,11 +406,10 @@ impl<'a> Rewriter<'a> {
     fn table_with_joins(
         &mut self,
         twj: &mut TableWithJoins,
-        env: &Env,
-        sources: &mut Vec<Source>,
-        strips: &mut Vec<Strip>,
+        sources: &mut Vec<Source<'a>>,
+        strips: &mut Vec<Strip<'a>>,
     ) -> Result<()> {
-        self.factor(&mut twj.relation, env, sources, strips)?;
+        self.factor(&mut twj.relation, sources, strips)?;
         for join in twj.joins.iter_mut() {
             match &join.join_operator {
                 JoinOperator::Join(_)
@@ -365,8 +434,8 @@ impl<'a> Rewriter<'a> {
                 | JoinOperator::LeftArrayJoin
                 | JoinOperator::InnerArrayJoin => return Err(Error::unsupported("ARRAY JOIN")),
             }
-            self.factor(&mut join.relation, env, sources, strips)?;
-            self.walk_exprs(&mut join.join_operator, env)?;
+            self.factor(&mut join.relation, sources, strips)?;
+            self.walk_exprs(&mut join.join_operator)?;
         }
         Ok(())
     }
@@ -374,9 +443,8 @@ impl<'a> Rewriter<'a> {
     fn factor(
         &mut self,
         f: &mut TableFactor,
-        env: &Env,
-        sources: &mut Vec<Source>,
-        strips: &mut Vec<Strip>,
+        sources: &mut Vec<Source<'a>>,
+        strips: &mut Vec<Strip<'a>>,
     ) -> Result<()> {
         match f {
             TableFactor::Table {
@@ -394,24 +462,26 @@ impl<'a> Rewriter<'a> {
             } => {
                 if args.is_some() {
                     functions::check_table_function(name, &self.policy.functions)?;
-                    self.walk_exprs(args, env)?;
+                    self.walk_exprs(args)?;
                     sources.push(self.opaque(alias.as_ref(), None));
                     return Ok(());
                 }
-                let parts = idents(name)?;
-                if parts.len() == 1
-                    && env.is_cte(
-                        &self.dialect.cte_key(parts[0]),
-                        &parts[0].value.to_lowercase(),
-                    )?
-                {
-                    sources.push(self.opaque(alias.as_ref(), Some(parts[0])));
+                let (schema_part, last) = table_name(name)?;
+                if schema_part.is_none() && self.is_cte(last)? {
+                    sources.push(self.opaque(alias.as_ref(), Some(last)));
                     return Ok(());
                 }
-                let key = self.table_key(&parts)?;
-                let Some(table) = self.db.table(&key).cloned() else {
+                let db: &'a Database = self.db;
+                let found = {
+                    let schema = match schema_part {
+                        Some(s) => self.norm(s),
+                        None => Cow::Borrowed(db.default_schema.as_str()),
+                    };
+                    db.lookup(&schema, &self.norm(last))
+                };
+                let Some(table) = found else {
                     if self.principal.is_admin() {
-                        sources.push(self.opaque(alias.as_ref(), parts.last().copied()));
+                        sources.push(self.opaque(alias.as_ref(), Some(last)));
                         return Ok(());
                     }
                     return Err(Error::AccessDenied {
@@ -423,14 +493,13 @@ impl<'a> Rewriter<'a> {
                         ),
                     });
                 };
-                let decision = self.decision(&table)?;
-                let bare = parts
-                    .last()
-                    .map(|i| (*i).clone())
-                    .unwrap_or_else(|| Ident::new(""));
-                match decision {
+                let table: &'a Table = table;
+                let qualified = schema_part.is_some();
+                let bare = last.clone();
+                let decision = self.decision(table)?;
+                match &*decision {
                     Decision::Unrestricted { .. } => {
-                        if parts.len() == 1 && self.mode == Mode::Rewrite {
+                        if !qualified && self.mode == Mode::Rewrite {
                             // Qualify it, so that the database's search_path
                             // cannot point the name at another schema's table.
                             *name = ObjectName(vec![
@@ -446,16 +515,16 @@ impl<'a> Rewriter<'a> {
                                 });
                             }
                             strips.push(Strip {
-                                schema: table.key.schema.clone(),
-                                table: self.norm(&bare),
+                                key: &table.key,
                                 bare: bare.clone(),
                             });
                         }
                         sources.push(Source {
                             key: alias
                                 .as_ref()
-                                .map_or_else(|| self.norm(&bare), |a| self.norm(&a.name)),
-                            columns: Some(table.columns.iter().map(|c| c.key.clone()).collect()),
+                                .map_or_else(|| self.norm(&bare), |a| self.norm(&a.name))
+                                .into_owned(),
+                            columns: Some(Columns::Table(&table.columns)),
                             hidden: None,
                         });
                         Ok(())
@@ -497,42 +566,37 @@ impl<'a> Rewriter<'a> {
                             at: None,
                         });
                         let (subquery, visible) = self.build_sandbox(
-                            &table,
-                            &sandboxes,
+                            table,
+                            sandboxes,
                             inheritance.take(),
                             &new_alias.name,
                         )?;
                         self.generated.insert(subquery.as_ref() as *const Query);
-                        let hidden = visible.as_ref().and_then(|(question, cols)| {
-                            let h: Vec<String> = table
+                        let hidden = visible.and_then(|(question, cols)| {
+                            table
                                 .columns
                                 .iter()
-                                .filter(|c| !cols.contains(&c.key))
-                                .map(|c| c.key.clone())
-                                .collect();
-                            (!h.is_empty()).then(|| (table.qualified(), question.clone(), h))
+                                .any(|c| !cols.iter().any(|(v, _)| *v == c.key))
+                                .then_some(Hidden {
+                                    table,
+                                    question,
+                                    visible: cols,
+                                })
                         });
                         sources.push(Source {
-                            key: self.norm(&new_alias.name),
-                            columns: Some(match &visible {
-                                Some((_, cols)) => cols.clone(),
-                                None => table.columns.iter().map(|c| c.key.clone()).collect(),
+                            key: self.norm(&new_alias.name).into_owned(),
+                            columns: Some(match visible {
+                                Some((_, cols)) => Columns::Question(cols),
+                                None => Columns::Table(&table.columns),
                             }),
                             hidden,
                         });
-                        if new_alias.name == bare && parts.len() >= 2 {
+                        // `public.accounts.id` may still name `accounts`
+                        // when the alias is the bare name.
+                        if !qualified || new_alias.name == bare {
                             strips.push(Strip {
-                                schema: self.norm(parts[parts.len() - 2]),
-                                table: self.norm(&bare),
-                                bare: bare.clone(),
-                            });
-                        }
-                        if parts.len() == 1 {
-                            // `public.accounts.id` may still name `accounts`.
-                            strips.push(Strip {
-                                schema: table.key.schema.clone(),
-                                table: self.norm(&bare),
-                                bare: bare.clone(),
+                                key: &table.key,
+                                bare,
                             });
                         }
                         *f = TableFactor::Derived {
@@ -550,18 +614,10 @@ impl<'a> Rewriter<'a> {
             } => {
                 if self.mode == Mode::Verify && self.is_sandbox(subquery) {
                     // Our own sandbox: its body is the policy's, not the user's.
-                    let key = alias
-                        .as_ref()
-                        .map(|a| self.norm(&a.name))
-                        .unwrap_or_default();
-                    sources.push(Source {
-                        key,
-                        columns: None,
-                        hidden: None,
-                    });
+                    sources.push(self.opaque(alias.as_ref(), None));
                     return Ok(());
                 }
-                self.query(subquery, env)?;
+                self.query(subquery)?;
                 sources.push(self.opaque(alias.as_ref(), None));
                 Ok(())
             }
@@ -574,12 +630,12 @@ impl<'a> Rewriter<'a> {
                     // names; keep the rule simple and refuse it.
                     return Err(Error::unsupported("an alias on a parenthesised join"));
                 }
-                self.table_with_joins(table_with_joins, env, sources, strips)
+                self.table_with_joins(table_with_joins, sources, strips)
             }
             TableFactor::UNNEST {
                 alias, array_exprs, ..
             } => {
-                self.walk_exprs(array_exprs, env)?;
+                self.walk_exprs(array_exprs)?;
                 sources.push(self.opaque(alias.as_ref(), None));
                 Ok(())
             }
@@ -587,14 +643,14 @@ impl<'a> Rewriter<'a> {
                 name, alias, args, ..
             } => {
                 functions::check_table_function(name, &self.policy.functions)?;
-                self.walk_exprs(args, env)?;
+                self.walk_exprs(args)?;
                 sources.push(self.opaque(alias.as_ref(), None));
                 Ok(())
             }
             TableFactor::JsonTable {
                 alias, json_expr, ..
             } => {
-                self.walk_exprs(json_expr, env)?;
+                self.walk_exprs(json_expr)?;
                 sources.push(self.opaque(alias.as_ref(), None));
                 Ok(())
             }
@@ -610,35 +666,15 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    fn opaque(&self, alias: Option<&TableAlias>, name: Option<&Ident>) -> Source {
+    fn opaque(&self, alias: Option<&TableAlias>, name: Option<&Ident>) -> Source<'a> {
         Source {
             key: alias
                 .map(|a| self.norm(&a.name))
                 .or_else(|| name.map(|n| self.norm(n)))
+                .map(Cow::into_owned)
                 .unwrap_or_default(),
             columns: None,
             hidden: None,
-        }
-    }
-
-    fn table_key(&self, parts: &[&Ident]) -> Result<TableKey> {
-        match parts {
-            [t] => Ok(TableKey {
-                schema: self.db.default_schema.clone(),
-                name: self.norm(t),
-            }),
-            [s, t] => Ok(TableKey {
-                schema: self.norm(s),
-                name: self.norm(t),
-            }),
-            _ => Err(Error::unsupported(format!(
-                "the catalog-qualified name `{}`",
-                parts
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(".")
-            ))),
         }
     }
 
@@ -646,16 +682,26 @@ impl<'a> Rewriter<'a> {
 
     /// Rewrites every subquery inside `node` (which must not contain the
     /// FROM clause of the current SELECT).
-    fn walk_exprs<N: VisitMut>(&mut self, node: &mut N, env: &Env) -> Result<()> {
+    fn walk_exprs<N: VisitMut>(&mut self, node: &mut N) -> Result<()> {
         let mut w = SubqueryWalk {
             rw: self,
-            env,
             parking: Parking::default(),
         };
         match node.visit(&mut w) {
             ControlFlow::Break(e) => Err(e),
             ControlFlow::Continue(()) => Ok(()),
         }
+    }
+
+    /// Whether `fix_names` has anything to do: in the rewrite, with names to
+    /// strip (and `schema.table.column` names in the query) or hidden
+    /// columns to look for.
+    fn needs_name_fix(&self, sources: &[Source], strips: &[Strip], check_columns: bool) -> bool {
+        // In the check walk, names were fixed and columns checked already;
+        // it is about table references only.
+        self.mode == Mode::Rewrite
+            && ((self.long_names && !strips.is_empty())
+                || (check_columns && sources.iter().any(|s| s.hidden.is_some())))
     }
 
     /// Column checks (at this SELECT's level) and qualified-name fixes (at
@@ -678,15 +724,9 @@ impl<'a> Rewriter<'a> {
         sources: &[Source],
         strips: &[Strip],
         check_columns: bool,
-        outputs: &[String],
+        outputs: &[Cow<'_, str>],
     ) -> Result<()> {
-        if self.mode == Mode::Verify {
-            // Names were fixed and columns checked by the rewrite; the check
-            // walk is about table references only.
-            return Ok(());
-        }
-        if strips.is_empty() && !(check_columns && sources.iter().any(|s| s.hidden.is_some())) {
-            // Nothing to rename and no hidden column to look for.
+        if !self.needs_name_fix(sources, strips, check_columns) {
             return Ok(());
         }
         let mut w = NameFix {
@@ -694,8 +734,8 @@ impl<'a> Rewriter<'a> {
             dialect: self.dialect,
             generated: &self.generated,
             sources,
-            strips,
-            check_columns: check_columns && self.mode == Mode::Rewrite,
+            strips: if self.long_names { strips } else { &[] },
+            check_columns,
             depth: 0,
             parking: Parking::default(),
             entered: Vec::new(),
@@ -715,23 +755,42 @@ impl<'a> Rewriter<'a> {
             return;
         };
         let (s, t) = (self.norm(s), self.norm(t));
-        if let Some(strip) = strips.iter().find(|x| x.schema == s && x.table == t) {
-            name.0 = vec![ObjectNamePart::Identifier(strip.bare.clone())];
+        if let Some(strip) = strips.iter().find(|x| x.matches(&s, &t)) {
+            let bare = strip.bare.clone();
+            name.0 = vec![ObjectNamePart::Identifier(bare)];
         }
     }
 }
 
-/// The identifiers of a table name; function-valued name parts are refused.
-fn idents(name: &ObjectName) -> Result<Vec<&Ident>> {
-    name.0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Ok(i),
-            ObjectNamePart::Function(_) => Err(Error::unsupported(format!(
-                "the computed table name `{name}`"
-            ))),
-        })
-        .collect()
+/// The (schema, table) identifiers of a table name. Computed name parts
+/// and catalog-qualified names are refused.
+fn table_name(name: &ObjectName) -> Result<(Option<&Ident>, &Ident)> {
+    let mut parts = name.0.iter().map(|p| match p {
+        ObjectNamePart::Identifier(i) => Ok(i),
+        ObjectNamePart::Function(_) => Err(Error::unsupported(format!(
+            "the computed table name `{name}`"
+        ))),
+    });
+    match (parts.next(), parts.next(), name.0.len()) {
+        (Some(t), None, 1) => Ok((None, t?)),
+        (Some(s), Some(t), 2) => Ok((Some(s?), t?)),
+        _ => {
+            let parts = name
+                .0
+                .iter()
+                .map(|p| match p {
+                    ObjectNamePart::Identifier(i) => Ok(i.to_string()),
+                    ObjectNamePart::Function(_) => Err(Error::unsupported(format!(
+                        "the computed table name `{name}`"
+                    ))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Err(Error::unsupported(format!(
+                "the catalog-qualified name `{}`",
+                parts.join(".")
+            )))
+        }
+    }
 }
 
 /// An empty query, swapped in for a subquery while a visitor passes over
@@ -786,7 +845,6 @@ impl Parking {
 /// descend into what `Rewriter::query` has already walked.
 struct SubqueryWalk<'r, 'a> {
     rw: &'r mut Rewriter<'a>,
-    env: &'r Env,
     parking: Parking,
 }
 
@@ -796,7 +854,7 @@ impl VisitorMut for SubqueryWalk<'_, '_> {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         let generated = self.rw.is_sandbox(q);
         if !(generated && self.rw.mode == Mode::Verify) {
-            if let Err(e) = self.rw.query(q, self.env) {
+            if let Err(e) = self.rw.query(q) {
                 return ControlFlow::Break(e);
             }
         }
@@ -829,12 +887,12 @@ impl VisitorMut for SubqueryWalk<'_, '_> {
 /// Checks column names against custom-sandbox visibility and rewrites
 /// `schema.table.col` to `table.col` where `schema.table` became a derived
 /// table.
-struct NameFix<'r> {
-    outputs: &'r [String],
+struct NameFix<'r, 'a> {
+    outputs: &'r [Cow<'r, str>],
     dialect: Dialect,
     generated: &'r HashSet<*const Query>,
-    sources: &'r [Source],
-    strips: &'r [Strip],
+    sources: &'r [Source<'a>],
+    strips: &'r [Strip<'a>],
     check_columns: bool,
     depth: usize,
     /// Our own sandbox subqueries, parked: the policy's SQL, not the user's.
@@ -843,23 +901,16 @@ struct NameFix<'r> {
     entered: Vec<bool>,
 }
 
-impl NameFix<'_> {
+impl NameFix<'_, '_> {
     fn hidden_error(&self, col: &str) -> Option<Error> {
         for s in self.sources {
-            if let Some((table, question, hidden)) = &s.hidden {
-                if hidden.iter().any(|h| h == col) {
+            if let Some(hidden) = &s.hidden {
+                if hidden.hides(col) {
                     let provided_elsewhere = self.sources.iter().any(|o| {
-                        !std::ptr::eq(o, s)
-                            && o.columns
-                                .as_ref()
-                                .is_none_or(|cols| cols.iter().any(|c| c == col))
+                        !std::ptr::eq(o, s) && o.columns.is_none_or(|cols| cols.contains(col))
                     });
                     if !provided_elsewhere {
-                        return Some(Error::HiddenColumn {
-                            column: col.to_string(),
-                            table: table.clone(),
-                            question: question.clone(),
-                        });
+                        return Some(hidden.error(col));
                     }
                 }
             }
@@ -868,7 +919,7 @@ impl NameFix<'_> {
     }
 }
 
-impl VisitorMut for NameFix<'_> {
+impl VisitorMut for NameFix<'_, '_> {
     type Break = Error;
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
@@ -904,8 +955,7 @@ impl VisitorMut for NameFix<'_> {
                 if n >= 3 {
                     let s = self.dialect.normalize(&parts[n - 3]);
                     let t = self.dialect.normalize(&parts[n - 2]);
-                    if let Some(strip) = self.strips.iter().find(|x| x.schema == s && x.table == t)
-                    {
+                    if let Some(strip) = self.strips.iter().find(|x| x.matches(&s, &t)) {
                         let col = parts[n - 1].clone();
                         *parts = vec![strip.bare.clone(), col];
                     }
@@ -915,13 +965,9 @@ impl VisitorMut for NameFix<'_> {
                     let col = self.dialect.normalize(&parts[1]);
                     for s in self.sources {
                         if s.key == q {
-                            if let Some((table, question, hidden)) = &s.hidden {
-                                if hidden.contains(&col) {
-                                    return ControlFlow::Break(Error::HiddenColumn {
-                                        column: col,
-                                        table: table.clone(),
-                                        question: question.clone(),
-                                    });
+                            if let Some(hidden) = &s.hidden {
+                                if hidden.hides(&col) {
+                                    return ControlFlow::Break(hidden.error(&col));
                                 }
                             }
                         }

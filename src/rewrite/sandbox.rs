@@ -7,19 +7,19 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 use sqlparser::ast::{
     BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset,
-    OffsetRows, Query, SetExpr, TableFactor, TableInheritance, UnaryOperator, Value, VisitMut,
-    VisitorMut,
+    OffsetRows, Query, SetExpr, TableFactor, TableInheritance, TableWithJoins, UnaryOperator,
+    Value, VisitMut, VisitorMut,
 };
 
 use super::Rewriter;
 use crate::bind::Target;
 use crate::dialect::Fence;
 use crate::error::{Error, Result};
-use crate::policy::{question, BasicFilter, Question, Sandbox, SandboxKind, Table};
+use crate::policy::{question, BasicFilter, ColumnType, Question, Sandbox, SandboxKind, Table};
 use crate::principal::AttributeValue;
 
 /// A custom sandbox's question and visible columns (None: all columns).
-pub(super) type Visible = Option<(String, Vec<String>)>;
+pub(super) type Visible<'a> = Option<(&'a str, &'a [(String, Option<ColumnType>)])>;
 
 /// One sandbox applied to one table reference, for audit and cache keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +31,7 @@ pub struct Applied {
     /// The groups whose sandboxes apply (several with `combine: union`).
     pub groups: Vec<String>,
     /// `basic`, `custom`, or `union`.
-    pub kind: String,
+    pub kind: &'static str,
     /// The question of a custom sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub question: Option<String>,
@@ -48,12 +48,13 @@ pub struct Binding {
     pub value: AttributeValue,
 }
 
-/// `SELECT * FROM t WHERE TRUE`, parsed once: the shape of a basic sandbox.
+/// `SELECT *`, parsed once: the shape of a basic sandbox, which gets its
+/// FROM and WHERE filled in (cloning this much allocates only what the
+/// sandbox keeps).
 fn template() -> &'static Query {
     static T: OnceLock<Query> = OnceLock::new();
     T.get_or_init(|| {
-        question::parse("SELECT * FROM t WHERE 1 = 1", crate::Dialect::Generic)
-            .expect("constant template parses")
+        question::parse("SELECT *", crate::Dialect::Generic).expect("constant template parses")
     })
 }
 
@@ -122,7 +123,7 @@ fn fence(q: &mut Query, fence: Fence) {
     };
 }
 
-impl Rewriter<'_> {
+impl<'a> Rewriter<'a> {
     fn fence(&self) -> Fence {
         if self.db.fence {
             self.dialect.fence()
@@ -150,9 +151,10 @@ impl Rewriter<'_> {
         for f in filters {
             let value = self.attribute(&f.attribute, table)?.clone();
             let col = Expr::Identifier(self.dialect.ident(&f.column));
+            let what = || format!("column {}.{}", table.qualified(), f.column);
             let target = Target {
-                attribute: f.attribute.clone(),
-                what: format!("column {}.{}", table.qualified(), f.column),
+                attribute: &f.attribute,
+                what: &what,
             };
             let pred = match &value {
                 AttributeValue::Single(v) => Expr::BinaryOp {
@@ -181,11 +183,11 @@ impl Rewriter<'_> {
     /// sandbox's (question, visible columns) when columns are restricted.
     pub(super) fn build_sandbox(
         &mut self,
-        table: &Table,
+        table: &'a Table,
         sandboxes: &[Arc<Sandbox>],
         inheritance: Option<TableInheritance>,
         alias: &Ident,
-    ) -> Result<(Box<Query>, Visible)> {
+    ) -> Result<(Box<Query>, Visible<'a>)> {
         let mut bindings = Vec::new();
         let groups: Vec<String> = sandboxes.iter().map(|s| s.group.clone()).collect();
         if let [sb] = sandboxes {
@@ -194,7 +196,8 @@ impl Rewriter<'_> {
                 parameters,
             } = &sb.kind
             {
-                let q = self.policy.questions.get(question).ok_or_else(|| {
+                let policy: &'a crate::policy::Policy = self.policy;
+                let q = policy.questions.get(question).ok_or_else(|| {
                     Error::Verification(format!("question `{question}` vanished"))
                 })?;
                 let mut query = q.query.clone();
@@ -207,24 +210,18 @@ impl Rewriter<'_> {
                     return Err(e);
                 }
                 fence(&mut query, self.fence());
-                let visible = q
-                    .columns
-                    .clone()
-                    .ok_or_else(|| {
-                        Error::Verification(format!("columns of question `{question}` unknown"))
-                    })?
-                    .into_iter()
-                    .map(|(c, _)| c)
-                    .collect();
+                let visible = q.columns.as_deref().ok_or_else(|| {
+                    Error::Verification(format!("columns of question `{question}` unknown"))
+                })?;
                 self.applied.push(Applied {
                     table: table.qualified(),
                     alias: alias.value.clone(),
                     groups,
-                    kind: "custom".into(),
+                    kind: "custom",
                     question: Some(question.clone()),
                     bindings,
                 });
-                return Ok((Box::new(query), Some((question.clone(), visible))));
+                return Ok((Box::new(query), Some((q.name.as_str(), visible))));
             }
         }
         // Basic sandboxes (one, or several combined by union).
@@ -245,7 +242,7 @@ impl Rewriter<'_> {
         let mut query = template().clone();
         if let SetExpr::Select(select) = query.body.as_mut() {
             select.selection = Some(predicate);
-            select.from[0].relation = TableFactor::Table {
+            let relation = TableFactor::Table {
                 name: ObjectName(vec![
                     ObjectNamePart::Identifier(self.dialect.ident(&table.schema)),
                     ObjectNamePart::Identifier(self.dialect.ident(&table.name)),
@@ -261,6 +258,10 @@ impl Rewriter<'_> {
                 index_directives: vec![],
                 inheritance,
             };
+            select.from = vec![TableWithJoins {
+                relation,
+                joins: vec![],
+            }];
         }
         fence(&mut query, self.fence());
         self.applied.push(Applied {
@@ -271,8 +272,7 @@ impl Rewriter<'_> {
                 "union"
             } else {
                 "basic"
-            }
-            .into(),
+            },
             question: None,
             bindings,
         });
@@ -322,7 +322,7 @@ impl Rewriter<'_> {
     }
 }
 
-impl BindVars<'_, '_, '_> {
+impl<'b> BindVars<'_, '_, 'b> {
     fn value(&mut self, var: &str) -> Result<(AttributeValue, crate::policy::Parameter)> {
         let (v, p) = match &self.source {
             VarSource::Sandbox { table, parameters } => {
@@ -376,7 +376,12 @@ impl BindVars<'_, '_, '_> {
                 };
                 let (value, p) = self.value(&var)?;
                 if let AttributeValue::Many(vs) = &value {
-                    let target = self.named_target(&p);
+                    let place = self.place();
+                    let what = || place.describe(&p.variable);
+                    let target = Target {
+                        attribute: &p.attribute,
+                        what: &what,
+                    };
                     *e = if vs.is_empty() {
                         eq_zero()
                     } else {
@@ -400,7 +405,12 @@ impl BindVars<'_, '_, '_> {
                     match question::marker(&item) {
                         Some(var) => {
                             let (value, p) = self.value(var)?;
-                            let target = self.named_target(&p);
+                            let place = self.place();
+                            let what = || place.describe(&p.variable);
+                            let target = Target {
+                                attribute: &p.attribute,
+                                what: &what,
+                            };
                             for v in value.values() {
                                 out.push(self.rw.binder.bind(v, p.ty, &target)?);
                             }
@@ -425,7 +435,12 @@ impl BindVars<'_, '_, '_> {
                     return Ok(());
                 };
                 let (value, p) = self.value(&var)?;
-                let target = self.named_target(&p);
+                let place = self.place();
+                let what = || place.describe(&p.variable);
+                let target = Target {
+                    attribute: &p.attribute,
+                    what: &what,
+                };
                 let scalar = match &value {
                     AttributeValue::Single(v) => v.clone(),
                     AttributeValue::Many(vs) if vs.len() == 1 => vs[0].clone(),
@@ -445,25 +460,30 @@ impl BindVars<'_, '_, '_> {
         }
     }
 
-    fn named_target(&self, p: &crate::policy::Parameter) -> Target {
-        let what = match &self.source {
-            VarSource::Sandbox { table, .. } => {
-                format!(
-                    "variable {{{{{}}}}} of the sandbox on {}",
-                    p.variable,
-                    table.qualified()
-                )
-            }
-            VarSource::Caller { question, .. } => {
-                format!(
-                    "variable {{{{{}}}}} of question `{}`",
-                    p.variable, question.name
-                )
-            }
-        };
-        Target {
-            attribute: p.attribute.clone(),
-            what,
+    /// Where the variables' values go, for error messages.
+    fn place(&self) -> Place<'b> {
+        match &self.source {
+            VarSource::Sandbox { table, .. } => Place::Sandbox(table),
+            VarSource::Caller { question, .. } => Place::Question(question),
+        }
+    }
+}
+
+/// The sandbox or question a `{{variable}}` belongs to.
+#[derive(Clone, Copy)]
+enum Place<'b> {
+    Sandbox(&'b Table),
+    Question(&'b Question),
+}
+
+impl Place<'_> {
+    fn describe(self, variable: &str) -> String {
+        match self {
+            Place::Sandbox(table) => format!(
+                "variable {{{{{variable}}}}} of the sandbox on {}",
+                table.qualified()
+            ),
+            Place::Question(q) => format!("variable {{{{{variable}}}}} of question `{}`", q.name),
         }
     }
 }
