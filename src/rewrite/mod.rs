@@ -133,6 +133,10 @@ pub(crate) struct Rewriter<'a> {
     /// names; the loose key (full Unicode lower case) catches names that
     /// only *look* alike.
     ctes: Vec<(String, String)>,
+    /// Subqueries set aside during visits, shared by all the walks of this
+    /// rewrite so that its placeholders are made once (a `Query` and its
+    /// boxed body are kilobytes each in sqlparser's AST).
+    parking: Parking,
     mode: Mode,
 }
 
@@ -156,6 +160,7 @@ impl<'a> Rewriter<'a> {
             trusted: Vec::new(),
             decisions: Vec::new(),
             ctes: Vec::new(),
+            parking: Parking::default(),
             mode: Mode::Rewrite,
         }
     }
@@ -164,6 +169,7 @@ impl<'a> Rewriter<'a> {
     pub fn rewrite(&mut self, q: &mut Query) -> Result<()> {
         self.mode = Mode::Rewrite;
         self.ctes.clear();
+        self.parking.parked.clear();
         self.query(q)
     }
 
@@ -172,6 +178,7 @@ impl<'a> Rewriter<'a> {
     pub fn verify(&mut self, q: &mut Query) -> Result<()> {
         self.mode = Mode::Verify;
         self.ctes.clear();
+        self.parking.parked.clear();
         self.query(q)
     }
 
@@ -683,10 +690,7 @@ impl<'a> Rewriter<'a> {
     /// Rewrites every subquery inside `node` (which must not contain the
     /// FROM clause of the current SELECT).
     fn walk_exprs<N: VisitMut>(&mut self, node: &mut N) -> Result<()> {
-        let mut w = SubqueryWalk {
-            rw: self,
-            parking: Parking::default(),
-        };
+        let mut w = SubqueryWalk { rw: self };
         match node.visit(&mut w) {
             ControlFlow::Break(e) => Err(e),
             ControlFlow::Continue(()) => Ok(()),
@@ -737,7 +741,7 @@ impl<'a> Rewriter<'a> {
             strips: if self.long_names { strips } else { &[] },
             check_columns,
             depth: 0,
-            parking: Parking::default(),
+            parking: &mut self.parking,
             entered: Vec::new(),
         };
         match node.visit(&mut w) {
@@ -817,7 +821,9 @@ fn placeholder() -> Query {
 
 /// Subqueries taken out of the tree during a visit (see [`placeholder`]):
 /// `park` in `pre_visit_query`, `unpark` in `post_visit_query` of the same
-/// node, so each returns to the address it came from.
+/// node, so each returns to the address it came from. Visits nest (a walk
+/// rewrites a subquery, whose own walks park and unpark before it is
+/// parked itself), so one stack serves them all.
 #[derive(Default)]
 struct Parking {
     parked: Vec<Query>,
@@ -845,7 +851,6 @@ impl Parking {
 /// descend into what `Rewriter::query` has already walked.
 struct SubqueryWalk<'r, 'a> {
     rw: &'r mut Rewriter<'a>,
-    parking: Parking,
 }
 
 impl VisitorMut for SubqueryWalk<'_, '_> {
@@ -858,14 +863,14 @@ impl VisitorMut for SubqueryWalk<'_, '_> {
                 return ControlFlow::Break(e);
             }
         }
-        self.parking.park(q);
+        self.rw.parking.park(q);
         ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         // Every query this visitor meets was parked (the placeholder holds
         // none), so this is always the parked one's own node.
-        self.parking.unpark(q, true);
+        self.rw.parking.unpark(q, true);
         ControlFlow::Continue(())
     }
 
@@ -896,7 +901,7 @@ struct NameFix<'r, 'a> {
     check_columns: bool,
     depth: usize,
     /// Our own sandbox subqueries, parked: the policy's SQL, not the user's.
-    parking: Parking,
+    parking: &'r mut Parking,
     /// Per query entered: whether it was parked.
     entered: Vec<bool>,
 }
