@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlparser::ast::{Query, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::ast::{Query, Statement, Value, ValueWithSpan};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -266,8 +266,7 @@ fn number_params(
         params: &'p [BoundParam],
         out: Vec<BoundParam>,
     }
-    impl VisitorMut for N<'_> {
-        type Break = Error;
+    impl crate::rewrite::walk::Hooks for N<'_> {
         fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
             if let Value::Placeholder(p) = &mut v.value {
                 if let Some(idx) = p.strip_prefix(TEMP_PLACEHOLDER) {
@@ -298,10 +297,8 @@ fn number_params(
         params,
         out: Vec::new(),
     };
-    match q.visit(&mut n) {
-        ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(n.out),
-    }
+    crate::rewrite::walk::walk(q, &mut n)?;
+    Ok(n.out)
 }
 
 pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) -> String {
@@ -396,9 +393,9 @@ pub(crate) fn rewrite_sql(
     let db = pick_database(policy, opts.database.as_deref())?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
-    let (query, delicate) = parse_query(sql, dialect, opts)?;
+    let (mut query, delicate) = parse_query(sql, dialect, opts)?;
     // One walk: functions, and no placeholders of the caller's own.
-    let shape = functions::check_all(&query, &policy.functions, true)?;
+    let shape = functions::check_all(&mut query, &policy.functions, true)?;
     rewrite_checked(
         policy,
         principal,
@@ -458,12 +455,12 @@ pub(crate) fn rewrite_query(
     principal: &Principal,
     db: &Database,
     dialect: Dialect,
-    query: Query,
+    mut query: Query,
     delicate: bool,
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    let shape = functions::check_all(&query, &policy.functions, false)?;
+    let shape = functions::check_all(&mut query, &policy.functions, false)?;
     rewrite_checked(
         policy,
         principal,

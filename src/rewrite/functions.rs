@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
-use sqlparser::ast::{
-    Expr, ObjectName, ObjectNamePart, Query, Value, ValueWithSpan, Visit, Visitor,
-};
+use sqlparser::ast::{Expr, ObjectName, ObjectNamePart, Query, Value, ValueWithSpan};
 
 use crate::dialect::unicode_lower;
 
@@ -238,7 +236,7 @@ pub(crate) struct Shape {
 /// the parameters sqlsandbox binds). One walk for both, which also notes
 /// the query's [`Shape`].
 pub(crate) fn check_all(
-    query: &Query,
+    query: &mut Query,
     policy: &FunctionPolicy,
     no_placeholders: bool,
 ) -> Result<Shape> {
@@ -247,9 +245,8 @@ pub(crate) fn check_all(
         no_placeholders: bool,
         shape: Shape,
     }
-    impl Visitor for Check<'_> {
-        type Break = Error;
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<Error> {
+    impl super::walk::Hooks for Check<'_> {
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
             match e {
                 Expr::Function(f) => {
                     if let Err(err) = check_function(&f.name, self.policy) {
@@ -263,7 +260,7 @@ pub(crate) fn check_all(
             }
             ControlFlow::Continue(())
         }
-        fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<Error> {
+        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
             if self.no_placeholders {
                 if let Value::Placeholder(p) = &v.value {
                     return ControlFlow::Break(Error::unsupported(format!(
@@ -279,8 +276,6 @@ pub(crate) fn check_all(
         no_placeholders,
         shape: Shape { long_names: false },
     };
-    match query.visit(&mut check) {
-        ControlFlow::Break(e) => Err(e),
-        ControlFlow::Continue(()) => Ok(check.shape),
-    }
+    super::walk::walk(query, &mut check)?;
+    Ok(check.shape)
 }

@@ -14,6 +14,7 @@
 
 pub(crate) mod functions;
 mod sandbox;
+pub(crate) mod walk;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -23,7 +24,6 @@ use std::rc::Rc;
 use sqlparser::ast::{
     Expr, Ident, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor, TableWithJoins, VisitMut,
-    VisitorMut,
 };
 
 use crate::access::{self, Decision};
@@ -690,11 +690,7 @@ impl<'a> Rewriter<'a> {
     /// Rewrites every subquery inside `node` (which must not contain the
     /// FROM clause of the current SELECT).
     fn walk_exprs<N: VisitMut>(&mut self, node: &mut N) -> Result<()> {
-        let mut w = SubqueryWalk { rw: self };
-        match node.visit(&mut w) {
-            ControlFlow::Break(e) => Err(e),
-            ControlFlow::Continue(()) => Ok(()),
-        }
+        walk::walk(node, &mut SubqueryWalk { rw: self })
     }
 
     /// Whether `fix_names` has anything to do: in the rewrite, with names to
@@ -744,10 +740,7 @@ impl<'a> Rewriter<'a> {
             parking: &mut self.parking,
             entered: Vec::new(),
         };
-        match node.visit(&mut w) {
-            ControlFlow::Break(e) => Err(e),
-            ControlFlow::Continue(()) => Ok(()),
-        }
+        walk::walk(node, &mut w)
     }
 
     fn strip_object_name(&self, name: &mut ObjectName, strips: &[Strip]) {
@@ -853,9 +846,7 @@ struct SubqueryWalk<'r, 'a> {
     rw: &'r mut Rewriter<'a>,
 }
 
-impl VisitorMut for SubqueryWalk<'_, '_> {
-    type Break = Error;
-
+impl walk::Hooks for SubqueryWalk<'_, '_> {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         let generated = self.rw.is_sandbox(q);
         if !(generated && self.rw.mode == Mode::Verify) {
@@ -924,9 +915,7 @@ impl NameFix<'_, '_> {
     }
 }
 
-impl VisitorMut for NameFix<'_, '_> {
-    type Break = Error;
-
+impl walk::Hooks for NameFix<'_, '_> {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         let generated = self.generated.contains(&(q as *const Query));
         if generated {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlparser::ast::{
     BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset,
     OffsetRows, Query, SetExpr, TableFactor, TableInheritance, TableWithJoins, UnaryOperator,
-    Value, VisitMut, VisitorMut,
+    Value,
 };
 
 use super::Rewriter;
@@ -206,9 +206,7 @@ impl<'a> Rewriter<'a> {
                     source: VarSource::Sandbox { table, parameters },
                     bindings: &mut bindings,
                 };
-                if let ControlFlow::Break(e) = query.visit(&mut bind) {
-                    return Err(e);
-                }
+                super::walk::walk(&mut query, &mut bind)?;
                 fence(&mut query, self.fence());
                 let visible = q.columns.as_deref().ok_or_else(|| {
                     Error::Verification(format!("columns of question `{question}` unknown"))
@@ -315,9 +313,7 @@ impl Rewriter<'_> {
             source: VarSource::Caller { question, values },
             bindings: &mut bindings,
         };
-        if let ControlFlow::Break(e) = query.visit(&mut bind) {
-            return Err(e);
-        }
+        super::walk::walk(query, &mut bind)?;
         Ok(bindings)
     }
 }
@@ -488,8 +484,7 @@ impl Place<'_> {
     }
 }
 
-impl VisitorMut for BindVars<'_, '_, '_> {
-    type Break = Error;
+impl super::walk::Hooks for BindVars<'_, '_, '_> {
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
         match self.rewrite(e) {
             Ok(()) => ControlFlow::Continue(()),
