@@ -393,16 +393,19 @@ pub(crate) fn rewrite_sql(
     let db = pick_database(policy, opts.database.as_deref())?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
-    let (mut query, delicate) = parse_query(sql, dialect, opts)?;
-    // One walk: functions, and no placeholders of the caller's own.
-    let shape = functions::check_all(&mut query, &policy.functions, true)?;
+    let (query, delicate) = parse_query(sql, dialect, opts)?;
+    // The caller's SQL may not hold bind placeholders of its own.
+    let source = Source {
+        delicate,
+        no_placeholders: true,
+    };
     rewrite_checked(
         policy,
         principal,
         db,
         dialect,
-        (query, shape),
-        delicate,
+        query,
+        source,
         opts,
         |_, _| Ok(()),
     )
@@ -445,47 +448,49 @@ pub(crate) fn rewrite_saved_question(
     )
 }
 
-/// Rewrites an already parsed query (native SQL, a saved question or a
-/// query-builder question compiled to SQL).
 /// Rewrites an already parsed query (a query-builder question compiled to
-/// SQL, or a saved question): the function policy is checked first.
+/// SQL, or a saved question).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rewrite_query(
     policy: &Policy,
     principal: &Principal,
     db: &Database,
     dialect: Dialect,
-    mut query: Query,
+    query: Query,
     delicate: bool,
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    let shape = functions::check_all(&mut query, &policy.functions, false)?;
-    rewrite_checked(
-        policy,
-        principal,
-        db,
-        dialect,
-        (query, shape),
+    let source = Source {
         delicate,
-        opts,
-        pre,
-    )
+        no_placeholders: false,
+    };
+    rewrite_checked(policy, principal, db, dialect, query, source, opts, pre)
 }
 
-/// The shared back end, for a query whose functions were checked (and
-/// whose shape that check noted).
+/// What the back end needs to know of where a query came from.
+struct Source {
+    /// The input had quotes or backslashes inside quoted text (see
+    /// `parse_query`): the printed SQL is parsed again to prove it.
+    delicate: bool,
+    /// Bind placeholders in the query are refused (native SQL).
+    no_placeholders: bool,
+}
+
+/// The shared back end: the function policy (one walk, which also notes
+/// the query's shape), the rewrite, its check, then printing.
 #[allow(clippy::too_many_arguments)]
 fn rewrite_checked(
     policy: &Policy,
     principal: &Principal,
     db: &Database,
     dialect: Dialect,
-    (mut query, shape): (Query, functions::Shape),
-    delicate: bool,
+    mut query: Query,
+    source: Source,
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
+    let shape = functions::check_all(&mut query, &policy.functions, source.no_placeholders)?;
     let mut rw = Rewriter::new(
         policy,
         db,
@@ -503,7 +508,7 @@ fn rewrite_checked(
         number_params(&mut query, dialect, &rw.binder.params)?
     };
     let sql = query.to_string();
-    if delicate {
+    if source.delicate {
         // The printer guesses how quotes inside literals were escaped; when
         // the input had such characters, prove the text means the tree.
         let reopts = Options {
