@@ -829,13 +829,19 @@ impl Parking {
         self.parked.push(std::mem::replace(q, empty));
     }
 
-    /// Puts the last parked query back into `q`, if `q` was parked.
-    fn unpark(&mut self, q: &mut Query, was_parked: bool) {
+    /// Puts the last parked query back into `q`, if `q` was parked. An
+    /// empty stack there would leave a placeholder in the user's query: it
+    /// cannot happen, and is refused rather than printed if it does.
+    fn unpark(&mut self, q: &mut Query, was_parked: bool) -> ControlFlow<Error> {
         if was_parked {
-            if let Some(real) = self.parked.pop() {
-                self.spare.push(std::mem::replace(q, real));
-            }
+            let Some(real) = self.parked.pop() else {
+                return ControlFlow::Break(Error::Verification(
+                    "a subquery set aside during a walk went missing".into(),
+                ));
+            };
+            self.spare.push(std::mem::replace(q, real));
         }
+        ControlFlow::Continue(())
     }
 }
 
@@ -861,8 +867,7 @@ impl walk::Hooks for SubqueryWalk<'_, '_> {
     fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         // Every query this visitor meets was parked (the placeholder holds
         // none), so this is always the parked one's own node.
-        self.rw.parking.unpark(q, true);
-        ControlFlow::Continue(())
+        self.rw.parking.unpark(q, true)
     }
 
     fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<Error> {
@@ -929,8 +934,7 @@ impl walk::Hooks for NameFix<'_, '_> {
     fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         self.depth -= 1;
         let parked = self.entered.pop().unwrap_or(false);
-        self.parking.unpark(q, parked);
-        ControlFlow::Continue(())
+        self.parking.unpark(q, parked)
     }
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
