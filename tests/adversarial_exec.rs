@@ -96,21 +96,10 @@ fn run_postgres(c: &mut postgres::Client) {
     {
         match policy.rewrite(&alice, &case.sql, &Options::default()) {
             Err(_) => refused += 1,
-            Ok(out) => match c.simple_query(&out.sql) {
+            Ok(out) => match common::pg_rows(c, &out.sql) {
                 Err(_) => failed += 1,
-                Ok(messages) => {
+                Ok(rows) => {
                     ran += 1;
-                    let rows: Vec<Vec<String>> = messages
-                        .iter()
-                        .filter_map(|m| match m {
-                            postgres::SimpleQueryMessage::Row(r) => Some(
-                                (0..r.len())
-                                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                                    .collect(),
-                            ),
-                            _ => None,
-                        })
-                        .collect();
                     assert_eq!(common::leaked(&rows), None, "{}: {}", case.name, out.sql);
                 }
             },

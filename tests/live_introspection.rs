@@ -97,17 +97,8 @@ fn postgres_introspection() {
         return;
     };
     let name = format!("sqlsandbox_live_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').expect("URL ends in /database");
-    let db_url = format!("{base}/{name}");
-    let result = std::panic::catch_unwind(|| {
-        let mut c = postgres::Client::connect(&db_url, postgres::NoTls).unwrap();
+    let result = common::with_scratch_pg_database(&url, &name, |db_url| {
+        let mut c = postgres::Client::connect(db_url, postgres::NoTls).unwrap();
         c.batch_execute("CREATE SCHEMA audit").unwrap();
         for s in common::SCHEMA {
             c.batch_execute(s).unwrap();
@@ -115,11 +106,8 @@ fn postgres_introspection() {
         c.batch_execute("CREATE TABLE public.docs (id INTEGER, body TSVECTOR)")
             .unwrap();
         drop(c);
-        verify(&db_url, "tsvector")
+        verify(db_url, "tsvector")
     });
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
     match result {
         Ok(summary) => common::mark_done("postgres-introspection", &summary),
         Err(e) => std::panic::resume_unwind(e),

@@ -30,19 +30,9 @@ const QUERIES: &[&str] = &[
     "SELECT id, ip FROM audit.logins",
 ];
 
+/// The rows of `sql`, sorted (compared as multisets).
 fn rows(c: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
-    let mut out: Vec<Vec<String>> = c
-        .simple_query(sql)?
-        .into_iter()
-        .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
+    let mut out = common::pg_rows(c, sql)?;
     out.sort();
     Ok(out)
 }
@@ -61,17 +51,8 @@ fn native_enforcement_matches_the_rewrite() {
         role_prefix: format!("sqlsandbox_x{pid}_"),
         ..Default::default()
     };
+    let result = common::with_scratch_pg_database(&url, &name, |_| run(&url, &name, &opts));
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let result = std::panic::catch_unwind(|| run(&url, &name, &opts));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
     let policy = common::saas_policy();
     let mut roles = vec![service_role(&opts)];
     for g in [

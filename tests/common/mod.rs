@@ -167,19 +167,9 @@ pub fn with_pg_dataset(test: &str, prefix: &str, body: impl FnOnce(&mut postgres
         );
         return;
     };
-    let (base, _) = url
-        .rsplit_once('/')
-        .expect("SQLSANDBOX_PG_URL ends in /database");
     let name = format!("{prefix}_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut c = postgres::Client::connect(&format!("{base}/{name}"), postgres::NoTls).unwrap();
+    let result = with_scratch_pg_database(&url, &name, |db_url| {
+        let mut c = postgres::Client::connect(db_url, postgres::NoTls).unwrap();
         c.batch_execute("CREATE SCHEMA audit").unwrap();
         for s in SCHEMA {
             c.batch_execute(s).unwrap();
@@ -188,11 +178,50 @@ pub fn with_pg_dataset(test: &str, prefix: &str, body: impl FnOnce(&mut postgres
             c.batch_execute(&s).unwrap();
         }
         body(&mut c);
-    }));
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
+    });
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+/// Runs `body` with the URL of a new, empty PostgreSQL database `name`
+/// on the server of `url`, and drops the database afterwards, also when
+/// `body` panics. Returns what `body` returned, or its panic, so that the
+/// caller can clean up more before resuming it.
+pub fn with_scratch_pg_database<T>(
+    url: &str,
+    name: &str,
+    body: impl FnOnce(&str) -> T,
+) -> std::thread::Result<T> {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("SQLSANDBOX_PG_URL ends in /database");
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let db_url = format!("{base}/{name}");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&db_url)));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    result
+}
+
+/// The rows `sql` returns, as text (`NULL` for nulls), in the server's order.
+pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
+    Ok(c.simple_query(sql)?
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
 }
