@@ -35,7 +35,7 @@ impl<'n> Compiler<'_> {
             ">" => BinaryOperator::Gt,
             _ => BinaryOperator::GtEq,
         };
-        Ok(Typed::new(binop(l.expr, bop, r), Some(ColumnType::Boolean)))
+        Ok(Typed::condition(binop(l.expr, bop, r)))
     }
 
     pub(super) fn op_between(
@@ -49,15 +49,12 @@ impl<'n> Compiler<'_> {
         let x = self.expr(lv, &args[0])?;
         let low = self.operand(lv, &args[1], x.ty)?;
         let high = self.operand(lv, &args[2], x.ty)?;
-        Ok(Typed::new(
-            Expr::Between {
-                expr: Box::new(paren(x.expr)),
-                negated: false,
-                low: Box::new(paren(low)),
-                high: Box::new(paren(high)),
-            },
-            Some(ColumnType::Boolean),
-        ))
+        Ok(Typed::condition(Expr::Between {
+            expr: Box::new(paren(x.expr)),
+            negated: false,
+            low: Box::new(paren(low)),
+            high: Box::new(paren(high)),
+        }))
     }
 
     pub(super) fn op_null(
@@ -74,7 +71,7 @@ impl<'n> Compiler<'_> {
         } else {
             Expr::IsNotNull(Box::new(x))
         };
-        Ok(Typed::new(e, Some(ColumnType::Boolean)))
+        Ok(Typed::condition(e))
     }
 
     pub(super) fn op_empty(
@@ -107,10 +104,7 @@ impl<'n> Compiler<'_> {
             ),
             (_, false) => Some(Expr::IsNotNull(Box::new(x))),
         };
-        Ok(Typed::new(
-            e.unwrap_or_else(null),
-            Some(ColumnType::Boolean),
-        ))
+        Ok(Typed::condition(e.unwrap_or_else(null)))
     }
 
     pub(super) fn op_logic(
@@ -130,10 +124,7 @@ impl<'n> Compiler<'_> {
         } else {
             BinaryOperator::Or
         };
-        Ok(Typed::new(
-            fold(parts, bop).unwrap_or_else(null),
-            Some(ColumnType::Boolean),
-        ))
+        Ok(Typed::condition(fold(parts, bop).unwrap_or_else(null)))
     }
 
     pub(super) fn op_not(
@@ -145,7 +136,7 @@ impl<'n> Compiler<'_> {
     ) -> Result<Typed> {
         arity(n, op, args, 1, 1, "one condition")?;
         let c = self.condition(lv, &args[0])?;
-        Ok(Typed::new(not(c), Some(ColumnType::Boolean)))
+        Ok(Typed::condition(not(c)))
     }
 
     /// `=`, `!=` (several values: IN / NOT IN), `in`, `not-in`.
@@ -167,7 +158,6 @@ impl<'n> Compiler<'_> {
         let l = self.expr(lv, &args[0])?;
         let values = &args[1..];
         let negated = matches!(op, "!=" | "not-in");
-        let bool_ty = Some(ColumnType::Boolean);
         if let [v] = values {
             if v.v.is_null() {
                 let x = Box::new(paren(l.expr));
@@ -176,7 +166,7 @@ impl<'n> Compiler<'_> {
                 } else {
                     Expr::IsNull(x)
                 };
-                return Ok(Typed::new(e, bool_ty));
+                return Ok(Typed::condition(e));
             }
         }
         let mut list = Vec::new();
@@ -203,7 +193,7 @@ impl<'n> Compiler<'_> {
                 global: false,
             },
         };
-        Ok(Typed::new(e, bool_ty))
+        Ok(Typed::condition(e))
     }
 
     /// `contains`, `does-not-contain`, `starts-with`, `ends-with`, with
@@ -243,7 +233,7 @@ impl<'n> Compiler<'_> {
         };
         let e = flavor::string_match(self.dialect, x, how, needle, case_sensitive)?;
         let e = if op == "does-not-contain" { not(e) } else { e };
-        Ok(Typed::new(e, Some(ColumnType::Boolean)))
+        Ok(Typed::condition(e))
     }
 
     /// `["time-interval", field, n, unit, {"include-current": true}]`: `n`
@@ -298,9 +288,6 @@ impl<'n> Compiler<'_> {
             ],
             BinaryOperator::And,
         );
-        Ok(Typed::new(
-            e.unwrap_or_else(null),
-            Some(ColumnType::Boolean),
-        ))
+        Ok(Typed::condition(e.unwrap_or_else(null)))
     }
 }

@@ -178,6 +178,11 @@ impl Typed {
             origin: None,
         }
     }
+
+    /// A condition (every filter operator makes one).
+    fn condition(expr: Expr) -> Self {
+        Typed::new(expr, Some(ColumnType::Boolean))
+    }
 }
 
 /// A table column, for foreign-key lookups.
