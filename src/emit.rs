@@ -501,7 +501,7 @@ fn rewrite_checked(
     rw.long_names = shape.long_names;
     pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
-    rw.verify(&mut query)?;
+    crate::verify::verify(policy, db, dialect, principal, &rw.built, &mut query)?;
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -585,5 +585,6 @@ pub(crate) fn recheck(
     };
     let (mut query, _) = parse_query(sql, dialect, &reopts)?;
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
-    rw.recheck(&mut query)
+    let sandboxes = rw.all_sandboxes();
+    crate::verify::verify(policy, db, dialect, principal, &sandboxes, &mut query)
 }

@@ -42,6 +42,8 @@ pub mod policy;
 mod principal;
 mod rewrite;
 pub mod routing;
+mod scope;
+mod verify;
 
 pub use bind::BoundParam;
 pub use dialect::{Dialect, Fence};

@@ -28,19 +28,13 @@ use sqlparser::ast::{
 
 use crate::access::{self, Decision};
 use crate::bind::Binder;
-use crate::dialect::{unicode_lower, Dialect};
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::{Column, ColumnType, Database, Policy, Table, TableKey};
 use crate::principal::Principal;
+use crate::scope::{table_name, Binding, Ctes};
 
 pub use sandbox::Applied;
-
-/// Walk mode: rewrite the user's query, or check a rewritten one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Rewrite,
-    Verify,
-}
 
 /// The columns a FROM item is known to have, borrowed from the policy.
 #[derive(Debug, Clone, Copy)]
@@ -123,21 +117,17 @@ pub(crate) struct Rewriter<'a> {
     pub long_names: bool,
     /// Addresses of the sandbox subqueries this rewrite made.
     generated: HashSet<*const Query>,
-    /// Sandbox subqueries recognised by value (when re-checking printed
-    /// SQL parsed again, where addresses mean nothing).
-    trusted: Vec<Query>,
+    /// The sandbox subqueries built, one copy of each distinct one: the
+    /// verifier recognises sandboxes by value against these.
+    pub built: Vec<Query>,
     /// Access decisions made so far, per table.
     decisions: Vec<(*const Table, Rc<Decision>)>,
-    /// The CTEs in scope at the current point of the walk, innermost last:
-    /// (strict key, loose key). The strict key is how the database compares
-    /// names; the loose key (full Unicode lower case) catches names that
-    /// only *look* alike.
-    ctes: Vec<(String, String)>,
+    /// The CTEs in scope at the current point of the walk.
+    scope: Ctes,
     /// Subqueries set aside during visits, shared by all the walks of this
     /// rewrite so that its placeholders are made once (a `Query` and its
     /// boxed body are kilobytes each in sqlparser's AST).
     parking: Parking,
-    mode: Mode,
 }
 
 impl<'a> Rewriter<'a> {
@@ -157,40 +147,26 @@ impl<'a> Rewriter<'a> {
             applied: Vec::new(),
             long_names: true,
             generated: HashSet::new(),
-            trusted: Vec::new(),
+            built: Vec::new(),
             decisions: Vec::new(),
-            ctes: Vec::new(),
+            scope: Ctes::new(),
             parking: Parking::default(),
-            mode: Mode::Rewrite,
         }
     }
 
     /// Rewrites a top-level query in place.
     pub fn rewrite(&mut self, q: &mut Query) -> Result<()> {
-        self.mode = Mode::Rewrite;
-        self.ctes.clear();
+        self.scope.clear();
         self.parking.parked.clear();
         self.query(q)
     }
 
-    /// Walks the rewritten query again: every protected base table must sit
-    /// inside a sandbox subquery this rewrite made.
-    pub fn verify(&mut self, q: &mut Query) -> Result<()> {
-        self.mode = Mode::Verify;
-        self.ctes.clear();
-        self.parking.parked.clear();
-        self.query(q)
-    }
-
-    fn is_sandbox(&self, q: &Query) -> bool {
-        self.generated.contains(&(q as *const Query)) || self.trusted.iter().any(|t| t == q)
-    }
-
-    /// Re-checks SQL that was printed and parsed again: the sandbox
-    /// subqueries are rebuilt for this principal and recognised by value;
-    /// every other read of a protected table is an error.
-    pub fn recheck(&mut self, q: &mut Query) -> Result<()> {
-        let mut trusted = Vec::new();
+    /// Builds the sandbox subquery of every table this principal reads
+    /// through one, for each inheritance modifier a query may carry: what
+    /// [`crate::verify`] accepts when SQL printed earlier is checked again
+    /// (`Policy::recheck`), where the rewrite that made it is gone.
+    pub fn all_sandboxes(&mut self) -> Vec<Query> {
+        let mut out = Vec::new();
         let db: &'a Database = self.db;
         for table in db.tables.values() {
             if let Ok(decision) = self.decision(table) {
@@ -207,15 +183,14 @@ impl<'a> Rewriter<'a> {
                     ];
                     for inh in variants {
                         if let Ok((sq, _)) = self.build_sandbox(table, sbs, inh, &Ident::new("x")) {
-                            trusted.push(*sq);
+                            out.push(*sq);
                         }
                     }
                 }
             }
         }
-        self.trusted = trusted;
         self.applied.clear();
-        self.verify(q)
+        out
     }
 
     fn decision(&mut self, table: &Table) -> Result<Rc<Decision>> {
@@ -230,28 +205,6 @@ impl<'a> Rewriter<'a> {
 
     fn norm<'i>(&self, id: &'i Ident) -> Cow<'i, str> {
         self.dialect.normalize(id)
-    }
-
-    /// Whether a one-part table name refers to a CTE in scope. A name that
-    /// matches a CTE only loosely (other case in a case-sensitive
-    /// comparison, or a Unicode look-alike such as the Kelvin sign) is
-    /// refused: reading it as the CTE when the database reads the base table
-    /// would leak.
-    fn is_cte(&self, name: &Ident) -> Result<bool> {
-        if self.ctes.is_empty() {
-            return Ok(false);
-        }
-        let strict = self.dialect.cte_key(name);
-        if self.ctes.iter().any(|(s, _)| *s == strict) {
-            return Ok(true);
-        }
-        let loose = unicode_lower(&name.value);
-        if let Some((s, _)) = self.ctes.iter().find(|(_, l)| *l == loose) {
-            return Err(Error::unsupported(format!(
-                "the table name `{strict}`, which differs from the CTE `{s}` only in case or look-alike characters (rename one)"
-            )));
-        }
-        Ok(false)
     }
 
     // ----- queries -------------------------------------------------------
@@ -275,37 +228,24 @@ impl<'a> Rewriter<'a> {
             return Err(Error::unsupported("pipe operators (|>)"));
         }
         // This query's CTEs are in scope until it ends.
-        let base = self.ctes.len();
-        let res = self.query_scoped(q, base);
-        self.ctes.truncate(base);
+        self.scope.enter(q.with.as_ref(), self.dialect)?;
+        let res = self.query_scoped(q);
+        self.scope.leave();
         res
     }
 
-    fn query_scoped(&mut self, q: &mut Query, base: usize) -> Result<()> {
+    fn query_scoped(&mut self, q: &mut Query) -> Result<()> {
         if let Some(with) = q.with.as_mut() {
-            for cte in with.cte_tables.iter_mut() {
-                let name = self.dialect.cte_key(&cte.alias.name).into_owned();
-                if self.ctes[base..].iter().any(|(s, _)| *s == name) {
-                    return Err(Error::unsupported(format!(
-                        "WITH query name `{}` specified more than once",
-                        cte.alias.name
-                    )));
-                }
+            let recursive = with.recursive;
+            for (i, cte) in with.cte_tables.iter_mut().enumerate() {
                 if cte.from.is_some() {
                     return Err(Error::unsupported("CTE with FROM"));
                 }
-                let loose = unicode_lower(&cte.alias.name.value).into_owned();
-                // A non-recursive CTE sees only the CTEs before it; its own
-                // name inside its body is the base table.
-                if with.recursive {
-                    self.ctes.push((name, loose));
-                    self.query(&mut cte.query)?;
-                } else {
-                    self.query(&mut cte.query)?;
-                    self.ctes.push((name, loose));
-                }
+                self.scope.enter_cte_body(i, recursive);
+                self.query(&mut cte.query)?;
             }
         }
+        self.scope.enter_body();
         let (strips, sources) = self.set_expr(&mut q.body)?;
         // ORDER BY, LIMIT, OFFSET, FETCH: subqueries and qualified names.
         self.walk_exprs(&mut q.order_by)?;
@@ -467,17 +407,27 @@ impl<'a> Rewriter<'a> {
                 index_directives,
                 inheritance,
             } => {
+                // Every slot that can hold an expression is walked, whatever
+                // the table turns out to be: a subquery in `TABLESAMPLE
+                // (…)`, a time-travel expression or a hint reads tables too.
+                self.walk_exprs(with_hints)?;
+                self.walk_exprs(version)?;
+                self.walk_exprs(json_path)?;
+                self.walk_exprs(sample)?;
                 if args.is_some() {
                     functions::check_table_function(name, &self.policy.functions)?;
                     self.walk_exprs(args)?;
                     sources.push(self.opaque(alias.as_ref(), None));
                     return Ok(());
                 }
-                let (schema_part, last) = table_name(name)?;
-                if schema_part.is_none() && self.is_cte(last)? {
-                    sources.push(self.opaque(alias.as_ref(), Some(last)));
-                    return Ok(());
-                }
+                let (schema_part, last) = match self.scope.resolve(name, self.dialect)? {
+                    Binding::Cte => {
+                        let last = table_name(name)?.1;
+                        sources.push(self.opaque(alias.as_ref(), Some(last)));
+                        return Ok(());
+                    }
+                    Binding::Table { schema, name } => (schema, name),
+                };
                 let db: &'a Database = self.db;
                 let found = {
                     let schema = match schema_part {
@@ -506,7 +456,7 @@ impl<'a> Rewriter<'a> {
                 let decision = self.decision(table)?;
                 match &*decision {
                     Decision::Unrestricted { .. } => {
-                        if !qualified && self.mode == Mode::Rewrite {
+                        if !qualified {
                             // Qualify it, so that the database's search_path
                             // cannot point the name at another schema's table.
                             *name = ObjectName(vec![
@@ -537,12 +487,6 @@ impl<'a> Rewriter<'a> {
                         Ok(())
                     }
                     Decision::Sandboxed(sandboxes) => {
-                        if self.mode == Mode::Verify {
-                            return Err(Error::Verification(format!(
-                                "{} is read outside its sandbox",
-                                table.qualified()
-                            )));
-                        }
                         let modifier = if !with_hints.is_empty() {
                             Some("table hints")
                         } else if version.is_some() {
@@ -579,6 +523,9 @@ impl<'a> Rewriter<'a> {
                             &new_alias.name,
                         )?;
                         self.generated.insert(subquery.as_ref() as *const Query);
+                        if !self.built.iter().any(|b| *b == *subquery) {
+                            self.built.push((*subquery).clone());
+                        }
                         let hidden = visible.and_then(|(question, cols)| {
                             table
                                 .columns
@@ -617,13 +564,12 @@ impl<'a> Rewriter<'a> {
                 }
             }
             TableFactor::Derived {
-                subquery, alias, ..
+                subquery,
+                alias,
+                sample,
+                lateral: _,
             } => {
-                if self.mode == Mode::Verify && self.is_sandbox(subquery) {
-                    // Our own sandbox: its body is the policy's, not the user's.
-                    sources.push(self.opaque(alias.as_ref(), None));
-                    return Ok(());
-                }
+                self.walk_exprs(sample)?;
                 self.query(subquery)?;
                 sources.push(self.opaque(alias.as_ref(), None));
                 Ok(())
@@ -699,9 +645,8 @@ impl<'a> Rewriter<'a> {
     fn needs_name_fix(&self, sources: &[Source], strips: &[Strip], check_columns: bool) -> bool {
         // In the check walk, names were fixed and columns checked already;
         // it is about table references only.
-        self.mode == Mode::Rewrite
-            && ((self.long_names && !strips.is_empty())
-                || (check_columns && sources.iter().any(|s| s.hidden.is_some())))
+        (self.long_names && !strips.is_empty())
+            || (check_columns && sources.iter().any(|s| s.hidden.is_some()))
     }
 
     /// Column checks (at this SELECT's level) and qualified-name fixes (at
@@ -755,37 +700,6 @@ impl<'a> Rewriter<'a> {
         if let Some(strip) = strips.iter().find(|x| x.matches(&s, &t)) {
             let bare = strip.bare.clone();
             name.0 = vec![ObjectNamePart::Identifier(bare)];
-        }
-    }
-}
-
-/// The (schema, table) identifiers of a table name. Computed name parts
-/// and catalog-qualified names are refused.
-fn table_name(name: &ObjectName) -> Result<(Option<&Ident>, &Ident)> {
-    let mut parts = name.0.iter().map(|p| match p {
-        ObjectNamePart::Identifier(i) => Ok(i),
-        ObjectNamePart::Function(_) => Err(Error::unsupported(format!(
-            "the computed table name `{name}`"
-        ))),
-    });
-    match (parts.next(), parts.next(), name.0.len()) {
-        (Some(t), None, 1) => Ok((None, t?)),
-        (Some(s), Some(t), 2) => Ok((Some(s?), t?)),
-        _ => {
-            let parts = name
-                .0
-                .iter()
-                .map(|p| match p {
-                    ObjectNamePart::Identifier(i) => Ok(i.to_string()),
-                    ObjectNamePart::Function(_) => Err(Error::unsupported(format!(
-                        "the computed table name `{name}`"
-                    ))),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Err(Error::unsupported(format!(
-                "the catalog-qualified name `{}`",
-                parts.join(".")
-            )))
         }
     }
 }
@@ -854,11 +768,8 @@ struct SubqueryWalk<'r, 'a> {
 
 impl walk::Hooks for SubqueryWalk<'_, '_> {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
-        let generated = self.rw.is_sandbox(q);
-        if !(generated && self.rw.mode == Mode::Verify) {
-            if let Err(e) = self.rw.query(q) {
-                return ControlFlow::Break(e);
-            }
+        if let Err(e) = self.rw.query(q) {
+            return ControlFlow::Break(e);
         }
         self.rw.parking.park(q);
         ControlFlow::Continue(())

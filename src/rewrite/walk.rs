@@ -9,7 +9,9 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, ObjectName, Query, TableFactor, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    Expr, ObjectName, Query, Select, Statement, TableFactor, ValueWithSpan, VisitMut, VisitorMut,
+};
 
 use crate::error::{Error, Result};
 
@@ -32,6 +34,12 @@ pub(crate) trait Hooks {
         ControlFlow::Continue(())
     }
     fn pre_visit_value(&mut self, _v: &mut ValueWithSpan) -> ControlFlow<Error> {
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_select(&mut self, _s: &mut Select) -> ControlFlow<Error> {
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_statement(&mut self, _s: &mut Statement) -> ControlFlow<Error> {
         ControlFlow::Continue(())
     }
 }
@@ -59,6 +67,12 @@ impl VisitorMut for Walk<'_> {
     }
     fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
         self.0.pre_visit_value(v)
+    }
+    fn pre_visit_select(&mut self, s: &mut Select) -> ControlFlow<Error> {
+        self.0.pre_visit_select(s)
+    }
+    fn pre_visit_statement(&mut self, s: &mut Statement) -> ControlFlow<Error> {
+        self.0.pre_visit_statement(s)
     }
 }
 

@@ -1,0 +1,373 @@
+//! The independent verifier: a proof over the final AST, in code that
+//! shares nothing with the rewrite but the name resolver ([`crate::scope`])
+//! and the function policy.
+//!
+//! It walks the query with sqlparser's complete visitor — every field of
+//! every node, so no slot (a `TABLESAMPLE` argument, a hint, a `LIMIT`
+//! subquery) can be forgotten — and proves:
+//! - every relation read is either a sandbox subquery equal, by value, to
+//!   one built for this principal; or a declared table the principal may
+//!   read unrestricted, named with its schema (so the database's search
+//!   path cannot move it); or a CTE in scope (whose body is proven where it
+//!   is defined); or a derived table, whose body it proves too. Tables the
+//!   policy does not declare pass for administrators only;
+//! - no relation is read outside a FROM item (SQLite's `x IN table`);
+//! - every function called outside the sandboxes is allowed, and so is
+//!   every table function in FROM;
+//! - nothing writes, locks, or changes the session (no statement inside the
+//!   query, no `SELECT … INTO`, no locking clause).
+//!
+//! Hidden columns need no separate proof: a column hidden by a custom
+//! sandbox is not in the sandbox's output, and every read of the table goes
+//! through the sandbox, so no clause at any depth can name it.
+//!
+//! What it does not prove: that the sandboxes themselves are right (they
+//! are compared with the ones the policy defines, built by
+//! `rewrite::sandbox`), and what the database does with the rows it may
+//! read (side channels through errors: see the fence).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, ObjectName, Query, Select, SetExpr, Statement, TableFactor, ValueWithSpan,
+};
+
+use crate::access::{self, Decision};
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::policy::{Database, Policy};
+use crate::principal::Principal;
+use crate::rewrite::functions;
+use crate::rewrite::walk::{self, Hooks};
+use crate::scope::{Binding, Ctes};
+
+/// Proves `query` safe for `principal`; `sandboxes` are the sandbox
+/// subqueries built for this principal (compared by value).
+pub(crate) fn verify(
+    policy: &Policy,
+    db: &Database,
+    dialect: Dialect,
+    principal: &Principal,
+    sandboxes: &[Query],
+    query: &mut Query,
+) -> Result<()> {
+    let mut v = Verifier {
+        policy,
+        db,
+        dialect,
+        principal,
+        sandboxes,
+        scope: Ctes::new(),
+        frames: Vec::new(),
+        in_sandbox: 0,
+        next_sandbox: Vec::new(),
+        approved: None,
+    };
+    walk::walk(query, &mut v)
+}
+
+fn fail(msg: String) -> ControlFlow<Error> {
+    ControlFlow::Break(Error::Verification(msg))
+}
+
+/// One query being walked.
+struct Frame {
+    /// Its address, to match `post_visit_query` (and CTE bodies).
+    query: *const Query,
+    /// The addresses of its CTE bodies, in order, and whether its WITH is
+    /// recursive.
+    ctes: Vec<*const Query>,
+    recursive: bool,
+    /// It is a sandbox subquery (its body is the policy's).
+    sandbox: bool,
+    /// It took a frame in the scope (not inside a sandbox).
+    scoped: bool,
+}
+
+struct Verifier<'a> {
+    policy: &'a Policy,
+    db: &'a Database,
+    dialect: Dialect,
+    principal: &'a Principal,
+    sandboxes: &'a [Query],
+    scope: Ctes,
+    frames: Vec<Frame>,
+    /// How many sandbox subqueries enclose the current node.
+    in_sandbox: usize,
+    /// Derived-table subqueries found equal to a sandbox, about to be
+    /// entered.
+    next_sandbox: Vec<*const Query>,
+    /// The table name the last FROM item approved, which the visitor
+    /// visits next as a relation.
+    approved: Option<*const ObjectName>,
+}
+
+impl Verifier<'_> {
+    fn query_clauses(&self, q: &Query) -> Result<()> {
+        let refuse = |what: &str| {
+            Err(Error::Verification(format!(
+                "{what} in the rewritten query"
+            )))
+        };
+        if !q.locks.is_empty() {
+            return refuse("a locking clause");
+        }
+        if q.for_clause.is_some() {
+            return refuse("FOR XML / FOR JSON");
+        }
+        if q.settings.is_some() {
+            return refuse("SETTINGS");
+        }
+        if q.format_clause.is_some() {
+            return refuse("FORMAT");
+        }
+        if !q.pipe_operators.is_empty() {
+            return refuse("pipe operators");
+        }
+        if let Some(with) = &q.with {
+            if with.cte_tables.iter().any(|c| c.from.is_some()) {
+                return refuse("a CTE with FROM");
+            }
+        }
+        set_expr(&q.body)
+    }
+
+    fn table(&mut self, name: &ObjectName, has_args: bool) -> Result<()> {
+        if has_args {
+            functions::check_table_function(name, &self.policy.functions)?;
+            return Ok(());
+        }
+        let (schema, table) = match self.scope.resolve(name, self.dialect)? {
+            Binding::Cte => return Ok(()),
+            Binding::Table { schema, name } => (schema, name),
+        };
+        let schema_key = match schema {
+            Some(s) => self.dialect.normalize(s),
+            None => std::borrow::Cow::Borrowed(self.db.default_schema.as_str()),
+        };
+        let Some(t) = self.db.lookup(&schema_key, &self.dialect.normalize(table)) else {
+            if self.principal.is_admin() {
+                return Ok(());
+            }
+            return Err(Error::Verification(format!(
+                "the undeclared table {name} is read"
+            )));
+        };
+        match access::decide(self.policy, self.principal, self.db, t)? {
+            Decision::Unrestricted { .. } if schema.is_some() => Ok(()),
+            Decision::Unrestricted { .. } => Err(Error::Verification(format!(
+                "{} is read without its schema",
+                t.qualified()
+            ))),
+            Decision::Sandboxed(_) => Err(Error::Verification(format!(
+                "{} is read outside its sandbox",
+                t.qualified()
+            ))),
+        }
+    }
+}
+
+/// Refuses what a query body may not be: anything but SELECT, VALUES, set
+/// operations and parenthesised queries (which are visited as queries).
+fn set_expr(s: &SetExpr) -> Result<()> {
+    match s {
+        SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => Ok(()),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_expr(left)?;
+            set_expr(right)
+        }
+        SetExpr::Table(_) => Err(Error::Verification(
+            "`TABLE name` (a table read the walk cannot see) in the rewritten query".into(),
+        )),
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => Err(
+            Error::Verification("a data-modifying statement in the rewritten query".into()),
+        ),
+    }
+}
+
+fn select(s: &Select) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::Verification(format!(
+            "{what} in the rewritten query"
+        )))
+    };
+    if s.into.is_some() {
+        return refuse("SELECT … INTO");
+    }
+    if !s.optimizer_hints.is_empty() {
+        return refuse("an optimizer hint");
+    }
+    if !s.lateral_views.is_empty() {
+        return refuse("LATERAL VIEW");
+    }
+    if !s.connect_by.is_empty() {
+        return refuse("CONNECT BY");
+    }
+    Ok(())
+}
+
+impl Hooks for Verifier<'_> {
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
+        let ptr = q as *const Query;
+        if self.in_sandbox > 0 {
+            self.frames.push(Frame {
+                query: ptr,
+                ctes: Vec::new(),
+                recursive: false,
+                sandbox: false,
+                scoped: false,
+            });
+            return ControlFlow::Continue(());
+        }
+        if let Some(i) = self.next_sandbox.iter().position(|p| *p == ptr) {
+            self.next_sandbox.swap_remove(i);
+            self.in_sandbox += 1;
+            self.frames.push(Frame {
+                query: ptr,
+                ctes: Vec::new(),
+                recursive: false,
+                sandbox: true,
+                scoped: false,
+            });
+            return ControlFlow::Continue(());
+        }
+        if let Err(e) = self.query_clauses(q) {
+            return ControlFlow::Break(e);
+        }
+        // A CTE body of the enclosing query sees the CTEs the scope rules
+        // say it sees.
+        if let Some(parent) = self.frames.last() {
+            if let Some(i) = parent.ctes.iter().position(|p| *p == ptr) {
+                self.scope.enter_cte_body(i, parent.recursive);
+            }
+        }
+        if let Err(e) = self.scope.enter(q.with.as_ref(), self.dialect) {
+            return ControlFlow::Break(e);
+        }
+        let ctes: Vec<*const Query> = q
+            .with
+            .as_ref()
+            .map(|w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| &*c.query as *const Query)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ctes.is_empty() {
+            self.scope.enter_body();
+        }
+        self.frames.push(Frame {
+            query: ptr,
+            ctes,
+            recursive: q.with.as_ref().is_some_and(|w| w.recursive),
+            sandbox: false,
+            scoped: true,
+        });
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
+        let ptr = q as *const Query;
+        let Some(frame) = self.frames.pop() else {
+            return fail("the walk left a query it never entered".into());
+        };
+        if frame.query != ptr {
+            return fail("the walk left a query other than the one it entered".into());
+        }
+        if frame.sandbox {
+            self.in_sandbox -= 1;
+        }
+        if frame.scoped {
+            self.scope.leave();
+            // After the last CTE body, the enclosing query's own body.
+            if let Some(parent) = self.frames.last() {
+                if parent.ctes.last() == Some(&ptr) {
+                    self.scope.enter_body();
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, s: &mut Select) -> ControlFlow<Error> {
+        if self.in_sandbox > 0 {
+            return ControlFlow::Continue(());
+        }
+        match select(s) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+
+    fn pre_visit_statement(&mut self, _s: &mut Statement) -> ControlFlow<Error> {
+        fail("a statement inside the rewritten query".into())
+    }
+
+    fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<Error> {
+        if self.in_sandbox > 0 {
+            return ControlFlow::Continue(());
+        }
+        let res = match f {
+            TableFactor::Table { name, args, .. } => {
+                let res = self.table(name, args.is_some());
+                self.approved = Some(name as *const ObjectName);
+                res
+            }
+            TableFactor::Derived { subquery, .. } => {
+                if self.sandboxes.iter().any(|s| *s == **subquery) {
+                    self.next_sandbox.push(&**subquery as *const Query);
+                }
+                Ok(())
+            }
+            TableFactor::Function { name, .. } => {
+                functions::check_table_function(name, &self.policy.functions)
+            }
+            TableFactor::NestedJoin { .. }
+            | TableFactor::UNNEST { .. }
+            | TableFactor::JsonTable { .. } => Ok(()),
+            TableFactor::TableFunction { .. }
+            | TableFactor::OpenJsonTable { .. }
+            | TableFactor::Pivot { .. }
+            | TableFactor::Unpivot { .. }
+            | TableFactor::UnpivotExpr { .. }
+            | TableFactor::MatchRecognize { .. }
+            | TableFactor::XmlTable { .. }
+            | TableFactor::SemanticView { .. } => Err(Error::Verification(format!(
+                "the FROM item `{f}` in the rewritten query"
+            ))),
+        };
+        match res {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+
+    fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<Error> {
+        if self.in_sandbox > 0 {
+            return ControlFlow::Continue(());
+        }
+        if self.approved.take() == Some(name as *const ObjectName) {
+            return ControlFlow::Continue(());
+        }
+        fail(format!(
+            "the table `{name}` is read outside a FROM item of the rewritten query"
+        ))
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+        if self.in_sandbox > 0 {
+            return ControlFlow::Continue(());
+        }
+        if let Expr::Function(f) = e {
+            if let Err(err) = functions::check_function(&f.name, &self.policy.functions) {
+                return ControlFlow::Break(err);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_value(&mut self, _v: &mut ValueWithSpan) -> ControlFlow<Error> {
+        ControlFlow::Continue(())
+    }
+}
