@@ -36,8 +36,8 @@ use crate::access::group_grant;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::{
-    question, ColumnType, Database, Policy, Sandbox, SandboxKind, Table, TableGrant,
-    ADMINISTRATORS, ALL_USERS, VAR_PREFIX,
+    ColumnType, Database, Policy, Sandbox, SandboxKind, Table, TableGrant, ADMINISTRATORS,
+    ALL_USERS, VAR_PREFIX,
 };
 use crate::principal::{Principal, Scalar};
 
@@ -431,7 +431,7 @@ fn export_database(
             } else {
                 format!("{}_{}", t.key.schema, t.key.name)
             };
-            let body = view_body(policy, db, opts, s)?;
+            let body = view_body(policy, opts, s)?;
             let _ = writeln!(
                 out,
                 "CREATE VIEW {r}.{} WITH (security_barrier) AS {body};",
@@ -446,7 +446,7 @@ fn export_database(
 
 /// The saved question of a custom sandbox with every `{{variable}}`
 /// replaced by its typed session setting.
-fn view_body(policy: &Policy, db: &Database, opts: &ExportOptions, s: &Sandbox) -> Result<String> {
+fn view_body(policy: &Policy, opts: &ExportOptions, s: &Sandbox) -> Result<String> {
     let SandboxKind::Custom {
         question: qname,
         parameters,
@@ -458,9 +458,8 @@ fn view_body(policy: &Policy, db: &Database, opts: &ExportOptions, s: &Sandbox) 
         kind: "question",
         name: qname.clone(),
     })?;
-    let mut query = q.query.clone();
-    question::qualify_tables(&mut query, db);
-    let text = query.to_string();
+    // Its tables were schema-qualified when the policy loaded.
+    let text = q.query.to_string();
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(i) = rest.find(VAR_PREFIX) {

@@ -39,7 +39,7 @@ use crate::policy::{Database, Policy};
 use crate::principal::Principal;
 use crate::rewrite::functions;
 use crate::rewrite::walk::{self, Hooks};
-use crate::scope::{Binding, Ctes};
+use crate::scope::{Binding, Tracker};
 
 /// Proves `query` safe for `principal`; `sandboxes` are the sandbox
 /// subqueries built for this principal (compared by value).
@@ -57,7 +57,7 @@ pub(crate) fn verify(
         dialect,
         principal,
         sandboxes,
-        scope: Ctes::new(),
+        scope: Tracker::new(),
         frames: Vec::new(),
         in_sandbox: 0,
         next_sandbox: Vec::new(),
@@ -70,18 +70,15 @@ fn fail(msg: String) -> ControlFlow<Error> {
     ControlFlow::Break(Error::Verification(msg))
 }
 
-/// One query being walked.
-struct Frame {
-    /// Its address, to match `post_visit_query` (and CTE bodies).
-    query: *const Query,
-    /// The addresses of its CTE bodies, in order, and whether its WITH is
-    /// recursive.
-    ctes: Vec<*const Query>,
-    recursive: bool,
-    /// It is a sandbox subquery (its body is the policy's).
-    sandbox: bool,
-    /// It took a frame in the scope (not inside a sandbox).
-    scoped: bool,
+/// What entering a query did, undone when it is left.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// A query inside a sandbox: nothing.
+    InSandbox,
+    /// A sandbox subquery (its body is the policy's).
+    Sandbox,
+    /// A query of the user's: a scope frame.
+    Scoped,
 }
 
 struct Verifier<'a> {
@@ -90,7 +87,7 @@ struct Verifier<'a> {
     dialect: Dialect,
     principal: &'a Principal,
     sandboxes: &'a [Query],
-    scope: Ctes,
+    scope: Tracker,
     frames: Vec<Frame>,
     /// How many sandbox subqueries enclose the current node.
     in_sandbox: usize,
@@ -210,82 +207,35 @@ impl Hooks for Verifier<'_> {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         let ptr = q as *const Query;
         if self.in_sandbox > 0 {
-            self.frames.push(Frame {
-                query: ptr,
-                ctes: Vec::new(),
-                recursive: false,
-                sandbox: false,
-                scoped: false,
-            });
+            self.frames.push(Frame::InSandbox);
             return ControlFlow::Continue(());
         }
         if let Some(i) = self.next_sandbox.iter().position(|p| *p == ptr) {
             self.next_sandbox.swap_remove(i);
             self.in_sandbox += 1;
-            self.frames.push(Frame {
-                query: ptr,
-                ctes: Vec::new(),
-                recursive: false,
-                sandbox: true,
-                scoped: false,
-            });
+            self.frames.push(Frame::Sandbox);
             return ControlFlow::Continue(());
         }
-        if let Err(e) = self.query_clauses(q) {
+        if let Err(e) = self
+            .query_clauses(q)
+            .and_then(|()| self.scope.enter(q, self.dialect))
+        {
             return ControlFlow::Break(e);
         }
-        // A CTE body of the enclosing query sees the CTEs the scope rules
-        // say it sees.
-        if let Some(parent) = self.frames.last() {
-            if let Some(i) = parent.ctes.iter().position(|p| *p == ptr) {
-                self.scope.enter_cte_body(i, parent.recursive);
-            }
-        }
-        if let Err(e) = self.scope.enter(q.with.as_ref(), self.dialect) {
-            return ControlFlow::Break(e);
-        }
-        let ctes: Vec<*const Query> = q
-            .with
-            .as_ref()
-            .map(|w| {
-                w.cte_tables
-                    .iter()
-                    .map(|c| &*c.query as *const Query)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if ctes.is_empty() {
-            self.scope.enter_body();
-        }
-        self.frames.push(Frame {
-            query: ptr,
-            ctes,
-            recursive: q.with.as_ref().is_some_and(|w| w.recursive),
-            sandbox: false,
-            scoped: true,
-        });
+        self.frames.push(Frame::Scoped);
         ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
-        let ptr = q as *const Query;
-        let Some(frame) = self.frames.pop() else {
-            return fail("the walk left a query it never entered".into());
-        };
-        if frame.query != ptr {
-            return fail("the walk left a query other than the one it entered".into());
-        }
-        if frame.sandbox {
-            self.in_sandbox -= 1;
-        }
-        if frame.scoped {
-            self.scope.leave();
-            // After the last CTE body, the enclosing query's own body.
-            if let Some(parent) = self.frames.last() {
-                if parent.ctes.last() == Some(&ptr) {
-                    self.scope.enter_body();
+        match self.frames.pop() {
+            Some(Frame::InSandbox) => {}
+            Some(Frame::Sandbox) => self.in_sandbox -= 1,
+            Some(Frame::Scoped) => {
+                if let Err(e) = self.scope.leave(q) {
+                    return ControlFlow::Break(e);
                 }
             }
+            None => return fail("the walk left a query it never entered".into()),
         }
         ControlFlow::Continue(())
     }

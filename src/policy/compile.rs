@@ -262,7 +262,12 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 format!("question `{name}` does not parse: {m}"),
             )
         })?;
-        question::qualify_tables(&mut query, db);
+        question::qualify_tables(&mut query, db).map_err(|m| {
+            cx.err(
+                &["questions", name, "sql"],
+                format!("question `{name}`: {m}"),
+            )
+        })?;
         let found = question::markers_in(&query);
         if let Some(v) = variables.iter().find(|v| !found.contains(v)) {
             return Err(cx.err(

@@ -276,46 +276,68 @@ pub(crate) fn markers_in(query: &Query) -> Vec<String> {
 /// Qualifies every unqualified table the question reads with the database's
 /// default schema, so that a CTE of the user's query (which surrounds the
 /// inlined question) can never stand in for one of the question's tables.
-pub(crate) fn qualify_tables(query: &mut Query, db: &Database) {
+/// Which names are CTEs is decided by [`crate::scope`], by real scope —
+/// never by name alone. A question may not define a CTE with the name of a
+/// declared table (a reader of the question could not tell them apart),
+/// and every base table must end up qualified: errors say which.
+pub(crate) fn qualify_tables(query: &mut Query, db: &Database) -> Result<(), String> {
+    use crate::scope::{Binding, Tracker};
     use sqlparser::ast::{ObjectNamePart, VisitMut, VisitorMut};
-    struct Ctes(Vec<String>, Dialect);
-    impl Visitor for Ctes {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(w) = &q.with {
-                for c in &w.cte_tables {
-                    self.0.push(self.1.normalize(&c.alias.name).into_owned());
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut ctes = Ctes(Vec::new(), db.dialect);
-    let _ = Visit::visit(&*query, &mut ctes);
     struct Qualify<'a> {
-        ctes: &'a [String],
+        scope: Tracker,
         db: &'a Database,
     }
     impl VisitorMut for Qualify<'_> {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+        type Break = String;
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<String> {
+            if let Some(w) = &q.with {
+                for c in &w.cte_tables {
+                    let key = self.db.dialect.normalize(&c.alias.name);
+                    if self.db.tables.values().any(|t| t.key.name == key) {
+                        return ControlFlow::Break(format!(
+                            "the CTE `{}` has the name of a declared table; rename it",
+                            c.alias.name
+                        ));
+                    }
+                }
+            }
+            match self.scope.enter(q, self.db.dialect) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e.to_string()),
+            }
+        }
+        fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<String> {
+            match self.scope.leave(q) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e.to_string()),
+            }
+        }
+        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<String> {
             if let TableFactor::Table {
                 name, args: None, ..
             } = f
             {
-                if let [ObjectNamePart::Identifier(id)] = name.0.as_slice() {
-                    if !self
-                        .ctes
-                        .iter()
-                        .any(|c| *c == self.db.dialect.normalize(id))
-                    {
+                match self.scope.resolve(name, self.db.dialect) {
+                    Ok(Binding::Cte)
+                    | Ok(Binding::Table {
+                        schema: Some(_), ..
+                    }) => {}
+                    Ok(Binding::Table { schema: None, .. }) => {
                         let schema = self.db.dialect.ident(&self.db.default_schema);
                         name.0.insert(0, ObjectNamePart::Identifier(schema));
                     }
+                    Err(e) => return ControlFlow::Break(e.to_string()),
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let _ = query.visit(&mut Qualify { ctes: &ctes.0, db });
+    let mut q = Qualify {
+        scope: Tracker::new(),
+        db,
+    };
+    match query.visit(&mut q) {
+        ControlFlow::Break(m) => Err(m),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }

@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, With};
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, With};
 
 use crate::dialect::{unicode_lower, Dialect};
 use crate::error::{Error, Result};
@@ -172,6 +172,78 @@ impl Ctes {
             schema,
             name: table,
         })
+    }
+}
+
+/// Scope for a visitor: sqlparser's visitors call `pre_visit_query` and
+/// `post_visit_query` for every query, CTE bodies first; [`Tracker::enter`]
+/// and [`Tracker::leave`] there keep [`Ctes`] right (a query is recognised
+/// as CTE `i` of the enclosing one by its address).
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    ctes: Ctes,
+    /// Per query entered: its address, its CTE bodies' addresses and
+    /// whether its WITH is recursive.
+    frames: Vec<(*const Query, Vec<*const Query>, bool)>,
+}
+
+impl Tracker {
+    /// An empty scope.
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// From `pre_visit_query`.
+    pub fn enter(&mut self, q: &Query, dialect: Dialect) -> Result<()> {
+        let ptr = q as *const Query;
+        if let Some((_, ctes, recursive)) = self.frames.last() {
+            if let Some(i) = ctes.iter().position(|p| *p == ptr) {
+                self.ctes.enter_cte_body(i, *recursive);
+            }
+        }
+        self.ctes.enter(q.with.as_ref(), dialect)?;
+        let bodies: Vec<*const Query> = q
+            .with
+            .as_ref()
+            .map(|w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| &*c.query as *const Query)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if bodies.is_empty() {
+            self.ctes.enter_body();
+        }
+        let recursive = q.with.as_ref().is_some_and(|w| w.recursive);
+        self.frames.push((ptr, bodies, recursive));
+        Ok(())
+    }
+
+    /// From `post_visit_query` of a query passed to [`Tracker::enter`].
+    pub fn leave(&mut self, q: &Query) -> Result<()> {
+        let ptr = q as *const Query;
+        match self.frames.pop() {
+            Some((p, _, _)) if p == ptr => {}
+            _ => {
+                return Err(Error::Verification(
+                    "the scope walk left a query it never entered".into(),
+                ))
+            }
+        }
+        self.ctes.leave();
+        // After the enclosing query's last CTE body comes its own body.
+        if let Some((_, ctes, _)) = self.frames.last() {
+            if ctes.last() == Some(&ptr) {
+                self.ctes.enter_body();
+            }
+        }
+        Ok(())
+    }
+
+    /// What a table name binds to here.
+    pub fn resolve<'n>(&self, name: &'n ObjectName, dialect: Dialect) -> Result<Binding<'n>> {
+        self.ctes.resolve(name, dialect)
     }
 }
 
