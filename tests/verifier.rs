@@ -114,7 +114,7 @@ fn mutate(q: &mut Query, m: Mutation, n: usize) -> bool {
             else {
                 return ControlFlow::Continue(());
             };
-            if &**subquery as *const Query != self.target || self.done {
+            if !std::ptr::eq(&**subquery, self.target) || self.done {
                 return ControlFlow::Continue(());
             }
             self.done = true;

@@ -523,7 +523,7 @@ impl<'a> Rewriter<'a> {
                             &new_alias.name,
                         )?;
                         self.generated.insert(subquery.as_ref() as *const Query);
-                        if !self.built.iter().any(|b| *b == *subquery) {
+                        if !self.built.contains(&subquery) {
                             self.built.push((*subquery).clone());
                         }
                         let hidden = visible.and_then(|(question, cols)| {
