@@ -448,6 +448,29 @@ pub(crate) fn rewrite_saved_question(
     )
 }
 
+/// Compiles a query-builder question and sandboxes it like native SQL.
+/// See [`Policy::rewrite_builder`].
+pub(crate) fn rewrite_builder(
+    policy: &Policy,
+    principal: &Principal,
+    question: &serde_json::Value,
+    opts: &Options,
+) -> Result<Rewritten> {
+    let compiled = crate::builder::compile(policy, principal, question, opts)?;
+    // `delicate`: the printed SQL is always parsed again and must give the
+    // very tree the builder built.
+    rewrite_query(
+        policy,
+        principal,
+        compiled.db,
+        compiled.dialect,
+        compiled.query,
+        true,
+        opts,
+        |_, _| Ok(()),
+    )
+}
+
 /// Rewrites an already parsed query (a query-builder question compiled to
 /// SQL, or a saved question).
 #[allow(clippy::too_many_arguments)]

@@ -103,7 +103,7 @@ impl Policy {
         question: &serde_json::Value,
         opts: &Options,
     ) -> Result<Rewritten> {
-        builder::rewrite_builder(self, principal, question, opts)
+        emit::rewrite_builder(self, principal, question, opts)
     }
 }
 

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use sqlparser::ast::Expr;
 
 use crate::dialect::Dialect;
-use crate::emit::{self, Options, Rewritten};
+use crate::emit::{self, Options};
 use crate::error::{Error, Result};
 use crate::policy::{ColumnType, Database, Policy, Table};
 use crate::principal::Principal;
@@ -67,14 +67,26 @@ pub fn parse_question(text: &str) -> Result<serde_json::Value> {
     })
 }
 
-/// Compiles `question` for `principal` and sandboxes it. See
-/// [`Policy::rewrite_builder`].
-pub(crate) fn rewrite_builder(
-    policy: &Policy,
+/// A builder question compiled to SQL, not yet sandboxed.
+pub(crate) struct Compiled<'p> {
+    /// The database it reads.
+    pub db: &'p Database,
+    /// The dialect it was compiled for.
+    pub dialect: Dialect,
+    /// The query.
+    pub query: sqlparser::ast::Query,
+}
+
+/// Compiles `question` for `principal` to a query in the database's
+/// dialect. The builder never calls the back end: the pipeline sandboxes
+/// and verifies what it returns like any other query (see
+/// [`Policy::rewrite_builder`]).
+pub(crate) fn compile<'p>(
+    policy: &'p Policy,
     principal: &Principal,
     question: &serde_json::Value,
     opts: &Options,
-) -> Result<Rewritten> {
+) -> Result<Compiled<'p>> {
     let root = Node::root(question);
     root.allow_keys(&["database", "type", "query"], "a builder question")?;
     if let Some(t) = root.key("type") {
@@ -110,18 +122,11 @@ pub(crate) fn rewrite_builder(
         depth: 0,
     };
     let compiled = compiler.query(&q)?;
-    // `delicate`: the printed SQL is always parsed again and must give the
-    // very tree built here.
-    emit::rewrite_query(
-        policy,
-        principal,
+    Ok(Compiled {
         db,
         dialect,
-        *compiled.query,
-        true,
-        opts,
-        |_, _| Ok(()),
-    )
+        query: *compiled.query,
+    })
 }
 
 /// The state of one compilation.
