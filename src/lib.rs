@@ -34,6 +34,7 @@ mod dialect;
 mod emit;
 mod error;
 pub mod explain;
+pub(crate) mod functions;
 pub mod export;
 #[cfg(feature = "live")]
 pub mod introspect;
