@@ -15,9 +15,9 @@ use crate::access;
 use crate::bind::{Binder, BoundParam, TEMP_PLACEHOLDER};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::functions;
 use crate::policy::{Database, Policy};
 use crate::principal::{AttributeValue, Principal, Scalar};
-use crate::functions;
 use crate::rewrite::{Applied, Rewriter};
 use crate::routing::{self, Route};
 

@@ -34,8 +34,8 @@ mod dialect;
 mod emit;
 mod error;
 pub mod explain;
-pub(crate) mod functions;
 pub mod export;
+pub(crate) mod functions;
 #[cfg(feature = "live")]
 pub mod introspect;
 pub mod lint;

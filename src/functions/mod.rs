@@ -86,10 +86,12 @@ impl Category {
 
 /// One line of an allow-list data file.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry {
-    pub name: &'static str,
-    pub category: Category,
-    pub note: &'static str,
+struct Entry {
+    name: &'static str,
+    category: Category,
+    /// Free text for the docs.
+    #[cfg_attr(not(test), allow(dead_code))]
+    note: &'static str,
 }
 
 /// The allow-list data file of a dialect.
@@ -200,8 +202,12 @@ pub(crate) fn denied_reason(name: &str) -> Option<&'static str> {
 
 /// The allow-list of a dialect: name to category.
 fn allowed(d: Dialect) -> &'static HashMap<&'static str, Category> {
-    static LISTS: [OnceLock<HashMap<&'static str, Category>>; 4] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static LISTS: [OnceLock<HashMap<&'static str, Category>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
     let slot = match d {
         Dialect::Postgres => 0,
         Dialect::Mysql => 1,
@@ -220,7 +226,8 @@ fn allowed(d: Dialect) -> &'static HashMap<&'static str, Category> {
 }
 
 /// The entries of a dialect's allow-list in file order (for the docs).
-pub(crate) fn entries(d: Dialect) -> Vec<Entry> {
+#[cfg(test)]
+fn entries(d: Dialect) -> Vec<Entry> {
     parse_list(source(d)).flatten().collect()
 }
 
@@ -461,7 +468,9 @@ pub(crate) fn check_all(
         fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<Error> {
             let name = match f {
                 TableFactor::Table {
-                    name, args: Some(_), ..
+                    name,
+                    args: Some(_),
+                    ..
                 }
                 | TableFactor::Function { name, .. } => name,
                 _ => return ControlFlow::Continue(()),
@@ -490,4 +499,252 @@ pub(crate) fn check_all(
     };
     crate::rewrite::walk::walk(query, &mut check)?;
     Ok(check.shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Options, Policy, Principal};
+
+    #[test]
+    fn data_files_parse() {
+        for d in Dialect::ALL {
+            let bad: Vec<String> = parse_list(source(d)).filter_map(|e| e.err()).collect();
+            assert!(bad.is_empty(), "{d}.tsv: {bad:?}");
+            let mut seen = std::collections::HashSet::new();
+            for e in entries(d) {
+                assert!(seen.insert(e.name), "{d}.tsv lists `{}` twice", e.name);
+            }
+            assert!(allowed(d).len() > 50, "{d}.tsv is suspiciously short");
+        }
+        let bad: Vec<String> = parse_denied().filter_map(|e| e.err()).collect();
+        assert!(bad.is_empty(), "denied.tsv: {bad:?}");
+    }
+
+    #[test]
+    fn no_denied_name_is_on_any_allow_list() {
+        for d in Dialect::ALL {
+            for e in entries(d) {
+                assert!(
+                    denied_reason(e.name).is_none(),
+                    "`{}` is on the {d} allow-list and always denied",
+                    e.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_review_findings_are_denied() {
+        for name in [
+            "ts_rewrite",
+            "ts_stat",
+            "pg_show_all_settings",
+            "pg_hba_file_rules",
+            "pg_show_all_file_settings",
+            "pg_config",
+            "pg_advisory_lock_shared",
+            "pg_advisory_unlock",
+            "pg_advisory_unlock_all",
+            "pg_try_advisory_lock_shared",
+            "pg_try_advisory_xact_lock",
+            "pg_stat_reset",
+            "pg_stat_reset_shared",
+            "pg_create_logical_replication_slot",
+            "pg_replication_origin_session_setup",
+            "pg_import_system_collations",
+            "pg_current_xact_id",
+            "txid_current",
+            "current_setting",
+            "set_config",
+            "master_gtid_wait",
+            "release_lock",
+            "release_all_locks",
+            "get_lock",
+            "is_free_lock",
+            "is_used_lock",
+            "last_insert_id",
+            "load_file",
+            "sys_exec",
+        ] {
+            assert!(denied_reason(name).is_some(), "`{name}` is not denied");
+        }
+    }
+
+    const POLICY: &str = "version: 1
+databases:
+  db:
+    dialect: DIALECT
+    tables:
+      t: {columns: {id: integer, name: text}}
+FUNCTIONS
+groups:
+  g:
+    data: {db: unrestricted}
+    native: {db: true}
+users:
+  u: {groups: [g]}
+";
+
+    fn policy(dialect: &str, functions: &str) -> crate::Result<Policy> {
+        Policy::from_yaml(
+            &POLICY
+                .replace("DIALECT", dialect)
+                .replace("FUNCTIONS", functions),
+            "p.yaml",
+        )
+    }
+
+    fn run(p: &Policy, sql: &str) -> crate::Result<String> {
+        let u = Principal::from_user(p, "u")?;
+        p.rewrite(&u, sql, &Options::default()).map(|r| r.sql)
+    }
+
+    #[test]
+    fn allowing_a_denied_name_is_refused_at_load() {
+        for entry in [
+            "query_to_xml",
+            "PG_SLEEP",
+            "pg_catalog.ts_rewrite",
+            "x.pg_advisory_lock",
+        ] {
+            let err =
+                policy("postgres", &format!("functions: {{allow: ['{entry}']}}")).unwrap_err();
+            assert_eq!(err.code(), "SB002", "{entry}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("functions.allow") && msg.contains(entry),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn allow_adds_and_deny_removes() {
+        let p = policy("postgres", "functions: {allow: [My_Udf], deny: [upper]}").unwrap();
+        run(&p, "SELECT my_udf(name), MY_UDF(id), lower(name) FROM t").unwrap();
+        let e = run(&p, "SELECT upper(name) FROM t").unwrap_err();
+        assert_eq!(e.code(), "SB402");
+        let plain = policy("postgres", "").unwrap();
+        let e = run(&plain, "SELECT my_udf(name) FROM t").unwrap_err();
+        assert!(
+            e.to_string().contains("`functions: allow:`") && e.to_string().contains("my_udf"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn table_functions_in_from() {
+        let p = policy("postgres", "").unwrap();
+        run(&p, "SELECT * FROM generate_series(1, 3) AS g").unwrap();
+        run(&p, "SELECT * FROM pg_catalog.generate_series(1, 3) AS g").unwrap();
+        run(&p, "SELECT * FROM t, LATERAL unnest(ARRAY[t.id]) AS u").unwrap();
+        for sql in [
+            "SELECT * FROM lower('a') AS l",
+            "SELECT * FROM public.generate_series(1, 3) AS g",
+            "SELECT * FROM pg_show_all_settings() AS s",
+        ] {
+            assert_eq!(run(&p, sql).unwrap_err().code(), "SB402", "{sql}");
+        }
+        // A scalar function the policy allows may stand in FROM.
+        let p = policy("postgres", "functions: {allow: [lower]}").unwrap();
+        run(&p, "SELECT * FROM lower('a') AS l").unwrap();
+    }
+
+    #[test]
+    fn mysql_variables() {
+        let p = policy("mysql", "").unwrap();
+        for sql in [
+            "SELECT @@datadir",
+            "SELECT @@hostname FROM t",
+            "SELECT @@session.sql_mode",
+            "SELECT @@GLOBAL.version",
+            "SELECT @x",
+            "SELECT id FROM t ORDER BY @x",
+            "SELECT lower(@x) FROM t",
+        ] {
+            assert_eq!(run(&p, sql).unwrap_err().code(), "SB402", "{sql}");
+        }
+        assert_eq!(run(&p, "SELECT @a := 1").unwrap_err().code(), "SB401");
+        let p = policy("mysql", "functions: {variables: [version_comment, '@tag']}").unwrap();
+        run(
+            &p,
+            "SELECT @@version_comment, @@session.VERSION_COMMENT, @tag FROM t",
+        )
+        .unwrap();
+        assert_eq!(run(&p, "SELECT @@datadir").unwrap_err().code(), "SB402");
+        assert_eq!(run(&p, "SELECT @tag := 2").unwrap_err().code(), "SB401");
+    }
+
+    #[test]
+    fn settings_stay_refused_on_postgres() {
+        let p = policy("postgres", "").unwrap();
+        for sql in [
+            "SELECT current_setting('search_path')",
+            "SELECT set_config('search_path', 'x', false)",
+            "SELECT pg_catalog.set_config('search_path', 'x', false)",
+            "SELECT \"current_setting\"('x')",
+            "SELECT id FROM t WHERE id = $1",
+        ] {
+            assert!(run(&p, sql).is_err(), "{sql}");
+        }
+    }
+
+    /// The allow-lists as a Markdown table, by dialect and category.
+    fn functions_markdown() -> String {
+        let mut out = String::from(
+            "# Functions native SQL may call\n\n\
+             Generated from `src/functions/*.tsv` by `cargo test --lib functions_doc`\n\
+             (run it with `UPDATE_DOCS=1` to rewrite this file). Do not edit by hand.\n\n\
+             A policy adds names with `functions: allow:` and removes them with\n\
+             `functions: deny:`; see the README's \"Functions\" section. Only functions of\n\
+             category `table` may stand in `FROM`.\n",
+        );
+        for d in Dialect::ALL {
+            out.push_str(&format!(
+                "\n## {d}\n\n| category | functions |\n| --- | --- |\n"
+            ));
+            let list = entries(d);
+            for c in Category::ALL {
+                let names: Vec<String> = list
+                    .iter()
+                    .filter(|e| e.category == c)
+                    .map(|e| {
+                        if e.note.is_empty() {
+                            format!("`{}`", e.name)
+                        } else {
+                            format!("`{}` ({})", e.name, e.note.replace('|', "\\|"))
+                        }
+                    })
+                    .collect();
+                if !names.is_empty() {
+                    out.push_str(&format!("| {} | {} |\n", c.name(), names.join(", ")));
+                }
+            }
+        }
+        out.push_str(
+            "\n## Always denied (every dialect; a policy cannot allow these)\n\n\
+             A name ending in `*` denies every function whose name starts with it.\n\n\
+             | function | why |\n| --- | --- |\n",
+        );
+        for (name, why) in parse_denied().flatten() {
+            out.push_str(&format!("| `{name}` | {why} |\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn functions_doc() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/functions.md");
+        let want = functions_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/functions.md is stale: run `UPDATE_DOCS=1 cargo test --lib functions_doc`"
+        );
+    }
 }

@@ -27,9 +27,9 @@ use sqlparser::ast::{
 
 use crate::access::{self, Decision};
 use crate::bind::Binder;
-use crate::functions;
 use crate::dialect::{unicode_lower, Dialect};
 use crate::error::{Error, Result};
+use crate::functions;
 use crate::policy::{Column, ColumnType, Database, Policy, Table, TableKey};
 use crate::principal::Principal;
 
