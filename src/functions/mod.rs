@@ -253,36 +253,42 @@ struct Name<'a> {
 }
 
 fn resolve(name: &ObjectName, d: Dialect) -> Result<Name<'_>> {
-    let mut idents = Vec::with_capacity(name.0.len());
-    for part in &name.0 {
-        match part {
-            ObjectNamePart::Identifier(i) => idents.push(i),
-            ObjectNamePart::Function(_) => {
-                return Err(Error::unsupported(format!(
-                    "the computed function name `{name}`"
-                )))
-            }
+    fn ident<'n>(p: &'n ObjectNamePart, name: &ObjectName) -> Result<&'n Ident> {
+        match p {
+            ObjectNamePart::Identifier(i) => Ok(i),
+            ObjectNamePart::Function(_) => Err(Error::unsupported(format!(
+                "the computed function name `{name}`"
+            ))),
         }
     }
-    let Some(last) = idents.last() else {
-        return Err(Error::unsupported("an empty function name"));
+    // No allocation for the common one-part name.
+    let (last, first) = match name.0.as_slice() {
+        [] => return Err(Error::unsupported("an empty function name")),
+        [one] => (ident(one, name)?, None),
+        [first, .., last] => (ident(last, name)?, Some(ident(first, name)?)),
     };
-    let short = key(d, last);
-    let builtin = match idents.as_slice() {
+    let builtin = match (first, name.0.len()) {
         // MySQL resolves a quoted name to a stored function, never to the
         // built-in; a generic database may too.
-        [one] => !(one.quote_style.is_some() && matches!(d, Dialect::Mysql | Dialect::Generic)),
-        [schema, _] => d == Dialect::Postgres && key(d, schema) == "pg_catalog",
+        (None, _) => {
+            !(last.quote_style.is_some() && matches!(d, Dialect::Mysql | Dialect::Generic))
+        }
+        (Some(schema), 2) => d == Dialect::Postgres && key(d, schema) == "pg_catalog",
         _ => false,
     };
-    let qualified = (!builtin).then(|| {
-        idents
-            .iter()
-            .map(|i| key(d, i))
-            .collect::<Vec<_>>()
-            .join(".")
-    });
-    Ok(Name { short, qualified })
+    let qualified = if builtin {
+        None
+    } else {
+        let mut parts = Vec::with_capacity(name.0.len());
+        for p in &name.0 {
+            parts.push(key(d, ident(p, name)?));
+        }
+        Some(parts.join("."))
+    };
+    Ok(Name {
+        short: key(d, last),
+        qualified,
+    })
 }
 
 /// Checks one function call: `in_from` when it is a table function in
