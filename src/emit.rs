@@ -15,9 +15,10 @@ use crate::access;
 use crate::bind::{Binder, BoundParam, TEMP_PLACEHOLDER};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::functions;
 use crate::policy::{Database, Policy};
 use crate::principal::{AttributeValue, Principal, Scalar};
-use crate::rewrite::{functions, Applied, Rewriter};
+use crate::rewrite::{Applied, Rewriter};
 use crate::routing::{self, Route};
 
 /// Options of one rewrite call.
@@ -513,7 +514,12 @@ fn rewrite_checked(
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    let shape = functions::check_all(&mut query, &policy.functions, source.no_placeholders)?;
+    let shape = functions::check_all(
+        &mut query,
+        &policy.functions,
+        dialect,
+        source.no_placeholders,
+    )?;
     let mut rw = Rewriter::new(
         policy,
         db,

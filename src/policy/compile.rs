@@ -411,13 +411,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
 
     let functions = match &raw.functions {
         None => FunctionPolicy::default(),
-        Some(f) => FunctionPolicy {
-            deny: f.deny.iter().map(|s| s.to_lowercase()).collect(),
-            allow: f
-                .allow
-                .as_ref()
-                .map(|a| a.iter().map(|s| s.to_lowercase()).collect()),
-        },
+        Some(f) => compile_functions(&cx, f)?,
     };
 
     Ok(Policy {
@@ -430,6 +424,69 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         api_keys,
         declared_attributes: raw.attributes.clone(),
         functions,
+    })
+}
+
+/// Validates `functions:`: every name is a (possibly dotted) SQL name, and
+/// no `allow` entry is always denied (the built-in deny list wins, and a
+/// policy that tried to lift it is refused rather than half applied).
+fn compile_functions(cx: &Ctx, f: &RawFunctions) -> Result<FunctionPolicy> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+            })
+    };
+    let names = |key: &str, list: &[String]| -> Result<HashSet<String>> {
+        list.iter()
+            .map(|n| {
+                let lower = n.to_lowercase();
+                if !plain(&lower) {
+                    return Err(cx.err(
+                        &["functions", key],
+                        format!("`{n}` is not a function name (expected `name` or `schema.name`)"),
+                    ));
+                }
+                Ok(lower)
+            })
+            .collect()
+    };
+    let allow = names("allow", &f.allow)?;
+    let deny = names("deny", &f.deny)?;
+    for name in &f.allow {
+        let lower = name.to_lowercase();
+        let short = lower.rsplit('.').next().unwrap_or_default();
+        if let Some(why) = crate::functions::denied_reason(short) {
+            return Err(cx.err(
+                &["functions", "allow"],
+                format!("function `{name}` cannot be allowed: it {why}, and it is always denied"),
+            ));
+        }
+    }
+    let mut variables = HashSet::new();
+    for v in &f.variables {
+        let lower = v.to_ascii_lowercase();
+        // `@@name` is the system variable `name`; `@name` a user variable.
+        let lower = lower.strip_prefix("@@").unwrap_or(&lower).to_string();
+        let word = lower.strip_prefix('@').unwrap_or(&lower);
+        if word.is_empty()
+            || !word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        {
+            return Err(cx.err(
+                &["functions", "variables"],
+                format!("`{v}` is not a variable name (expected `name` for `@@name`, or `@name`)"),
+            ));
+        }
+        variables.insert(lower);
+    }
+    Ok(FunctionPolicy {
+        allow,
+        deny,
+        variables,
     })
 }
 

@@ -537,11 +537,17 @@ pub struct UserDef {
     pub attributes: BTreeMap<String, crate::principal::AttributeValue>,
 }
 
-/// Which functions native SQL may call.
+/// Which functions native SQL may call, on top of each dialect's built-in
+/// allow-list (`functions:` in the policy file).
 #[derive(Debug, Default)]
 pub struct FunctionPolicy {
-    /// Extra denied function names (lower case), on top of the built-in list.
+    /// Function names added to every dialect's allow-list (lower case;
+    /// `schema.name` for a user-defined function). Never an always-denied
+    /// name: the policy loader refuses those.
+    pub allow: HashSet<String>,
+    /// Function names taken off every dialect's allow-list (lower case).
     pub deny: HashSet<String>,
-    /// If set, only these functions (lower case) may be called.
-    pub allow: Option<HashSet<String>>,
+    /// MySQL/MariaDB variables native SQL may read: a system variable's
+    /// name without `@@` (lower case), or `@name` for a user variable.
+    pub variables: HashSet<String>,
 }

@@ -263,12 +263,15 @@ pub struct RawUser {
     pub attributes: UMap<serde_yaml::Value>,
 }
 
-/// Function policy: extra denied functions, or a strict allow-list.
+/// Function policy: names added to (`allow`) and taken off (`deny`) the
+/// dialect's built-in allow-list, and the variables native SQL may read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFunctions {
     #[serde(default)]
     pub deny: Vec<String>,
     #[serde(default)]
-    pub allow: Option<Vec<String>>,
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub variables: Vec<String>,
 }

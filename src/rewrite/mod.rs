@@ -12,7 +12,6 @@
 //! borrows), column lists point into the compiled policy, and the CTE names
 //! in scope live on one stack.
 
-pub(crate) mod functions;
 mod sandbox;
 pub(crate) mod walk;
 
@@ -30,6 +29,7 @@ use crate::access::{self, Decision};
 use crate::bind::Binder;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::functions;
 use crate::policy::{Column, ColumnType, Database, Policy, Table, TableKey};
 use crate::principal::Principal;
 use crate::scope::{table_name, Binding, Ctes};
@@ -113,7 +113,7 @@ pub(crate) struct Rewriter<'a> {
     pub applied: Vec<Applied>,
     /// Whether the query may hold `schema.table.column` names, which must
     /// lose their schema where the table became a sandbox subquery. `true`
-    /// unless a walk of the whole query showed none ([`functions::Shape`]).
+    /// unless a walk of the whole query showed none ([`crate::functions::Shape`]).
     pub long_names: bool,
     /// Addresses of the sandbox subqueries this rewrite made.
     generated: HashSet<*const Query>,
@@ -415,7 +415,7 @@ impl<'a> Rewriter<'a> {
                 self.walk_exprs(json_path)?;
                 self.walk_exprs(sample)?;
                 if args.is_some() {
-                    functions::check_table_function(name, &self.policy.functions)?;
+                    functions::check_table_function(name, self.dialect, &self.policy.functions)?;
                     self.walk_exprs(args)?;
                     sources.push(self.opaque(alias.as_ref(), None));
                     return Ok(());
@@ -595,7 +595,7 @@ impl<'a> Rewriter<'a> {
             TableFactor::Function {
                 name, alias, args, ..
             } => {
-                functions::check_table_function(name, &self.policy.functions)?;
+                functions::check_table_function(name, self.dialect, &self.policy.functions)?;
                 self.walk_exprs(args)?;
                 sources.push(self.opaque(alias.as_ref(), None));
                 Ok(())
