@@ -37,7 +37,7 @@ use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::{Database, Policy};
 use crate::principal::Principal;
-use crate::rewrite::functions;
+use crate::functions;
 use crate::rewrite::walk::{self, Hooks};
 use crate::scope::{Binding, Tracker};
 
@@ -131,7 +131,7 @@ impl Verifier<'_> {
 
     fn table(&mut self, name: &ObjectName, has_args: bool) -> Result<()> {
         if has_args {
-            functions::check_table_function(name, &self.policy.functions)?;
+            functions::check_table_function(name, self.dialect, &self.policy.functions)?;
             return Ok(());
         }
         let (schema, table) = match self.scope.resolve(name, self.dialect)? {
@@ -271,7 +271,7 @@ impl Hooks for Verifier<'_> {
                 Ok(())
             }
             TableFactor::Function { name, .. } => {
-                functions::check_table_function(name, &self.policy.functions)
+                functions::check_table_function(name, self.dialect, &self.policy.functions)
             }
             TableFactor::NestedJoin { .. }
             | TableFactor::UNNEST { .. }
@@ -309,12 +309,10 @@ impl Hooks for Verifier<'_> {
         if self.in_sandbox > 0 {
             return ControlFlow::Continue(());
         }
-        if let Expr::Function(f) = e {
-            if let Err(err) = functions::check_function(&f.name, &self.policy.functions) {
-                return ControlFlow::Break(err);
-            }
+        match functions::check_expr(e, self.dialect, &self.policy.functions) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(err) => ControlFlow::Break(err),
         }
-        ControlFlow::Continue(())
     }
 
     fn pre_visit_value(&mut self, _v: &mut ValueWithSpan) -> ControlFlow<Error> {

@@ -392,6 +392,47 @@ pub(crate) struct Shape {
     pub long_names: bool,
 }
 
+/// Checks one expression node (not its children): a function call, a
+/// variable, a variable assignment, an operator that is a function call by
+/// another name. The pre-rewrite walk and the verifier both call it.
+pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) -> Result<()> {
+    match e {
+        Expr::Function(f) => check_function(&f.name, dialect, policy, false)?,
+        Expr::Identifier(i) if is_variable(i) => check_variable(std::slice::from_ref(i), policy)?,
+        Expr::CompoundIdentifier(parts) => {
+            if parts.iter().any(is_variable) {
+                check_variable(parts, policy)?;
+            }
+        }
+        Expr::BinaryOp { op, .. } => match op {
+            BinaryOperator::Assignment => {
+                return Err(Error::NotReadOnly(
+                    "assigning a variable (`@x := …`) writes session state that outlives the query".into(),
+                ))
+            }
+            // An operator is a function call by another name: one
+            // from a schema of the user's may do anything.
+            BinaryOperator::PGCustomBinaryOperator(path)
+                if !(path.len() == 2 && path[0].eq_ignore_ascii_case("pg_catalog")) =>
+            {
+                return Err(Error::ForbiddenFunction {
+                    function: op.to_string(),
+                    reason: "a user-defined operator calls a function sqlsandbox cannot check".into(),
+                })
+            }
+            BinaryOperator::Custom(_) => {
+                return Err(Error::ForbiddenFunction {
+                    function: op.to_string(),
+                    reason: "an operator sqlsandbox does not know may call any function".into(),
+                })
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Checks every function call, table function, operator and variable in
 /// the query and, when `no_placeholders`, refuses bind placeholders of the
 /// caller's own (they would collide with the parameters sqlsandbox binds).
@@ -410,46 +451,12 @@ pub(crate) fn check_all(
     }
     impl Check<'_> {
         fn expr(&mut self, e: &Expr) -> Result<()> {
-            match e {
-                Expr::Function(f) => check_function(&f.name, self.dialect, self.policy, false)?,
-                Expr::Identifier(i) if is_variable(i) => {
-                    check_variable(std::slice::from_ref(i), self.policy)?
+            if let Expr::CompoundIdentifier(parts) = e {
+                if parts.len() >= 3 {
+                    self.shape.long_names = true;
                 }
-                Expr::CompoundIdentifier(parts) => {
-                    if parts.iter().any(is_variable) {
-                        check_variable(parts, self.policy)?;
-                    }
-                    if parts.len() >= 3 {
-                        self.shape.long_names = true;
-                    }
-                }
-                Expr::BinaryOp { op, .. } => match op {
-                    BinaryOperator::Assignment => {
-                        return Err(Error::NotReadOnly(
-                            "assigning a variable (`@x := …`) writes session state that outlives the query".into(),
-                        ))
-                    }
-                    // An operator is a function call by another name: one
-                    // from a schema of the user's may do anything.
-                    BinaryOperator::PGCustomBinaryOperator(path)
-                        if !(path.len() == 2 && path[0].eq_ignore_ascii_case("pg_catalog")) =>
-                    {
-                        return Err(Error::ForbiddenFunction {
-                            function: op.to_string(),
-                            reason: "a user-defined operator calls a function sqlsandbox cannot check".into(),
-                        })
-                    }
-                    BinaryOperator::Custom(_) => {
-                        return Err(Error::ForbiddenFunction {
-                            function: op.to_string(),
-                            reason: "an operator sqlsandbox does not know may call any function".into(),
-                        })
-                    }
-                    _ => {}
-                },
-                _ => {}
             }
-            Ok(())
+            check_expr(e, self.dialect, self.policy)
         }
     }
     impl crate::rewrite::walk::Hooks for Check<'_> {
