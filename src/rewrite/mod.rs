@@ -343,13 +343,12 @@ impl<'a> Rewriter<'a> {
                 self.walk_exprs(v)?;
                 Ok(Default::default())
             }
-            SetExpr::Table(t) => Err(Error::unsupported(format!(
-                "`TABLE {}` (write SELECT * FROM … instead)",
-                t.table_name
-                    .as_ref()
-                    .map(|i| i.value.as_str())
-                    .unwrap_or("")
-            ))),
+            SetExpr::Table(t) => {
+                // `TABLE t` is `SELECT * FROM t`: rewritten to it, it is
+                // sandboxed (and its columns checked) like any other read.
+                *s = sandbox::table_statement(t)?;
+                self.set_expr(s)
+            }
             SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
                 Err(Error::NotReadOnly(
                     "data-modifying statements (also inside WITH) are not allowed".into(),

@@ -58,6 +58,39 @@ fn template() -> &'static Query {
     })
 }
 
+/// `SELECT * FROM [schema.]t` for the query body `TABLE [schema.]t`.
+pub(super) fn table_statement(t: &sqlparser::ast::Table) -> Result<SetExpr> {
+    let Some(name) = &t.table_name else {
+        return Err(Error::unsupported("`TABLE` without a table name"));
+    };
+    let parts = t
+        .schema_name
+        .iter()
+        .chain(std::iter::once(name))
+        .map(|i| ObjectNamePart::Identifier(i.clone()))
+        .collect();
+    let mut body = template().body.as_ref().clone();
+    if let SetExpr::Select(select) = &mut body {
+        select.from = vec![TableWithJoins {
+            relation: TableFactor::Table {
+                name: ObjectName(parts),
+                alias: None,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_directives: vec![],
+                inheritance: None,
+            },
+            joins: vec![],
+        }];
+    }
+    Ok(body)
+}
+
 fn eq_zero() -> Expr {
     // `1 = 0`: an empty multi-valued attribute matches no rows.
     Expr::BinaryOp {
