@@ -14,6 +14,7 @@
 
 pub(crate) mod functions;
 mod sandbox;
+mod source;
 pub(crate) mod walk;
 
 use std::borrow::Cow;

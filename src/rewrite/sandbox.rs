@@ -212,6 +212,35 @@ impl<'a> Rewriter<'a> {
         Ok(and_all(parts, BinaryOperator::And))
     }
 
+    /// Applies the user's `ONLY t` to the read of `t` inside a custom
+    /// sandbox question (refused when that is not faithful). `t *` is what
+    /// the question reads anyway.
+    fn inherit(
+        &self,
+        query: &mut Query,
+        table: &Table,
+        question: &str,
+        inheritance: Option<TableInheritance>,
+    ) -> Result<()> {
+        let Some(only @ TableInheritance::Only { .. }) = inheritance else {
+            return Ok(());
+        };
+        if query.limit_clause.is_some() || query.fetch.is_some() {
+            // The first n rows of `ONLY t` are not among the first n of `t`.
+            return Err(Error::unsupported(format!(
+                "ONLY on sandboxed table {} whose sandbox question `{question}` limits its rows (ONLY cannot be moved into the question faithfully)",
+                table.qualified()
+            )));
+        }
+        let dialect = self.db.dialect;
+        if let TableFactor::Table { inheritance, .. } =
+            super::source::row_source(query, table, question, dialect, "ONLY")?
+        {
+            *inheritance = Some(only);
+        }
+        Ok(())
+    }
+
     /// Builds the sandbox subquery for `table`; returns it with the custom
     /// sandbox's (question, visible columns) when columns are restricted.
     pub(super) fn build_sandbox(
@@ -240,6 +269,7 @@ impl<'a> Rewriter<'a> {
                     bindings: &mut bindings,
                 };
                 super::walk::walk(&mut query, &mut bind)?;
+                self.inherit(&mut query, table, question, inheritance)?;
                 fence(&mut query, self.fence());
                 let visible = q.columns.as_deref().ok_or_else(|| {
                     Error::Verification(format!("columns of question `{question}` unknown"))
