@@ -211,9 +211,7 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
         }
         return Ok((*q, delicate));
     }
-    let mut stmts = parser
-        .parse_statements()
-        .map_err(|e| perr(e.to_string()))?;
+    let mut stmts = parser.parse_statements().map_err(|e| perr(e.to_string()))?;
     if stmts.len() != 1 {
         return Err(Error::NotReadOnly(format!(
             "exactly one statement is allowed, found {}",

@@ -15,6 +15,7 @@
 pub(crate) mod functions;
 mod sandbox;
 mod source;
+mod system;
 pub(crate) mod walk;
 
 use std::borrow::Cow;
@@ -124,6 +125,9 @@ pub(crate) struct Rewriter<'a> {
     pub long_names: bool,
     /// Addresses of the sandbox subqueries this rewrite made.
     generated: HashSet<*const Query>,
+    /// Each generated sandbox subquery's table and custom question, for the
+    /// system columns a query names on it ([`system`]).
+    origins: Vec<(*const Query, &'a Table, Option<&'a str>)>,
     /// Sandbox subqueries recognised by value (when re-checking printed
     /// SQL parsed again, where addresses mean nothing).
     trusted: Vec<Query>,
@@ -158,6 +162,7 @@ impl<'a> Rewriter<'a> {
             applied: Vec::new(),
             long_names: true,
             generated: HashSet::new(),
+            origins: Vec::new(),
             trusted: Vec::new(),
             decisions: Vec::new(),
             ctes: Vec::new(),
@@ -207,7 +212,17 @@ impl<'a> Rewriter<'a> {
                         Some(sqlparser::ast::TableInheritance::IncludeDescendants),
                     ];
                     for inh in variants {
-                        if let Ok((sq, _)) = self.build_sandbox(table, sbs, inh, &Ident::new("x")) {
+                        if let Ok((sq, visible)) =
+                            self.build_sandbox(table, sbs, inh, &Ident::new("x"))
+                        {
+                            // The same sandbox carrying `tableoid`.
+                            let mut carried = sq.clone();
+                            let question = visible.map(|(q, _)| q);
+                            if system::carry_tableoid(&mut carried, table, question, db.dialect)
+                                .is_ok()
+                            {
+                                trusted.push(*carried);
+                            }
                             trusted.push(*sq);
                         }
                     }
@@ -377,6 +392,9 @@ impl<'a> Rewriter<'a> {
         let mut strips = Vec::new();
         for twj in s.from.iter_mut() {
             self.table_with_joins(twj, &mut sources, &mut strips)?;
+        }
+        if self.mode == Mode::Rewrite {
+            self.system_columns(s)?;
         }
         // Every other clause: subqueries, then column checks and names.
         let mut from = std::mem::take(&mut s.from);
@@ -579,6 +597,11 @@ impl<'a> Rewriter<'a> {
                             &new_alias.name,
                         )?;
                         self.generated.insert(subquery.as_ref() as *const Query);
+                        self.origins.push((
+                            subquery.as_ref() as *const Query,
+                            table,
+                            visible.map(|(q, _)| q),
+                        ));
                         let hidden = visible.and_then(|(question, cols)| {
                             table
                                 .columns
