@@ -596,6 +596,7 @@ impl<'a> Rewriter<'a> {
                             inheritance.take(),
                             &new_alias.name,
                         )?;
+                        self.alias_columns(table, visible, &new_alias)?;
                         self.generated.insert(subquery.as_ref() as *const Query);
                         self.origins.push((
                             subquery.as_ref() as *const Query,

@@ -241,6 +241,26 @@ impl<'a> Rewriter<'a> {
         Ok(())
     }
 
+    /// A column-list alias `t AS x(a, b)` renames the table's columns by
+    /// position; over a custom sandbox it would rename the question's
+    /// columns, another list when the question hides or reorders columns
+    /// (and the policy does not record the table's column order), so it
+    /// is refused there.
+    pub(super) fn alias_columns(
+        &self,
+        table: &Table,
+        visible: Visible<'_>,
+        alias: &sqlparser::ast::TableAlias,
+    ) -> Result<()> {
+        match visible {
+            Some((question, _)) if !alias.columns.is_empty() => Err(Error::unsupported(format!(
+                "the column-list alias `{alias}` on sandboxed table {}: it renames columns by position, and the sandbox question `{question}` may return other columns than the table at those positions (name the columns in a derived table instead)",
+                table.qualified()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Builds the sandbox subquery for `table`; returns it with the custom
     /// sandbox's (question, visible columns) when columns are restricted.
     pub(super) fn build_sandbox(
