@@ -191,12 +191,28 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
         Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
         _ => false,
     });
-    let mut stmts = Parser::new(dialect.parser())
+    // sqlparser reads `TABLE t` (PostgreSQL and MySQL 8's short form of
+    // `SELECT * FROM t`) inside a query but not as a statement: a query that
+    // starts with it is parsed as a query, and must be all there is.
+    let table_first = tokens
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)))
+        .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::TABLE && w.quote_style.is_none()));
+    let mut parser = Parser::new(dialect.parser())
         .with_options(ParserOptions::new().with_unescape(false))
         .with_recursion_limit(opts.max_depth)
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(|e| perr(e.to_string()))?;
+        .with_tokens_with_locations(tokens);
+    if table_first {
+        let q = parser.parse_query().map_err(|e| perr(e.to_string()))?;
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token != Token::EOF {
+            return Err(Error::NotReadOnly(
+                "exactly one statement is allowed, found more after `TABLE …`".into(),
+            ));
+        }
+        return Ok((*q, delicate));
+    }
+    let mut stmts = parser.parse_statements().map_err(|e| perr(e.to_string()))?;
     if stmts.len() != 1 {
         return Err(Error::NotReadOnly(format!(
             "exactly one statement is allowed, found {}",
@@ -528,6 +544,7 @@ fn rewrite_checked(
         Binder::new(dialect, opts.params),
     );
     rw.long_names = shape.long_names;
+    rw.system_names = shape.system_names;
     pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
     crate::verify::verify(policy, db, dialect, principal, &rw.built, &mut query)?;

@@ -35,9 +35,9 @@ use sqlparser::ast::{
 use crate::access::{self, Decision};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::functions;
 use crate::policy::{Database, Policy};
 use crate::principal::Principal;
-use crate::functions;
 use crate::rewrite::walk::{self, Hooks};
 use crate::scope::{Binding, Tracker};
 

@@ -552,6 +552,16 @@ const CASES: &[Case] = &[
          UNION ALL SELECT id FROM orders WHERE tenant_id = {t}",
     ),
     case(
+        "TABLE statement (read as SELECT * FROM)",
+        "TABLE orders",
+        "SELECT * FROM orders WHERE tenant_id = {t}",
+    ),
+    case(
+        "TABLE statement over a custom sandbox",
+        "SELECT * FROM (TABLE accounts) a",
+        "SELECT id, plan, tenant_id, created_at FROM accounts WHERE tenant_id = {t}",
+    ),
+    case(
         "window function",
         "SELECT id, row_number() OVER (PARTITION BY account_id ORDER BY id) AS rn FROM orders",
         "SELECT id, row_number() OVER (PARTITION BY account_id ORDER BY id) AS rn FROM orders WHERE tenant_id = {t}",

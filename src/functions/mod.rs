@@ -390,6 +390,8 @@ fn check_variable(parts: &[Ident], policy: &FunctionPolicy) -> Result<()> {
 pub(crate) struct Shape {
     /// Some column is named with three or more parts (`schema.table.col`).
     pub long_names: bool,
+    /// Some column has the name of a system column (`tableoid`, `ctid`, …).
+    pub system_names: bool,
 }
 
 /// Checks one expression node (not its children): a function call, a
@@ -404,30 +406,32 @@ pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) ->
                 check_variable(parts, policy)?;
             }
         }
-        Expr::BinaryOp { op, .. } => match op {
-            BinaryOperator::Assignment => {
-                return Err(Error::NotReadOnly(
-                    "assigning a variable (`@x := …`) writes session state that outlives the query".into(),
-                ))
+        Expr::BinaryOp { op, .. } => {
+            match op {
+                BinaryOperator::Assignment => return Err(Error::NotReadOnly(
+                    "assigning a variable (`@x := …`) writes session state that outlives the query"
+                        .into(),
+                )),
+                // An operator is a function call by another name: one
+                // from a schema of the user's may do anything.
+                BinaryOperator::PGCustomBinaryOperator(path)
+                    if !(path.len() == 2 && path[0].eq_ignore_ascii_case("pg_catalog")) =>
+                {
+                    return Err(Error::ForbiddenFunction {
+                        function: op.to_string(),
+                        reason: "a user-defined operator calls a function sqlsandbox cannot check"
+                            .into(),
+                    })
+                }
+                BinaryOperator::Custom(_) => {
+                    return Err(Error::ForbiddenFunction {
+                        function: op.to_string(),
+                        reason: "an operator sqlsandbox does not know may call any function".into(),
+                    })
+                }
+                _ => {}
             }
-            // An operator is a function call by another name: one
-            // from a schema of the user's may do anything.
-            BinaryOperator::PGCustomBinaryOperator(path)
-                if !(path.len() == 2 && path[0].eq_ignore_ascii_case("pg_catalog")) =>
-            {
-                return Err(Error::ForbiddenFunction {
-                    function: op.to_string(),
-                    reason: "a user-defined operator calls a function sqlsandbox cannot check".into(),
-                })
-            }
-            BinaryOperator::Custom(_) => {
-                return Err(Error::ForbiddenFunction {
-                    function: op.to_string(),
-                    reason: "an operator sqlsandbox does not know may call any function".into(),
-                })
-            }
-            _ => {}
-        },
+        }
         _ => {}
     }
     Ok(())
@@ -451,10 +455,19 @@ pub(crate) fn check_all(
     }
     impl Check<'_> {
         fn expr(&mut self, e: &Expr) -> Result<()> {
-            if let Expr::CompoundIdentifier(parts) = e {
-                if parts.len() >= 3 {
-                    self.shape.long_names = true;
+            match e {
+                Expr::CompoundIdentifier(parts) => {
+                    if parts.len() >= 3 {
+                        self.shape.long_names = true;
+                    }
+                    if parts.last().is_some_and(crate::rewrite::is_system_name) {
+                        self.shape.system_names = true;
+                    }
                 }
+                Expr::Identifier(id) if crate::rewrite::is_system_name(id) => {
+                    self.shape.system_names = true;
+                }
+                _ => {}
             }
             check_expr(e, self.dialect, self.policy)
         }
@@ -508,7 +521,10 @@ pub(crate) fn check_all(
         policy,
         dialect,
         no_placeholders,
-        shape: Shape { long_names: false },
+        shape: Shape {
+            long_names: false,
+            system_names: false,
+        },
     };
     crate::rewrite::walk::walk(query, &mut check)?;
     Ok(check.shape)

@@ -13,6 +13,8 @@
 //! in scope live on one stack.
 
 mod sandbox;
+mod source;
+mod system;
 pub(crate) mod walk;
 
 use std::borrow::Cow;
@@ -35,6 +37,7 @@ use crate::principal::Principal;
 use crate::scope::{table_name, Binding, Ctes};
 
 pub use sandbox::Applied;
+pub(crate) use system::is_system_name;
 
 /// The columns a FROM item is known to have, borrowed from the policy.
 #[derive(Debug, Clone, Copy)]
@@ -115,11 +118,17 @@ pub(crate) struct Rewriter<'a> {
     /// lose their schema where the table became a sandbox subquery. `true`
     /// unless a walk of the whole query showed none ([`crate::functions::Shape`]).
     pub long_names: bool,
+    /// Whether the query may name system columns (`tableoid`, `ctid`, …);
+    /// `true` unless a walk of the whole query showed none.
+    pub system_names: bool,
     /// Addresses of the sandbox subqueries this rewrite made.
     generated: HashSet<*const Query>,
     /// The sandbox subqueries built, one copy of each distinct one: the
     /// verifier recognises sandboxes by value against these.
     pub built: Vec<Query>,
+    /// Each generated sandbox subquery's table and custom question, for the
+    /// system columns a query names on it ([`system`]).
+    origins: Vec<(*const Query, &'a Table, Option<&'a str>)>,
     /// Access decisions made so far, per table.
     decisions: Vec<(*const Table, Rc<Decision>)>,
     /// The CTEs in scope at the current point of the walk.
@@ -146,8 +155,10 @@ impl<'a> Rewriter<'a> {
             binder,
             applied: Vec::new(),
             long_names: true,
+            system_names: true,
             generated: HashSet::new(),
             built: Vec::new(),
+            origins: Vec::new(),
             decisions: Vec::new(),
             scope: Ctes::new(),
             parking: Parking::default(),
@@ -182,7 +193,17 @@ impl<'a> Rewriter<'a> {
                         Some(sqlparser::ast::TableInheritance::IncludeDescendants),
                     ];
                     for inh in variants {
-                        if let Ok((sq, _)) = self.build_sandbox(table, sbs, inh, &Ident::new("x")) {
+                        if let Ok((sq, visible)) =
+                            self.build_sandbox(table, sbs, inh, &Ident::new("x"))
+                        {
+                            // The same sandbox carrying `tableoid`.
+                            let mut carried = sq.clone();
+                            let question = visible.map(|(q, _)| q);
+                            if system::carry_tableoid(&mut carried, table, question, db.dialect)
+                                .is_ok()
+                            {
+                                out.push(*carried);
+                            }
                             out.push(*sq);
                         }
                     }
@@ -283,13 +304,12 @@ impl<'a> Rewriter<'a> {
                 self.walk_exprs(v)?;
                 Ok(Default::default())
             }
-            SetExpr::Table(t) => Err(Error::unsupported(format!(
-                "`TABLE {}` (write SELECT * FROM … instead)",
-                t.table_name
-                    .as_ref()
-                    .map(|i| i.value.as_str())
-                    .unwrap_or("")
-            ))),
+            SetExpr::Table(t) => {
+                // `TABLE t` is `SELECT * FROM t`: rewritten to it, it is
+                // sandboxed (and its columns checked) like any other read.
+                *s = sandbox::table_statement(t)?;
+                self.set_expr(s)
+            }
             SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
                 Err(Error::NotReadOnly(
                     "data-modifying statements (also inside WITH) are not allowed".into(),
@@ -317,6 +337,9 @@ impl<'a> Rewriter<'a> {
         let mut strips = Vec::new();
         for twj in s.from.iter_mut() {
             self.table_with_joins(twj, &mut sources, &mut strips)?;
+        }
+        if self.system_names {
+            self.system_columns(s)?;
         }
         // Every other clause: subqueries, then column checks and names.
         let mut from = std::mem::take(&mut s.from);
@@ -522,10 +545,16 @@ impl<'a> Rewriter<'a> {
                             inheritance.take(),
                             &new_alias.name,
                         )?;
+                        self.alias_columns(table, visible, &new_alias)?;
                         self.generated.insert(subquery.as_ref() as *const Query);
                         if !self.built.contains(&subquery) {
                             self.built.push((*subquery).clone());
                         }
+                        self.origins.push((
+                            subquery.as_ref() as *const Query,
+                            table,
+                            visible.map(|(q, _)| q),
+                        ));
                         let hidden = visible.and_then(|(question, cols)| {
                             table
                                 .columns

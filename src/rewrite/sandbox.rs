@@ -58,6 +58,39 @@ fn template() -> &'static Query {
     })
 }
 
+/// `SELECT * FROM [schema.]t` for the query body `TABLE [schema.]t`.
+pub(super) fn table_statement(t: &sqlparser::ast::Table) -> Result<SetExpr> {
+    let Some(name) = &t.table_name else {
+        return Err(Error::unsupported("`TABLE` without a table name"));
+    };
+    let parts = t
+        .schema_name
+        .iter()
+        .chain(std::iter::once(name))
+        .map(|i| ObjectNamePart::Identifier(i.clone()))
+        .collect();
+    let mut body = template().body.as_ref().clone();
+    if let SetExpr::Select(select) = &mut body {
+        select.from = vec![TableWithJoins {
+            relation: TableFactor::Table {
+                name: ObjectName(parts),
+                alias: None,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_directives: vec![],
+                inheritance: None,
+            },
+            joins: vec![],
+        }];
+    }
+    Ok(body)
+}
+
 fn eq_zero() -> Expr {
     // `1 = 0`: an empty multi-valued attribute matches no rows.
     Expr::BinaryOp {
@@ -179,6 +212,55 @@ impl<'a> Rewriter<'a> {
         Ok(and_all(parts, BinaryOperator::And))
     }
 
+    /// Applies the user's `ONLY t` to the read of `t` inside a custom
+    /// sandbox question (refused when that is not faithful). `t *` is what
+    /// the question reads anyway.
+    fn inherit(
+        &self,
+        query: &mut Query,
+        table: &Table,
+        question: &str,
+        inheritance: Option<TableInheritance>,
+    ) -> Result<()> {
+        let Some(only @ TableInheritance::Only { .. }) = inheritance else {
+            return Ok(());
+        };
+        if query.limit_clause.is_some() || query.fetch.is_some() {
+            // The first n rows of `ONLY t` are not among the first n of `t`.
+            return Err(Error::unsupported(format!(
+                "ONLY on sandboxed table {} whose sandbox question `{question}` limits its rows (ONLY cannot be moved into the question faithfully)",
+                table.qualified()
+            )));
+        }
+        let dialect = self.db.dialect;
+        if let TableFactor::Table { inheritance, .. } =
+            super::source::row_source(query, table, question, dialect, "ONLY")?
+        {
+            *inheritance = Some(only);
+        }
+        Ok(())
+    }
+
+    /// A column-list alias `t AS x(a, b)` renames the table's columns by
+    /// position; over a custom sandbox it would rename the question's
+    /// columns, another list when the question hides or reorders columns
+    /// (and the policy does not record the table's column order), so it
+    /// is refused there.
+    pub(super) fn alias_columns(
+        &self,
+        table: &Table,
+        visible: Visible<'_>,
+        alias: &sqlparser::ast::TableAlias,
+    ) -> Result<()> {
+        match visible {
+            Some((question, _)) if !alias.columns.is_empty() => Err(Error::unsupported(format!(
+                "the column-list alias `{alias}` on sandboxed table {}: it renames columns by position, and the sandbox question `{question}` may return other columns than the table at those positions (name the columns in a derived table instead)",
+                table.qualified()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Builds the sandbox subquery for `table`; returns it with the custom
     /// sandbox's (question, visible columns) when columns are restricted.
     pub(super) fn build_sandbox(
@@ -207,6 +289,7 @@ impl<'a> Rewriter<'a> {
                     bindings: &mut bindings,
                 };
                 super::walk::walk(&mut query, &mut bind)?;
+                self.inherit(&mut query, table, question, inheritance)?;
                 fence(&mut query, self.fence());
                 let visible = q.columns.as_deref().ok_or_else(|| {
                     Error::Verification(format!("columns of question `{question}` unknown"))
