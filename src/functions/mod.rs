@@ -394,11 +394,106 @@ pub(crate) struct Shape {
     pub system_names: bool,
 }
 
+/// Built-in PostgreSQL types that sqlparser reads as custom type names.
+const KNOWN_CUSTOM_TYPES: &[&str] = &[
+    "citext",
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "money",
+    "timestamptz",
+    "timetz",
+    "varchar",
+    "bpchar",
+    "int2",
+    "int4",
+    "int8",
+    "float4",
+    "float8",
+    "bool",
+    "numeric",
+    "decimal",
+    "smallserial",
+    "serial",
+    "bigserial",
+];
+
+fn is_tableoid(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(i) => i.value.eq_ignore_ascii_case("tableoid"),
+        Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("tableoid")),
+        Expr::Nested(inner) => is_tableoid(inner),
+        _ => false,
+    }
+}
+
+/// A cast is a function call too: to a type sqlsandbox does not know (a
+/// user-defined type's input function or cast may do anything), or to a
+/// catalog type (`'accounts'::regclass` probes the catalog), it is refused.
+fn check_type(dt: &sqlparser::ast::DataType) -> Result<()> {
+    use sqlparser::ast::{ArrayElemTypeDef, DataType};
+    let refuse = |why: &str| {
+        Err(Error::ForbiddenFunction {
+            function: format!("a cast to {dt}"),
+            reason: why.to_string(),
+        })
+    };
+    match dt {
+        DataType::Custom(name, _) => {
+            let known = match name.0.as_slice() {
+                [ObjectNamePart::Identifier(i)] => KNOWN_CUSTOM_TYPES
+                    .iter()
+                    .any(|k| i.value.eq_ignore_ascii_case(k)),
+                _ => false,
+            };
+            if known {
+                Ok(())
+            } else {
+                refuse("a type sqlsandbox does not know may run a user-defined input function or cast")
+            }
+        }
+        DataType::Regclass => refuse("a computed value cast to regclass searches the catalog (`tableoid::regclass` and constant names are allowed)"),
+        DataType::Table(_)
+        | DataType::NamedTable { .. }
+        | DataType::Trigger
+        | DataType::AnyType => refuse("not a value type"),
+        DataType::Array(
+            ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::Parenthesis(inner)
+            | ArrayElemTypeDef::ParenthesisNotNull(inner)
+            | ArrayElemTypeDef::Qualified(inner, _),
+        ) => check_type(inner),
+        _ => Ok(()),
+    }
+}
+
 /// Checks one expression node (not its children): a function call, a
 /// variable, a variable assignment, an operator that is a function call by
 /// another name. The pre-rewrite walk and the verifier both call it.
 pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) -> Result<()> {
     match e {
+        // `tableoid::regclass` names the table or partition a visible row
+        // is stored in, and `'public.orders'::regclass` is a constant to
+        // compare it with (at most it tells whether a table of that name
+        // exists); a computed value cast to regclass searches the catalog.
+        Expr::Cast {
+            data_type: sqlparser::ast::DataType::Regclass,
+            expr,
+            ..
+        } if is_tableoid(expr)
+            || matches!(
+                expr.as_ref(),
+                Expr::Value(ValueWithSpan {
+                    value: Value::SingleQuotedString(_),
+                    ..
+                })
+            ) => {}
+        Expr::Cast { data_type, .. } => check_type(data_type)?,
+        Expr::TypedString(ts) => check_type(&ts.data_type)?,
         Expr::Function(f) => check_function(&f.name, dialect, policy, false)?,
         Expr::Identifier(i) if is_variable(i) => check_variable(std::slice::from_ref(i), policy)?,
         Expr::CompoundIdentifier(parts) => {
