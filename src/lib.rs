@@ -35,6 +35,7 @@ mod emit;
 mod error;
 pub mod explain;
 pub mod export;
+mod input;
 #[cfg(feature = "live")]
 pub mod introspect;
 pub mod lint;

@@ -32,22 +32,14 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
     })
 }
 
-/// Parses a JSON or YAML document (a query-builder question) into JSON,
-/// refusing repeated keys as the policy loader does. YAML parsing stays in
-/// this file.
-pub(crate) fn parse_document(src: &str) -> std::result::Result<serde_json::Value, String> {
-    let json_err = match serde_json::from_str::<NoDuplicates>(src) {
-        Ok(_) => return serde_json::from_str(src).map_err(|e| e.to_string()),
-        Err(e) => e,
-    };
-    let yaml = serde_yaml::from_str::<NoDuplicates>(src)
-        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src));
-    match yaml {
-        Ok(v) => serde_json::to_value(v).map_err(|e| e.to_string()),
-        // Text that looks like JSON gets the JSON parser's message.
-        Err(_) if src.trim_start().starts_with(['{', '[']) => Err(format!("JSON: {json_err}")),
-        Err(e) => Err(format!("YAML: {e}")),
-    }
+/// Parses a YAML document (a query-builder question) into JSON, refusing
+/// repeated keys as the policy loader does. YAML parsing stays in this file;
+/// the caller has checked size and nesting (`crate::input::check_shape`).
+pub(crate) fn parse_yaml_document(src: &str) -> std::result::Result<serde_json::Value, String> {
+    serde_yaml::from_str::<NoDuplicates>(src)
+        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src))
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
 }
 
 /// Walks any YAML document and fails on a mapping with a repeated key:
@@ -147,6 +139,8 @@ impl Ctx<'_> {
 }
 
 pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
+    // One leading byte-order mark is an editor's artefact, not YAML.
+    let src = crate::input::strip_bom(src);
     let mut raw = parse_yaml(src, file)?;
     let cx = Ctx { src, file };
     if raw.version != 1 {
@@ -994,4 +988,101 @@ fn compile_sandbox(
         group: group.to_string(),
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every kind of mapping the policy model has, in block style, so that
+    /// repeating any one line repeats a key of some map.
+    const EVERY_MAP: &str = "\
+version: 1
+attributes:
+  - tenant
+  - role
+databases:
+  db:
+    dialect: postgres
+    default_schema: public
+    fence: true
+    tenant_roles: tenant
+    impersonation:
+      attribute: role
+    tables:
+      public.t:
+        columns:
+          id: integer
+          tenant: integer
+          other_id: integer
+        combine: error
+        foreign_keys:
+          other_id: o.id
+      public.o:
+        columns:
+          id: integer
+questions:
+  q:
+    database: db
+    collection: c
+    sql: SELECT id, tenant, other_id FROM t WHERE tenant = {{tenant}}
+collections:
+  c:
+    parent: p
+  p: {}
+groups:
+  g:
+    data:
+      db:
+        public:
+          t:
+            sandbox:
+              question: q
+              parameters:
+                tenant:
+                  attribute: tenant
+                  type: integer
+          o:
+            sandbox:
+              column: id
+              attribute: tenant
+    native:
+      db: true
+    collections:
+      c: view
+users:
+  u:
+    groups:
+      - g
+    attributes:
+      tenant: 1
+      role: r
+api_keys:
+  k:
+    group: g
+    sha256: 0000000000000000000000000000000000000000000000000000000000000000
+    attributes:
+      tenant: 2
+functions:
+  deny:
+    - pg_sleep
+";
+
+    #[test]
+    fn a_repeated_key_in_any_map_is_refused() {
+        super::compile(EVERY_MAP, "p.yaml").expect("the base policy loads");
+        let lines: Vec<&str> = EVERY_MAP.lines().collect();
+        let mut tried = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            if t.starts_with('-') || !t.contains(':') {
+                continue;
+            }
+            let mut doubled = lines.clone();
+            doubled.insert(i, line);
+            let src = doubled.join("\n");
+            let r = super::compile(&src, "p.yaml");
+            assert!(r.is_err(), "line {} repeated is accepted: {line}", i + 1);
+            tried += 1;
+        }
+        assert!(tried > 50, "{tried}");
+    }
 }

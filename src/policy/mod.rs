@@ -28,7 +28,7 @@ use sqlparser::ast::Query;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 
-pub(crate) use compile::parse_document;
+pub(crate) use compile::parse_yaml_document;
 pub use question::VAR_PREFIX;
 
 /// The name of the group every principal belongs to.

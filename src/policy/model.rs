@@ -158,7 +158,7 @@ pub struct RawTable {
     /// Optional foreign keys, `column: table.column` (or
     /// `schema.table.column`), used by query-builder implicit joins.
     #[serde(default)]
-    pub foreign_keys: BTreeMap<String, String>,
+    pub foreign_keys: UMap<String>,
 }
 
 #[derive(Debug, Deserialize)]
