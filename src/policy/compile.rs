@@ -265,7 +265,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             ));
         }
         let columns = question::output_columns(&query, db).ok();
-        let inferred = question::infer_variable_types(&query, db);
+        let (inferred, untyped) = variable_types(&cx, name, q, &variables, &query, db)?;
         questions.insert(
             name.clone(),
             Arc::new(Question {
@@ -277,6 +277,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 variables,
                 columns,
                 inferred,
+                untyped,
             }),
         );
     }
@@ -311,6 +312,8 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         )?;
         groups.insert(name.clone(), group);
     }
+
+    type_by_sandboxes(&cx, &mut questions, &groups)?;
 
     let mut users = HashMap::new();
     let raw_users = std::mem::take(&mut raw.users);
@@ -420,6 +423,151 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         declared_attributes: raw.attributes.clone(),
         functions,
     })
+}
+
+/// What an untyped variable's position is, for errors.
+fn untyped_use(var: &str) -> String {
+    format!("variable `{{{{{var}}}}}` is used where no compared column gives its type (a function argument, select item, LIMIT, CASE, arithmetic, or a comparison with an expression)")
+}
+
+/// The types of a question's variables (declared, else inferred from the
+/// columns they are compared with) and the variables only a declaration
+/// can type. Refuses a variable standing alone as a boolean predicate, one
+/// compared with columns of incompatible types, and a declaration for a
+/// variable the question does not have.
+fn variable_types(
+    cx: &Ctx,
+    name: &str,
+    raw: &RawQuestion,
+    variables: &[String],
+    query: &sqlparser::ast::Query,
+    db: &Database,
+) -> Result<(HashMap<String, ColumnType>, Vec<String>)> {
+    let mut types = HashMap::new();
+    for (v, ty) in &raw.variables {
+        let path = ["questions", name, "variables", v.as_str()];
+        if !variables.contains(v) {
+            return Err(cx.err(
+                &path,
+                format!("question `{name}` declares a type for `{{{{{v}}}}}`, which is not one of its variables"),
+            ));
+        }
+        let ty = ColumnType::parse(ty).ok_or_else(|| {
+            cx.err(
+                &path,
+                format!("question `{name}`: variable `{{{{{v}}}}}` has unknown type `{ty}`"),
+            )
+        })?;
+        types.insert(v.clone(), ty);
+    }
+    let mut untyped = Vec::new();
+    let sql_path = ["questions", name, "sql"];
+    for (v, u) in question::variable_uses(query, db) {
+        if u.predicate > 0 {
+            return Err(cx.err(
+                &sql_path,
+                format!("question `{name}`: variable `{{{{{v}}}}}` stands alone as a boolean condition (WHERE, ON, HAVING, AND/OR/NOT operand, CASE WHEN); a value there is true or false for every row alike. Compare it with a column instead (`column = {{{{{v}}}}}`)"),
+            ));
+        }
+        if types.contains_key(&v) {
+            continue;
+        }
+        if let Some(&first) = u.compared.first() {
+            if let Some(other) = u.compared.iter().find(|t| !t.compatible(first)) {
+                return Err(cx.err(
+                    &sql_path,
+                    format!("question `{name}`: variable `{{{{{v}}}}}` is compared with columns of different types ({first} and {other}); declare its type (`variables: {{{v}: …}}`)"),
+                ));
+            }
+            types.insert(v.clone(), first);
+        }
+        if u.untyped > 0 {
+            untyped.push(v);
+        }
+    }
+    Ok((types, untyped))
+}
+
+/// Gives each variable only a declaration can type the type every sandbox
+/// using the question declares for it (a saved question run by name binds
+/// its variables with that type); a question used by no sandbox, or by
+/// sandboxes declaring different types, is refused.
+fn type_by_sandboxes(
+    cx: &Ctx,
+    questions: &mut BTreeMap<String, Arc<Question>>,
+    groups: &BTreeMap<String, Group>,
+) -> Result<()> {
+    for (name, q) in questions.iter_mut() {
+        if q.untyped.is_empty() {
+            continue;
+        }
+        let mut found: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for g in groups.values() {
+            for grant in g.data.values() {
+                let DbGrant::Schemas(schemas) = grant else {
+                    continue;
+                };
+                for sg in schemas.values() {
+                    let SchemaGrant::Tables(tables) = sg else {
+                        continue;
+                    };
+                    for tg in tables.values() {
+                        let TableGrant::Sandbox(sb) = tg else {
+                            continue;
+                        };
+                        let SandboxKind::Custom {
+                            question,
+                            parameters,
+                        } = &sb.kind
+                        else {
+                            continue;
+                        };
+                        if question != name {
+                            continue;
+                        }
+                        for p in parameters {
+                            if let Some(ty) = p.ty.filter(|_| q.untyped.contains(&p.variable)) {
+                                found
+                                    .entry(p.variable.clone())
+                                    .or_default()
+                                    .insert(ty.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let path = ["questions", name.as_str(), "sql"];
+        let mut types = Vec::new();
+        for v in &q.untyped {
+            let declared = found.remove(v).unwrap_or_default();
+            let mut it = declared.iter();
+            match (it.next(), it.next()) {
+                (Some(ty), None) => types.push((
+                    v.clone(),
+                    ColumnType::parse(ty).ok_or_else(|| Error::Verification(format!("type `{ty}`")))?,
+                )),
+                (None, _) => {
+                    return Err(cx.err(
+                        &path,
+                        format!("question `{name}`: {}; declare its type (`variables: {{{v}: …}}`)", untyped_use(v)),
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(cx.err(
+                        &path,
+                        format!("question `{name}`: sandboxes declare different types for variable `{{{{{v}}}}}` ({}); declare one on the question (`variables: {{{v}: …}}`)", declared.into_iter().collect::<Vec<_>>().join(", ")),
+                    ))
+                }
+            }
+        }
+        let q = Arc::get_mut(q).ok_or_else(|| {
+            Error::Verification(format!("question `{name}` is shared while loading"))
+        })?;
+        q.inferred.extend(types);
+        q.untyped.clear();
+    }
+    Ok(())
 }
 
 fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database> {
@@ -958,6 +1106,12 @@ fn compile_sandbox(
                     ));
                 }
                 let (attribute, ty) = match p {
+                    RawParameter::Attribute(_) if q.untyped.contains(var) => {
+                        return Err(cx.err(
+                            &spath,
+                            format!("sandbox question `{qname}`: {}; declare it here (`{var}: {{attribute: …, type: …}}`) or on the question (`variables: {{{var}: …}}`)", untyped_use(var)),
+                        ))
+                    }
                     RawParameter::Attribute(a) => (a.clone(), q.inferred.get(var).copied()),
                     RawParameter::Typed { attribute, ty } => (
                         attribute.clone(),

@@ -168,6 +168,10 @@ pub struct RawQuestion {
     #[serde(default)]
     pub collection: Option<String>,
     pub sql: String,
+    /// Declared types of `{{variables}}` (`variables: {n: integer}`): needed
+    /// where no compared column gives one (a function argument, LIMIT, …).
+    #[serde(default)]
+    pub variables: UMap<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,12 +1,12 @@
 //! Saved questions: `{{variable}}` markers, parsing once at load, output
 //! columns and variable types.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, InTarget, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Visit, Visitor,
+    BinaryOperator, Expr, Ident, InTarget, JoinConstraint, JoinOperator, Query, SelectItem,
+    SetExpr, Statement, TableFactor, TableWithJoins, UnaryOperator, Visit, Visitor,
 };
 use sqlparser::parser::Parser;
 
@@ -186,30 +186,80 @@ pub(crate) fn output_columns(
     Ok(cols)
 }
 
-/// Infers variable types from comparisons `column <op> {{var}}` and
-/// `column IN ({{var}})`.
-pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<String, ColumnType> {
-    struct Infer<'a> {
+/// How a question uses one `{{variable}}`, from where each occurrence
+/// stands.
+#[derive(Debug, Default)]
+pub(crate) struct VariableUse {
+    /// Types of the columns it is compared with (`col = {{v}}`, `col IN
+    /// ({{v}})`, `{{v}} < col`, …), one per such occurrence.
+    pub compared: Vec<ColumnType>,
+    /// Occurrences anywhere else (function argument, select item, LIMIT,
+    /// CASE, arithmetic, comparison with an expression…): only a declared
+    /// type says what the value there is.
+    pub untyped: usize,
+    /// Occurrences standing alone as a boolean predicate (a WHERE, ON,
+    /// HAVING or FILTER condition, an AND/OR/NOT operand, a CASE WHEN
+    /// condition): `WHERE {{org_filter}}` bound to `'1'` is true for every
+    /// row, so these are refused whatever the type.
+    pub predicate: usize,
+}
+
+/// Classifies every occurrence of every `{{variable}}` of the question (see
+/// [`VariableUse`]). Nested parentheses around a variable do not change
+/// where it stands.
+pub(crate) fn variable_uses(query: &Query, db: &Database) -> BTreeMap<String, VariableUse> {
+    struct Uses<'a> {
         db: &'a Database,
-        out: HashMap<String, ColumnType>,
+        out: BTreeMap<String, VariableUse>,
+        /// Occurrences classified as compared or predicate, per variable.
+        placed: HashMap<String, usize>,
     }
-    impl Infer<'_> {
+    /// The variable of a marker, looking through parentheses.
+    fn var(e: &Expr) -> Option<&str> {
+        match e {
+            Expr::Nested(inner) => var(inner),
+            e => marker(e),
+        }
+    }
+    impl Uses<'_> {
         fn column_type(&self, e: &Expr) -> Option<ColumnType> {
             let id = match e {
+                Expr::Nested(inner) => return self.column_type(inner),
                 Expr::Identifier(id) => id,
                 Expr::CompoundIdentifier(p) => p.last()?,
                 _ => return None,
             };
-            // Only infer when every declared column of that name agrees
-            // (the index holds `None` for names with conflicting types).
+            if marker(e).is_some() {
+                return None;
+            }
+            // Only a name every declared column of that name agrees on (the
+            // index holds `None` for names with conflicting types).
             let key = self.db.dialect.normalize(id);
             self.db.column_types.get(key.as_ref()).copied().flatten()
         }
+        fn compared(&mut self, e: &Expr, ty: ColumnType) {
+            if let Some(v) = var(e) {
+                self.out.entry(v.to_string()).or_default().compared.push(ty);
+                *self.placed.entry(v.to_string()).or_default() += 1;
+            }
+        }
+        fn predicate(&mut self, e: &Expr) {
+            if let Some(v) = var(e) {
+                self.out.entry(v.to_string()).or_default().predicate += 1;
+                *self.placed.entry(v.to_string()).or_default() += 1;
+            }
+        }
     }
-    impl Visitor for Infer<'_> {
+    impl Visitor for Uses<'_> {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             match e {
+                Expr::Identifier(_) => {
+                    if let Some(v) = marker(e) {
+                        // Counted here once; classified by its parent.
+                        self.out.entry(v.to_string()).or_default().untyped += 1;
+                    }
+                }
                 Expr::BinaryOp {
                     left,
                     op:
@@ -222,11 +272,29 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
                     right,
                 } => {
                     for (a, b) in [(left, right), (right, left)] {
-                        if let (Some(v), Some(t)) = (marker(b), self.column_type(a)) {
-                            self.out.entry(v.to_string()).or_insert(t);
+                        if let Some(t) = self.column_type(a) {
+                            self.compared(b, t);
                         }
                     }
                 }
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor,
+                    right,
+                } => {
+                    self.predicate(left);
+                    self.predicate(right);
+                }
+                Expr::UnaryOp {
+                    op: UnaryOperator::Not,
+                    expr,
+                }
+                | Expr::IsTrue(expr)
+                | Expr::IsNotTrue(expr)
+                | Expr::IsFalse(expr)
+                | Expr::IsNotFalse(expr)
+                | Expr::IsUnknown(expr)
+                | Expr::IsNotUnknown(expr) => self.predicate(expr),
                 Expr::In {
                     expr,
                     target: InTarget::List(list),
@@ -234,23 +302,120 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
                 } => {
                     if let Some(t) = self.column_type(expr) {
                         for item in list {
-                            if let Some(v) = marker(item) {
-                                self.out.entry(v.to_string()).or_insert(t);
-                            }
+                            self.compared(item, t);
                         }
+                    }
+                }
+                Expr::Case {
+                    operand: None,
+                    conditions,
+                    ..
+                } => {
+                    for c in conditions {
+                        self.predicate(&c.condition);
+                    }
+                }
+                Expr::Function(f) => {
+                    if let Some(filter) = &f.filter {
+                        self.predicate(filter);
                     }
                 }
                 _ => {}
             }
             ControlFlow::Continue(())
         }
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            // Conditions that are not expressions' operands: every SELECT
+            // of the query (set operations included) is reached through its
+            // own query or body.
+            let mut bodies = vec![q.body.as_ref()];
+            while let Some(b) = bodies.pop() {
+                match b {
+                    SetExpr::Select(select) => {
+                        for cond in [
+                            &select.selection,
+                            &select.having,
+                            &select.qualify,
+                            &select.prewhere,
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            self.predicate(cond);
+                        }
+                        for twj in &select.from {
+                            self.joins(twj);
+                        }
+                    }
+                    SetExpr::SetOperation { left, right, .. } => {
+                        bodies.push(left);
+                        bodies.push(right);
+                    }
+                    _ => {}
+                }
+            }
+            ControlFlow::Continue(())
+        }
     }
-    let mut v = Infer {
+    impl Uses<'_> {
+        fn joins(&mut self, twj: &TableWithJoins) {
+            if let TableFactor::NestedJoin {
+                table_with_joins, ..
+            } = &twj.relation
+            {
+                self.joins(table_with_joins);
+            }
+            for j in &twj.joins {
+                if let TableFactor::NestedJoin {
+                    table_with_joins, ..
+                } = &j.relation
+                {
+                    self.joins(table_with_joins);
+                }
+                let constraint = match &j.join_operator {
+                    JoinOperator::Join(c)
+                    | JoinOperator::Inner(c)
+                    | JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c)
+                    | JoinOperator::Right(c)
+                    | JoinOperator::RightOuter(c)
+                    | JoinOperator::FullOuter(c)
+                    | JoinOperator::CrossJoin(c)
+                    | JoinOperator::Semi(c)
+                    | JoinOperator::LeftSemi(c)
+                    | JoinOperator::RightSemi(c)
+                    | JoinOperator::Anti(c)
+                    | JoinOperator::LeftAnti(c)
+                    | JoinOperator::RightAnti(c)
+                    | JoinOperator::StraightJoin(c) => Some(c),
+                    JoinOperator::AsOf {
+                        match_condition,
+                        constraint,
+                    } => {
+                        self.predicate(match_condition);
+                        Some(constraint)
+                    }
+                    _ => None,
+                };
+                if let Some(JoinConstraint::On(on)) = constraint {
+                    self.predicate(on);
+                }
+            }
+        }
+    }
+    let mut u = Uses {
         db,
-        out: HashMap::new(),
+        out: BTreeMap::new(),
+        placed: HashMap::new(),
     };
-    let _ = query.visit(&mut v);
-    v.out
+    let _ = query.visit(&mut u);
+    // Every occurrence was counted as untyped; take back the placed ones.
+    for (v, n) in u.placed {
+        if let Some(use_) = u.out.get_mut(&v) {
+            use_.untyped = use_.untyped.saturating_sub(n);
+        }
+    }
+    u.out
 }
 
 /// Variables that appear as markers in the parsed query (a `{{var}}` inside
