@@ -264,7 +264,41 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 format!("question `{name}`: variable `{{{{{v}}}}}` is not in an expression position (inside a string or comment?)"),
             ));
         }
-        let columns = question::output_columns(&query, db).ok();
+        let mut columns = question::output_columns(&query, db);
+        if !q.columns.is_empty() {
+            let cols = columns.as_mut().map_err(|m| {
+                cx.err(
+                    &["questions", name, "columns"],
+                    format!("question `{name}`: {m}"),
+                )
+            })?;
+            for (c, ty) in &q.columns {
+                let path = ["questions", name.as_str(), "columns", c.as_str()];
+                let ty = ColumnType::parse(ty).ok_or_else(|| {
+                    cx.err(
+                        &path,
+                        format!("question `{name}`: column `{c}` has unknown type `{ty}`"),
+                    )
+                })?;
+                let key = db.dialect.normalize_policy_name(c);
+                let slot = cols.iter_mut().find(|(n, _)| *n == key).ok_or_else(|| {
+                    cx.err(
+                        &path,
+                        format!(
+                            "question `{name}` declares column `{c}`, which it does not return"
+                        ),
+                    )
+                })?;
+                if let Some(inferred) = slot.1.filter(|i| !i.compatible(ty)) {
+                    return Err(cx.err(
+                        &path,
+                        format!("question `{name}` returns `{c}` as {inferred}, not {ty}"),
+                    ));
+                }
+                slot.1 = Some(ty);
+            }
+        }
+        let columns = columns.ok();
         let (inferred, untyped) = variable_types(&cx, name, q, &variables, &query, db)?;
         questions.insert(
             name.clone(),
@@ -1085,11 +1119,20 @@ fn compile_sandbox(
                         format!("sandbox question `{qname}` returns column `{c}`, which table `{tname}` does not have (a sandbox may hide columns, never add them)"),
                     )
                 })?;
-                if let Some(ty) = ty {
-                    if !ty.compatible(col.ty) {
+                match ty {
+                    Some(ty) if !ty.compatible(col.ty) => {
                         return Err(cx.err(
                             &spath,
                             format!("sandbox question `{qname}` returns `{c}` as {ty}, but `{tname}.{}` is {}", col.name, col.ty),
+                        ));
+                    }
+                    Some(_) => {}
+                    // The database would find out only when the query runs;
+                    // the policy must say what the question returns.
+                    None => {
+                        return Err(cx.err(
+                            &spath,
+                            format!("sandbox question `{qname}` returns `{c}`, whose type sqlsandbox cannot infer (an expression it does not know, or a column of a subquery); declare it on the question (`columns: {{{c}: {}}}`)", col.ty),
                         ));
                     }
                 }

@@ -172,6 +172,10 @@ pub struct RawQuestion {
     /// where no compared column gives one (a function argument, LIMIT, …).
     #[serde(default)]
     pub variables: UMap<String>,
+    /// Declared types of output columns (`columns: {email: text}`), for a
+    /// custom sandbox's columns whose type cannot be inferred.
+    #[serde(default)]
+    pub columns: UMap<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -161,12 +161,8 @@ pub(crate) fn output_columns(
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let n = db.dialect.normalize(alias).into_owned();
-                let ty = match expr {
-                    Expr::Identifier(id) => lookup(&db.dialect.normalize(id)),
-                    Expr::CompoundIdentifier(p) => p.last().and_then(|l| lookup(&db.dialect.normalize(l))),
-                    _ => None,
-                };
-                cols.push((n, ty));
+                let column = |id: &Ident| lookup(&db.dialect.normalize(id));
+                cols.push((n, expr_type(expr, &column)));
             }
             SelectItem::Wildcard(_)
                 if tables.len() == 1 && select.from.len() == 1 && select.from[0].joins.is_empty() =>
@@ -184,6 +180,152 @@ pub(crate) fn output_columns(
         }
     }
     Ok(cols)
+}
+
+/// The type of a select-list expression when it can be told without the
+/// database: column references (through `column`), literals, casts, and
+/// common operators and functions with a fixed result type. `None` when
+/// it cannot (the caller then needs a declared type).
+pub(crate) fn expr_type(
+    e: &Expr,
+    column: &dyn Fn(&Ident) -> Option<ColumnType>,
+) -> Option<ColumnType> {
+    use sqlparser::ast::{CastKind, FunctionArg, FunctionArgExpr, FunctionArguments, Value as V};
+    let numeric = |a: Option<ColumnType>, b: Option<ColumnType>| match (a?, b?) {
+        (ColumnType::Integer, ColumnType::Integer) => Some(ColumnType::Integer),
+        (ColumnType::Integer | ColumnType::Decimal, ColumnType::Integer | ColumnType::Decimal) => {
+            Some(ColumnType::Decimal)
+        }
+        _ => None,
+    };
+    match e {
+        Expr::Nested(inner) => expr_type(inner, column),
+        Expr::Identifier(id) if marker(e).is_none() => column(id),
+        Expr::CompoundIdentifier(parts) => column(parts.last()?),
+        Expr::Value(v) => match &v.value {
+            V::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => Some(ColumnType::Integer),
+            V::Number(..) => Some(ColumnType::Decimal),
+            V::SingleQuotedString(_) | V::EscapedStringLiteral(_) | V::DoubleQuotedString(_) => {
+                Some(ColumnType::Text)
+            }
+            V::Boolean(_) => Some(ColumnType::Boolean),
+            _ => None,
+        },
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast | CastKind::SafeCast,
+            data_type,
+            ..
+        } => sql_type(&data_type.to_string()),
+        Expr::TypedString(ts) => sql_type(&ts.data_type.to_string()),
+        Expr::UnaryOp { op, expr } => match op {
+            UnaryOperator::Not => Some(ColumnType::Boolean),
+            UnaryOperator::Minus | UnaryOperator::Plus => {
+                numeric(expr_type(expr, column), Some(ColumnType::Integer))
+            }
+            _ => None,
+        },
+        Expr::BinaryOp { left, op, right } => match op {
+            BinaryOperator::Plus
+            | BinaryOperator::Minus
+            | BinaryOperator::Multiply
+            | BinaryOperator::Modulo => numeric(expr_type(left, column), expr_type(right, column)),
+            BinaryOperator::Divide => numeric(expr_type(left, column), expr_type(right, column))
+                .map(|_| ColumnType::Decimal),
+            BinaryOperator::StringConcat => Some(ColumnType::Text),
+            BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+            | BinaryOperator::And
+            | BinaryOperator::Or => Some(ColumnType::Boolean),
+            _ => None,
+        },
+        Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::Between { .. }
+        | Expr::In { .. }
+        | Expr::Exists { .. } => Some(ColumnType::Boolean),
+        Expr::Substring { .. } | Expr::Trim { .. } => Some(ColumnType::Text),
+        Expr::Position { .. } => Some(ColumnType::Integer),
+        Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Extract { .. } => Some(ColumnType::Decimal),
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => conditions
+            .iter()
+            .map(|c| &c.result)
+            .chain(else_result.as_deref())
+            .find_map(|r| expr_type(r, column)),
+        Expr::Function(f) => {
+            let name = f.name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+            let args: Vec<&Expr> = match &f.args {
+                FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let first_known = || args.iter().find_map(|a| expr_type(a, column));
+            match name.as_str() {
+                "length" | "char_length" | "character_length" | "octet_length" | "bit_length"
+                | "strpos" | "instr" | "locate" | "count" | "row_number" | "rank"
+                | "dense_rank" | "ntile" => Some(ColumnType::Integer),
+                "lower" | "upper" | "concat" | "concat_ws" | "substring" | "substr" | "trim"
+                | "ltrim" | "rtrim" | "btrim" | "replace" | "left" | "right" | "lpad" | "rpad"
+                | "md5" | "initcap" | "reverse" | "repeat" | "to_char" | "format"
+                | "string_agg" | "group_concat" | "split_part" | "translate" => {
+                    Some(ColumnType::Text)
+                }
+                "sum" | "avg" | "round" | "trunc" | "truncate" | "ceil" | "ceiling" | "floor"
+                | "power" | "pow" | "sqrt" | "exp" | "ln" | "log" | "log10" | "stddev"
+                | "variance" | "date_part" => Some(ColumnType::Decimal),
+                "abs" | "sign" | "mod" => numeric(first_known(), Some(ColumnType::Integer)),
+                "min" | "max" | "coalesce" | "nullif" | "greatest" | "least" | "ifnull"
+                | "any_value" | "first_value" | "last_value" | "lag" | "lead" => first_known(),
+                "now" | "current_timestamp" | "localtimestamp" | "date_trunc" => {
+                    Some(ColumnType::Timestamp)
+                }
+                "current_date" | "date" => Some(ColumnType::Date),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A SQL type name (as a cast prints it) as a column type, when it is one.
+fn sql_type(printed: &str) -> Option<ColumnType> {
+    let lower = printed.to_ascii_lowercase();
+    let base = lower.split('(').next().unwrap_or("").trim();
+    Some(match base {
+        "int" | "integer" | "bigint" | "smallint" | "tinyint" | "mediumint" | "int2" | "int4"
+        | "int8" | "signed" | "signed integer" | "unsigned" | "unsigned integer" => {
+            ColumnType::Integer
+        }
+        "numeric" | "decimal" | "dec" | "float" | "float4" | "float8" | "double"
+        | "double precision" | "real" => ColumnType::Decimal,
+        "text" | "varchar" | "char" | "character" | "character varying" | "char varying"
+        | "nvarchar" | "string" => ColumnType::Text,
+        "boolean" | "bool" => ColumnType::Boolean,
+        "date" => ColumnType::Date,
+        "datetime" | "timestamp" | "timestamptz" => ColumnType::Timestamp,
+        b if b.starts_with("timestamp") => ColumnType::Timestamp,
+        "uuid" => ColumnType::Uuid,
+        _ => return None,
+    })
 }
 
 /// How a question uses one `{{variable}}`, from where each occurrence
