@@ -500,7 +500,7 @@ fn variable_types(
         if u.predicate > 0 {
             return Err(cx.err(
                 &sql_path,
-                format!("question `{name}`: variable `{{{{{v}}}}}` stands alone as a boolean condition (WHERE, ON, HAVING, AND/OR/NOT operand, CASE WHEN); a value there is true or false for every row alike. Compare it with a column instead (`column = {{{{{v}}}}}`)"),
+                format!("question `{name}`: variable `{{{{{v}}}}}` stands alone (or with constants only) as a boolean condition (WHERE, ON, HAVING, AND/OR/NOT operand, CASE WHEN); a value there is true or false for every row alike. Compare it with a column instead (`column = {{{{{v}}}}}`)"),
             ));
         }
         if types.contains_key(&v) {

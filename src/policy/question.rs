@@ -328,6 +328,84 @@ fn sql_type(printed: &str) -> Option<ColumnType> {
     })
 }
 
+/// For a condition that is not a comparison or another boolean operation
+/// (a function call, cast, CASE, arithmetic…) built from variables and
+/// constants only, with no column or subquery: its first variable.
+fn constant_condition(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => return constant_condition(inner),
+        Expr::BinaryOp {
+            op:
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+                | BinaryOperator::And
+                | BinaryOperator::Or
+                | BinaryOperator::Xor,
+            ..
+        }
+        | Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        }
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::In { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::SimilarTo { .. }
+        | Expr::Exists { .. } => return None,
+        _ => {}
+    }
+    struct Scan {
+        first: Option<String>,
+        column: bool,
+    }
+    impl Visitor for Scan {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Identifier(_) => match marker(e) {
+                    Some(v) => {
+                        self.first.get_or_insert_with(|| v.to_string());
+                    }
+                    None => self.column = true,
+                },
+                Expr::CompoundIdentifier(_) => self.column = true,
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            // A subquery may read columns: not a constant.
+            self.column = true;
+            ControlFlow::Break(())
+        }
+    }
+    let mut scan = Scan {
+        first: None,
+        column: false,
+    };
+    let _ = e.visit(&mut scan);
+    if scan.column {
+        None
+    } else {
+        scan.first
+    }
+}
+
 /// How a question uses one `{{variable}}`, from where each occurrence
 /// stands.
 #[derive(Debug, Default)]
@@ -389,6 +467,11 @@ pub(crate) fn variable_uses(query: &Query, db: &Database) -> BTreeMap<String, Va
             if let Some(v) = var(e) {
                 self.out.entry(v.to_string()).or_default().predicate += 1;
                 *self.placed.entry(v.to_string()).or_default() += 1;
+            } else if let Some(v) = constant_condition(e) {
+                // `WHERE coalesce({{v}}, 0)`: the value's truth, the same
+                // for every row. (The variable's own occurrence is
+                // classified by its parent as usual.)
+                self.out.entry(v).or_default().predicate += 1;
             }
         }
     }
