@@ -709,3 +709,86 @@ pub(crate) fn qualify_tables(query: &mut Query, db: &Database) {
     }
     let _ = query.visit(&mut Qualify { ctes: &ctes.0, db });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn db() -> Policy {
+        Policy::from_yaml(
+            "version: 1\ndatabases:\n  db:\n    dialect: postgres\n    tables:\n      public.t: {columns: {id: integer, name: text, at: timestamp, price: decimal}}\n",
+            "t.yaml",
+        )
+        .unwrap()
+    }
+
+    fn query(sql: &str) -> Query {
+        let (text, _) = substitute_variables(sql).unwrap();
+        parse(&text, Dialect::Postgres).unwrap()
+    }
+
+    #[test]
+    fn select_expressions_get_their_types() {
+        let p = db();
+        let d = p.database("db").unwrap();
+        let cols = output_columns(
+            &query(
+                "SELECT id, length(name) AS a, lower(name) AS b, count(*) AS c, sum(price) AS d, \
+                 id + 1 AS e, price * 2 AS f, name || 'x' AS g, CAST(id AS text) AS h, \
+                 id::numeric AS i, 'x' AS j, 1.5 AS k, coalesce(at, now()) AS l, \
+                 CASE WHEN id > 1 THEN name END AS m, my_udf(name) AS n, NULL AS o, \
+                 substring(name FROM 1 FOR 2) AS p, id > 1 AS q FROM t",
+            ),
+            d,
+        )
+        .unwrap();
+        let ty = |n: &str| cols.iter().find(|(c, _)| c == n).unwrap().1;
+        use ColumnType::*;
+        assert_eq!(ty("id"), Some(Integer));
+        for (c, t) in [
+            ("a", Some(Integer)),
+            ("b", Some(Text)),
+            ("c", Some(Integer)),
+            ("d", Some(Decimal)),
+            ("e", Some(Integer)),
+            ("f", Some(Decimal)),
+            ("g", Some(Text)),
+            ("h", Some(Text)),
+            ("i", Some(Decimal)),
+            ("j", Some(Text)),
+            ("k", Some(Decimal)),
+            ("l", Some(Timestamp)),
+            ("m", Some(Text)),
+            ("n", None),
+            ("o", None),
+            ("p", Some(Text)),
+            ("q", Some(Boolean)),
+        ] {
+            assert_eq!(ty(c), t, "{c}");
+        }
+    }
+
+    #[test]
+    fn variables_are_classified_by_position() {
+        let p = db();
+        let d = p.database("db").unwrap();
+        let uses = variable_uses(
+            &query(
+                "SELECT id, {{s}} AS s FROM t WHERE (id = {{a}} OR {{b}}) AND name IN ({{c}}) \
+                 AND abs({{d}}) > 0 AND {{a}} < price LIMIT {{e}}",
+            ),
+            d,
+        );
+        let u = |v: &str| &uses[v];
+        assert_eq!(
+            u("a").compared,
+            vec![ColumnType::Integer, ColumnType::Decimal]
+        );
+        assert_eq!((u("a").untyped, u("a").predicate), (0, 0));
+        assert_eq!((u("b").untyped, u("b").predicate), (0, 1));
+        assert_eq!(u("c").compared, vec![ColumnType::Text]);
+        assert_eq!((u("d").untyped, u("d").predicate), (1, 0));
+        assert_eq!((u("e").untyped, u("s").untyped), (1, 1));
+    }
+}
