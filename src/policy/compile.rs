@@ -1204,6 +1204,12 @@ databases:
     tenant_roles: tenant
     impersonation:
       attribute: role
+    routing:
+      attribute: role
+      destinations:
+        eu: {}
+        us:
+          database: db
     tables:
       public.t:
         columns:
@@ -1239,8 +1245,9 @@ groups:
                   type: integer
           o:
             sandbox:
-              column: id
-              attribute: tenant
+              filters:
+                - column: id
+                  attribute: tenant
     native:
       db: true
     collections:
@@ -1270,11 +1277,16 @@ functions:
         let mut tried = 0;
         for (i, line) in lines.iter().enumerate() {
             let t = line.trim_start();
-            if t.starts_with('-') || !t.contains(':') {
+            if !t.contains(':') {
                 continue;
             }
-            let mut doubled = lines.clone();
-            doubled.insert(i, line);
+            let mut doubled: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            if t.starts_with("- ") {
+                // A list item's first key, repeated as a key of the item.
+                doubled.insert(i + 1, line.replacen("- ", "  ", 1));
+            } else {
+                doubled.insert(i, line.to_string());
+            }
             let src = doubled.join("\n");
             let r = super::compile(&src, "p.yaml");
             assert!(r.is_err(), "line {} repeated is accepted: {line}", i + 1);
