@@ -503,7 +503,13 @@ fn variable_types(
                 format!("question `{name}`: variable `{{{{{v}}}}}` stands alone (or with constants only) as a boolean condition (WHERE, ON, HAVING, AND/OR/NOT operand, CASE WHEN); a value there is true or false for every row alike. Compare it with a column instead (`column = {{{{{v}}}}}`)"),
             ));
         }
-        if types.contains_key(&v) {
+        if let Some(&declared) = types.get(&v) {
+            if let Some(other) = u.compared.iter().find(|t| !t.compatible(declared)) {
+                return Err(cx.err(
+                    &["questions", name, "variables", v.as_str()],
+                    format!("question `{name}` declares variable `{{{{{v}}}}}` as {declared}, but compares it with a column that is {other}"),
+                ));
+            }
             continue;
         }
         if let Some(&first) = u.compared.first() {
