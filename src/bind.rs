@@ -182,6 +182,8 @@ pub(crate) fn coerce(v: &Scalar, ty: Option<ColumnType>, target: &Target) -> Res
         },
         ColumnType::Timestamp => match text(v) {
             Some(s) if is_timestamp(&s) => Scalar::Text(s),
+            // A date given for a timestamp means its midnight.
+            Some(s) if is_date(&s) => Scalar::Text(format!("{s} 00:00:00")),
             _ => return Err(bad("timestamp (YYYY-MM-DD HH:MM:SS)")),
         },
         ColumnType::Uuid => match text(v) {
@@ -305,6 +307,23 @@ mod tests {
         assert!(is_timestamp("2024-01-01 10:00:00+02:00"));
         assert!(!is_timestamp("2024-01-01 25:00:00"));
         assert!(!is_timestamp("2024-01-01; DROP"));
+        let target = Target {
+            attribute: "since",
+            what: &|| "test".to_string(),
+        };
+        let ts = |s: &str| {
+            coerce(
+                &Scalar::Text(s.into()),
+                Some(ColumnType::Timestamp),
+                &target,
+            )
+        };
+        assert_eq!(
+            ts("2024-01-01").unwrap(),
+            Scalar::Text("2024-01-01 00:00:00".into())
+        );
+        assert!(ts("2024-02-30").is_err());
+        assert!(ts("2024-01-01 ").is_err());
         assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
         assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
         assert!(is_decimal("-12.50"));

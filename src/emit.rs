@@ -119,6 +119,8 @@ pub(crate) fn pick_database<'p>(policy: &'p Policy, name: Option<&str>) -> Resul
 /// Parses exactly one read query. Returns it with a flag saying whether a
 /// quoted token holds characters whose printing must be double-checked.
 pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result<(Query, bool)> {
+    // One leading byte-order mark is an editor's artefact, not SQL.
+    let sql = sql.strip_prefix('\u{FEFF}').unwrap_or(sql);
     if sql.len() > opts.max_sql_bytes {
         return Err(Error::Limit(format!(
             "the query is {} bytes; the limit is {}",
@@ -265,8 +267,10 @@ fn statement_kind(s: &Statement) -> String {
     let text = s.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     let kind = words.join(" ");
-    if kind.len() > 40 {
-        kind[..40].to_string()
+    // Cut on a character boundary: the statement text is the user's, and a
+    // byte slice through a multi-byte letter panics.
+    if kind.chars().count() > 40 {
+        kind.chars().take(40).collect()
     } else {
         kind
     }

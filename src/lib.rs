@@ -36,6 +36,7 @@ mod error;
 pub mod explain;
 pub mod export;
 pub(crate) mod functions;
+mod input;
 #[cfg(feature = "live")]
 pub mod introspect;
 pub mod lint;

@@ -26,6 +26,13 @@ enum Format {
     Json,
 }
 
+/// The syntax of a `--builder` question.
+#[derive(Clone, Copy, ValueEnum)]
+enum BuilderFormat {
+    Json,
+    Yaml,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TextOrJson {
     Text,
@@ -86,6 +93,10 @@ enum Command {
         /// input) instead of SQL; needs no native SQL permission.
         #[arg(long, conflicts_with_all = ["sql", "question"])]
         builder: Option<String>,
+        /// The syntax of --builder (default: YAML for `.yaml`/`.yml` files,
+        /// JSON otherwise).
+        #[arg(long, value_enum, requires = "builder")]
+        builder_format: Option<BuilderFormat>,
         /// A value for a saved question's `{{variable}}`: `name=value` (repeatable).
         #[arg(long = "var", requires = "question")]
         vars: Vec<String>,
@@ -115,6 +126,10 @@ enum Command {
         /// input) to explain too.
         #[arg(long, conflicts_with_all = ["sql", "all_users"])]
         builder: Option<String>,
+        /// The syntax of --builder (default: YAML for `.yaml`/`.yml` files,
+        /// JSON otherwise).
+        #[arg(long, value_enum, requires = "builder")]
+        builder_format: Option<BuilderFormat>,
         /// A query to explain too.
         sql: Option<String>,
     },
@@ -204,11 +219,13 @@ fn principal(policy: &Policy, who: &Who) -> Result<Principal, Error> {
     }
     if let Some(path) = &who.claims {
         let text = read(path)?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Unknown {
-            kind: "claims",
-            name: format!("{path}: {e}"),
-        })?;
-        return Principal::from_claims(policy, &json);
+        return Principal::from_claims_json(policy, &text).map_err(|e| match e {
+            Error::Unknown { kind, name } => Error::Unknown {
+                kind,
+                name: format!("{path}: {name}"),
+            },
+            other => other,
+        });
     }
     if let Some(secret) = &who.api_key {
         return Principal::from_api_key(policy, secret);
@@ -243,14 +260,23 @@ fn read_sql(sql: Option<&str>) -> Result<String, Error> {
     }
 }
 
-/// A builder question from a file, or standard input for `-`.
-fn read_builder(path: &str) -> Result<serde_json::Value, Error> {
+/// A builder question from a file, or standard input for `-`: YAML for a
+/// `.yaml`/`.yml` file or `--builder-format yaml`, JSON otherwise.
+fn read_builder(path: &str, format: Option<BuilderFormat>) -> Result<serde_json::Value, Error> {
     let text = if path == "-" {
         read_sql(None)?
     } else {
         read(path)?
     };
-    sqlsandbox::builder::parse_question(&text)
+    let yaml = match format {
+        Some(f) => matches!(f, BuilderFormat::Yaml),
+        None => path.ends_with(".yaml") || path.ends_with(".yml"),
+    };
+    if yaml {
+        sqlsandbox::builder::parse_question_yaml(&text)
+    } else {
+        sqlsandbox::builder::parse_question(&text)
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -269,6 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             local_role,
             question,
             builder,
+            builder_format,
             vars,
             format,
             sql,
@@ -289,9 +316,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         key_values(&vars, "variable")?.into_iter().collect();
                     policy.rewrite_question(&principal, &q, &values, &opts)?
                 }
-                (None, Some(path)) => {
-                    policy.rewrite_builder(&principal, &read_builder(&path)?, &opts)?
-                }
+                (None, Some(path)) => policy.rewrite_builder(
+                    &principal,
+                    &read_builder(&path, builder_format)?,
+                    &opts,
+                )?,
                 (None, None) => policy.rewrite(&principal, &read_sql(sql.as_deref())?, &opts)?,
             };
             match format {
@@ -307,6 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             database,
             format,
             builder,
+            builder_format,
             sql,
         } => {
             let policy = Policy::from_path(&policy)?;
@@ -327,7 +357,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let query = match (sql, builder) {
                 (Some(s), _) => Some(policy.rewrite(&principal, &s, &opts)),
                 (None, Some(path)) => Some(
-                    read_builder(&path).and_then(|q| policy.rewrite_builder(&principal, &q, &opts)),
+                    read_builder(&path, builder_format)
+                        .and_then(|q| policy.rewrite_builder(&principal, &q, &opts)),
                 ),
                 (None, None) => None,
             };

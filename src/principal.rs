@@ -192,6 +192,25 @@ impl Principal {
         })
     }
 
+    /// A principal from claims given as JSON text (see [`Principal::from_claims`]).
+    /// A repeated key anywhere is refused (a JSON parser would keep the last
+    /// `"tenant"` silently), as is a document over 1 MiB or nested deeper
+    /// than 100 brackets; one leading byte-order mark is ignored.
+    ///
+    /// ```
+    /// # let policy = sqlsandbox::Policy::from_yaml("version: 1\ngroups: {g: {}}\n", "p.yaml").unwrap();
+    /// use sqlsandbox::Principal;
+    /// assert!(Principal::from_claims_json(&policy, r#"{"groups": ["g"], "attributes": {"tenant": 1}}"#).is_ok());
+    /// assert!(Principal::from_claims_json(&policy, r#"{"attributes": {"tenant": 1, "tenant": 2}}"#).is_err());
+    /// ```
+    pub fn from_claims_json(policy: &Policy, text: &str) -> Result<Principal> {
+        let claims = crate::input::parse_json(text, "claims document", |m| Error::Unknown {
+            kind: "claims",
+            name: format!("(not valid JSON: {m})"),
+        })?;
+        Principal::from_claims(policy, &claims)
+    }
+
     /// A principal from identity-provider claims (a decoded JWT or SAML
     /// assertion), as JSON: `{"sub": "...", "groups": [...], "attributes":
     /// {...}}`. Every group must exist in the policy; `all_users` is added.

@@ -196,3 +196,54 @@ fn recheck_catches_unsandboxed_sql() {
         .unwrap();
     p.recheck(&alice, &good.sql, &o).unwrap();
 }
+
+#[test]
+fn builder_input_past_the_limits_is_refused_before_parsing() {
+    use sqlsandbox::builder::{parse_question, parse_question_yaml};
+    let limit = |r: sqlsandbox::Result<serde_json::Value>| match r {
+        Err(sqlsandbox::Error::Limit(m)) => m,
+        other => panic!("expected a limit error, got {other:?}"),
+    };
+    // 400 KB of nesting: past serde_json's own depth limit, where the YAML
+    // parser used to take over (and over a minute).
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    assert!(limit(parse_question(&deep)).contains("nests deeper"));
+    assert!(limit(parse_question_yaml(&deep)).contains("nests deeper"));
+    let unclosed = "{\"query\": ".to_string() + &"[".repeat(400_000);
+    assert!(limit(parse_question_yaml(&unclosed)).contains("nests deeper"));
+    let huge = format!(
+        "{{\"query\": {{\"source-table\": \"orders\", \"fields\": [{}]}}}}",
+        vec!["[\"field\", \"id\"]"; 100_000].join(",")
+    );
+    assert!(limit(parse_question(&huge)).contains("bytes"));
+    assert!(limit(parse_question_yaml(&huge)).contains("bytes"));
+    // JSON input is JSON: YAML is not tried on it.
+    match parse_question("query: {source-table: orders}") {
+        Err(e) => assert_eq!(e.code(), "SB104"),
+        Ok(v) => panic!("YAML read as a JSON question: {v}"),
+    }
+}
+
+#[test]
+fn repeated_keys_are_refused_in_json_inputs() {
+    let p = saas();
+    let e = Principal::from_claims_json(
+        &p,
+        r#"{"sub": "x", "groups": ["customers"], "attributes": {"tenant": 1, "region": "eu", "tenant": 2}}"#,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("duplicate key `tenant`"), "{e}");
+    let ok = Principal::from_claims_json(
+        &p,
+        "\u{FEFF}{\"sub\": \"x\", \"groups\": [\"customers\"], \"attributes\": {\"tenant\": 2, \"region\": \"eu\"}}",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    let e = sqlsandbox::builder::parse_question(
+        r#"{"query": {"source-table": "orders", "limit": 1, "limit": 1000}}"#,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("duplicate key `limit`"), "{e}");
+    let e = sqlsandbox::builder::parse_question_yaml("query: {source-table: orders}\nquery: {}")
+        .unwrap_err();
+    assert_eq!(e.code(), "SB104");
+}

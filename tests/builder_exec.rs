@@ -241,7 +241,7 @@ fn user(policy: &Policy, name: &str) -> Principal {
 }
 
 fn compile(policy: &Policy, who: &Principal, question: &str) -> sqlsandbox::Result<String> {
-    let q = sqlsandbox::builder::parse_question(question)?;
+    let q = sqlsandbox::builder::parse_question_yaml(question)?;
     let opts = Options {
         dialect: Some(Dialect::Sqlite),
         ..Options::default()
@@ -754,7 +754,7 @@ fn malformed_questions_never_panic() {
     }
     let mut runs = 0;
     for case in CASES {
-        let base = sqlsandbox::builder::parse_question(case.question).expect("parses");
+        let base = sqlsandbox::builder::parse_question_yaml(case.question).expect("parses");
         let mut all = Vec::new();
         paths(&base, Vec::new(), &mut all);
         for path in &all {

@@ -32,6 +32,8 @@ questions:
   extra_column:
     database: warehouse
     sql: SELECT a.id, a.tenant_id, p.category AS region FROM accounts a JOIN products p ON p.id = a.id WHERE a.tenant_id = {{tenant}}
+    # `products.category` is not declared here, so its type is.
+    columns: {region: text}
   broken_sql:
     database: warehouse
     sql: SELECT id, tenant_id FROM orders WHERE no_such_column = {{tenant}}
@@ -41,7 +43,7 @@ groups:
       warehouse:
         public:
           accounts: {sandbox: {question: extra_column, parameters: {tenant: tenant}}}
-          orders: {sandbox: {question: broken_sql, parameters: {tenant: tenant}}}
+          orders: {sandbox: {question: broken_sql, parameters: {tenant: {attribute: tenant, type: integer}}}}
 "#;
 
 fn codes(f: &[Finding]) -> Vec<String> {

@@ -53,18 +53,37 @@ use crate::principal::Principal;
 
 use json::Node;
 
-/// Parses a builder question from JSON or YAML text (duplicate keys are
-/// refused in both).
+/// Parses a builder question from JSON text. A repeated key, a document
+/// over 1 MiB and one nested deeper than 100 brackets are refused (the last
+/// two before any parsing).
 ///
 /// ```
-/// let q = sqlsandbox::builder::parse_question("query: {source-table: orders, limit: 5}").unwrap();
+/// let q = sqlsandbox::builder::parse_question(r#"{"query": {"source-table": "orders", "limit": 5}}"#).unwrap();
 /// assert_eq!(q["query"]["limit"], 5);
+/// assert!(sqlsandbox::builder::parse_question(r#"{"query": {}, "query": {}}"#).is_err());
 /// ```
 pub fn parse_question(text: &str) -> Result<serde_json::Value> {
-    crate::policy::parse_document(text).map_err(|message| Error::Builder {
+    crate::input::parse_json(text, "builder question", |m| syntax_error("JSON", m))
+}
+
+/// Parses a builder question from YAML text, with the limits and the
+/// repeated-key check of [`parse_question`].
+///
+/// ```
+/// let q = sqlsandbox::builder::parse_question_yaml("query: {source-table: orders, limit: 5}").unwrap();
+/// assert_eq!(q["query"]["limit"], 5);
+/// ```
+pub fn parse_question_yaml(text: &str) -> Result<serde_json::Value> {
+    let text = crate::input::strip_bom(text);
+    crate::input::check_shape(text, crate::input::Syntax::Yaml, "builder question")?;
+    crate::policy::parse_yaml_document(text).map_err(|m| syntax_error("YAML", m))
+}
+
+fn syntax_error(syntax: &str, message: String) -> Error {
+    Error::Builder {
         path: "$".into(),
-        message: format!("not valid JSON or YAML: {message}"),
-    })
+        message: format!("not valid {syntax}: {message}"),
+    }
 }
 
 /// A builder question compiled to SQL, not yet sandboxed.

@@ -496,10 +496,8 @@ pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) ->
         Expr::TypedString(ts) => check_type(&ts.data_type)?,
         Expr::Function(f) => check_function(&f.name, dialect, policy, false)?,
         Expr::Identifier(i) if is_variable(i) => check_variable(std::slice::from_ref(i), policy)?,
-        Expr::CompoundIdentifier(parts) => {
-            if parts.iter().any(is_variable) {
-                check_variable(parts, policy)?;
-            }
+        Expr::CompoundIdentifier(parts) if parts.iter().any(is_variable) => {
+            check_variable(parts, policy)?
         }
         Expr::BinaryOp { op, .. } => {
             match op {

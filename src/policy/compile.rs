@@ -32,22 +32,14 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
     })
 }
 
-/// Parses a JSON or YAML document (a query-builder question) into JSON,
-/// refusing repeated keys as the policy loader does. YAML parsing stays in
-/// this file.
-pub(crate) fn parse_document(src: &str) -> std::result::Result<serde_json::Value, String> {
-    let json_err = match serde_json::from_str::<NoDuplicates>(src) {
-        Ok(_) => return serde_json::from_str(src).map_err(|e| e.to_string()),
-        Err(e) => e,
-    };
-    let yaml = serde_yaml::from_str::<NoDuplicates>(src)
-        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src));
-    match yaml {
-        Ok(v) => serde_json::to_value(v).map_err(|e| e.to_string()),
-        // Text that looks like JSON gets the JSON parser's message.
-        Err(_) if src.trim_start().starts_with(['{', '[']) => Err(format!("JSON: {json_err}")),
-        Err(e) => Err(format!("YAML: {e}")),
-    }
+/// Parses a YAML document (a query-builder question) into JSON, refusing
+/// repeated keys as the policy loader does. YAML parsing stays in this file;
+/// the caller has checked size and nesting (`crate::input::check_shape`).
+pub(crate) fn parse_yaml_document(src: &str) -> std::result::Result<serde_json::Value, String> {
+    serde_yaml::from_str::<NoDuplicates>(src)
+        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src))
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
 }
 
 /// Walks any YAML document and fails on a mapping with a repeated key:
@@ -147,6 +139,8 @@ impl Ctx<'_> {
 }
 
 pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
+    // One leading byte-order mark is an editor's artefact, not YAML.
+    let src = crate::input::strip_bom(src);
     let mut raw = parse_yaml(src, file)?;
     let cx = Ctx { src, file };
     if raw.version != 1 {
@@ -275,8 +269,42 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 format!("question `{name}`: variable `{{{{{v}}}}}` is not in an expression position (inside a string or comment?)"),
             ));
         }
-        let columns = question::output_columns(&query, db).ok();
-        let inferred = question::infer_variable_types(&query, db);
+        let mut columns = question::output_columns(&query, db);
+        if !q.columns.is_empty() {
+            let cols = columns.as_mut().map_err(|m| {
+                cx.err(
+                    &["questions", name, "columns"],
+                    format!("question `{name}`: {m}"),
+                )
+            })?;
+            for (c, ty) in &q.columns {
+                let path = ["questions", name.as_str(), "columns", c.as_str()];
+                let ty = ColumnType::parse(ty).ok_or_else(|| {
+                    cx.err(
+                        &path,
+                        format!("question `{name}`: column `{c}` has unknown type `{ty}`"),
+                    )
+                })?;
+                let key = db.dialect.normalize_policy_name(c);
+                let slot = cols.iter_mut().find(|(n, _)| *n == key).ok_or_else(|| {
+                    cx.err(
+                        &path,
+                        format!(
+                            "question `{name}` declares column `{c}`, which it does not return"
+                        ),
+                    )
+                })?;
+                if let Some(inferred) = slot.1.filter(|i| !i.compatible(ty)) {
+                    return Err(cx.err(
+                        &path,
+                        format!("question `{name}` returns `{c}` as {inferred}, not {ty}"),
+                    ));
+                }
+                slot.1 = Some(ty);
+            }
+        }
+        let columns = columns.ok();
+        let (inferred, untyped) = variable_types(&cx, name, q, &variables, &query, db)?;
         questions.insert(
             name.clone(),
             Arc::new(Question {
@@ -288,6 +316,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 variables,
                 columns,
                 inferred,
+                untyped,
             }),
         );
     }
@@ -322,6 +351,8 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         )?;
         groups.insert(name.clone(), group);
     }
+
+    type_by_sandboxes(&cx, &mut questions, &groups)?;
 
     let mut users = HashMap::new();
     let raw_users = std::mem::take(&mut raw.users);
@@ -488,6 +519,157 @@ fn compile_functions(cx: &Ctx, f: &RawFunctions) -> Result<FunctionPolicy> {
         deny,
         variables,
     })
+}
+
+/// What an untyped variable's position is, for errors.
+fn untyped_use(var: &str) -> String {
+    format!("variable `{{{{{var}}}}}` is used where no compared column gives its type (a function argument, select item, LIMIT, CASE, arithmetic, or a comparison with an expression)")
+}
+
+/// The types of a question's variables (declared, else inferred from the
+/// columns they are compared with) and the variables only a declaration
+/// can type. Refuses a variable standing alone as a boolean predicate, one
+/// compared with columns of incompatible types, and a declaration for a
+/// variable the question does not have.
+fn variable_types(
+    cx: &Ctx,
+    name: &str,
+    raw: &RawQuestion,
+    variables: &[String],
+    query: &sqlparser::ast::Query,
+    db: &Database,
+) -> Result<(HashMap<String, ColumnType>, Vec<String>)> {
+    let mut types = HashMap::new();
+    for (v, ty) in &raw.variables {
+        let path = ["questions", name, "variables", v.as_str()];
+        if !variables.contains(v) {
+            return Err(cx.err(
+                &path,
+                format!("question `{name}` declares a type for `{{{{{v}}}}}`, which is not one of its variables"),
+            ));
+        }
+        let ty = ColumnType::parse(ty).ok_or_else(|| {
+            cx.err(
+                &path,
+                format!("question `{name}`: variable `{{{{{v}}}}}` has unknown type `{ty}`"),
+            )
+        })?;
+        types.insert(v.clone(), ty);
+    }
+    let mut untyped = Vec::new();
+    let sql_path = ["questions", name, "sql"];
+    for (v, u) in question::variable_uses(query, db) {
+        if u.predicate > 0 {
+            return Err(cx.err(
+                &sql_path,
+                format!("question `{name}`: variable `{{{{{v}}}}}` stands alone (or with constants only) as a boolean condition (WHERE, ON, HAVING, AND/OR/NOT operand, CASE WHEN); a value there is true or false for every row alike. Compare it with a column instead (`column = {{{{{v}}}}}`)"),
+            ));
+        }
+        if let Some(&declared) = types.get(&v) {
+            if let Some(other) = u.compared.iter().find(|t| !t.compatible(declared)) {
+                return Err(cx.err(
+                    &["questions", name, "variables", v.as_str()],
+                    format!("question `{name}` declares variable `{{{{{v}}}}}` as {declared}, but compares it with a column that is {other}"),
+                ));
+            }
+            continue;
+        }
+        if let Some(&first) = u.compared.first() {
+            if let Some(other) = u.compared.iter().find(|t| !t.compatible(first)) {
+                return Err(cx.err(
+                    &sql_path,
+                    format!("question `{name}`: variable `{{{{{v}}}}}` is compared with columns of different types ({first} and {other}); declare its type (`variables: {{{v}: …}}`)"),
+                ));
+            }
+            types.insert(v.clone(), first);
+        }
+        if u.untyped > 0 {
+            untyped.push(v);
+        }
+    }
+    Ok((types, untyped))
+}
+
+/// Gives each variable only a declaration can type the type every sandbox
+/// using the question declares for it (a saved question run by name binds
+/// its variables with that type); a question used by no sandbox, or by
+/// sandboxes declaring different types, is refused.
+fn type_by_sandboxes(
+    cx: &Ctx,
+    questions: &mut BTreeMap<String, Arc<Question>>,
+    groups: &BTreeMap<String, Group>,
+) -> Result<()> {
+    for (name, q) in questions.iter_mut() {
+        if q.untyped.is_empty() {
+            continue;
+        }
+        let mut found: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for g in groups.values() {
+            for grant in g.data.values() {
+                let DbGrant::Schemas(schemas) = grant else {
+                    continue;
+                };
+                for sg in schemas.values() {
+                    let SchemaGrant::Tables(tables) = sg else {
+                        continue;
+                    };
+                    for tg in tables.values() {
+                        let TableGrant::Sandbox(sb) = tg else {
+                            continue;
+                        };
+                        let SandboxKind::Custom {
+                            question,
+                            parameters,
+                        } = &sb.kind
+                        else {
+                            continue;
+                        };
+                        if question != name {
+                            continue;
+                        }
+                        for p in parameters {
+                            if let Some(ty) = p.ty.filter(|_| q.untyped.contains(&p.variable)) {
+                                found
+                                    .entry(p.variable.clone())
+                                    .or_default()
+                                    .insert(ty.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let path = ["questions", name.as_str(), "sql"];
+        let mut types = Vec::new();
+        for v in &q.untyped {
+            let declared = found.remove(v).unwrap_or_default();
+            let mut it = declared.iter();
+            match (it.next(), it.next()) {
+                (Some(ty), None) => types.push((
+                    v.clone(),
+                    ColumnType::parse(ty).ok_or_else(|| Error::Verification(format!("type `{ty}`")))?,
+                )),
+                (None, _) => {
+                    return Err(cx.err(
+                        &path,
+                        format!("question `{name}`: {}; declare its type (`variables: {{{v}: …}}`)", untyped_use(v)),
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(cx.err(
+                        &path,
+                        format!("question `{name}`: sandboxes declare different types for variable `{{{{{v}}}}}` ({}); declare one on the question (`variables: {{{v}: …}}`)", declared.into_iter().collect::<Vec<_>>().join(", ")),
+                    ))
+                }
+            }
+        }
+        let q = Arc::get_mut(q).ok_or_else(|| {
+            Error::Verification(format!("question `{name}` is shared while loading"))
+        })?;
+        q.inferred.extend(types);
+        q.untyped.clear();
+    }
+    Ok(())
 }
 
 fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database> {
@@ -1005,11 +1187,20 @@ fn compile_sandbox(
                         format!("sandbox question `{qname}` returns column `{c}`, which table `{tname}` does not have (a sandbox may hide columns, never add them)"),
                     )
                 })?;
-                if let Some(ty) = ty {
-                    if !ty.compatible(col.ty) {
+                match ty {
+                    Some(ty) if !ty.compatible(col.ty) => {
                         return Err(cx.err(
                             &spath,
                             format!("sandbox question `{qname}` returns `{c}` as {ty}, but `{tname}.{}` is {}", col.name, col.ty),
+                        ));
+                    }
+                    Some(_) => {}
+                    // The database would find out only when the query runs;
+                    // the policy must say what the question returns.
+                    None => {
+                        return Err(cx.err(
+                            &spath,
+                            format!("sandbox question `{qname}` returns `{c}`, whose type sqlsandbox cannot infer (an expression it does not know, or a column of a subquery); declare it on the question (`columns: {{{c}: {}}}`)", col.ty),
                         ));
                     }
                 }
@@ -1026,6 +1217,12 @@ fn compile_sandbox(
                     ));
                 }
                 let (attribute, ty) = match p {
+                    RawParameter::Attribute(_) if q.untyped.contains(var) => {
+                        return Err(cx.err(
+                            &spath,
+                            format!("sandbox question `{qname}`: {}; declare it here (`{var}: {{attribute: …, type: …}}`) or on the question (`variables: {{{var}: …}}`)", untyped_use(var)),
+                        ))
+                    }
                     RawParameter::Attribute(a) => (a.clone(), q.inferred.get(var).copied()),
                     RawParameter::Typed { attribute, ty } => (
                         attribute.clone(),
@@ -1056,4 +1253,113 @@ fn compile_sandbox(
         group: group.to_string(),
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every kind of mapping the policy model has, in block style, so that
+    /// repeating any one line repeats a key of some map.
+    const EVERY_MAP: &str = "\
+version: 1
+attributes:
+  - tenant
+  - role
+databases:
+  db:
+    dialect: postgres
+    default_schema: public
+    fence: true
+    tenant_roles: tenant
+    impersonation:
+      attribute: role
+    routing:
+      attribute: role
+      destinations:
+        eu: {}
+        us:
+          database: db
+    tables:
+      public.t:
+        columns:
+          id: integer
+          tenant: integer
+          other_id: integer
+        combine: error
+        foreign_keys:
+          other_id: o.id
+      public.o:
+        columns:
+          id: integer
+questions:
+  q:
+    database: db
+    collection: c
+    sql: SELECT id, tenant, other_id FROM t WHERE tenant = {{tenant}}
+collections:
+  c:
+    parent: p
+  p: {}
+groups:
+  g:
+    data:
+      db:
+        public:
+          t:
+            sandbox:
+              question: q
+              parameters:
+                tenant:
+                  attribute: tenant
+                  type: integer
+          o:
+            sandbox:
+              filters:
+                - column: id
+                  attribute: tenant
+    native:
+      db: true
+    collections:
+      c: view
+users:
+  u:
+    groups:
+      - g
+    attributes:
+      tenant: 1
+      role: r
+api_keys:
+  k:
+    group: g
+    sha256: 0000000000000000000000000000000000000000000000000000000000000000
+    attributes:
+      tenant: 2
+functions:
+  deny:
+    - pg_sleep
+";
+
+    #[test]
+    fn a_repeated_key_in_any_map_is_refused() {
+        super::compile(EVERY_MAP, "p.yaml").expect("the base policy loads");
+        let lines: Vec<&str> = EVERY_MAP.lines().collect();
+        let mut tried = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            if !t.contains(':') {
+                continue;
+            }
+            let mut doubled: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            if t.starts_with("- ") {
+                // A list item's first key, repeated as a key of the item.
+                doubled.insert(i + 1, line.replacen("- ", "  ", 1));
+            } else {
+                doubled.insert(i, line.to_string());
+            }
+            let src = doubled.join("\n");
+            let r = super::compile(&src, "p.yaml");
+            assert!(r.is_err(), "line {} repeated is accepted: {line}", i + 1);
+            tried += 1;
+        }
+        assert!(tried > 50, "{tried}");
+    }
 }

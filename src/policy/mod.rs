@@ -28,7 +28,7 @@ use sqlparser::ast::Query;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 
-pub(crate) use compile::parse_document;
+pub(crate) use compile::parse_yaml_document;
 pub use question::VAR_PREFIX;
 
 /// The name of the group every principal belongs to.
@@ -331,7 +331,7 @@ impl ColumnType {
         })
     }
 
-    fn compatible(self, other: ColumnType) -> bool {
+    pub(crate) fn compatible(self, other: ColumnType) -> bool {
         self == other
             || matches!(
                 (self, other),
@@ -381,8 +381,14 @@ pub struct Question {
     pub variables: Vec<String>,
     /// Output column names (normalised) with their type when known.
     pub(crate) columns: Option<Vec<(String, Option<ColumnType>)>>,
-    /// Variable types inferred from `column = {{var}}` comparisons.
+    /// Variable types: declared (on the question, or unanimously by the
+    /// sandboxes that use it), else inferred from `column = {{var}}`
+    /// comparisons.
     pub(crate) inferred: HashMap<String, ColumnType>,
+    /// Variables used where no compared column gives their type and the
+    /// question declares none: every sandbox using the question must
+    /// declare the parameter's type (checked at load).
+    pub(crate) untyped: Vec<String>,
 }
 
 /// A collection of saved questions.

@@ -158,7 +158,7 @@ pub struct RawTable {
     /// Optional foreign keys, `column: table.column` (or
     /// `schema.table.column`), used by query-builder implicit joins.
     #[serde(default)]
-    pub foreign_keys: BTreeMap<String, String>,
+    pub foreign_keys: UMap<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +168,14 @@ pub struct RawQuestion {
     #[serde(default)]
     pub collection: Option<String>,
     pub sql: String,
+    /// Declared types of `{{variables}}` (`variables: {n: integer}`): needed
+    /// where no compared column gives one (a function argument, LIMIT, …).
+    #[serde(default)]
+    pub variables: UMap<String>,
+    /// Declared types of output columns (`columns: {email: text}`), for a
+    /// custom sandbox's columns whose type cannot be inferred.
+    #[serde(default)]
+    pub columns: UMap<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,12 +1,12 @@
 //! Saved questions: `{{variable}}` markers, parsing once at load, output
 //! columns and variable types.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, InTarget, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Visit, Visitor,
+    BinaryOperator, Expr, Ident, InTarget, JoinConstraint, JoinOperator, Query, SelectItem,
+    SetExpr, Statement, TableFactor, TableWithJoins, UnaryOperator, Visit, Visitor,
 };
 use sqlparser::parser::Parser;
 
@@ -87,24 +87,22 @@ fn first_words(s: &str) -> String {
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// The declared tables read by the outermost SELECT's FROM clause.
-fn from_tables<'a>(query: &Query, db: &'a Database) -> Vec<&'a super::Table> {
+/// The declared tables read by a SELECT's FROM clause.
+fn from_tables<'a>(select: &sqlparser::ast::Select, db: &'a Database) -> Vec<&'a super::Table> {
     let mut out = Vec::new();
-    if let SetExpr::Select(select) = query.body.as_ref() {
-        for twj in &select.from {
-            let mut push = |f: &TableFactor| {
-                if let TableFactor::Table { name, .. } = f {
-                    if let Some(key) = table_key(name, db) {
-                        if let Some(t) = db.table(&key) {
-                            out.push(t.as_ref());
-                        }
+    for twj in &select.from {
+        let mut push = |f: &TableFactor| {
+            if let TableFactor::Table { name, .. } = f {
+                if let Some(key) = table_key(name, db) {
+                    if let Some(t) = db.table(&key) {
+                        out.push(t.as_ref());
                     }
                 }
-            };
-            push(&twj.relation);
-            for j in &twj.joins {
-                push(&j.relation);
             }
+        };
+        push(&twj.relation);
+        for j in &twj.joins {
+            push(&j.relation);
         }
     }
     out
@@ -141,7 +139,7 @@ pub(crate) fn output_columns(
         SetExpr::Query(q) => return output_columns(q, db),
         _ => return Err("cannot determine the columns of this question".into()),
     };
-    let tables = from_tables(query, db);
+    let tables = from_tables(select, db);
     let lookup = |name: &str| -> Option<ColumnType> {
         tables.iter().find_map(|t| t.column(name).map(|c| c.ty))
     };
@@ -161,12 +159,8 @@ pub(crate) fn output_columns(
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let n = db.dialect.normalize(alias).into_owned();
-                let ty = match expr {
-                    Expr::Identifier(id) => lookup(&db.dialect.normalize(id)),
-                    Expr::CompoundIdentifier(p) => p.last().and_then(|l| lookup(&db.dialect.normalize(l))),
-                    _ => None,
-                };
-                cols.push((n, ty));
+                let column = |id: &Ident| lookup(&db.dialect.normalize(id));
+                cols.push((n, expr_type(expr, &column)));
             }
             SelectItem::Wildcard(_)
                 if tables.len() == 1 && select.from.len() == 1 && select.from[0].joins.is_empty() =>
@@ -186,30 +180,309 @@ pub(crate) fn output_columns(
     Ok(cols)
 }
 
-/// Infers variable types from comparisons `column <op> {{var}}` and
-/// `column IN ({{var}})`.
-pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<String, ColumnType> {
-    struct Infer<'a> {
-        db: &'a Database,
-        out: HashMap<String, ColumnType>,
+/// The type of a select-list expression when it can be told without the
+/// database: column references (through `column`), literals, casts, and
+/// common operators and functions with a fixed result type. `None` when
+/// it cannot (the caller then needs a declared type).
+pub(crate) fn expr_type(
+    e: &Expr,
+    column: &dyn Fn(&Ident) -> Option<ColumnType>,
+) -> Option<ColumnType> {
+    use sqlparser::ast::{CastKind, FunctionArg, FunctionArgExpr, FunctionArguments, Value as V};
+    let numeric = |a: Option<ColumnType>, b: Option<ColumnType>| match (a?, b?) {
+        (ColumnType::Integer, ColumnType::Integer) => Some(ColumnType::Integer),
+        (ColumnType::Integer | ColumnType::Decimal, ColumnType::Integer | ColumnType::Decimal) => {
+            Some(ColumnType::Decimal)
+        }
+        _ => None,
+    };
+    match e {
+        Expr::Nested(inner) => expr_type(inner, column),
+        Expr::Identifier(id) if marker(e).is_none() => column(id),
+        Expr::CompoundIdentifier(parts) => column(parts.last()?),
+        Expr::Value(v) => match &v.value {
+            V::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => Some(ColumnType::Integer),
+            V::Number(..) => Some(ColumnType::Decimal),
+            V::SingleQuotedString(_) | V::EscapedStringLiteral(_) | V::DoubleQuotedString(_) => {
+                Some(ColumnType::Text)
+            }
+            V::Boolean(_) => Some(ColumnType::Boolean),
+            _ => None,
+        },
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast | CastKind::SafeCast,
+            data_type,
+            ..
+        } => sql_type(&data_type.to_string()),
+        Expr::TypedString(ts) => sql_type(&ts.data_type.to_string()),
+        Expr::UnaryOp { op, expr } => match op {
+            UnaryOperator::Not => Some(ColumnType::Boolean),
+            UnaryOperator::Minus | UnaryOperator::Plus => {
+                numeric(expr_type(expr, column), Some(ColumnType::Integer))
+            }
+            _ => None,
+        },
+        Expr::BinaryOp { left, op, right } => match op {
+            BinaryOperator::Plus
+            | BinaryOperator::Minus
+            | BinaryOperator::Multiply
+            | BinaryOperator::Modulo => numeric(expr_type(left, column), expr_type(right, column)),
+            BinaryOperator::Divide => numeric(expr_type(left, column), expr_type(right, column))
+                .map(|_| ColumnType::Decimal),
+            BinaryOperator::StringConcat => Some(ColumnType::Text),
+            BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+            | BinaryOperator::And
+            | BinaryOperator::Or => Some(ColumnType::Boolean),
+            _ => None,
+        },
+        Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::Between { .. }
+        | Expr::In { .. }
+        | Expr::Exists { .. } => Some(ColumnType::Boolean),
+        Expr::Substring { .. } | Expr::Trim { .. } => Some(ColumnType::Text),
+        Expr::Position { .. } => Some(ColumnType::Integer),
+        Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Extract { .. } => Some(ColumnType::Decimal),
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => conditions
+            .iter()
+            .map(|c| &c.result)
+            .chain(else_result.as_deref())
+            .find_map(|r| expr_type(r, column)),
+        Expr::Function(f) => {
+            let name = f.name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+            let args: Vec<&Expr> = match &f.args {
+                FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let first_known = || args.iter().find_map(|a| expr_type(a, column));
+            match name.as_str() {
+                "length" | "char_length" | "character_length" | "octet_length" | "bit_length"
+                | "strpos" | "instr" | "locate" | "count" | "row_number" | "rank"
+                | "dense_rank" | "ntile" => Some(ColumnType::Integer),
+                "lower" | "upper" | "concat" | "concat_ws" | "substring" | "substr" | "trim"
+                | "ltrim" | "rtrim" | "btrim" | "replace" | "left" | "right" | "lpad" | "rpad"
+                | "md5" | "initcap" | "reverse" | "repeat" | "to_char" | "format"
+                | "string_agg" | "group_concat" | "split_part" | "translate" => {
+                    Some(ColumnType::Text)
+                }
+                "sum" | "avg" | "round" | "trunc" | "truncate" | "ceil" | "ceiling" | "floor"
+                | "power" | "pow" | "sqrt" | "exp" | "ln" | "log" | "log10" | "stddev"
+                | "variance" | "date_part" => Some(ColumnType::Decimal),
+                "abs" | "sign" | "mod" => numeric(first_known(), Some(ColumnType::Integer)),
+                "min" | "max" | "coalesce" | "nullif" | "greatest" | "least" | "ifnull"
+                | "any_value" | "first_value" | "last_value" | "lag" | "lead" => first_known(),
+                "now" | "current_timestamp" | "localtimestamp" | "date_trunc" => {
+                    Some(ColumnType::Timestamp)
+                }
+                "current_date" | "date" => Some(ColumnType::Date),
+                _ => None,
+            }
+        }
+        _ => None,
     }
-    impl Infer<'_> {
+}
+
+/// A SQL type name (as a cast prints it) as a column type, when it is one.
+fn sql_type(printed: &str) -> Option<ColumnType> {
+    let lower = printed.to_ascii_lowercase();
+    let base = lower.split('(').next().unwrap_or("").trim();
+    Some(match base {
+        "int" | "integer" | "bigint" | "smallint" | "tinyint" | "mediumint" | "int2" | "int4"
+        | "int8" | "signed" | "signed integer" | "unsigned" | "unsigned integer" => {
+            ColumnType::Integer
+        }
+        "numeric" | "decimal" | "dec" | "float" | "float4" | "float8" | "double"
+        | "double precision" | "real" => ColumnType::Decimal,
+        "text" | "varchar" | "char" | "character" | "character varying" | "char varying"
+        | "nvarchar" | "string" => ColumnType::Text,
+        "boolean" | "bool" => ColumnType::Boolean,
+        "date" => ColumnType::Date,
+        "datetime" | "timestamp" | "timestamptz" => ColumnType::Timestamp,
+        b if b.starts_with("timestamp") => ColumnType::Timestamp,
+        "uuid" => ColumnType::Uuid,
+        _ => return None,
+    })
+}
+
+/// For a condition that is not a comparison or another boolean operation
+/// (a function call, cast, CASE, arithmetic…) built from variables and
+/// constants only, with no column or subquery: its first variable.
+fn constant_condition(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => return constant_condition(inner),
+        Expr::BinaryOp {
+            op:
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+                | BinaryOperator::And
+                | BinaryOperator::Or
+                | BinaryOperator::Xor,
+            ..
+        }
+        | Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        }
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::In { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::SimilarTo { .. }
+        | Expr::Exists { .. } => return None,
+        _ => {}
+    }
+    struct Scan {
+        first: Option<String>,
+        column: bool,
+    }
+    impl Visitor for Scan {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Identifier(_) => match marker(e) {
+                    Some(v) => {
+                        self.first.get_or_insert_with(|| v.to_string());
+                    }
+                    None => self.column = true,
+                },
+                Expr::CompoundIdentifier(_) => self.column = true,
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            // A subquery may read columns: not a constant.
+            self.column = true;
+            ControlFlow::Break(())
+        }
+    }
+    let mut scan = Scan {
+        first: None,
+        column: false,
+    };
+    let _ = e.visit(&mut scan);
+    if scan.column {
+        None
+    } else {
+        scan.first
+    }
+}
+
+/// How a question uses one `{{variable}}`, from where each occurrence
+/// stands.
+#[derive(Debug, Default)]
+pub(crate) struct VariableUse {
+    /// Types of the columns it is compared with (`col = {{v}}`, `col IN
+    /// ({{v}})`, `{{v}} < col`, …), one per such occurrence.
+    pub compared: Vec<ColumnType>,
+    /// Occurrences anywhere else (function argument, select item, LIMIT,
+    /// CASE, arithmetic, comparison with an expression…): only a declared
+    /// type says what the value there is.
+    pub untyped: usize,
+    /// Occurrences standing alone as a boolean predicate (a WHERE, ON,
+    /// HAVING or FILTER condition, an AND/OR/NOT operand, a CASE WHEN
+    /// condition): `WHERE {{org_filter}}` bound to `'1'` is true for every
+    /// row, so these are refused whatever the type.
+    pub predicate: usize,
+}
+
+/// Classifies every occurrence of every `{{variable}}` of the question (see
+/// [`VariableUse`]). Nested parentheses around a variable do not change
+/// where it stands.
+pub(crate) fn variable_uses(query: &Query, db: &Database) -> BTreeMap<String, VariableUse> {
+    struct Uses<'a> {
+        db: &'a Database,
+        out: BTreeMap<String, VariableUse>,
+        /// Occurrences classified as compared or predicate, per variable.
+        placed: HashMap<String, usize>,
+    }
+    /// The variable of a marker, looking through parentheses.
+    fn var(e: &Expr) -> Option<&str> {
+        match e {
+            Expr::Nested(inner) => var(inner),
+            e => marker(e),
+        }
+    }
+    impl Uses<'_> {
         fn column_type(&self, e: &Expr) -> Option<ColumnType> {
             let id = match e {
+                Expr::Nested(inner) => return self.column_type(inner),
                 Expr::Identifier(id) => id,
                 Expr::CompoundIdentifier(p) => p.last()?,
                 _ => return None,
             };
-            // Only infer when every declared column of that name agrees
-            // (the index holds `None` for names with conflicting types).
+            if marker(e).is_some() {
+                return None;
+            }
+            // Only a name every declared column of that name agrees on (the
+            // index holds `None` for names with conflicting types).
             let key = self.db.dialect.normalize(id);
             self.db.column_types.get(key.as_ref()).copied().flatten()
         }
+        fn compared(&mut self, e: &Expr, ty: ColumnType) {
+            if let Some(v) = var(e) {
+                self.out.entry(v.to_string()).or_default().compared.push(ty);
+                *self.placed.entry(v.to_string()).or_default() += 1;
+            }
+        }
+        fn predicate(&mut self, e: &Expr) {
+            if let Some(v) = var(e) {
+                self.out.entry(v.to_string()).or_default().predicate += 1;
+                *self.placed.entry(v.to_string()).or_default() += 1;
+            } else if let Some(v) = constant_condition(e) {
+                // `WHERE coalesce({{v}}, 0)`: the value's truth, the same
+                // for every row. (The variable's own occurrence is
+                // classified by its parent as usual.)
+                self.out.entry(v).or_default().predicate += 1;
+            }
+        }
     }
-    impl Visitor for Infer<'_> {
+    impl Visitor for Uses<'_> {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
             match e {
+                Expr::Identifier(_) => {
+                    if let Some(v) = marker(e) {
+                        // Counted here once; classified by its parent.
+                        self.out.entry(v.to_string()).or_default().untyped += 1;
+                    }
+                }
                 Expr::BinaryOp {
                     left,
                     op:
@@ -222,11 +495,29 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
                     right,
                 } => {
                     for (a, b) in [(left, right), (right, left)] {
-                        if let (Some(v), Some(t)) = (marker(b), self.column_type(a)) {
-                            self.out.entry(v.to_string()).or_insert(t);
+                        if let Some(t) = self.column_type(a) {
+                            self.compared(b, t);
                         }
                     }
                 }
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor,
+                    right,
+                } => {
+                    self.predicate(left);
+                    self.predicate(right);
+                }
+                Expr::UnaryOp {
+                    op: UnaryOperator::Not,
+                    expr,
+                }
+                | Expr::IsTrue(expr)
+                | Expr::IsNotTrue(expr)
+                | Expr::IsFalse(expr)
+                | Expr::IsNotFalse(expr)
+                | Expr::IsUnknown(expr)
+                | Expr::IsNotUnknown(expr) => self.predicate(expr),
                 Expr::In {
                     expr,
                     target: InTarget::List(list),
@@ -234,23 +525,120 @@ pub(crate) fn infer_variable_types(query: &Query, db: &Database) -> HashMap<Stri
                 } => {
                     if let Some(t) = self.column_type(expr) {
                         for item in list {
-                            if let Some(v) = marker(item) {
-                                self.out.entry(v.to_string()).or_insert(t);
-                            }
+                            self.compared(item, t);
                         }
+                    }
+                }
+                Expr::Case {
+                    operand: None,
+                    conditions,
+                    ..
+                } => {
+                    for c in conditions {
+                        self.predicate(&c.condition);
+                    }
+                }
+                Expr::Function(f) => {
+                    if let Some(filter) = &f.filter {
+                        self.predicate(filter);
                     }
                 }
                 _ => {}
             }
             ControlFlow::Continue(())
         }
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            // Conditions that are not expressions' operands: every SELECT
+            // of the query (set operations included) is reached through its
+            // own query or body.
+            let mut bodies = vec![q.body.as_ref()];
+            while let Some(b) = bodies.pop() {
+                match b {
+                    SetExpr::Select(select) => {
+                        for cond in [
+                            &select.selection,
+                            &select.having,
+                            &select.qualify,
+                            &select.prewhere,
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            self.predicate(cond);
+                        }
+                        for twj in &select.from {
+                            self.joins(twj);
+                        }
+                    }
+                    SetExpr::SetOperation { left, right, .. } => {
+                        bodies.push(left);
+                        bodies.push(right);
+                    }
+                    _ => {}
+                }
+            }
+            ControlFlow::Continue(())
+        }
     }
-    let mut v = Infer {
+    impl Uses<'_> {
+        fn joins(&mut self, twj: &TableWithJoins) {
+            if let TableFactor::NestedJoin {
+                table_with_joins, ..
+            } = &twj.relation
+            {
+                self.joins(table_with_joins);
+            }
+            for j in &twj.joins {
+                if let TableFactor::NestedJoin {
+                    table_with_joins, ..
+                } = &j.relation
+                {
+                    self.joins(table_with_joins);
+                }
+                let constraint = match &j.join_operator {
+                    JoinOperator::Join(c)
+                    | JoinOperator::Inner(c)
+                    | JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c)
+                    | JoinOperator::Right(c)
+                    | JoinOperator::RightOuter(c)
+                    | JoinOperator::FullOuter(c)
+                    | JoinOperator::CrossJoin(c)
+                    | JoinOperator::Semi(c)
+                    | JoinOperator::LeftSemi(c)
+                    | JoinOperator::RightSemi(c)
+                    | JoinOperator::Anti(c)
+                    | JoinOperator::LeftAnti(c)
+                    | JoinOperator::RightAnti(c)
+                    | JoinOperator::StraightJoin(c) => Some(c),
+                    JoinOperator::AsOf {
+                        match_condition,
+                        constraint,
+                    } => {
+                        self.predicate(match_condition);
+                        Some(constraint)
+                    }
+                    _ => None,
+                };
+                if let Some(JoinConstraint::On(on)) = constraint {
+                    self.predicate(on);
+                }
+            }
+        }
+    }
+    let mut u = Uses {
         db,
-        out: HashMap::new(),
+        out: BTreeMap::new(),
+        placed: HashMap::new(),
     };
-    let _ = query.visit(&mut v);
-    v.out
+    let _ = query.visit(&mut u);
+    // Every occurrence was counted as untyped; take back the placed ones.
+    for (v, n) in u.placed {
+        if let Some(use_) = u.out.get_mut(&v) {
+            use_.untyped = use_.untyped.saturating_sub(n);
+        }
+    }
+    u.out
 }
 
 /// Variables that appear as markers in the parsed query (a `{{var}}` inside
@@ -339,5 +727,88 @@ pub(crate) fn qualify_tables(query: &mut Query, db: &Database) -> Result<(), Str
     match query.visit(&mut q) {
         ControlFlow::Break(m) => Err(m),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn db() -> Policy {
+        Policy::from_yaml(
+            "version: 1\ndatabases:\n  db:\n    dialect: postgres\n    tables:\n      public.t: {columns: {id: integer, name: text, at: timestamp, price: decimal}}\n",
+            "t.yaml",
+        )
+        .unwrap()
+    }
+
+    fn query(sql: &str) -> Query {
+        let (text, _) = substitute_variables(sql).unwrap();
+        parse(&text, Dialect::Postgres).unwrap()
+    }
+
+    #[test]
+    fn select_expressions_get_their_types() {
+        let p = db();
+        let d = p.database("db").unwrap();
+        let cols = output_columns(
+            &query(
+                "SELECT id, length(name) AS a, lower(name) AS b, count(*) AS c, sum(price) AS d, \
+                 id + 1 AS e, price * 2 AS f, name || 'x' AS g, CAST(id AS text) AS h, \
+                 id::numeric AS i, 'x' AS j, 1.5 AS k, coalesce(at, now()) AS l, \
+                 CASE WHEN id > 1 THEN name END AS m, my_udf(name) AS n, NULL AS o, \
+                 substring(name FROM 1 FOR 2) AS p, id > 1 AS q FROM t",
+            ),
+            d,
+        )
+        .unwrap();
+        let ty = |n: &str| cols.iter().find(|(c, _)| c == n).unwrap().1;
+        use ColumnType::*;
+        assert_eq!(ty("id"), Some(Integer));
+        for (c, t) in [
+            ("a", Some(Integer)),
+            ("b", Some(Text)),
+            ("c", Some(Integer)),
+            ("d", Some(Decimal)),
+            ("e", Some(Integer)),
+            ("f", Some(Decimal)),
+            ("g", Some(Text)),
+            ("h", Some(Text)),
+            ("i", Some(Decimal)),
+            ("j", Some(Text)),
+            ("k", Some(Decimal)),
+            ("l", Some(Timestamp)),
+            ("m", Some(Text)),
+            ("n", None),
+            ("o", None),
+            ("p", Some(Text)),
+            ("q", Some(Boolean)),
+        ] {
+            assert_eq!(ty(c), t, "{c}");
+        }
+    }
+
+    #[test]
+    fn variables_are_classified_by_position() {
+        let p = db();
+        let d = p.database("db").unwrap();
+        let uses = variable_uses(
+            &query(
+                "SELECT id, {{s}} AS s FROM t WHERE (id = {{a}} OR {{b}}) AND name IN ({{c}}) \
+                 AND abs({{d}}) > 0 AND {{a}} < price LIMIT {{e}}",
+            ),
+            d,
+        );
+        let u = |v: &str| &uses[v];
+        assert_eq!(
+            u("a").compared,
+            vec![ColumnType::Integer, ColumnType::Decimal]
+        );
+        assert_eq!((u("a").untyped, u("a").predicate), (0, 0));
+        assert_eq!((u("b").untyped, u("b").predicate), (0, 1));
+        assert_eq!(u("c").compared, vec![ColumnType::Text]);
+        assert_eq!((u("d").untyped, u("d").predicate), (1, 0));
+        assert_eq!((u("e").untyped, u("s").untyped), (1, 1));
     }
 }

@@ -6,14 +6,14 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, InTarget, LimitClause, ObjectName, ObjectNamePart, Offset,
-    OffsetRows, Query, SetExpr, TableFactor, TableInheritance, TableWithJoins, UnaryOperator,
-    Value,
+    BinaryOperator, CastKind, DataType, Expr, Ident, InTarget, LimitClause, ObjectName,
+    ObjectNamePart, Offset, OffsetRows, Query, SetExpr, TableFactor, TableInheritance,
+    TableWithJoins, UnaryOperator, Value,
 };
 
 use super::Rewriter;
 use crate::bind::Target;
-use crate::dialect::Fence;
+use crate::dialect::{Dialect, Fence};
 use crate::error::{Error, Result};
 use crate::policy::{question, BasicFilter, ColumnType, Question, Sandbox, SandboxKind, Table};
 use crate::principal::AttributeValue;
@@ -109,6 +109,25 @@ fn in_list(col: Expr, list: Vec<Expr>) -> Expr {
     }
 }
 
+/// `CAST(value AS BINARY)` (MySQL's `BINARY value`): compared with a text
+/// column, the comparison is byte for byte.
+fn binary(value: Expr) -> Expr {
+    Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(value),
+        data_type: DataType::Binary(None),
+        format: None,
+    }
+}
+
+fn and(left: Expr, right: Expr) -> Expr {
+    Expr::BinaryOp {
+        left: Box::new(left),
+        op: BinaryOperator::And,
+        right: Box::new(right),
+    }
+}
+
 fn and_all(mut parts: Vec<Expr>, op: BinaryOperator) -> Expr {
     if parts.len() == 1 {
         return parts.remove(0);
@@ -189,19 +208,46 @@ impl<'a> Rewriter<'a> {
                 attribute: &f.attribute,
                 what: &what,
             };
+            // MySQL/MariaDB compare text under the column's collation, which
+            // by default ignores case, accents and trailing spaces: `Basic`,
+            // `basic ` and `básic` would all match `basic`. A second,
+            // binary comparison makes the match exact; the first one keeps
+            // the column's index usable (MariaDB 10.11 plans both as an
+            // index lookup, tests/mariadb_exact.rs).
+            let exact = self.dialect == Dialect::Mysql && f.ty == ColumnType::Text;
             let pred = match &value {
-                AttributeValue::Single(v) => Expr::BinaryOp {
-                    left: Box::new(col),
-                    op: BinaryOperator::Eq,
-                    right: Box::new(self.binder.bind(v, Some(f.ty), &target)?),
-                },
+                AttributeValue::Single(v) => {
+                    let eq = |value: Expr| Expr::BinaryOp {
+                        left: Box::new(col.clone()),
+                        op: BinaryOperator::Eq,
+                        right: Box::new(value),
+                    };
+                    let collated = eq(self.binder.bind(v, Some(f.ty), &target)?);
+                    if exact {
+                        let binary = eq(binary(self.binder.bind(v, Some(f.ty), &target)?));
+                        and(collated, binary)
+                    } else {
+                        collated
+                    }
+                }
                 AttributeValue::Many(vs) if vs.is_empty() => eq_zero(),
-                AttributeValue::Many(vs) => in_list(
-                    col,
-                    vs.iter()
-                        .map(|v| self.binder.bind(v, Some(f.ty), &target))
-                        .collect::<Result<_>>()?,
-                ),
+                AttributeValue::Many(vs) => {
+                    let collated = in_list(
+                        col.clone(),
+                        vs.iter()
+                            .map(|v| self.binder.bind(v, Some(f.ty), &target))
+                            .collect::<Result<_>>()?,
+                    );
+                    if exact {
+                        let binaries = vs
+                            .iter()
+                            .map(|v| self.binder.bind(v, Some(f.ty), &target).map(binary))
+                            .collect::<Result<_>>()?;
+                        and(collated, in_list(col, binaries))
+                    } else {
+                        collated
+                    }
+                }
             };
             bindings.push(Binding {
                 attribute: f.attribute.clone(),
