@@ -7,7 +7,7 @@ use sqlparser::ast::{Expr, Value};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::ColumnType;
-use crate::principal::Scalar;
+use crate::value::Scalar;
 
 /// A bind parameter returned beside the SQL (in placeholder order).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -45,6 +45,7 @@ mod principal;
 mod rewrite;
 pub mod routing;
 mod scope;
+mod value;
 mod verify;
 
 pub use bind::BoundParam;

@@ -15,7 +15,7 @@ use super::{Compiler, Level, Typed};
 use crate::bind::{coerce, Target};
 use crate::error::Result;
 use crate::policy::ColumnType;
-use crate::principal::Scalar;
+use crate::value::Scalar;
 
 /// Aggregation names, refused outside `aggregation` with a pointer to it.
 const AGGREGATIONS: &[&str] = &[

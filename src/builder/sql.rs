@@ -20,7 +20,7 @@ use sqlparser::parser::{Parser, ParserOptions};
 use crate::bind::{Binder, Target};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
-use crate::principal::Scalar;
+use crate::value::Scalar;
 
 /// Prefix of template markers: `__sb0` is replaced by the first argument.
 const MARKER: &str = "__sb";

@@ -8,7 +8,7 @@ use super::model::*;
 use super::question;
 use super::*;
 use crate::error::Location;
-use crate::principal::AttributeValue;
+use crate::value::AttributeValue;
 
 /// The one place YAML is parsed (so a maintained serde_yaml fork can replace
 /// it here alone).

@@ -61,7 +61,7 @@ pub struct ApiKey {
     /// The one group it acts as.
     pub group: String,
     /// Fixed attributes.
-    pub attributes: BTreeMap<String, crate::principal::AttributeValue>,
+    pub attributes: BTreeMap<String, crate::value::AttributeValue>,
 }
 
 impl Policy {
@@ -540,7 +540,7 @@ pub struct UserDef {
     /// Groups (besides `all_users`).
     pub groups: Vec<String>,
     /// Attributes.
-    pub attributes: BTreeMap<String, crate::principal::AttributeValue>,
+    pub attributes: BTreeMap<String, crate::value::AttributeValue>,
 }
 
 /// Which functions native SQL may call, on top of each dialect's built-in

@@ -16,7 +16,7 @@ use crate::bind::Target;
 use crate::dialect::{Dialect, Fence};
 use crate::error::{Error, Result};
 use crate::policy::{question, BasicFilter, ColumnType, Question, Sandbox, SandboxKind, Table};
-use crate::principal::AttributeValue;
+use crate::value::AttributeValue;
 
 /// A custom sandbox's question and visible columns (None: all columns).
 pub(super) type Visible<'a> = Option<(&'a str, &'a [(String, Option<ColumnType>)])>;

@@ -1,0 +1,124 @@
+//! Attribute values: what a principal's attributes hold and what the policy
+//! binds into sandboxes. Below both `policy` and `principal`, so that
+//! neither depends on the other for it.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// One attribute value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Integer(i64),
+    /// Any other number, kept as its decimal text.
+    Number(String),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Text(s) => write!(f, "{s:?}"),
+            Scalar::Integer(i) => write!(f, "{i}"),
+            Scalar::Number(n) => f.write_str(n),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A user attribute: one value or several (a multi-valued attribute becomes
+/// `IN (...)`; an empty list matches no rows).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    /// One value.
+    Single(Scalar),
+    /// Several values.
+    Many(Vec<Scalar>),
+}
+
+impl AttributeValue {
+    /// Converts a YAML value; `None` for maps, nulls and nested lists.
+    pub fn from_yaml(v: &serde_yaml::Value) -> Option<AttributeValue> {
+        match v {
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .map(scalar_from_yaml)
+                .collect::<Option<Vec<_>>>()
+                .map(AttributeValue::Many),
+            other => scalar_from_yaml(other).map(AttributeValue::Single),
+        }
+    }
+
+    /// Converts a JSON value; `None` for objects, nulls and nested arrays.
+    pub fn from_json(v: &serde_json::Value) -> Option<AttributeValue> {
+        match v {
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(scalar_from_json)
+                .collect::<Option<Vec<_>>>()
+                .map(AttributeValue::Many),
+            other => scalar_from_json(other).map(AttributeValue::Single),
+        }
+    }
+
+    /// A plain text value (as given with `--attr k=v`).
+    pub fn text(s: impl Into<String>) -> AttributeValue {
+        AttributeValue::Single(Scalar::Text(s.into()))
+    }
+
+    /// The values as a slice-like list.
+    pub fn values(&self) -> Vec<&Scalar> {
+        match self {
+            AttributeValue::Single(s) => vec![s],
+            AttributeValue::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+impl fmt::Display for AttributeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttributeValue::Single(s) => s.fmt(f),
+            AttributeValue::Many(v) => {
+                f.write_str("[")?;
+                for (i, s) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    s.fmt(f)?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+fn scalar_from_yaml(v: &serde_yaml::Value) -> Option<Scalar> {
+    match v {
+        serde_yaml::Value::String(s) => Some(Scalar::Text(s.clone())),
+        serde_yaml::Value::Bool(b) => Some(Scalar::Bool(*b)),
+        serde_yaml::Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Scalar::Integer(i),
+            None => Scalar::Number(n.to_string()),
+        }),
+        _ => None,
+    }
+}
+
+fn scalar_from_json(v: &serde_json::Value) -> Option<Scalar> {
+    match v {
+        serde_json::Value::String(s) => Some(Scalar::Text(s.clone())),
+        serde_json::Value::Bool(b) => Some(Scalar::Bool(*b)),
+        serde_json::Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Scalar::Integer(i),
+            None => Scalar::Number(n.to_string()),
+        }),
+        _ => None,
+    }
+}
