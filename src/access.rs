@@ -69,8 +69,8 @@ pub fn decide(
             TableGrant::NoAccess => {}
         }
     }
-    match sandboxes.len() {
-        0 => Err(Error::AccessDenied {
+    match sandboxes.as_slice() {
+        [] => Err(Error::AccessDenied {
             principal: principal.name().to_string(),
             object: format!("table {}", table.qualified()),
             reason: format!(
@@ -79,8 +79,8 @@ pub fn decide(
                 db.name
             ),
         }),
-        1 => Ok(Decision::Sandboxed(sandboxes)),
-        _ => {
+        [_] => Ok(Decision::Sandboxed(sandboxes)),
+        [a, b, ..] => {
             let all_basic = sandboxes
                 .iter()
                 .all(|s| matches!(s.kind, SandboxKind::Basic(_)));
@@ -89,10 +89,10 @@ pub fn decide(
             } else {
                 Err(Error::SandboxConflict {
                     table: table.qualified(),
-                    group_a: sandboxes[0].group.clone(),
-                    sandbox_a: sandboxes[0].kind.describe(),
-                    group_b: sandboxes[1].group.clone(),
-                    sandbox_b: sandboxes[1].kind.describe(),
+                    group_a: a.group.clone(),
+                    sandbox_a: a.kind.describe(),
+                    group_b: b.group.clone(),
+                    sandbox_b: b.kind.describe(),
                 })
             }
         }

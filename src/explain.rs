@@ -296,17 +296,17 @@ pub fn matrix(policy: &Policy) -> Result<Matrix, Error> {
         .into_iter()
         .map(str::to_string)
         .collect();
-    let explained: Vec<Explanation> = users
+    let principals: Vec<Principal> = users
         .iter()
-        .map(|u| Principal::from_user(policy, u).map(|p| explain(policy, &p)))
+        .map(|u| Principal::from_user(policy, u))
         .collect::<Result<_, _>>()?;
     let mut rows = Vec::new();
-    for (di, db) in policy.databases.values().enumerate() {
-        for (ti, t) in db.tables().into_iter().enumerate() {
-            let cells = explained
+    for db in policy.databases.values() {
+        for t in db.tables() {
+            let cells = principals
                 .iter()
-                .map(|e| {
-                    let te = &e.databases[di].tables[ti];
+                .map(|p| {
+                    let te = explain_table(policy, p, db, t);
                     match te.decision.as_str() {
                         "sandboxed" => {
                             let vals: Vec<String> =
@@ -335,19 +335,12 @@ impl Matrix {
             .max()
             .unwrap_or(5)
             .max(5);
-        let widths: Vec<usize> = self
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                self.rows
-                    .iter()
-                    .map(|r| r.1[i].len())
-                    .max()
-                    .unwrap_or(0)
-                    .max(u.len())
-            })
-            .collect();
+        let mut widths: Vec<usize> = self.users.iter().map(String::len).collect();
+        for (_, cells) in &self.rows {
+            for (w, c) in widths.iter_mut().zip(cells) {
+                *w = (*w).max(c.len());
+            }
+        }
         let mut s = String::new();
         let _ = write!(s, "{:<first$}", "table");
         for (u, w) in self.users.iter().zip(&widths) {

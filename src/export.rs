@@ -462,13 +462,14 @@ fn view_body(policy: &Policy, opts: &ExportOptions, s: &Sandbox) -> Result<Strin
     let text = q.query.to_string();
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
-    while let Some(i) = rest.find(VAR_PREFIX) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + VAR_PREFIX.len()..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(after.len());
-        let var = &after[..end];
+    while let Some((before, after)) = rest.split_once(VAR_PREFIX) {
+        out.push_str(before);
+        // `find` returns a char boundary, so `split_at` cannot panic.
+        let (var, tail) = after.split_at(
+            after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len()),
+        );
         let p = parameters
             .iter()
             .find(|p| p.variable == var)
@@ -480,7 +481,7 @@ fn view_body(policy: &Policy, opts: &ExportOptions, s: &Sandbox) -> Result<Strin
             p.ty.or_else(|| q.inferred.get(var).copied())
                 .unwrap_or(ColumnType::Text);
         let _ = write!(out, "({})::{}", setting(opts, &p.attribute)?, pg_type(ty));
-        rest = &after[end..];
+        rest = tail;
     }
     out.push_str(rest);
     Ok(out)

@@ -284,17 +284,15 @@ fn with_typed_nulls(
 ) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
+    while let Some((before, after)) = rest.split_once("{{") {
+        out.push_str(before);
+        let Some((var, tail)) = after.split_once("}}") else {
             rest = after;
             break;
         };
-        let var = after[..end].trim();
-        let t = ty(var).unwrap_or(ColumnType::Text);
+        let t = ty(var.trim()).unwrap_or(ColumnType::Text);
         let _ = write!(out, "CAST(NULL AS {})", sql_type(dialect, t));
-        rest = &after[end + 2..];
+        rest = tail;
     }
     out.push_str(rest);
     out

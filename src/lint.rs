@@ -114,7 +114,7 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
             }
             // L001: conflicting sandboxes.
             for (i, (ga, sa)) in sandboxing.iter().enumerate() {
-                for (gb, sb) in &sandboxing[i + 1..] {
+                for (gb, sb) in sandboxing.iter().skip(i + 1) {
                     if sa.kind == sb.kind {
                         continue;
                     }
@@ -392,11 +392,15 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
         }
     }
     for (a, who) in &user_attrs {
+        // Every entry holds the principal that created it.
+        let Some(first) = who.first() else {
+            continue;
+        };
         if !used_attrs.contains(a) {
             l.push(
                 "L008",
                 Severity::Info,
-                &user_path(&who[0]),
+                &user_path(first),
                 format!("attribute `{a}` ({}) is used by no sandbox", who.join(", ")),
             );
         }

@@ -20,13 +20,15 @@ pub struct Route {
 fn single<'a>(v: &'a AttributeValue, attribute: &str, what: &str) -> Result<&'a Scalar> {
     match v {
         AttributeValue::Single(s) => Ok(s),
-        AttributeValue::Many(vs) if vs.len() == 1 => Ok(&vs[0]),
-        AttributeValue::Many(_) => Err(Error::AttributeType {
-            attribute: attribute.to_string(),
-            value: v.to_string(),
-            ty: "single value".into(),
-            target: what.to_string(),
-        }),
+        AttributeValue::Many(vs) => match vs.as_slice() {
+            [s] => Ok(s),
+            _ => Err(Error::AttributeType {
+                attribute: attribute.to_string(),
+                value: v.to_string(),
+                ty: "single value".into(),
+                target: what.to_string(),
+            }),
+        },
     }
 }
 

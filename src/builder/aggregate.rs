@@ -30,12 +30,10 @@ impl<'n> Compiler<'_> {
             )));
         };
         let d = self.dialect;
-        let one = |what: &str| -> Result<()> {
-            if args.len() == 1 {
-                Ok(())
-            } else {
-                Err(n.err(format!("`{op}` takes {what}")))
-            }
+        // The single argument of a one-argument aggregation.
+        let one = |what: &str| match args.as_slice() {
+            [arg] => Ok(arg),
+            _ => Err(n.err(format!("`{op}` takes {what}"))),
         };
         let (expr, name, ty) = match op {
             "aggregation-options" => {
@@ -59,8 +57,8 @@ impl<'n> Compiler<'_> {
                 Some(ColumnType::Integer),
             ),
             "count" => {
-                one("no argument, or one field")?;
-                let x = self.expr(lv, &args[0])?;
+                let arg = one("no argument, or one field")?;
+                let x = self.expr(lv, arg)?;
                 (
                     template(d, "count(__sb0)", vec![x.expr])?,
                     "count",
@@ -68,8 +66,8 @@ impl<'n> Compiler<'_> {
                 )
             }
             "distinct" => {
-                one("one field")?;
-                let x = self.expr(lv, &args[0])?;
+                let arg = one("one field")?;
+                let x = self.expr(lv, arg)?;
                 (
                     template(d, "count(DISTINCT __sb0)", vec![x.expr])?,
                     "distinct",
@@ -77,8 +75,8 @@ impl<'n> Compiler<'_> {
                 )
             }
             "sum" | "avg" => {
-                one("one number")?;
-                let x = self.number(lv, &args[0], op)?;
+                let arg = one("one number")?;
+                let x = self.number(lv, arg, op)?;
                 if op == "sum" {
                     (template(d, "sum(__sb0)", vec![x.0])?, "sum", x.1)
                 } else {
@@ -90,17 +88,17 @@ impl<'n> Compiler<'_> {
                 }
             }
             "min" | "max" => {
-                one("one field")?;
-                let x = self.expr(lv, &args[0])?;
+                let arg = one("one field")?;
+                let x = self.expr(lv, arg)?;
                 if x.ty == Some(ColumnType::Boolean) {
-                    return Err(args[0].err(format!("`{op}` of a condition is not defined")));
+                    return Err(arg.err(format!("`{op}` of a condition is not defined")));
                 }
                 let t = if op == "min" { "min(__sb0)" } else { "max(__sb0)" };
                 (template(d, t, vec![x.expr])?, op, x.ty)
             }
             "median" => {
-                one("one number")?;
-                let x = self.number(lv, &args[0], op)?;
+                let arg = one("one number")?;
+                let x = self.number(lv, arg, op)?;
                 (
                     flavor::percentile(d, x.0, decimal(0.5), op)?,
                     "median",
@@ -124,8 +122,8 @@ impl<'n> Compiler<'_> {
                 )
             }
             "count-where" => {
-                one("one condition")?;
-                let c = self.condition(lv, &args[0])?;
+                let arg = one("one condition")?;
+                let c = self.condition(lv, arg)?;
                 (
                     template(d, "count(__sb0)", vec![case(vec![(c, int(1))], None)])?,
                     "count_where",
@@ -145,8 +143,8 @@ impl<'n> Compiler<'_> {
                 )
             }
             "share" => {
-                one("one condition")?;
-                let c = self.condition(lv, &args[0])?;
+                let arg = one("one condition")?;
+                let c = self.condition(lv, arg)?;
                 let hits = template(d, "count(__sb0)", vec![case(vec![(c, int(1))], None)])?;
                 let all = template(d, "NULLIF(count(*), 0)", vec![])?;
                 (

@@ -68,23 +68,27 @@ fn type_name(ty: Option<ColumnType>) -> String {
         .unwrap_or_else(|| "untyped".into())
 }
 
-/// Checks the number of arguments of `op`.
-pub(super) fn arity(
+/// Checks that `op` has between `MIN` and `max` arguments, and returns the
+/// `MIN` required ones as an array (to destructure by pattern) and the
+/// optional rest, so no caller indexes into `args`.
+pub(super) fn arity<'a, 'n, const MIN: usize>(
     n: &Node,
     op: &str,
-    args: &[Node],
-    min: usize,
+    args: &'a [Node<'n>],
     max: usize,
     shape: &str,
-) -> Result<()> {
-    if args.len() < min || args.len() > max {
-        return Err(n.err(format!(
+) -> Result<(&'a [Node<'n>; MIN], &'a [Node<'n>])> {
+    let wrong = || {
+        n.err(format!(
             "`{op}` takes {shape}, but got {} argument{}",
             args.len(),
             if args.len() == 1 { "" } else { "s" }
-        )));
+        ))
+    };
+    if args.len() > max {
+        return Err(wrong());
     }
-    Ok(())
+    args.split_first_chunk::<MIN>().ok_or_else(wrong)
 }
 
 impl<'n> Compiler<'_> {
@@ -285,8 +289,8 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 1, 2, "a literal and optional options")?;
-        self.literal(&args[0], None)
+        let ([v], _) = arity::<1>(n, op, args, 2, "a literal and optional options")?;
+        self.literal(v, None)
     }
 
     fn op_concat(
@@ -297,7 +301,7 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 2, usize::MAX, "two or more strings")?;
+        arity::<2>(n, op, args, usize::MAX, "two or more strings")?;
         let parts = args
             .iter()
             .map(|a| self.expr(lv, a).map(|t| t.expr))
@@ -316,17 +320,16 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(
+        let ([s, start], rest) = arity::<2>(
             n,
             op,
             args,
-            2,
             3,
             "a string, a start (1-based) and an optional length",
         )?;
-        let s = self.text_arg(lv, &args[0], op)?;
-        let start = self.operand(lv, &args[1], Some(ColumnType::Integer))?;
-        let len = match args.get(2) {
+        let s = self.text_arg(lv, s, op)?;
+        let start = self.operand(lv, start, Some(ColumnType::Integer))?;
+        let len = match rest.first() {
             Some(a) => Some(self.operand(lv, a, Some(ColumnType::Integer))?),
             None => None,
         };
@@ -344,8 +347,8 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 1, 1, "one string")?;
-        let s = self.text_arg(lv, &args[0], op)?;
+        let ([s], _) = arity::<1>(n, op, args, 1, "one string")?;
+        let s = self.text_arg(lv, s, op)?;
         let t = match op {
             "upper" => "upper(__sb0)",
             "lower" => "lower(__sb0)",
@@ -364,8 +367,8 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 1, 1, "one string")?;
-        let s = self.text_arg(lv, &args[0], op)?;
+        let ([s], _) = arity::<1>(n, op, args, 1, "one string")?;
+        let s = self.text_arg(lv, s, op)?;
         Ok(Typed::new(flavor::length(d, s)?, Some(ColumnType::Integer)))
     }
 
@@ -377,17 +380,16 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(
+        let ([s, from, to], _) = arity::<3>(
             n,
             op,
             args,
             3,
-            3,
             "a string, the text to find and its replacement",
         )?;
-        let s = self.text_arg(lv, &args[0], op)?;
-        let from = self.operand(lv, &args[1], Some(ColumnType::Text))?;
-        let to = self.operand(lv, &args[2], Some(ColumnType::Text))?;
+        let s = self.text_arg(lv, s, op)?;
+        let from = self.operand(lv, from, Some(ColumnType::Text))?;
+        let to = self.operand(lv, to, Some(ColumnType::Text))?;
         Ok(Typed::new(
             template(d, "replace(__sb0, __sb1, __sb2)", vec![s, from, to])?,
             Some(ColumnType::Text),
@@ -401,10 +403,10 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 2, usize::MAX, "two or more values")?;
-        let first = self.expr(lv, &args[0])?;
+        let ([first, _], _) = arity::<2>(n, op, args, usize::MAX, "two or more values")?;
+        let first = self.expr(lv, first)?;
         let mut parts = vec![first.expr];
-        for a in &args[1..] {
+        for a in args.iter().skip(1) {
             parts.push(self.operand(lv, a, first.ty)?);
         }
         Ok(Typed::new(sql::call("coalesce", parts), first.ty))
@@ -418,10 +420,10 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 1, 1, "one number")?;
-        let x = self.expr(lv, &args[0])?;
+        let ([arg], _) = arity::<1>(n, op, args, 1, "one number")?;
+        let x = self.expr(lv, arg)?;
         if !numeric(x.ty) {
-            return Err(args[0].err(format!("`{op}` needs a number, not a {}", type_name(x.ty))));
+            return Err(arg.err(format!("`{op}` needs a number, not a {}", type_name(x.ty))));
         }
         let (e, ty) = match op {
             "abs" => (template(d, "abs(__sb0)", vec![x.expr])?, x.ty),
@@ -443,7 +445,7 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 0, 0, "no arguments")?;
+        arity::<0>(n, op, args, 0, "no arguments")?;
         Ok(Typed::new(flavor::now(d)?, Some(ColumnType::Timestamp)))
     }
 
@@ -455,15 +457,16 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 3, 3, "a date, a whole number and a unit")?;
-        let x = self.date_arg(lv, &args[0], op)?;
-        let mut amount = args[1].int("the amount")?;
+        let ([date, amount_arg, unit], _) =
+            arity::<3>(n, op, args, 3, "a date, a whole number and a unit")?;
+        let x = self.date_arg(lv, date, op)?;
+        let mut amount = amount_arg.int("the amount")?;
         if op == "datetime-subtract" {
             amount = amount
                 .checked_neg()
-                .ok_or_else(|| args[1].err("the amount is out of range"))?;
+                .ok_or_else(|| amount_arg.err("the amount is out of range"))?;
         }
-        let unit = self.unit(&args[2], x.ty)?;
+        let unit = self.unit(unit, x.ty)?;
         let ty = x.ty.or(Some(ColumnType::Timestamp));
         Ok(Typed::new(flavor::add(d, x.expr, amount, unit, x.ty)?, ty))
     }
@@ -475,7 +478,7 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 1, 1, "one date")?;
+        let ([date], _) = arity::<1>(n, op, args, 1, "one date")?;
         let part = match op {
             "get-year" => Part::Year,
             "get-quarter" => Part::QuarterOfYear,
@@ -486,7 +489,7 @@ impl<'n> Compiler<'_> {
             "get-hour" => Part::HourOfDay,
             _ => Part::MinuteOfHour,
         };
-        self.extract(lv, &args[0], part, op)
+        self.extract(lv, date, part, op)
     }
 
     fn op_temporal_extract(
@@ -496,15 +499,16 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 2, 2, "a date and a part such as day-of-week")?;
-        let text = args[1].str("the part")?;
+        let ([date, part_arg], _) =
+            arity::<2>(n, op, args, 2, "a date and a part such as day-of-week")?;
+        let text = part_arg.str("the part")?;
         let part = Part::parse(text).ok_or_else(|| {
-            args[1].err(format!(
+            part_arg.err(format!(
                 "unknown date part `{text}` (expected one of: {})",
                 Part::NAMES
             ))
         })?;
-        self.extract(lv, &args[0], part, op)
+        self.extract(lv, date, part, op)
     }
 
     pub(super) fn text_arg(&mut self, lv: &mut Level<'n>, n: &Node<'n>, op: &str) -> Result<Expr> {
@@ -616,7 +620,7 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 2, usize::MAX, "two or more numbers")?;
+        arity::<2>(n, op, args, usize::MAX, "two or more numbers")?;
         let mut parts = Vec::new();
         let mut ty = Some(ColumnType::Integer);
         for a in args {
@@ -670,17 +674,16 @@ impl<'n> Compiler<'_> {
 
     /// `["case", [[condition, value], …], {"default": value}]`.
     fn case(&mut self, lv: &mut Level<'n>, n: &Node<'n>, args: &[Node<'n>]) -> Result<Typed> {
-        arity(
+        let ([branches], rest) = arity::<1>(
             n,
             "case",
             args,
-            1,
             2,
             "a list of [condition, value] pairs and optional {\"default\": value}",
         )?;
-        let pairs = args[0].items("the `case` branches")?;
+        let pairs = branches.items("the `case` branches")?;
         if pairs.is_empty() {
-            return Err(args[0].err("`case` needs at least one [condition, value] pair"));
+            return Err(branches.err("`case` needs at least one [condition, value] pair"));
         }
         let mut ty: Option<ColumnType> = None;
         let mut whens = Vec::new();
@@ -706,7 +709,7 @@ impl<'n> Compiler<'_> {
             results.push(v.clone());
             whens.push((cond, val.expr));
         }
-        let otherwise = match args.get(1) {
+        let otherwise = match rest.first() {
             None => None,
             Some(o) => {
                 o.allow_keys(&["default"], "`case` options")?;

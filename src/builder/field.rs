@@ -6,7 +6,7 @@ use sqlparser::ast::{BinaryOperator, Join};
 
 use super::flavor::{self, Part, Strategy, Unit};
 use super::json::Node;
-use super::scope::{check_name, Implicit};
+use super::scope::{check_name, Implicit, Source};
 use super::sql::{binop, column, decimal, paren};
 use super::{Compiler, Level, Typed};
 use crate::dialect::Dialect;
@@ -190,46 +190,55 @@ impl<'n> Compiler<'_> {
             None => target_text,
         };
         let key = (self.key(&via), origin.column.clone());
-        let pos = match lv.implicit.iter().position(|i| i.via == key) {
-            Some(p) => p,
-            None => {
-                let alias = if lv.sources.first().is_some_and(|s| s.alias == via) {
-                    format!("{}__via__{}", target.name, origin.column)
-                } else {
-                    format!("{}__via__{via}__{}", target.name, origin.column)
-                };
-                check_name(fk, &alias, "the implicit join alias")?;
-                let akey = self.key(&alias);
-                if lv.sources.iter().any(|s| s.key == akey) {
-                    return Err(fk.err(format!(
-                        "a join is already named `{alias}`, the name of this implicit join"
-                    )));
-                }
-                let (mut source, factor) = self.table_source(&target, &alias)?;
-                source.joined = true;
-                let on = binop(
-                    base.expr.clone(),
-                    BinaryOperator::Eq,
-                    column(
-                        self.dialect,
-                        &alias,
-                        &target_column_name(&target, &def.target_column),
-                    ),
-                );
-                let join = Join {
-                    relation: *factor,
-                    global: false,
-                    join_operator: flavor::join(self.dialect, Strategy::Left, on)?,
-                };
-                lv.implicit.push(Implicit {
-                    via: key,
-                    source,
-                    join,
-                });
-                lv.implicit.len() - 1
-            }
+        if let Some(existing) = lv.implicit.iter().find(|i| i.via == key) {
+            return self.implicit_column(&existing.source, fk, col_text, &target);
+        }
+        let alias = if lv.sources.first().is_some_and(|s| s.alias == via) {
+            format!("{}__via__{}", target.name, origin.column)
+        } else {
+            format!("{}__via__{via}__{}", target.name, origin.column)
         };
-        let src = &lv.implicit[pos].source;
+        check_name(fk, &alias, "the implicit join alias")?;
+        let akey = self.key(&alias);
+        if lv.sources.iter().any(|s| s.key == akey) {
+            return Err(fk.err(format!(
+                "a join is already named `{alias}`, the name of this implicit join"
+            )));
+        }
+        let (mut source, factor) = self.table_source(&target, &alias)?;
+        source.joined = true;
+        let on = binop(
+            base.expr.clone(),
+            BinaryOperator::Eq,
+            column(
+                self.dialect,
+                &alias,
+                &target_column_name(&target, &def.target_column),
+            ),
+        );
+        let join = Join {
+            relation: *factor,
+            global: false,
+            join_operator: flavor::join(self.dialect, Strategy::Left, on)?,
+        };
+        // Looked up before the join is recorded, as `source` moves into it.
+        let typed = self.implicit_column(&source, fk, col_text, &target)?;
+        lv.implicit.push(Implicit {
+            via: key,
+            source,
+            join,
+        });
+        Ok(typed)
+    }
+
+    /// Column `col_text` of the table an implicit join reached.
+    fn implicit_column(
+        &self,
+        src: &Source,
+        fk: &Node,
+        col_text: &str,
+        target: &Table,
+    ) -> Result<Typed> {
         let ckey = self.key(col_text);
         if let Some(h) = &src.hidden {
             if h.keys.contains(&ckey) {

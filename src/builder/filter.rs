@@ -21,14 +21,14 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 2, 2, "two operands")?;
-        let l = self.expr(lv, &args[0])?;
-        if args[1].v.is_null() {
-            return Err(args[1].err(format!(
+        let ([l, r], _) = arity::<2>(n, op, args, 2, "two operands")?;
+        let l = self.expr(lv, l)?;
+        if r.v.is_null() {
+            return Err(r.err(format!(
                 "`{op}` cannot compare with null; use is-null / not-null"
             )));
         }
-        let r = self.operand(lv, &args[1], l.ty)?;
+        let r = self.operand(lv, r, l.ty)?;
         let bop = match op {
             "<" => BinaryOperator::Lt,
             "<=" => BinaryOperator::LtEq,
@@ -45,10 +45,10 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 3, 3, "an operand, a low and a high bound")?;
-        let x = self.expr(lv, &args[0])?;
-        let low = self.operand(lv, &args[1], x.ty)?;
-        let high = self.operand(lv, &args[2], x.ty)?;
+        let ([x, low, high], _) = arity::<3>(n, op, args, 3, "an operand, a low and a high bound")?;
+        let x = self.expr(lv, x)?;
+        let low = self.operand(lv, low, x.ty)?;
+        let high = self.operand(lv, high, x.ty)?;
         Ok(Typed::condition(Expr::Between {
             expr: Box::new(paren(x.expr)),
             negated: false,
@@ -64,8 +64,8 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 1, 1, "one operand")?;
-        let x = paren(self.expr(lv, &args[0])?.expr);
+        let ([x], _) = arity::<1>(n, op, args, 1, "one operand")?;
+        let x = paren(self.expr(lv, x)?.expr);
         let e = if op == "is-null" {
             Expr::IsNull(Box::new(x))
         } else {
@@ -82,8 +82,8 @@ impl<'n> Compiler<'_> {
         args: &[Node<'n>],
     ) -> Result<Typed> {
         let d = self.dialect;
-        arity(n, op, args, 1, 1, "one operand")?;
-        let x = self.expr(lv, &args[0])?;
+        let ([x], _) = arity::<1>(n, op, args, 1, "one operand")?;
+        let x = self.expr(lv, x)?;
         let text = x.ty == Some(ColumnType::Text);
         let x = paren(x.expr);
         let e = match (op, text) {
@@ -114,7 +114,7 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 1, usize::MAX, "one or more conditions")?;
+        arity::<1>(n, op, args, usize::MAX, "one or more conditions")?;
         let parts = args
             .iter()
             .map(|a| self.condition(lv, a))
@@ -134,8 +134,8 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, op, args, 1, 1, "one condition")?;
-        let c = self.condition(lv, &args[0])?;
+        let ([c], _) = arity::<1>(n, op, args, 1, "one condition")?;
+        let c = self.condition(lv, c)?;
         Ok(Typed::condition(not(c)))
     }
 
@@ -147,51 +147,44 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(
-            n,
-            op,
-            args,
-            2,
-            usize::MAX,
-            "an operand and one or more values",
-        )?;
-        let l = self.expr(lv, &args[0])?;
-        let values = &args[1..];
+        let ([l, first], rest) =
+            arity::<2>(n, op, args, usize::MAX, "an operand and one or more values")?;
+        let l = self.expr(lv, l)?;
         let negated = matches!(op, "!=" | "not-in");
-        if let [v] = values {
-            if v.v.is_null() {
-                let x = Box::new(paren(l.expr));
-                let e = if negated {
-                    Expr::IsNotNull(x)
-                } else {
-                    Expr::IsNull(x)
-                };
-                return Ok(Typed::condition(e));
-            }
+        if rest.is_empty() && first.v.is_null() {
+            let x = Box::new(paren(l.expr));
+            let e = if negated {
+                Expr::IsNotNull(x)
+            } else {
+                Expr::IsNull(x)
+            };
+            return Ok(Typed::condition(e));
         }
-        let mut list = Vec::new();
-        for v in values {
-            if v.v.is_null() {
-                return Err(v.err("null cannot be one of several values; combine with [\"is-null\", …] in an `or`"));
-            }
-            list.push(self.operand(lv, v, l.ty)?);
-        }
-        let e = match (op, list.len()) {
-            ("=" | "!=", 1) => binop(
+        let e = match (op, rest) {
+            ("=" | "!=", []) => binop(
                 l.expr,
                 if negated {
                     BinaryOperator::NotEq
                 } else {
                     BinaryOperator::Eq
                 },
-                list.remove(0),
+                self.operand(lv, first, l.ty)?,
             ),
-            _ => Expr::In {
-                expr: Box::new(paren(l.expr)),
-                target: InTarget::List(list.into_iter().map(paren).collect()),
-                negated,
-                global: false,
-            },
+            _ => {
+                let mut list = Vec::new();
+                for v in std::iter::once(first).chain(rest) {
+                    if v.v.is_null() {
+                        return Err(v.err("null cannot be one of several values; combine with [\"is-null\", …] in an `or`"));
+                    }
+                    list.push(self.operand(lv, v, l.ty)?);
+                }
+                Expr::In {
+                    expr: Box::new(paren(l.expr)),
+                    target: InTarget::List(list.into_iter().map(paren).collect()),
+                    negated,
+                    global: false,
+                }
+            }
         };
         Ok(Typed::condition(e))
     }
@@ -206,21 +199,20 @@ impl<'n> Compiler<'_> {
         op: &str,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(
+        let ([x, needle_arg], rest) = arity::<2>(
             n,
             op,
             args,
-            2,
             3,
             "a string field, a string and optional {\"case-sensitive\": false}",
         )?;
-        let x = self.text_arg(lv, &args[0], op)?;
-        let needle = args[1].str("the text to look for")?;
+        let x = self.text_arg(lv, x, op)?;
+        let needle = needle_arg.str("the text to look for")?;
         if needle.contains('\0') {
-            return Err(args[1].err("strings must not contain NUL characters"));
+            return Err(needle_arg.err("strings must not contain NUL characters"));
         }
         let mut case_sensitive = true;
-        if let Some(o) = args.get(2) {
+        if let Some(o) = rest.first() {
             o.allow_keys(&["case-sensitive"], "string filter options")?;
             if let Some(cs) = o.key("case-sensitive") {
                 case_sensitive = cs.bool("`case-sensitive`")?;
@@ -246,28 +238,28 @@ impl<'n> Compiler<'_> {
         n: &Node<'n>,
         args: &[Node<'n>],
     ) -> Result<Typed> {
-        arity(n, "time-interval", args, 3, 4, "a date field, a count (or \"current\", \"last\", \"next\"), a unit and optional {\"include-current\": true}")?;
-        let x = self.date_arg(lv, &args[0], "time-interval")?;
+        let ([field, count, unit], rest) = arity::<3>(n, "time-interval", args, 4, "a date field, a count (or \"current\", \"last\", \"next\"), a unit and optional {\"include-current\": true}")?;
+        let x = self.date_arg(lv, field, "time-interval")?;
         if x.ty.is_none() {
-            return Err(args[0].err(
+            return Err(field.err(
                 "`time-interval` needs a column whose type is known to be a date or timestamp",
             ));
         }
-        let count = match (args[1].v.as_str(), args[1].v.as_i64()) {
+        let count = match (count.v.as_str(), count.v.as_i64()) {
             (Some("current"), _) => 0,
             (Some("last"), _) => -1,
             (Some("next"), _) => 1,
             (None, Some(i)) if i.unsigned_abs() <= 100_000 => i,
             _ => {
-                return Err(args[1].err(format!(
+                return Err(count.err(format!(
                     "the count must be a whole number (up to 100000 units), \"current\", \"last\" or \"next\", not {}",
-                    describe(args[1].v)
+                    describe(count.v)
                 )))
             }
         };
-        let unit = self.unit(&args[2], x.ty)?;
+        let unit = self.unit(unit, x.ty)?;
         let mut include_current = false;
-        if let Some(o) = args.get(3) {
+        if let Some(o) = rest.first() {
             o.allow_keys(&["include-current"], "`time-interval` options")?;
             if let Some(ic) = o.key("include-current") {
                 include_current = ic.bool("`include-current`")?;

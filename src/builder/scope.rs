@@ -393,6 +393,26 @@ impl<'n> Compiler<'_> {
                 source.alias
             )));
         }
+        let fields_node = j.key("fields");
+        // The columns `"fields": "all"` brings, read before the source moves
+        // into the level.
+        let all_fields: Vec<Typed> = if fields_node
+            .as_ref()
+            .is_some_and(|f| f.v.as_str() == Some("all"))
+        {
+            source
+                .columns
+                .iter()
+                .map(|c| Typed {
+                    expr: column(self.dialect, &source.alias, &c.name),
+                    ty: c.ty,
+                    name: Some(source.output_name(&c.name)),
+                    origin: c.origin.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         lv.sources.push(source);
         let strategy = match j.key("strategy") {
             None => Strategy::Left,
@@ -413,22 +433,10 @@ impl<'n> Compiler<'_> {
         let cond = self.condition(lv, &cond_node);
         lv.in_join = false;
         let operator = flavor::join(self.dialect, strategy, cond?)?;
-        let idx = lv.sources.len() - 1;
-        let fields = match j.key("fields") {
+        let fields = match fields_node {
             None => Vec::new(),
             Some(f) if f.v.as_str() == Some("none") => Vec::new(),
-            Some(f) if f.v.as_str() == Some("all") => {
-                let s = &lv.sources[idx];
-                s.columns
-                    .iter()
-                    .map(|c| Typed {
-                        expr: column(self.dialect, &s.alias, &c.name),
-                        ty: c.ty,
-                        name: Some(s.output_name(&c.name)),
-                        origin: c.origin.clone(),
-                    })
-                    .collect()
-            }
+            Some(f) if f.v.as_str() == Some("all") => all_fields,
             Some(f) if f.v.is_array() => {
                 let mut out = Vec::new();
                 for item in f.items("join `fields`")? {
