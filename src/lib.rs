@@ -35,11 +35,13 @@ mod emit;
 mod error;
 pub mod explain;
 pub mod export;
+mod frontend;
 pub(crate) mod functions;
 mod input;
 #[cfg(feature = "live")]
 pub mod introspect;
 pub mod lint;
+mod pipeline;
 pub mod policy;
 mod principal;
 mod rewrite;
@@ -50,8 +52,8 @@ mod verify;
 
 pub use bind::BoundParam;
 pub use dialect::{Dialect, Fence};
-pub use emit::{Options, Rewritten};
 pub use error::{Error, Location, Result};
+pub use pipeline::{Options, Rewritten};
 pub use policy::Policy;
 pub use principal::{AttributeValue, Principal, Scalar};
 pub use rewrite::Applied;
@@ -62,7 +64,7 @@ impl Policy {
     /// Fails closed: anything not understood well enough to prove safe is
     /// refused with an [`Error`] whose [`Error::code`] is stable.
     pub fn rewrite(&self, principal: &Principal, sql: &str, opts: &Options) -> Result<Rewritten> {
-        emit::rewrite_sql(self, principal, sql, opts)
+        pipeline::rewrite_sql(self, principal, sql, opts)
     }
 
     /// Re-checks SQL that [`Policy::rewrite`] produced (with literals, not
@@ -72,7 +74,7 @@ impl Policy {
     /// the tests, the property tests and the fuzzer; also useful to audit
     /// stored SQL.
     pub fn recheck(&self, principal: &Principal, sql: &str, opts: &Options) -> Result<()> {
-        emit::recheck(self, principal, sql, opts)
+        pipeline::recheck(self, principal, sql, opts)
     }
 
     /// Runs saved question `name` for `principal`: the principal needs view
@@ -87,7 +89,7 @@ impl Policy {
         values: &std::collections::BTreeMap<String, AttributeValue>,
         opts: &Options,
     ) -> Result<Rewritten> {
-        emit::rewrite_saved_question(self, principal, name, values, opts)
+        pipeline::rewrite_saved_question(self, principal, name, values, opts)
     }
 
     /// Compiles a query-builder question (MBQL-like JSON, see
@@ -106,7 +108,7 @@ impl Policy {
         question: &serde_json::Value,
         opts: &Options,
     ) -> Result<Rewritten> {
-        emit::rewrite_builder(self, principal, question, opts)
+        pipeline::rewrite_builder(self, principal, question, opts)
     }
 }
 

@@ -46,8 +46,8 @@ use std::sync::Arc;
 use sqlparser::ast::Expr;
 
 use crate::dialect::Dialect;
-use crate::emit::{self, Options};
 use crate::error::{Error, Result};
+use crate::pipeline::{self, Options};
 use crate::policy::{ColumnType, Database, Policy, Table};
 use crate::principal::Principal;
 
@@ -127,7 +127,7 @@ pub(crate) fn compile<'p>(
         (Some(n), None) => Some(n.str("`database`")?),
         (None, o) => o.as_deref(),
     };
-    let db = emit::pick_database(policy, name)?;
+    let db = pipeline::pick_database(policy, name)?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     let q = root.key("query").ok_or_else(|| {
         root.err("a builder question needs `query` (an object with `source-table`, …)")

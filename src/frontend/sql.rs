@@ -1,0 +1,173 @@
+//! The SQL front end: parse one read query safely for a dialect — size and
+//! operator limits before the parser runs, tokens that databases would
+//! read differently refused, quoted text flagged for a print-and-parse
+//! proof — and the lexing checks of dialect overrides.
+
+use sqlparser::ast::{Query, Statement};
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserOptions};
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::pipeline::Options;
+
+/// Parses exactly one read query. Returns it with a flag saying whether a
+/// quoted token holds characters whose printing must be double-checked.
+pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result<(Query, bool)> {
+    // One leading byte-order mark is an editor's artefact, not SQL.
+    let sql = sql.strip_prefix('\u{FEFF}').unwrap_or(sql);
+    if sql.len() > opts.max_sql_bytes {
+        return Err(Error::Limit(format!(
+            "the query is {} bytes; the limit is {}",
+            sql.len(),
+            opts.max_sql_bytes
+        )));
+    }
+    let perr = |m: String| Error::SqlParse {
+        dialect: dialect.to_string(),
+        message: m,
+    };
+    let tokens = Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .map_err(|e| perr(e.to_string()))?;
+    let mut operators = 0usize;
+    for t in &tokens {
+        match &t.token {
+            // sqlparser reads `%--` or `@/*` as one PostgreSQL operator, but
+            // PostgreSQL's lexer starts a comment inside it: the printed
+            // query would then hide the sandbox in a comment.
+            Token::CustomBinaryOperator(op)
+                if op.contains("--") || op.contains("/*") || op.contains("*/") =>
+            {
+                return Err(Error::unsupported(format!(
+                    "the operator `{op}` (it contains a comment marker the database would read as a comment)"
+                )));
+            }
+            Token::Whitespace(_)
+            | Token::LParen
+            | Token::RParen
+            | Token::Comma
+            | Token::Period
+            | Token::SemiColon
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_) => {}
+            Token::Word(w) => {
+                if w.quote_style.is_none()
+                    && matches!(
+                        w.keyword,
+                        Keyword::AND
+                            | Keyword::OR
+                            | Keyword::NOT
+                            | Keyword::IS
+                            | Keyword::LIKE
+                            | Keyword::ILIKE
+                    )
+                {
+                    operators += 1;
+                }
+            }
+            _ => operators += 1,
+        }
+    }
+    if operators > opts.max_operators {
+        return Err(Error::Limit(format!(
+            "the query has more than {} operators (the limit is configurable)",
+            opts.max_operators
+        )));
+    }
+    let delicate = tokens.iter().any(|t| match &t.token {
+        Token::SingleQuotedString(s)
+        | Token::DoubleQuotedString(s)
+        | Token::NationalStringLiteral(s)
+        | Token::EscapedStringLiteral(s)
+        | Token::SingleQuotedByteStringLiteral(s)
+        | Token::DoubleQuotedByteStringLiteral(s)
+        | Token::HexStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
+        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
+        _ => false,
+    });
+    // sqlparser reads `TABLE t` (PostgreSQL and MySQL 8's short form of
+    // `SELECT * FROM t`) inside a query but not as a statement: a query that
+    // starts with it is parsed as a query, and must be all there is.
+    let table_first = tokens
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)))
+        .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::TABLE && w.quote_style.is_none()));
+    let mut parser = Parser::new(dialect.parser())
+        .with_options(ParserOptions::new().with_unescape(false))
+        .with_recursion_limit(opts.max_depth)
+        .with_tokens_with_locations(tokens);
+    if table_first {
+        let q = parser.parse_query().map_err(|e| perr(e.to_string()))?;
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token != Token::EOF {
+            return Err(Error::NotReadOnly(
+                "exactly one statement is allowed, found more after `TABLE …`".into(),
+            ));
+        }
+        return Ok((*q, delicate));
+    }
+    let mut stmts = parser.parse_statements().map_err(|e| perr(e.to_string()))?;
+    if stmts.len() != 1 {
+        return Err(Error::NotReadOnly(format!(
+            "exactly one statement is allowed, found {}",
+            stmts.len()
+        )));
+    }
+    match stmts.pop() {
+        Some(Statement::Query(q)) => Ok((*q, delicate)),
+        Some(other) => Err(Error::NotReadOnly(format!(
+            "only read queries (SELECT) are allowed, not `{}`",
+            statement_kind(&other)
+        ))),
+        None => Err(Error::NotReadOnly("empty query".into())),
+    }
+}
+
+/// The non-whitespace tokens of `sql` as `dialect` lexes them.
+pub(crate) fn lex(sql: &str, dialect: Dialect) -> Option<Vec<Token>> {
+    Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()
+        .map(|ts| {
+            ts.into_iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .collect()
+        })
+}
+
+/// Whether printed SQL holds a string literal or quoted identifier with a
+/// backslash or an embedded quote (where dialects' lexers disagree).
+pub(crate) fn has_delicate_literal(sql: &str, dialect: Dialect) -> bool {
+    let Ok(tokens) = Tokenizer::new(dialect.parser(), sql)
+        .with_unescape(false)
+        .tokenize()
+    else {
+        return true;
+    };
+    tokens.iter().any(|t| match t {
+        Token::SingleQuotedString(s)
+        | Token::DoubleQuotedString(s)
+        | Token::NationalStringLiteral(s)
+        | Token::EscapedStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
+        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
+        _ => false,
+    })
+}
+
+fn statement_kind(s: &Statement) -> String {
+    let text = s.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    let kind = words.join(" ");
+    // Cut on a character boundary: the statement text is the user's, and a
+    // byte slice through a multi-byte letter panics.
+    if kind.chars().count() > 40 {
+        kind.chars().take(40).collect()
+    } else {
+        kind
+    }
+}

@@ -1,0 +1,351 @@
+//! The one place that runs the stages, in order: front end (parse) or
+//! builder or saved question → functions → rewrite → verify → route →
+//! emit. Every entry point of the library goes through
+//! [`rewrite_checked`], so no path can skip a stage.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlparser::ast::Query;
+
+use crate::access;
+use crate::bind::{Binder, BoundParam};
+use crate::dialect::Dialect;
+use crate::emit::{fingerprint, number_params};
+use crate::error::{Error, Result};
+use crate::frontend::sql::{has_delicate_literal, lex, parse_query};
+use crate::functions;
+use crate::policy::{Database, Policy};
+use crate::principal::{AttributeValue, Principal};
+use crate::rewrite::{Applied, Rewriter};
+use crate::routing;
+
+/// Options of one rewrite call.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The policy database the query runs on (may be omitted when the
+    /// policy declares exactly one).
+    pub database: Option<String>,
+    /// Override the database's dialect.
+    pub dialect: Option<Dialect>,
+    /// Return attribute values as bind parameters instead of literals.
+    pub params: bool,
+    /// Longest SQL text accepted, in bytes.
+    pub max_sql_bytes: usize,
+    /// Deepest nesting the parser accepts.
+    pub max_depth: usize,
+    /// Prefix the SQL with the statement that switches to the impersonated
+    /// role (`SET ROLE …;`).
+    pub emit_role: bool,
+    /// Use `SET LOCAL ROLE` (PostgreSQL, inside a transaction).
+    pub local_role: bool,
+    /// Most operators (`+`, `AND`, `=`, …) a query may contain: chains such
+    /// as `1+1+1…` parse without recursion into trees as deep as they are
+    /// long, which later walks would pay for in stack and time.
+    pub max_operators: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            database: None,
+            dialect: None,
+            params: false,
+            max_sql_bytes: 1 << 20,
+            max_depth: 64,
+            max_operators: 5_000,
+            emit_role: false,
+            local_role: false,
+        }
+    }
+}
+
+/// The result of a rewrite.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rewritten {
+    /// The sandboxed SQL.
+    pub sql: String,
+    /// Bind parameters, in placeholder order (empty unless requested).
+    pub params: Vec<BoundParam>,
+    /// The database it must run on.
+    pub database: String,
+    /// The dialect it is written in.
+    pub dialect: Dialect,
+    /// The routing destination slug the query must run on; `None` for the
+    /// database itself (or the router database when routing is configured).
+    pub destination: Option<String>,
+    /// The database role to run as (connection impersonation), if any.
+    pub role: Option<String>,
+    /// The statement that switches to `role` in this dialect (also prefixed
+    /// to `sql` when [`Options::emit_role`] is set).
+    pub role_statement: Option<String>,
+    /// The sandboxes applied, one per rewritten table reference.
+    pub applied: Vec<Applied>,
+    /// A stable digest of `database`, `destination`, `role` and `applied`
+    /// (values included), for
+    /// result-cache keys: two principals share cached results only when
+    /// their fingerprints are equal.
+    pub fingerprint: String,
+}
+
+pub(crate) fn pick_database<'p>(policy: &'p Policy, name: Option<&str>) -> Result<&'p Database> {
+    match name {
+        Some(n) => policy.databases.get(n).ok_or_else(|| Error::Unknown {
+            kind: "database",
+            name: n.to_string(),
+        }),
+        None => {
+            let mut it = policy.databases.values();
+            match (it.next(), it.next()) {
+                (Some(db), None) => Ok(db),
+                (None, _) => Err(Error::Unknown {
+                    kind: "database",
+                    name: "(the policy declares none)".into(),
+                }),
+                _ => Err(Error::DatabaseRequired {
+                    choices: policy
+                        .databases
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+            }
+        }
+    }
+}
+
+/// Rewrites native SQL for a principal. See [`Policy::rewrite`].
+pub(crate) fn rewrite_sql(
+    policy: &Policy,
+    principal: &Principal,
+    sql: &str,
+    opts: &Options,
+) -> Result<Rewritten> {
+    let db = pick_database(policy, opts.database.as_deref())?;
+    let dialect = opts.dialect.unwrap_or(db.dialect);
+    access::check_native(policy, principal, db)?;
+    let (query, delicate) = parse_query(sql, dialect, opts)?;
+    // The caller's SQL may not hold bind placeholders of its own.
+    let source = Source {
+        delicate,
+        no_placeholders: true,
+    };
+    rewrite_checked(
+        policy,
+        principal,
+        db,
+        dialect,
+        query,
+        source,
+        opts,
+        |_, _| Ok(()),
+    )
+}
+
+/// Runs a saved question by name: view permission on its collection, its
+/// variables bound from `values`, then sandboxed like any SQL.
+pub(crate) fn rewrite_saved_question(
+    policy: &Policy,
+    principal: &Principal,
+    name: &str,
+    values: &BTreeMap<String, AttributeValue>,
+    opts: &Options,
+) -> Result<Rewritten> {
+    let q = policy.questions.get(name).ok_or_else(|| Error::Unknown {
+        kind: "question",
+        name: name.to_string(),
+    })?;
+    access::check_question(policy, principal, q)?;
+    let db = pick_database(policy, Some(&q.database))?;
+    if let Some(v) = values.keys().find(|v| !q.variables.contains(v)) {
+        return Err(Error::Unknown {
+            kind: "question variable",
+            name: format!("{v} (question `{name}` has: {})", q.variables.join(", ")),
+        });
+    }
+    let question = q.clone();
+    rewrite_query(
+        policy,
+        principal,
+        db,
+        db.dialect,
+        q.query.clone(),
+        false,
+        opts,
+        move |rw: &mut Rewriter, query: &mut Query| {
+            rw.bind_question_variables(query, &question, values)
+                .map(|_| ())
+        },
+    )
+}
+
+/// Compiles a query-builder question and sandboxes it like native SQL.
+/// See [`Policy::rewrite_builder`].
+pub(crate) fn rewrite_builder(
+    policy: &Policy,
+    principal: &Principal,
+    question: &serde_json::Value,
+    opts: &Options,
+) -> Result<Rewritten> {
+    let compiled = crate::builder::compile(policy, principal, question, opts)?;
+    // `delicate`: the printed SQL is always parsed again and must give the
+    // very tree the builder built.
+    rewrite_query(
+        policy,
+        principal,
+        compiled.db,
+        compiled.dialect,
+        compiled.query,
+        true,
+        opts,
+        |_, _| Ok(()),
+    )
+}
+
+/// Rewrites an already parsed query (a query-builder question compiled to
+/// SQL, or a saved question).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rewrite_query(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    dialect: Dialect,
+    query: Query,
+    delicate: bool,
+    opts: &Options,
+    pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
+) -> Result<Rewritten> {
+    let source = Source {
+        delicate,
+        no_placeholders: false,
+    };
+    rewrite_checked(policy, principal, db, dialect, query, source, opts, pre)
+}
+
+/// What the back end needs to know of where a query came from.
+struct Source {
+    /// The input had quotes or backslashes inside quoted text (see
+    /// `parse_query`): the printed SQL is parsed again to prove it.
+    delicate: bool,
+    /// Bind placeholders in the query are refused (native SQL).
+    no_placeholders: bool,
+}
+
+/// The shared back end: the function policy (one walk, which also notes
+/// the query's shape), the rewrite, its check, then printing.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_checked(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    dialect: Dialect,
+    mut query: Query,
+    source: Source,
+    opts: &Options,
+    pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
+) -> Result<Rewritten> {
+    let shape = functions::check_all(
+        &mut query,
+        &policy.functions,
+        dialect,
+        source.no_placeholders,
+    )?;
+    let mut rw = Rewriter::new(
+        policy,
+        db,
+        dialect,
+        principal,
+        Binder::new(dialect, opts.params),
+    );
+    rw.long_names = shape.long_names;
+    rw.system_names = shape.system_names;
+    pre(&mut rw, &mut query)?;
+    rw.rewrite(&mut query)?;
+    crate::verify::verify(policy, db, dialect, principal, &rw.built, &mut query)?;
+    let params = if rw.binder.params.is_empty() {
+        Vec::new()
+    } else {
+        number_params(&mut query, dialect, &rw.binder.params)?
+    };
+    let sql = query.to_string();
+    if source.delicate {
+        // The printer guesses how quotes inside literals were escaped; when
+        // the input had such characters, prove the text means the tree.
+        let reopts = Options {
+            max_sql_bytes: usize::MAX,
+            max_depth: opts.max_depth.saturating_mul(2),
+            ..opts.clone()
+        };
+        let reopts = Options {
+            max_operators: usize::MAX,
+            ..reopts
+        };
+        let (again, _) = parse_query(&sql, dialect, &reopts)?;
+        if again != query {
+            return Err(Error::unsupported(
+                "a quoted literal or identifier that cannot be printed back unambiguously (backslashes next to quotes)",
+            ));
+        }
+    }
+    if db.dialect != dialect && has_delicate_literal(&sql, dialect) {
+        // With a dialect override, the database's declared dialect must read
+        // the same text the same way (MySQL's backslash escapes, printed for
+        // a PostgreSQL server, would end a string where MySQL does not) —
+        // for the caller's literals and for bound attribute values alike.
+        // Both lexers must cut the text into the same tokens.
+        let same = match (lex(&sql, dialect), lex(&sql, db.dialect)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(Error::unsupported(format!(
+                "quoted text with backslashes or quotes when the {dialect} dialect overrides the database's {} dialect (the two would read it differently)",
+                db.dialect
+            )));
+        }
+    }
+    let applied = rw.applied;
+    let route = routing::route(policy, principal, db)?;
+    let role_statement = route
+        .role
+        .as_deref()
+        .map(|r| routing::role_statement(dialect, r, opts.local_role))
+        .transpose()?;
+    let sql = match (&role_statement, opts.emit_role) {
+        (Some(stmt), true) => format!("{stmt};\n{sql}"),
+        _ => sql,
+    };
+    Ok(Rewritten {
+        fingerprint: fingerprint(&db.name, &route, &applied),
+        sql,
+        params,
+        database: db.name.clone(),
+        dialect,
+        destination: route.destination,
+        role: route.role,
+        role_statement,
+        applied,
+    })
+}
+
+/// See [`Policy::recheck`].
+pub(crate) fn recheck(
+    policy: &Policy,
+    principal: &Principal,
+    sql: &str,
+    opts: &Options,
+) -> Result<()> {
+    let db = pick_database(policy, opts.database.as_deref())?;
+    let dialect = opts.dialect.unwrap_or(db.dialect);
+    let reopts = Options {
+        max_sql_bytes: usize::MAX,
+        max_depth: opts.max_depth.saturating_mul(2),
+        max_operators: usize::MAX,
+        ..opts.clone()
+    };
+    let (mut query, _) = parse_query(sql, dialect, &reopts)?;
+    let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
+    let sandboxes = rw.all_sandboxes();
+    crate::verify::verify(policy, db, dialect, principal, &sandboxes, &mut query)
+}
