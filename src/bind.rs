@@ -221,10 +221,10 @@ fn digits(s: &str, n: usize) -> Option<u32> {
 
 fn is_date(s: &str) -> bool {
     let p: Vec<&str> = s.split('-').collect();
-    if p.len() != 3 {
+    let [y, m, d] = p.as_slice() else {
         return false;
-    }
-    let (Some(y), Some(m), Some(d)) = (digits(p[0], 4), digits(p[1], 2), digits(p[2], 2)) else {
+    };
+    let (Some(y), Some(m), Some(d)) = (digits(y, 4), digits(m, 2), digits(d, 2)) else {
         return false;
     };
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -252,8 +252,8 @@ fn is_timestamp(s: &str) -> bool {
     // Split off a zone: Z or ±HH[:MM].
     let (clock, zone) = if let Some(t) = time.strip_suffix('Z') {
         (t, "")
-    } else if let Some(pos) = time.rfind(['+', '-']) {
-        (&time[..pos], &time[pos + 1..])
+    } else if let Some((c, z)) = time.rsplit_once(['+', '-']) {
+        (c, z)
     } else {
         (time, "")
     };

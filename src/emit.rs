@@ -134,9 +134,10 @@ pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) ->
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = e.0.finalize();
     let mut out = String::with_capacity(32);
-    for b in &digest[..16] {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
+    for b in digest.iter().take(16) {
+        for nibble in [b >> 4, b & 15] {
+            out.push(char::from(*HEX.get(usize::from(nibble)).unwrap_or(&b'0')));
+        }
     }
     out
 }

@@ -52,8 +52,7 @@ pub(crate) fn check_shape(text: &str, syntax: Syntax, what: &str) -> Result<()> 
     let mut i = 0;
     // The byte before the current one, outside strings (b'\n' at the start).
     let mut prev = b'\n';
-    while i < bytes.len() {
-        let b = bytes[i];
+    while let Some(&b) = bytes.get(i) {
         let scalar_start = syntax == Syntax::Json
             || matches!(
                 prev,
@@ -72,20 +71,20 @@ pub(crate) fn check_shape(text: &str, syntax: Syntax, what: &str) -> Result<()> 
             b'"' if scalar_start => {
                 // A double-quoted string: backslash escapes in both syntaxes.
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                while let Some(&c) = bytes.get(i).filter(|c| **c != b'"') {
+                    i += if c == b'\\' { 2 } else { 1 };
                 }
             }
             b'\'' if syntax == Syntax::Yaml && scalar_start => {
                 // A single-quoted YAML string: `''` is an escaped quote,
                 // which this loop reads as two adjacent strings.
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'\'' {
+                while bytes.get(i).is_some_and(|c| *c != b'\'') {
                     i += 1;
                 }
             }
             b'#' if syntax == Syntax::Yaml && matches!(prev, b' ' | b'\t' | b'\n' | b'\r') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
+                while bytes.get(i).is_some_and(|c| *c != b'\n') {
                     i += 1;
                 }
                 continue;

@@ -26,6 +26,7 @@
 //! (scope walk, sandboxes, check) → `emit` (parameters, printing).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod access;
 pub(crate) mod bind;

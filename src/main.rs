@@ -1,5 +1,7 @@
 //! The `sqlsandbox` command line.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::ExitCode;

@@ -202,19 +202,17 @@ pub(crate) fn denied_reason(name: &str) -> Option<&'static str> {
 
 /// The allow-list of a dialect: name to category.
 fn allowed(d: Dialect) -> &'static HashMap<&'static str, Category> {
-    static LISTS: [OnceLock<HashMap<&'static str, Category>>; 4] = [
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-    ];
+    static POSTGRES: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
+    static MYSQL: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
+    static SQLITE: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
+    static GENERIC: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
     let slot = match d {
-        Dialect::Postgres => 0,
-        Dialect::Mysql => 1,
-        Dialect::Sqlite => 2,
-        Dialect::Generic => 3,
+        Dialect::Postgres => &POSTGRES,
+        Dialect::Mysql => &MYSQL,
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Generic => &GENERIC,
     };
-    LISTS[slot].get_or_init(|| {
+    slot.get_or_init(|| {
         // Malformed lines are dropped and denied names are never taken,
         // whatever the file says (the unit tests keep both out).
         parse_list(source(d))
@@ -364,7 +362,10 @@ fn check_variable(parts: &[Ident], policy: &FunctionPolicy) -> Result<()> {
         .map(|p| p.value.as_str())
         .collect::<Vec<_>>()
         .join(".");
-    let first = parts[0].value.to_ascii_lowercase();
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let first = first.value.to_ascii_lowercase();
     let wanted = match (first.strip_prefix("@@"), parts) {
         (Some(""), _) => None,
         (Some("session" | "global" | "local"), [_, name]) => Some(name.value.to_ascii_lowercase()),
@@ -507,9 +508,7 @@ pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) ->
                 )),
                 // An operator is a function call by another name: one
                 // from a schema of the user's may do anything.
-                BinaryOperator::PGCustomBinaryOperator(path)
-                    if !(path.len() == 2 && path[0].eq_ignore_ascii_case("pg_catalog")) =>
-                {
+                BinaryOperator::PGCustomBinaryOperator(path) if !matches!(path.as_slice(), [schema, _] if schema.eq_ignore_ascii_case("pg_catalog")) => {
                     return Err(Error::ForbiddenFunction {
                         function: op.to_string(),
                         reason: "a user-defined operator calls a function sqlsandbox cannot check"

@@ -14,7 +14,7 @@ pub fn locate(src: &str, path: &[&str]) -> (Option<usize>, Option<usize>) {
     for seg in path {
         let mut hit = None;
         if let Some((pl, _)) = parent {
-            if let Some(col) = find_flow_key(lines[pl], seg) {
+            if let Some(col) = lines.get(pl).and_then(|l| find_flow_key(l, seg)) {
                 hit = Some((pl, col, parent.map_or(0, |p| p.1)));
             }
         }
@@ -52,26 +52,27 @@ pub fn locate(src: &str, path: &[&str]) -> (Option<usize>, Option<usize>) {
 /// The key of a block-mapping line (`key:` / `"key":` / `- key:`).
 fn key_of(trimmed: &str) -> Option<&str> {
     let t = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-    let colon = t.find(':')?;
-    let k = t[..colon].trim();
+    let (k, _) = t.split_once(':')?;
+    let k = k.trim();
     Some(k.trim_matches(|c| c == '"' || c == '\''))
 }
 
 /// Column (1-based) of `seg:` inside a flow mapping on this line.
 fn find_flow_key(line: &str, seg: &str) -> Option<usize> {
-    let bytes = line.as_bytes();
-    let mut from = 0;
-    while let Some(pos) = line[from..].find(seg) {
-        let at = from + pos;
-        let before_ok =
-            at == 0 || matches!(bytes[at - 1], b'{' | b' ' | b',' | b'"' | b'\'' | b'[');
-        let rest = &line[at + seg.len()..];
+    // `match_indices` yields only matches on character boundaries, so the
+    // splits below cannot panic.
+    for (at, _) in line.match_indices(seg) {
+        let (before, from_seg) = line.split_at(at);
+        let before_ok = before
+            .bytes()
+            .last()
+            .is_none_or(|b| matches!(b, b'{' | b' ' | b',' | b'"' | b'\'' | b'['));
+        let rest = from_seg.get(seg.len()..).unwrap_or("");
         let rest = rest.trim_start_matches(['"', '\'']);
         let after_ok = rest.starts_with(':');
-        if before_ok && after_ok && line[..at].contains('{') {
+        if before_ok && after_ok && before.contains('{') {
             return Some(at + 1);
         }
-        from = at + seg.len();
     }
     None
 }

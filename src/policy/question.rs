@@ -24,13 +24,12 @@ pub(crate) fn substitute_variables(sql: &str) -> Result<(String, Vec<String>), S
     let mut out = String::with_capacity(sql.len());
     let mut vars: Vec<String> = Vec::new();
     let mut rest = sql;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
+    while let Some((before, after)) = rest.split_once("{{") {
+        out.push_str(before);
+        let (name, after_var) = after
+            .split_once("}}")
             .ok_or_else(|| "unterminated `{{` variable".to_string())?;
-        let name = after[..end].trim();
+        let name = name.trim();
         let valid = name
             .chars()
             .next()
@@ -46,7 +45,7 @@ pub(crate) fn substitute_variables(sql: &str) -> Result<(String, Vec<String>), S
         if !vars.iter().any(|v| v == name) {
             vars.push(name.to_string());
         }
-        rest = &after[end + 2..];
+        rest = after_var;
     }
     if rest.contains("}}") {
         return Err("stray `}}`".into());
@@ -163,9 +162,15 @@ pub(crate) fn output_columns(
                 cols.push((n, expr_type(expr, &column)));
             }
             SelectItem::Wildcard(_)
-                if tables.len() == 1 && select.from.len() == 1 && select.from[0].joins.is_empty() =>
+                if matches!(select.from.as_slice(), [twj] if twj.joins.is_empty()) =>
             {
-                for c in &tables[0].columns {
+                let [table] = tables.as_slice() else {
+                    return Err(format!(
+                        "cannot determine the columns of `*` in output column {} (the table is not declared)",
+                        i + 1
+                    ));
+                };
+                for c in &table.columns {
                     cols.push((c.key.clone(), Some(c.ty)));
                 }
             }

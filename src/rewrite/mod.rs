@@ -718,11 +718,10 @@ impl<'a> Rewriter<'a> {
     }
 
     fn strip_object_name(&self, name: &mut ObjectName, strips: &[Strip]) {
-        let n = name.0.len();
-        if n < 2 {
+        let [.., s, t] = name.0.as_slice() else {
             return;
-        }
-        let (Some(s), Some(t)) = (name.0[n - 2].as_ident(), name.0[n - 1].as_ident()) else {
+        };
+        let (Some(s), Some(t)) = (s.as_ident(), t.as_ident()) else {
             return;
         };
         let (s, t) = (self.norm(s), self.norm(t));
@@ -889,18 +888,18 @@ impl walk::Hooks for NameFix<'_, '_> {
                 }
             }
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                let n = parts.len();
-                if n >= 3 {
-                    let s = self.dialect.normalize(&parts[n - 3]);
-                    let t = self.dialect.normalize(&parts[n - 2]);
+                if let [.., s, t, col] = parts.as_slice() {
+                    let s = self.dialect.normalize(s);
+                    let t = self.dialect.normalize(t);
                     if let Some(strip) = self.strips.iter().find(|x| x.matches(&s, &t)) {
-                        let col = parts[n - 1].clone();
+                        let col = col.clone();
                         *parts = vec![strip.bare.clone(), col];
                     }
                 }
-                if self.check_columns && self.depth == 0 && parts.len() == 2 {
-                    let q = self.dialect.normalize(&parts[0]);
-                    let col = self.dialect.normalize(&parts[1]);
+                if let ([q, col], true) = (parts.as_slice(), self.check_columns && self.depth == 0)
+                {
+                    let q = self.dialect.normalize(q);
+                    let col = self.dialect.normalize(col);
                     for s in self.sources {
                         if s.key == q {
                             if let Some(hidden) = &s.hidden {

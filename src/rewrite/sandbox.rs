@@ -51,11 +51,11 @@ pub struct Binding {
 /// `SELECT *`, parsed once: the shape of a basic sandbox, which gets its
 /// FROM and WHERE filled in (cloning this much allocates only what the
 /// sandbox keeps).
-fn template() -> &'static Query {
-    static T: OnceLock<Query> = OnceLock::new();
-    T.get_or_init(|| {
-        question::parse("SELECT *", crate::Dialect::Generic).expect("constant template parses")
-    })
+fn template() -> Result<&'static Query> {
+    static T: OnceLock<Option<Query>> = OnceLock::new();
+    T.get_or_init(|| question::parse("SELECT *", crate::Dialect::Generic).ok())
+        .as_ref()
+        .ok_or_else(|| Error::Verification("the sandbox template does not parse".into()))
 }
 
 /// `SELECT * FROM [schema.]t` for the query body `TABLE [schema.]t`.
@@ -69,7 +69,7 @@ pub(super) fn table_statement(t: &sqlparser::ast::Table) -> Result<SetExpr> {
         .chain(std::iter::once(name))
         .map(|i| ObjectNamePart::Identifier(i.clone()))
         .collect();
-    let mut body = template().body.as_ref().clone();
+    let mut body = template()?.body.as_ref().clone();
     if let SetExpr::Select(select) = &mut body {
         select.from = vec![TableWithJoins {
             relation: TableFactor::Table {
@@ -366,7 +366,7 @@ impl<'a> Rewriter<'a> {
             }
         }
         let predicate = and_all(preds, BinaryOperator::Or);
-        let mut query = template().clone();
+        let mut query = template()?.clone();
         if let SetExpr::Select(select) = query.body.as_mut() {
             select.selection = Some(predicate);
             let relation = TableFactor::Table {
@@ -568,7 +568,11 @@ impl<'b> BindVars<'_, '_, 'b> {
                 };
                 let scalar = match &value {
                     AttributeValue::Single(v) => v.clone(),
-                    AttributeValue::Many(vs) if vs.len() == 1 => vs[0].clone(),
+                    AttributeValue::Many(vs) if vs.len() == 1 => {
+                        vs.iter().next().cloned().ok_or_else(|| {
+                            Error::Verification("a one-element list is empty".into())
+                        })?
+                    }
                     AttributeValue::Many(_) => {
                         return Err(Error::AttributeType {
                             attribute: p.attribute.clone(),

@@ -131,11 +131,12 @@ impl Visitor for Scan<'_> {
                     }
                 }
             }
-            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                let n = parts.len();
-                if let Some(col) = system(&parts[n - 1]) {
-                    let q = self.dialect.normalize(&parts[n - 2]).into_owned();
-                    self.refs.push((Some(q), col));
+            Expr::CompoundIdentifier(parts) => {
+                if let [.., q, c] = parts.as_slice() {
+                    if let Some(col) = system(c) {
+                        let q = self.dialect.normalize(q).into_owned();
+                        self.refs.push((Some(q), col));
+                    }
                 }
             }
             Expr::QualifiedWildcard(name, _) => self.whole_row(name),
