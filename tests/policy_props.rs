@@ -87,6 +87,7 @@ struct Stats {
     queries: usize,
     refused: usize,
     writes_refused: usize,
+    hidden_refused: usize,
     equal: usize,
     both_failed: usize,
     app_failed: usize,
@@ -104,6 +105,30 @@ fn run_case(
     let (policy, user) = load(&spec);
     let (app, oracle) = databases(&spec);
     stats.policies += 1;
+    // Every hidden column, named plainly, is refused.
+    for t in &spec.tables {
+        let policy_gen::Grant::Custom(q) = &t.access else {
+            continue;
+        };
+        for (i, c) in t.cols.iter().enumerate() {
+            if q.visible.contains(&i) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT x.{} FROM {} AS x",
+                policy_gen::qi(&c.name),
+                policy_gen::qi(&t.name)
+            );
+            if let Ok(out) = policy.rewrite(&user, &sql, &policy_gen::sqlite_opts()) {
+                return Err(TestCaseError::fail(format!(
+                    "hidden column rewritten: {sql}\n  output: {}\n  policy:\n{}",
+                    out.sql,
+                    spec.yaml(false)
+                )));
+            }
+            stats.hidden_refused += 1;
+        }
+    }
     for q in queries {
         let q = query(&spec, q);
         let sql = q.app();
