@@ -657,12 +657,18 @@ pub fn normal(sql: &str) -> Result<String, String> {
 
 // ----- queries -----------------------------------------------------------------
 
-/// A generated query: the SQL (with `§` for a schema qualifier), and
-/// whether it is a statement sqlsandbox must refuse whatever the policy.
+/// A generated query: the SQL (with `§` for a schema qualifier), whether
+/// it is a statement sqlsandbox must refuse whatever the policy, and
+/// whether SQLite reads it otherwise than sqlsandbox.
 #[derive(Debug, Clone)]
 pub struct GenQuery {
     pub sql: String,
     pub must_refuse: bool,
+    /// A CTE body reads an unqualified table of the CTE's own name: SQLite
+    /// binds it to the CTE (a recursive reference, even without
+    /// RECURSIVE), sqlsandbox to the table (as PostgreSQL does), and
+    /// qualifies it in its output; the results may differ, safely.
+    pub ambiguous: bool,
 }
 
 impl GenQuery {
@@ -706,6 +712,10 @@ fn ident(c: &mut Choices, name: &str) -> String {
 struct Q<'a> {
     spec: &'a Spec,
     c: Choices<'a>,
+    /// Table names (lower case) of the CTEs whose bodies are being built.
+    defining: Vec<String>,
+    /// A body read an unqualified table of its own CTE's name.
+    ambiguous: bool,
 }
 
 impl Q<'_> {
@@ -718,6 +728,7 @@ impl Q<'_> {
         if self.c.chance(30) {
             format!("§{name}")
         } else {
+            self.ambiguous |= self.defining.contains(&lower(&self.spec.tables[t].name));
             name
         }
     }
@@ -844,15 +855,23 @@ impl Q<'_> {
     /// with forward references, set operations, derived tables, LATERAL,
     /// TABLESAMPLE, LIMIT subqueries.
     fn wrapped(&mut self, depth: u32) -> String {
+        let kind = self.c.below(8);
+        // The table whose name a CTE takes (kinds 0, 1 and 7).
+        let t = self.table();
+        let shadows = matches!(kind, 0 | 1 | 7);
+        if shadows {
+            self.defining.push(lower(&self.spec.tables[t].name));
+        }
         let inner = self.select(depth);
-        match self.c.below(8) {
+        if shadows {
+            self.defining.pop();
+        }
+        match kind {
             0 => {
-                let t = self.table();
                 let name = ident(&mut self.c, &self.spec.tables[t].name.clone());
                 format!("WITH {name} AS ({inner}) SELECT * FROM {name} AS x")
             }
             1 => {
-                let t = self.table();
                 let name = qi(&self.spec.tables[t].name);
                 format!("WITH RECURSIVE fw AS (SELECT * FROM {name} AS z), {name} AS ({inner}) SELECT * FROM fw AS x")
             }
@@ -881,7 +900,6 @@ impl Q<'_> {
                 format!("SELECT count(*) AS n FROM ({inner}) AS d LIMIT ({s})")
             }
             _ => {
-                let t = self.table();
                 let name = qi(&self.spec.tables[t].name);
                 format!(
                     "WITH c1 AS ({inner}), {name} AS (SELECT * FROM c1) SELECT * FROM {name} AS x"
@@ -919,17 +937,15 @@ pub fn query(spec: &Spec, choices: &[u16]) -> GenQuery {
     let mut q = Q {
         spec,
         c: Choices::new(choices),
+        defining: Vec::new(),
+        ambiguous: false,
     };
-    if q.c.chance(12) {
-        GenQuery {
-            sql: q.write(),
-            must_refuse: true,
-        }
-    } else {
-        GenQuery {
-            sql: q.select(3),
-            must_refuse: false,
-        }
+    let must_refuse = q.c.chance(12);
+    let sql = if must_refuse { q.write() } else { q.select(3) };
+    GenQuery {
+        sql,
+        must_refuse,
+        ambiguous: q.ambiguous,
     }
 }
 
