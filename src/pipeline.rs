@@ -269,9 +269,13 @@ fn rewrite_checked(
         number_params(&mut query, dialect, &rw.binder.params)?
     };
     let sql = query.to_string();
-    if source.delicate {
+    if source.delicate || db.dialect != dialect {
         // The printer guesses how quotes inside literals were escaped; when
         // the input had such characters, prove the text means the tree.
+        // With a dialect override, always: the policy's saved questions
+        // were parsed in the database's dialect, and the override dialect
+        // may read their quoting otherwise (PostgreSQL's `"region"` is a
+        // string on MySQL).
         let reopts = Options {
             max_sql_bytes: usize::MAX,
             max_depth: opts.max_depth.saturating_mul(2),
@@ -283,9 +287,14 @@ fn rewrite_checked(
         };
         let (again, _) = parse_query(&sql, dialect, &reopts)?;
         if again != query {
-            return Err(Error::unsupported(
-                "a quoted literal or identifier that cannot be printed back unambiguously (backslashes next to quotes)",
-            ));
+            return Err(Error::unsupported(if db.dialect != dialect {
+                format!(
+                    "SQL that the {dialect} dialect reads differently from the {} dialect the policy was written for (quoting in a saved question or in the query)",
+                    db.dialect
+                )
+            } else {
+                "a quoted literal or identifier that cannot be printed back unambiguously (backslashes next to quotes)".to_string()
+            }));
         }
     }
     if db.dialect != dialect && has_delicate_literal(&sql, dialect) {

@@ -314,17 +314,15 @@ fn the_outside_check_finds_unsandboxed_reads() {
     }
 }
 
-/// Known library bug (ignored until fixed): with `Options::dialect`
+/// Regression (found by these property tests): with `Options::dialect`
 /// overriding the database's dialect, a custom sandbox's saved question
 /// keeps its identifiers' quote style. A `"region"` written for PostgreSQL
 /// becomes, in MySQL output, the string `'region'`, so the sandbox filter
 /// `"region" = 'region'` is true for every row of a user whose attribute
-/// is the column name; `Policy::recheck` refuses the output, the rewrite
-/// does not. Expected: the rewrite re-quotes the question's identifiers
-/// (or refuses), and its output rechecks.
+/// is the column name. Now an override always has its output parsed again
+/// in the override dialect and compared with the tree: this is refused.
 #[test]
-#[ignore = "library bug: dialect override keeps a question's identifier quotes"]
-fn known_bug_dialect_override_keeps_question_quotes() {
+fn dialect_override_keeps_no_question_quotes() {
     let policy = sqlsandbox::Policy::from_yaml(
         r#"
 version: 1
@@ -360,14 +358,13 @@ users:
     }
 }
 
-/// Known library bug (ignored until fixed): the type of a saved question's
+/// Regression (found by these property tests): the type of a saved question's
 /// output column `a.x` is looked up by name in every declared table of the
 /// FROM clause, ignoring the qualifier, so joining a table with a
 /// same-named column of another type refuses a valid policy ("returns `x`
 /// as date, but `main.t.x` is integer"). Fails closed, but wrongly.
 #[test]
-#[ignore = "library bug: question column types ignore the qualifier"]
-fn known_bug_question_column_type_ignores_qualifier() {
+fn question_column_type_follows_the_qualifier() {
     let yaml = r#"
 version: 1
 databases:
@@ -383,5 +380,13 @@ groups:
   g1:
     data: {db: {main: {orders: {sandbox: {question: q, parameters: {tenant: tenant}}}}}}
 "#;
+    // `a` is the CTE `base` over `orders`: `a.x` is `orders.x` (integer),
+    // never `other.x` (date).
     sqlsandbox::Policy::from_yaml(yaml, "types.yaml").unwrap();
+    // Declared as a date, it contradicts the column it reads.
+    let declared = yaml.replace(
+        "q: {database: db, sql:",
+        "q: {database: db, columns: {x: date}, sql:",
+    );
+    assert!(sqlsandbox::Policy::from_yaml(&declared, "types.yaml").is_err());
 }

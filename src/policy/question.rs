@@ -86,18 +86,86 @@ fn first_words(s: &str) -> String {
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// The declared tables read by a SELECT's FROM clause.
-fn from_tables<'a>(select: &sqlparser::ast::Select, db: &'a Database) -> Vec<&'a super::Table> {
+/// What a FROM item of a question provides, for typing its output.
+enum Provides<'a> {
+    /// A declared table.
+    Table(&'a super::Table),
+    /// A CTE or derived table whose output columns are known.
+    Columns(Vec<(String, Option<ColumnType>)>),
+    /// Something else (a table function, an undeclared table): any column,
+    /// of unknown type.
+    Unknown,
+}
+
+impl Provides<'_> {
+    /// `None`: does not have it; `Some(None)`: has it, type unknown.
+    fn column(&self, col: &str) -> Option<Option<ColumnType>> {
+        match self {
+            Provides::Table(t) => t.column(col).map(|c| Some(c.ty)),
+            Provides::Columns(cols) => cols.iter().find(|(c, _)| c == col).map(|(_, t)| *t),
+            Provides::Unknown => Some(None),
+        }
+    }
+}
+
+/// The FROM items of a SELECT with the name each is referred to by (its
+/// alias, else its name, normalised) and what it provides. `ctes` are the
+/// CTEs in scope, innermost last.
+fn from_items<'a>(
+    select: &sqlparser::ast::Select,
+    db: &'a Database,
+    ctes: &[(String, &Query)],
+) -> Vec<(String, Provides<'a>)> {
     let mut out = Vec::new();
     for twj in &select.from {
-        let mut push = |f: &TableFactor| {
-            if let TableFactor::Table { name, .. } = f {
-                if let Some(key) = table_key(name, db) {
-                    if let Some(t) = db.table(&key) {
-                        out.push(t.as_ref());
+        let mut push = |f: &TableFactor| match f {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let last = name.0.last().and_then(|p| p.as_ident());
+                let cte = match (name.0.len(), last, args) {
+                    (1, Some(id), None) => {
+                        let key = db.dialect.normalize(id);
+                        ctes.iter().rposition(|(n, _)| *n == key)
                     }
-                }
+                    _ => None,
+                };
+                let provides = match cte {
+                    Some(i) => {
+                        let (before, _) = ctes.split_at(i);
+                        match ctes.get(i).map(|(_, q)| columns_in(q, db, before)) {
+                            Some(Ok(cols)) => Provides::Columns(cols),
+                            _ => Provides::Unknown,
+                        }
+                    }
+                    None if args.is_none() => table_key(name, db)
+                        .and_then(|key| db.table(&key))
+                        .map_or(Provides::Unknown, |t| Provides::Table(t.as_ref())),
+                    None => Provides::Unknown,
+                };
+                let key = match (alias, last) {
+                    (Some(a), _) => db.dialect.normalize(&a.name).into_owned(),
+                    (None, Some(id)) => db.dialect.normalize(id).into_owned(),
+                    (None, None) => String::new(),
+                };
+                out.push((key, provides));
             }
+            TableFactor::Derived {
+                alias, subquery, ..
+            } => {
+                let key = alias
+                    .as_ref()
+                    .map(|a| db.dialect.normalize(&a.name).into_owned())
+                    .unwrap_or_default();
+                let provides = match columns_in(subquery, db, ctes) {
+                    Ok(cols) if alias.as_ref().is_none_or(|a| a.columns.is_empty()) => {
+                        Provides::Columns(cols)
+                    }
+                    _ => Provides::Unknown,
+                };
+                out.push((key, provides));
+            }
+            _ => out.push((String::new(), Provides::Unknown)),
         };
         push(&twj.relation);
         for j in &twj.joins {
@@ -123,11 +191,28 @@ fn table_key(name: &sqlparser::ast::ObjectName, db: &Database) -> Option<TableKe
 }
 
 /// Output columns of the question (normalised names, types when known), or
-/// an error saying which item has no name.
+/// an error saying which item has no name. Types follow column references
+/// through CTEs and derived tables.
 pub(crate) fn output_columns(
     query: &Query,
     db: &Database,
 ) -> Result<Vec<(String, Option<ColumnType>)>, String> {
+    columns_in(query, db, &[])
+}
+
+fn columns_in(
+    query: &Query,
+    db: &Database,
+    outer: &[(String, &Query)],
+) -> Result<Vec<(String, Option<ColumnType>)>, String> {
+    // This query's CTEs are visible to its body (a CTE's own body sees the
+    // ones before it: `from_items` splits the list there).
+    let mut ctes: Vec<(String, &Query)> = outer.to_vec();
+    if let Some(with) = &query.with {
+        for c in &with.cte_tables {
+            ctes.push((db.dialect.normalize(&c.alias.name).into_owned(), &c.query));
+        }
+    }
     let mut body = query.body.as_ref();
     // For a set operation the left-most branch names the columns.
     while let SetExpr::SetOperation { left, .. } = body {
@@ -135,43 +220,69 @@ pub(crate) fn output_columns(
     }
     let select = match body {
         SetExpr::Select(s) => s,
-        SetExpr::Query(q) => return output_columns(q, db),
+        SetExpr::Query(q) => return columns_in(q, db, &ctes),
         _ => return Err("cannot determine the columns of this question".into()),
     };
-    let tables = from_tables(select, db);
-    let lookup = |name: &str| -> Option<ColumnType> {
-        tables.iter().find_map(|t| t.column(name).map(|c| c.ty))
+    let sources = from_items(select, db, &ctes);
+    // A column's type: from the FROM item its qualifier names, or, for a
+    // bare name, from the one FROM item that has it; unknown when none or
+    // several might.
+    let lookup = |parts: &[Ident]| -> Option<ColumnType> {
+        let (col, qualifier) = match parts {
+            [col] => (col, None),
+            [.., q, col] => (col, Some(db.dialect.normalize(q))),
+            [] => return None,
+        };
+        let col = db.dialect.normalize(col);
+        match qualifier {
+            Some(q) => sources
+                .iter()
+                .find(|(k, _)| *k == q)
+                .and_then(|(_, p)| p.column(&col))
+                .flatten(),
+            None => {
+                let mut having = sources.iter().filter_map(|(_, p)| p.column(&col));
+                match (having.next(), having.next()) {
+                    (Some(ty), None) => ty,
+                    _ => None,
+                }
+            }
+        }
     };
     let mut cols = Vec::new();
     for (i, item) in select.projection.iter().enumerate() {
         match item {
             SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
                 let n = db.dialect.normalize(id).into_owned();
-                let ty = lookup(&n);
+                let ty = lookup(std::slice::from_ref(id));
                 cols.push((n, ty));
             }
             SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
                 let last = parts.last().ok_or("empty identifier")?;
                 let n = db.dialect.normalize(last).into_owned();
-                let ty = lookup(&n);
+                let ty = lookup(parts);
                 cols.push((n, ty));
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let n = db.dialect.normalize(alias).into_owned();
-                let column = |id: &Ident| lookup(&db.dialect.normalize(id));
-                cols.push((n, expr_type(expr, &column)));
+                cols.push((n, expr_type(expr, &lookup)));
             }
             SelectItem::Wildcard(_)
                 if matches!(select.from.as_slice(), [twj] if twj.joins.is_empty()) =>
             {
-                let [table] = tables.as_slice() else {
-                    return Err(format!(
-                        "cannot determine the columns of `*` in output column {} (the table is not declared)",
-                        i + 1
-                    ));
-                };
-                for c in &table.columns {
-                    cols.push((c.key.clone(), Some(c.ty)));
+                match sources.as_slice() {
+                    [(_, Provides::Table(table))] => {
+                        for c in &table.columns {
+                            cols.push((c.key.clone(), Some(c.ty)));
+                        }
+                    }
+                    [(_, Provides::Columns(known))] => cols.extend(known.iter().cloned()),
+                    _ => {
+                        return Err(format!(
+                            "cannot determine the columns of `*` in output column {} (the table is not declared)",
+                            i + 1
+                        ))
+                    }
                 }
             }
             _ => {
@@ -191,7 +302,7 @@ pub(crate) fn output_columns(
 /// it cannot (the caller then needs a declared type).
 pub(crate) fn expr_type(
     e: &Expr,
-    column: &dyn Fn(&Ident) -> Option<ColumnType>,
+    column: &dyn Fn(&[Ident]) -> Option<ColumnType>,
 ) -> Option<ColumnType> {
     use sqlparser::ast::{CastKind, FunctionArg, FunctionArgExpr, FunctionArguments, Value as V};
     let numeric = |a: Option<ColumnType>, b: Option<ColumnType>| match (a?, b?) {
@@ -203,8 +314,8 @@ pub(crate) fn expr_type(
     };
     match e {
         Expr::Nested(inner) => expr_type(inner, column),
-        Expr::Identifier(id) if marker(e).is_none() => column(id),
-        Expr::CompoundIdentifier(parts) => column(parts.last()?),
+        Expr::Identifier(id) if marker(e).is_none() => column(std::slice::from_ref(id)),
+        Expr::CompoundIdentifier(parts) => column(parts),
         Expr::Value(v) => match &v.value {
             V::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => Some(ColumnType::Integer),
             V::Number(..) => Some(ColumnType::Decimal),

@@ -985,11 +985,10 @@ pub fn load(spec: &Spec) -> (Policy, Principal) {
 /// (a) the output parses again as one SQLite statement, (b)
 /// `Policy::recheck` accepts it, (c) no protected table is read outside a
 /// sandbox subquery equal to one [`Spec::expected_sandboxes`] lists.
-/// Every other dialect must not panic, and what PostgreSQL and generic SQL
-/// rewrite must recheck. MySQL is left out of the recheck: a dialect
-/// override keeps a saved question's `"quoted"` identifiers, which MySQL
-/// reads as strings (see `known_bug_dialect_override_keeps_question_quotes`
-/// in `tests/policy_props.rs`).
+/// Every other dialect must not panic, and what it rewrites must recheck
+/// (a dialect override whose output the override dialect reads otherwise is
+/// refused: see `dialect_override_keeps_no_question_quotes` in
+/// `tests/policy_props.rs`).
 pub fn check_static(
     spec: &Spec,
     policy: &Policy,
@@ -1001,7 +1000,7 @@ pub fn check_static(
             dialect: Some(d),
             ..Options::default()
         };
-        if let (Ok(out), false) = (policy.rewrite(user, sql, &opts), d == Dialect::Mysql) {
+        if let Ok(out) = policy.rewrite(user, sql, &opts) {
             policy
                 .recheck(user, &out.sql, &opts)
                 .map_err(|e| format!("recheck ({d:?}): {e}\n  output: {}", out.sql))?;
