@@ -81,7 +81,7 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if self.tenants < TENANT
             || self.accounts < self.tenants
-            || self.accounts % self.tenants != 0
+            || !self.accounts.is_multiple_of(self.tenants)
             || self.orders < 5_100
         {
             return Err(format!(
