@@ -12,6 +12,8 @@
 //! borrows), column lists point into the compiled policy, and the CTE names
 //! in scope live on one stack.
 
+#[allow(dead_code)] // Used by the `fence: auto` integration (issue 13).
+pub(crate) mod rowsafe;
 mod sandbox;
 mod source;
 mod system;

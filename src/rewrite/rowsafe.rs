@@ -1,0 +1,964 @@
+//! Row-safety: which expressions the database may evaluate on rows a
+//! sandbox filters out without revealing anything about them.
+//!
+//! An expression is *row-safe* when, for every possible row value, it can
+//! neither raise an error, nor have a side effect, nor produce a warning,
+//! nor reveal anything except through its result. A planner that pushes
+//! such a predicate below a sandbox's own filter (or evaluates it first)
+//! learns nothing it could show the user: the predicate's result on another
+//! tenant's row is discarded with the row. Everything else — casts,
+//! arithmetic (overflow), division, most functions, scalar subqueries
+//! ("more than one row"), JSON accessors, regular expressions, anything not
+//! listed here — is unsafe and keeps the fence.
+//!
+//! The rules, per construct (see the unit tests for the table of cases):
+//!
+//! - Column references, literals, `NULL`: safe values. Bind placeholders
+//!   are safe on PostgreSQL (a parameter takes the type of the column it is
+//!   compared with when the statement is prepared, so a bad value fails at
+//!   bind time, for every row alike) and SQLite (comparisons never fail),
+//!   not on MySQL/MariaDB, where a bound string compared with a number is
+//!   converted on every row with a warning.
+//! - Comparisons (`= <> < <= > >=`, MySQL `<=>`, `BETWEEN`, `IN (list)`,
+//!   `IS [NOT] DISTINCT FROM`) are safe when both sides are safe values of
+//!   compatible types, so that no implicit conversion can fail or warn:
+//!   numbers with integer/decimal columns, strings with text columns, a
+//!   valid `YYYY-MM-DD` string with a date column, a valid date or
+//!   `YYYY-MM-DD[ T]HH:MM:SS[.ffffff]` string with a timestamp column, a
+//!   canonical UUID string with a uuid column, two columns of the same
+//!   declared type (integer and decimal mix), `NULL` with anything.
+//!   A literal of the wrong shape is refused even where the database would
+//!   reject it once at plan time (PostgreSQL parses `int_col = '12a'`'s
+//!   literal before reading any row): refusing costs nothing, since such a
+//!   query fails anyway, and it keeps the rule independent of when each
+//!   database converts constants. MySQL/MariaDB compare a string with a
+//!   number silently but with a warning per row (`Truncated incorrect
+//!   DOUBLE value: '…'`, which quotes the value): refused.
+//!   SQLite never raises an error or a warning in a comparison (its values
+//!   are dynamically typed), so there every comparison of safe values is
+//!   safe, whatever the types.
+//! - A column's type must be known (from the policy) for it to be compared
+//!   on PostgreSQL and MySQL/MariaDB; a column of unknown type is still a
+//!   safe value for `IS [NOT] NULL`.
+//! - `LIKE` (and PostgreSQL `ILIKE`) on a text value with a constant
+//!   string pattern that does not end in an unpaired escape character
+//!   (PostgreSQL raises "LIKE pattern must not end with escape character"
+//!   when it reaches the end of the pattern, that is, per row), and an
+//!   `ESCAPE` that is a one-character string literal. Assumes the column
+//!   has a deterministic collation (the default; PostgreSQL refuses `LIKE`
+//!   under a nondeterministic collation at execution).
+//! - `IS [NOT] NULL` of any safe value; `IS [NOT] TRUE/FALSE/UNKNOWN`,
+//!   `AND`, `OR`, `NOT` of boolean-valued safe expressions. A non-boolean
+//!   value where a boolean is expected (`WHERE text_col`) is unsafe outside
+//!   SQLite: MySQL/MariaDB convert it with a warning per row.
+//! - Functions: only the entries of [`SAFE_FUNCTIONS`] (one-part names,
+//!   plain argument lists), each with its reason.
+//!
+//! The classification is one pass over the expression and allocates
+//! nothing; `AND`/`OR` chains are walked along their left spine in a loop,
+//! so a long chain costs no stack.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    InTarget, ObjectNamePart, TimezoneInfo, UnaryOperator, Value,
+};
+
+use crate::dialect::Dialect;
+use crate::policy::ColumnType;
+
+/// What a row-safe scalar expression evaluates to, as far as the
+/// compatibility of comparisons needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Val<'a> {
+    /// A value of a declared (or derived) type: a column, a boolean
+    /// expression, a typed literal, a listed function's result.
+    Typed(ColumnType),
+    /// A column whose type the policy does not declare.
+    Untyped,
+    /// A numeric literal (finite, of reasonable length).
+    Number,
+    /// A single-quoted string literal, with its text.
+    Str(&'a str),
+    /// `NULL`.
+    Null,
+    /// A bind placeholder (`$1`, `?`).
+    Param,
+}
+
+/// The value of a row-safe boolean expression.
+const BOOL: Val<'static> = Val::Typed(ColumnType::Boolean);
+
+/// How a listed function treats its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FnKind {
+    /// One text argument, a text result (`lower`).
+    TextToText,
+    /// One text argument, an integer result (`length`).
+    TextToInt,
+    /// Arguments of one compatible type, that type as the result
+    /// (`coalesce`, `ifnull`).
+    Coalesce,
+    /// Two compatible arguments, the first one's type as the result.
+    NullIf,
+    /// One argument of any type, a text result (SQLite `typeof`).
+    AnyToText,
+}
+
+/// A function that cannot fail, warn or act for any argument of the types
+/// its kind accepts.
+#[derive(Debug)]
+struct SafeFunction {
+    /// The name, lower case (matched after the dialect's normalisation, so
+    /// a quoted `"LOWER"` on PostgreSQL is another function).
+    name: &'static str,
+    dialects: &'static [Dialect],
+    kind: FnKind,
+    /// Fewest and most arguments.
+    arity: (usize, usize),
+    /// Why it cannot fail.
+    reason: &'static str,
+}
+
+const PG: Dialect = Dialect::Postgres;
+const MY: Dialect = Dialect::Mysql;
+const LITE: Dialect = Dialect::Sqlite;
+
+/// The functions row-safe expressions may call, per dialect. Kept short on
+/// purpose: an entry must be total (defined for every value of the
+/// argument types it accepts) and silent (no warning, no side effect).
+/// One-part names only: on PostgreSQL `pg_catalog` is searched first, so an
+/// unqualified built-in name with its exact argument type is the built-in.
+const SAFE_FUNCTIONS: &[SafeFunction] = &[
+    SafeFunction {
+        name: "lower",
+        dialects: &[PG, MY, LITE],
+        kind: FnKind::TextToText,
+        arity: (1, 1),
+        reason: "case mapping is total on valid text; the result is never longer than allowed",
+    },
+    SafeFunction {
+        name: "upper",
+        dialects: &[PG, MY, LITE],
+        kind: FnKind::TextToText,
+        arity: (1, 1),
+        reason: "case mapping is total on valid text",
+    },
+    SafeFunction {
+        name: "lcase",
+        dialects: &[MY],
+        kind: FnKind::TextToText,
+        arity: (1, 1),
+        reason: "MySQL synonym of lower",
+    },
+    SafeFunction {
+        name: "ucase",
+        dialects: &[MY],
+        kind: FnKind::TextToText,
+        arity: (1, 1),
+        reason: "MySQL synonym of upper",
+    },
+    SafeFunction {
+        name: "length",
+        dialects: &[PG, MY, LITE],
+        kind: FnKind::TextToInt,
+        arity: (1, 1),
+        reason: "a count of characters (bytes on MySQL) of a stored value: no overflow",
+    },
+    SafeFunction {
+        name: "char_length",
+        dialects: &[PG, MY],
+        kind: FnKind::TextToInt,
+        arity: (1, 1),
+        reason: "a count of characters of a stored value",
+    },
+    SafeFunction {
+        name: "character_length",
+        dialects: &[PG, MY],
+        kind: FnKind::TextToInt,
+        arity: (1, 1),
+        reason: "synonym of char_length",
+    },
+    SafeFunction {
+        name: "coalesce",
+        dialects: &[PG, MY, LITE],
+        kind: FnKind::Coalesce,
+        arity: (1, usize::MAX),
+        reason: "picks the first non-null argument; arguments of one type need no conversion",
+    },
+    SafeFunction {
+        name: "ifnull",
+        dialects: &[MY, LITE],
+        kind: FnKind::Coalesce,
+        arity: (2, 2),
+        reason: "two-argument coalesce",
+    },
+    SafeFunction {
+        name: "nullif",
+        dialects: &[PG, MY, LITE],
+        kind: FnKind::NullIf,
+        arity: (2, 2),
+        reason: "an equality comparison of compatible values",
+    },
+    SafeFunction {
+        name: "typeof",
+        dialects: &[LITE],
+        kind: FnKind::AnyToText,
+        arity: (1, 1),
+        reason: "names the storage class of any value",
+    },
+];
+
+/// Whether `e` is row-safe on `dialect` as a predicate (a boolean-valued
+/// expression: a WHERE or ON condition, a conjunct). `columns` gives the
+/// declared type of a column reference (`col` or `alias.col`), `None` when
+/// unknown.
+///
+/// Generic SQL gets the strict rules and no placeholders.
+pub(crate) fn is_row_safe(
+    e: &Expr,
+    dialect: Dialect,
+    columns: &dyn Fn(&[Ident]) -> Option<ColumnType>,
+) -> bool {
+    Classifier { dialect, columns }.boolean(e)
+}
+
+/// Whether scalar `e` (a select-list item of a derived table, CTE or view
+/// that an outer predicate may reach) is row-safe on `dialect`.
+pub(crate) fn is_row_safe_value(
+    e: &Expr,
+    dialect: Dialect,
+    columns: &dyn Fn(&[Ident]) -> Option<ColumnType>,
+) -> bool {
+    Classifier { dialect, columns }.value(e).is_some()
+}
+
+struct Classifier<'c> {
+    dialect: Dialect,
+    columns: &'c dyn Fn(&[Ident]) -> Option<ColumnType>,
+}
+
+impl Classifier<'_> {
+    /// Whether `e` is a row-safe expression usable where a boolean is
+    /// expected. `AND`/`OR` chains are followed down their left spine
+    /// iteratively (the parser builds long chains left-deep).
+    fn boolean(&self, mut e: &Expr) -> bool {
+        loop {
+            match e {
+                Expr::Nested(inner) => e = inner,
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::And | BinaryOperator::Or,
+                    right,
+                } => {
+                    if !self.boolean(right) {
+                        return false;
+                    }
+                    e = left;
+                }
+                _ => return self.value(e).is_some_and(|v| self.is_boolean(v)),
+            }
+        }
+    }
+
+    /// Whether a safe value may stand where a boolean is expected.
+    fn is_boolean(&self, v: Val<'_>) -> bool {
+        match v {
+            Val::Typed(ColumnType::Boolean) | Val::Null => true,
+            // PostgreSQL infers `boolean` for a parameter used as a
+            // condition; SQLite takes any value's truth without error.
+            Val::Param => matches!(self.dialect, Dialect::Postgres | Dialect::Sqlite),
+            _ => self.dialect == Dialect::Sqlite,
+        }
+    }
+
+    /// The value of `e` if it is row-safe, `None` if it is not.
+    fn value<'e>(&self, e: &'e Expr) -> Option<Val<'e>> {
+        match e {
+            Expr::Identifier(ident) => Some(self.column(std::slice::from_ref(ident))),
+            Expr::CompoundIdentifier(parts) => Some(self.column(parts)),
+            Expr::Value(v) => self.literal(&v.value),
+            Expr::Nested(inner) => self.value(inner),
+            Expr::TypedString(ts) => {
+                let Value::SingleQuotedString(s) = &ts.value.value else {
+                    return None;
+                };
+                match &ts.data_type {
+                    DataType::Date if is_date(s) => Some(Val::Typed(ColumnType::Date)),
+                    DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
+                        if is_date(s) || is_timestamp(s) =>
+                    {
+                        Some(Val::Typed(ColumnType::Timestamp))
+                    }
+                    _ => None,
+                }
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                expr,
+            } => match expr.as_ref() {
+                // A signed number literal; negating anything else can overflow.
+                Expr::Value(v) => match self.literal(&v.value) {
+                    Some(Val::Number) => Some(Val::Number),
+                    _ => None,
+                },
+                _ => None,
+            },
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr,
+            } => self.boolean(expr).then_some(BOOL),
+            Expr::BinaryOp { left, op, right } => match op {
+                BinaryOperator::And | BinaryOperator::Or => self.boolean(e).then_some(BOOL),
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq => self.compare(left, right).then_some(BOOL),
+                BinaryOperator::Spaceship if self.dialect == Dialect::Mysql => {
+                    self.compare(left, right).then_some(BOOL)
+                }
+                _ => None,
+            },
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+                self.compare(a, b).then_some(BOOL)
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                let v = self.value(expr)?;
+                let ok = self.compatible_with(v, low) && self.compatible_with(v, high);
+                ok.then_some(BOOL)
+            }
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                global: false,
+                ..
+            } => {
+                let v = self.value(expr)?;
+                list.iter()
+                    .all(|item| self.compatible_with(v, item))
+                    .then_some(BOOL)
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => self.value(inner).map(|_| BOOL),
+            Expr::IsTrue(inner)
+            | Expr::IsNotTrue(inner)
+            | Expr::IsFalse(inner)
+            | Expr::IsNotFalse(inner)
+            | Expr::IsUnknown(inner)
+            | Expr::IsNotUnknown(inner) => self.boolean(inner).then_some(BOOL),
+            Expr::Like {
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+                ..
+            } => self
+                .like(expr, pattern, escape_char.as_deref())
+                .then_some(BOOL),
+            Expr::ILike {
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+                ..
+            } if self.dialect == Dialect::Postgres => self
+                .like(expr, pattern, escape_char.as_deref())
+                .then_some(BOOL),
+            Expr::Function(f) => self.function(f),
+            // Everything else, named so that a reader sees what is refused:
+            // casts and conversions can fail; arithmetic can overflow;
+            // subqueries can return several rows or reach other rows;
+            // JSON, regex, collations, CASE, tuples and the rest are not
+            // analysed.
+            _ => None,
+        }
+    }
+
+    fn column(&self, parts: &[Ident]) -> Val<'static> {
+        match (self.columns)(parts) {
+            Some(ty) => Val::Typed(ty),
+            None => Val::Untyped,
+        }
+    }
+
+    fn literal<'e>(&self, v: &'e Value) -> Option<Val<'e>> {
+        match v {
+            Value::Number(n, _) => is_number(n).then_some(Val::Number),
+            Value::SingleQuotedString(s) => Some(Val::Str(s)),
+            Value::Boolean(_) => Some(Val::Typed(ColumnType::Boolean)),
+            Value::Null => Some(Val::Null),
+            Value::Placeholder(_) => {
+                matches!(self.dialect, Dialect::Postgres | Dialect::Sqlite).then_some(Val::Param)
+            }
+            _ => None,
+        }
+    }
+
+    fn compare(&self, a: &Expr, b: &Expr) -> bool {
+        self.value(a).is_some_and(|va| self.compatible_with(va, b))
+    }
+
+    fn compatible_with(&self, v: Val<'_>, e: &Expr) -> bool {
+        self.value(e).is_some_and(|w| self.compatible(v, w))
+    }
+
+    /// Whether comparing `a` with `b` needs no conversion that can fail or
+    /// warn on this dialect.
+    fn compatible(&self, a: Val<'_>, b: Val<'_>) -> bool {
+        if self.dialect == Dialect::Sqlite {
+            return true;
+        }
+        match (a, b) {
+            (Val::Null, _) | (_, Val::Null) => true,
+            // Only PostgreSQL placeholders get here (see `literal`).
+            (Val::Param, _) | (_, Val::Param) => true,
+            (Val::Untyped, _) | (_, Val::Untyped) => false,
+            (Val::Typed(x), Val::Typed(y)) => {
+                x == y
+                    || matches!(
+                        (x, y),
+                        (ColumnType::Integer, ColumnType::Decimal)
+                            | (ColumnType::Decimal, ColumnType::Integer)
+                    )
+            }
+            (Val::Typed(t), Val::Number) | (Val::Number, Val::Typed(t)) => {
+                matches!(t, ColumnType::Integer | ColumnType::Decimal)
+            }
+            (Val::Typed(t), Val::Str(s)) | (Val::Str(s), Val::Typed(t)) => match t {
+                ColumnType::Text => true,
+                ColumnType::Date => is_date(s),
+                ColumnType::Timestamp => is_date(s) || is_timestamp(s),
+                ColumnType::Uuid => is_uuid(s),
+                ColumnType::Integer | ColumnType::Decimal | ColumnType::Boolean => false,
+            },
+            (Val::Number, Val::Number) | (Val::Str(_), Val::Str(_)) => true,
+            (Val::Number, Val::Str(_)) | (Val::Str(_), Val::Number) => false,
+        }
+    }
+
+    /// Whether `v` is text as far as `LIKE` and the text functions need.
+    fn is_text(&self, v: Val<'_>) -> bool {
+        match v {
+            Val::Typed(ColumnType::Text) | Val::Str(_) | Val::Null => true,
+            _ => self.dialect == Dialect::Sqlite,
+        }
+    }
+
+    fn like(&self, expr: &Expr, pattern: &Expr, escape: Option<&Expr>) -> bool {
+        if !self.value(expr).is_some_and(|v| self.is_text(v)) {
+            return false;
+        }
+        let Expr::Value(p) = pattern else {
+            return false;
+        };
+        let Value::SingleQuotedString(pattern) = &p.value else {
+            return false;
+        };
+        let escape = match escape {
+            None => match self.dialect {
+                // SQLite's LIKE has no escape character unless one is given.
+                Dialect::Sqlite => return true,
+                Dialect::Postgres | Dialect::Mysql | Dialect::Generic => '\\',
+            },
+            Some(Expr::Value(v)) => match &v.value {
+                Value::SingleQuotedString(s) => {
+                    let mut chars = s.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) => c,
+                        _ => return false,
+                    }
+                }
+                _ => return false,
+            },
+            Some(_) => return false,
+        };
+        // An odd run of escape characters at the end leaves one unpaired.
+        let trailing = pattern.chars().rev().take_while(|&c| c == escape).count();
+        trailing % 2 == 0
+    }
+
+    fn function<'e>(&self, f: &'e sqlparser::ast::Function) -> Option<Val<'e>> {
+        let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+            return None;
+        };
+        if f.uses_odbc_syntax
+            || !matches!(f.parameters, FunctionArguments::None)
+            || f.filter.is_some()
+            || f.null_treatment.is_some()
+            || f.over.is_some()
+            || !f.within_group.is_empty()
+        {
+            return None;
+        }
+        let FunctionArguments::List(list) = &f.args else {
+            return None;
+        };
+        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+            return None;
+        }
+        let key = self.dialect.normalize(name);
+        let entry = SAFE_FUNCTIONS
+            .iter()
+            .find(|s| s.name == key && s.dialects.contains(&self.dialect))?;
+        let n = list.args.len();
+        if n < entry.arity.0 || n > entry.arity.1 {
+            return None;
+        }
+        let arg = |a: &'e FunctionArg| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => self.value(e),
+            _ => None,
+        };
+        match entry.kind {
+            FnKind::TextToText => {
+                let v = arg(&list.args[0])?;
+                self.is_text(v).then_some(Val::Typed(ColumnType::Text))
+            }
+            FnKind::TextToInt => {
+                let v = arg(&list.args[0])?;
+                self.is_text(v).then_some(Val::Typed(ColumnType::Integer))
+            }
+            FnKind::AnyToText => arg(&list.args[0]).map(|_| Val::Typed(ColumnType::Text)),
+            FnKind::Coalesce | FnKind::NullIf => {
+                // Every argument compatible with the first one that is not
+                // NULL; the result has that one's type.
+                let mut result = Val::Null;
+                for a in &list.args {
+                    let v = arg(a)?;
+                    if result == Val::Null {
+                        result = v;
+                    } else if !self.compatible(result, v) {
+                        return None;
+                    }
+                }
+                if entry.kind == FnKind::NullIf {
+                    // nullif(a, b) is a or NULL: a's own value.
+                    return arg(&list.args[0]);
+                }
+                Some(result)
+            }
+        }
+    }
+}
+
+/// A number literal every dialect reads without error: digits, at most one
+/// point and an exponent, finite, not absurdly long.
+fn is_number(n: &str) -> bool {
+    n.len() <= 40
+        && n.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && n.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+}
+
+/// `YYYY-MM-DD`, a real calendar day of years 1–9999.
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let (Some(y), Some(m), Some(d)) = (digits(&b[0..4]), digits(&b[5..7]), digits(&b[8..10]))
+    else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    y >= 1 && (1..=days).contains(&d)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f]` (or `T` between date and time), up to six
+/// fractional digits, no zone.
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 19 || !is_date(&s[..10]) || !matches!(b[10], b' ' | b'T') {
+        return false;
+    }
+    let t = &b[11..];
+    if t[2] != b':' || t[5] != b':' {
+        return false;
+    }
+    let (Some(h), Some(m), Some(sec)) = (digits(&t[0..2]), digits(&t[3..5]), digits(&t[6..8]))
+    else {
+        return false;
+    };
+    let fraction_ok = match &t[8..] {
+        [] => true,
+        [b'.', f @ ..] => (1..=6).contains(&f.len()) && f.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    h < 24 && m < 60 && sec < 60 && fraction_ok
+}
+
+/// The canonical 8-4-4-4-12 hexadecimal form.
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// The conjuncts of `e`: the operands of its top-level `AND` chain, looking
+/// through parentheses, in source order. A non-`AND` expression is its own
+/// single conjunct.
+pub(crate) fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    let mut out = Vec::new();
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::Nested(inner) => stack.push(inner),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                // Right first, so that the left side pops (and lands) first.
+                stack.push(right);
+                stack.push(left);
+            }
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+/// Whether every column `e` refers to belongs to the FROM item `alias`: a
+/// qualified `alias.col` (compared by the dialect's normalisation), or an
+/// unqualified `col` for which `sole_owner(col)` says that `alias` is the
+/// only source in scope that could have it. Two-part names only (a
+/// `schema.table.col` reference is refused), and any subquery, lambda or
+/// wildcard makes the answer `false`: names inside them resolve in other
+/// scopes. An expression without columns refers to no other source, so it
+/// qualifies.
+pub(crate) fn refers_only_to(
+    e: &Expr,
+    alias: &Ident,
+    dialect: Dialect,
+    sole_owner: &dyn Fn(&Ident) -> bool,
+) -> bool {
+    let own = dialect.normalize(alias);
+    sqlparser::ast::visit_expressions(e, |x| {
+        let ok = match x {
+            Expr::Identifier(col) => sole_owner(col),
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [qualifier, _] => dialect.normalize(qualifier) == own,
+                _ => false,
+            },
+            Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::Lambda(_)
+            | Expr::Wildcard(_)
+            | Expr::QualifiedWildcard(..)
+            | Expr::CompoundFieldAccess { .. } => false,
+            Expr::In {
+                target: InTarget::Subquery(_) | InTarget::Table { .. },
+                ..
+            } => false,
+            Expr::Function(f) => !matches!(f.args, FunctionArguments::Subquery(_)),
+            _ => true,
+        };
+        if ok {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    })
+    .is_continue()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::parser::Parser;
+
+    fn parse(sql: &str, dialect: Dialect) -> Expr {
+        Parser::new(dialect.parser())
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_expr())
+            .unwrap_or_else(|e| panic!("{sql} ({dialect}): {e}"))
+    }
+
+    /// The test schema: every column name maps to a type, whatever the
+    /// qualifier; `x` has no declared type.
+    fn columns(parts: &[Ident]) -> Option<ColumnType> {
+        match parts.last()?.value.to_ascii_lowercase().as_str() {
+            "id" | "account_id" | "tenant_id" => Some(ColumnType::Integer),
+            "total" => Some(ColumnType::Decimal),
+            "name" | "status" => Some(ColumnType::Text),
+            "d" => Some(ColumnType::Date),
+            "ts" | "created_at" => Some(ColumnType::Timestamp),
+            "flag" => Some(ColumnType::Boolean),
+            "u" => Some(ColumnType::Uuid),
+            _ => None,
+        }
+    }
+
+    /// (expression, expected on PostgreSQL, MySQL/MariaDB, SQLite as `y`/`n`;
+    /// `-` where the dialect does not parse it). Comments give the reason
+    /// of the less obvious entries.
+    const CASES: &[(&str, &str)] = &[
+        // Plain comparisons of columns with literals of their type.
+        ("id = 5", "yyy"),
+        ("id <> 5", "yyy"),
+        ("id < 5 AND id >= 1", "yyy"),
+        ("total > 10.50", "yyy"),
+        ("total = 1e5", "yyy"),
+        ("id = 1.5", "yyy"),
+        ("id = -5", "yyy"),
+        ("id = +5", "yyy"),
+        // Wider than bigint: a numeric literal, compared without a cast.
+        ("id = 9223372036854775808", "yyy"),
+        // Not finite: refused (the literal alone fails or goes to infinity).
+        ("id = 1e400", "nnn"),
+        ("name = 'x'", "yyy"),
+        ("'x' = name", "yyy"),
+        ("id = NULL", "yyy"),
+        ("5 = 5", "yyy"),
+        // PostgreSQL: invalid input syntax for type integer (plan time, but
+        // refused by rule); MySQL: converted with a warning per row;
+        // SQLite: no error ever.
+        ("id = '12a'", "nny"),
+        ("id = '12'", "nny"),
+        ("name = 5", "nny"),
+        ("1 = '1'", "nny"),
+        // Dates and timestamps: only strings of a valid shape.
+        ("d = '2024-02-29'", "yyy"),
+        ("d = '2023-02-29'", "nny"),
+        ("d = '2024-13-01'", "nny"),
+        ("d = 'garbage'", "nny"),
+        ("d = '2024-01-01 00:00:00'", "nny"),
+        ("ts >= '2024-01-01'", "yyy"),
+        ("ts >= '2024-01-01 10:00:00'", "yyy"),
+        ("ts >= '2024-01-01T10:00:00.123456'", "yyy"),
+        ("ts >= '2024-01-01 25:00:00'", "nny"),
+        ("ts >= '2024-01-01 10:00:00+02'", "nny"),
+        ("d = DATE '2024-01-01'", "yyy"),
+        ("d = DATE '2024-02-30'", "nnn"),
+        ("ts < TIMESTAMP '2024-01-01 00:00:00'", "yyy"),
+        // Date against timestamp: a cross-type conversion, refused.
+        ("ts > DATE '2024-01-01'", "nny"),
+        ("d = ts", "nny"),
+        ("u = '123e4567-e89b-12d3-a456-426614174000'", "yyy"),
+        ("u = 'abc'", "nny"),
+        // Two columns: same declared type, or integer with decimal.
+        ("id = account_id", "yyy"),
+        ("id = total", "yyy"),
+        ("id = name", "nny"),
+        ("flag = TRUE", "yyy"),
+        ("flag = 1", "nny"),
+        // A column without a declared type can only be tested for NULL.
+        ("x = 1", "nny"),
+        ("x IS NULL", "yyy"),
+        ("x IS NOT NULL AND id = 1", "yyy"),
+        // BETWEEN, IN lists, IS DISTINCT FROM, IS TRUE.
+        ("id BETWEEN 1 AND 10", "yyy"),
+        ("id NOT BETWEEN 1 AND 'a'", "nny"),
+        ("d BETWEEN '2024-01-01' AND '2024-12-31'", "yyy"),
+        ("id IN (1, 2, 3)", "yyy"),
+        ("id NOT IN (1, 2, NULL)", "yyy"),
+        ("id IN (1, 'a')", "nny"),
+        ("name IN ('a', 'b')", "yyy"),
+        ("id IN (SELECT 1)", "nnn"),
+        ("id IS DISTINCT FROM 3", "yy-"),
+        ("id IS NOT DISTINCT FROM total", "yy-"),
+        ("id <=> 5", "-y-"),
+        ("flag IS TRUE", "yyy"),
+        ("(id = 1) IS NOT FALSE", "yyy"),
+        // PostgreSQL: no operator (plan time); MySQL: converts with warnings.
+        ("id IS TRUE", "nny"),
+        // Boolean contexts need booleans (MySQL converts text with warnings).
+        ("flag", "yyy"),
+        ("NOT flag", "yyy"),
+        ("flag AND id = 1", "yyy"),
+        ("name AND id = 1", "nny"),
+        ("NOT id", "nny"),
+        ("id = 5 AND 1", "nny"),
+        ("NULL", "yyy"),
+        ("TRUE OR FALSE", "yyy"),
+        ("id = 5 OR (total > 1 AND name LIKE 'a%')", "yyy"),
+        ("((id = 5))", "yyy"),
+        // LIKE: constant pattern, no unpaired trailing escape character.
+        ("name LIKE 'ab%'", "yyy"),
+        ("name NOT LIKE '%b_'", "yyy"),
+        ("name LIKE name", "nnn"),
+        ("name LIKE 'a%' ESCAPE '!'", "yyy"),
+        ("name LIKE 'a!' ESCAPE '!'", "nnn"),
+        ("name LIKE 'a!!' ESCAPE '!'", "yyy"),
+        ("name LIKE 'a%' ESCAPE '!!'", "nnn"),
+        ("id LIKE '1%'", "nny"),
+        ("name ILIKE 'a%'", "y--"),
+        // Placeholders: typed at prepare (PostgreSQL), no error (SQLite);
+        // MySQL converts a bound string per row.
+        ("id = $1", "y--"),
+        ("id = ?", "-ny"),
+        // Arithmetic, division, casts, unary minus on a column: can fail.
+        ("id + 0 = 5", "nnn"),
+        ("-id = 5", "nnn"),
+        ("id = -(-5)", "nnn"),
+        ("id % 2 = 0", "nnn"),
+        ("id = 5 AND 1/(total-total+1) > 0", "nnn"),
+        ("CAST(name AS INTEGER) = 1", "nnn"),
+        ("name::int = 1", "n--"),
+        ("name || 'x' = 'ax'", "nnn"),
+        // Functions: only the listed ones, with arguments of their type.
+        ("abs(id) = 1", "nnn"),
+        ("lower(name) = 'x'", "yyy"),
+        ("upper(name) LIKE 'A%'", "yyy"),
+        ("lower(id) = 'x'", "nny"),
+        ("LOWER(name) = 'x'", "yyy"),
+        ("\"LOWER\"(name) = 'x'", "n--"),
+        ("public.lower(name) = 'x'", "nnn"),
+        ("lcase(name) = 'x'", "nyn"),
+        ("length(name) > 3", "yyy"),
+        ("char_length(name) > 3", "yyn"),
+        ("coalesce(total, 0) > 10", "yyy"),
+        ("coalesce(NULL, id) = 1", "yyy"),
+        ("coalesce(total, 'a') > 10", "nny"),
+        ("ifnull(total, 0) > 1", "nyy"),
+        ("nullif(id, 0) = 3", "yyy"),
+        ("nullif(id, 'a') = 3", "nny"),
+        ("typeof(x) = 'integer'", "nny"),
+        ("lower(name, name) = 'x'", "nnn"),
+        ("lower(DISTINCT name) = 'x'", "nnn"),
+        ("random() > 0.5", "nnn"),
+        ("now() > ts", "nnn"),
+        ("count(*) > 1", "nnn"),
+        ("greatest(id, 1) = 1", "nnn"),
+        // Subqueries, JSON, regex, CASE, collations, tuples.
+        ("(SELECT id FROM t) = 1", "nnn"),
+        ("EXISTS (SELECT 1 FROM t)", "nnn"),
+        ("name ->> 'a' = 'x'", "nnn"),
+        ("name ~ 'a'", "n--"),
+        ("name SIMILAR TO 'a'", "n--"),
+        ("name REGEXP 'a'", "-nn"),
+        ("CASE WHEN id = 1 THEN TRUE ELSE FALSE END", "nnn"),
+        ("name COLLATE \"C\" = 'a'", "n-n"),
+        ("(id, total) = (1, 2)", "nnn"),
+    ];
+
+    #[test]
+    fn classification_table() {
+        let dialects = [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite];
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for (sql, expected) in CASES {
+            assert_eq!(expected.len(), 3, "{sql}");
+            for (d, want) in dialects.iter().zip(expected.chars()) {
+                if want == '-' {
+                    continue;
+                }
+                let e = parse(sql, *d);
+                let got = is_row_safe(&e, *d, &columns);
+                if got != (want == 'y') {
+                    wrong.push(format!("{sql} on {d}: expected {want}, got {got}"));
+                }
+                checked += 1;
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(checked >= 300, "{checked}");
+    }
+
+    #[test]
+    fn generic_is_strict_and_has_no_placeholders() {
+        let e = parse("id = ?", Dialect::Generic);
+        assert!(!is_row_safe(&e, Dialect::Generic, &columns));
+        let e = parse("name = 5", Dialect::Generic);
+        assert!(!is_row_safe(&e, Dialect::Generic, &columns));
+        let e = parse("id = 5 AND name LIKE 'a%'", Dialect::Generic);
+        assert!(is_row_safe(&e, Dialect::Generic, &columns));
+    }
+
+    #[test]
+    fn values_of_derived_tables() {
+        let safe = |sql: &str| is_row_safe_value(&parse(sql, PG), PG, &columns);
+        assert!(safe("name"));
+        assert!(safe("lower(name)"));
+        assert!(safe("coalesce(total, 0)"));
+        assert!(safe("id = 5"));
+        assert!(!safe("total / 2"));
+        assert!(!safe("CAST(name AS int)"));
+        assert!(!safe("abs(id)"));
+    }
+
+    #[test]
+    fn long_and_chains_need_no_stack() {
+        // Built by hand: the parser itself would recurse.
+        let mut e = parse("id = 0", PG);
+        for i in 1..20_000 {
+            e = Expr::BinaryOp {
+                left: Box::new(e),
+                op: BinaryOperator::And,
+                right: Box::new(parse(&format!("id <> {i}"), PG)),
+            };
+        }
+        assert!(is_row_safe(&e, PG, &columns));
+        assert_eq!(conjuncts(&e).len(), 20_000);
+        // Drop iteratively too: a 20,000-deep Box chain would overflow.
+        let mut next = Some(e);
+        while let Some(Expr::BinaryOp { left, .. }) = next {
+            next = Some(*left);
+        }
+    }
+
+    #[test]
+    fn conjuncts_split_and_chains_through_parentheses() {
+        let e = parse("a = 1 AND (b = 2 AND (c = 3)) AND (d = 4 OR e = 5)", PG);
+        let parts: Vec<String> = conjuncts(&e).iter().map(|c| c.to_string()).collect();
+        assert_eq!(parts, ["a = 1", "b = 2", "c = 3", "d = 4 OR e = 5"]);
+        let e = parse("a = 1 OR b = 2", PG);
+        assert_eq!(conjuncts(&e).len(), 1);
+        // The leaky example of the issue: the safe conjunct stands alone.
+        let e = parse("id = 5 AND 1/(total-total+1) > 0", PG);
+        let safe: Vec<bool> = conjuncts(&e)
+            .iter()
+            .map(|c| is_row_safe(c, PG, &columns))
+            .collect();
+        assert_eq!(safe, [true, false]);
+    }
+
+    #[test]
+    fn refers_only_to_one_alias() {
+        let o = Ident::new("o");
+        // Unqualified `status` belongs to o only; `id` is ambiguous.
+        let sole = |c: &Ident| c.value == "status";
+        let only = |sql: &str, d: Dialect| refers_only_to(&parse(sql, d), &o, d, &sole);
+        assert!(only("o.id = 5", PG));
+        assert!(only("O.id = 5 AND status = 'x'", PG));
+        assert!(!only("\"O\".id = 5", PG));
+        assert!(only("`O`.id = 5", Dialect::Mysql));
+        assert!(!only("id = 5", PG));
+        assert!(!only("o.account_id = a.id", PG));
+        assert!(!only("public.o.id = 5", PG));
+        assert!(!only("o.id IN (SELECT id FROM t)", PG));
+        assert!(!only("EXISTS (SELECT 1 FROM t WHERE t.id = o.id)", PG));
+        assert!(!only("o.id = (SELECT 1)", PG));
+        assert!(only("lower(o.status) = 'x'", PG));
+        assert!(only("1 = 1", PG));
+    }
+
+    #[test]
+    fn every_function_entry_has_a_reason_and_a_dialect() {
+        for f in SAFE_FUNCTIONS {
+            assert!(!f.reason.is_empty() && !f.dialects.is_empty(), "{}", f.name);
+            assert_eq!(f.name, f.name.to_ascii_lowercase());
+            assert!(f.arity.0 >= 1 && f.arity.0 <= f.arity.1, "{}", f.name);
+        }
+    }
+}
