@@ -20,11 +20,7 @@ const CHILDREN: &str = "
 
 #[test]
 fn inheritance_and_system_columns_on_postgres() {
-    common::with_pg_dataset(
-        "inheritance_and_system_columns_on_postgres",
-        "sqlsandbox_shapes",
-        run,
-    );
+    common::with_pg_dataset("postgres-shapes", "sqlsandbox_shapes", run);
 }
 
 fn run(c: &mut postgres::Client) {
@@ -71,8 +67,5 @@ fn run(c: &mut postgres::Client) {
     let table = rows("TABLE accounts");
     assert_eq!(table.len(), ids(rows("SELECT id FROM accounts")).len());
     assert!(table.iter().all(|r| r.len() == 4), "{table:?}");
-    common::mark_done(
-        "inheritance_and_system_columns_on_postgres",
-        "ONLY, tableoid and TABLE checked",
-    );
+    common::mark_done("postgres-shapes", "ONLY, tableoid and TABLE checked");
 }
