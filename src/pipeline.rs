@@ -13,8 +13,7 @@ use crate::bind::{Binder, BoundParam};
 use crate::dialect::Dialect;
 use crate::emit::{fingerprint, number_params};
 use crate::error::{Error, Result};
-use crate::frontend::sql::{has_delicate_literal, lex, parse_query};
-use crate::functions;
+use crate::frontend::sql::{has_delicate_literal, lex, parse_query, Shape};
 use crate::policy::{Database, Policy};
 use crate::principal::{AttributeValue, Principal};
 use crate::rewrite::{Applied, Rewriter};
@@ -125,12 +124,15 @@ pub(crate) fn rewrite_sql(
     let db = pick_database(policy, opts.database.as_deref())?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
-    let (query, delicate) = parse_query(sql, dialect, opts)?;
-    // The caller's SQL may not hold bind placeholders of its own.
-    let source = Source {
-        delicate,
-        no_placeholders: true,
-    };
+    let (query, delicate, shape) = parse_query(sql, dialect, opts)?;
+    // The caller's SQL may not hold bind placeholders of its own (they
+    // would collide with the parameters sqlsandbox binds).
+    if let Some(p) = &shape.placeholder {
+        return Err(Error::unsupported(format!(
+            "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
+        )));
+    }
+    let source = Source { delicate, shape };
     rewrite_checked(
         policy,
         principal,
@@ -218,7 +220,7 @@ pub(crate) fn rewrite_query(
 ) -> Result<Rewritten> {
     let source = Source {
         delicate,
-        no_placeholders: false,
+        shape: Shape::unknown(),
     };
     rewrite_checked(policy, principal, db, dialect, query, source, opts, pre)
 }
@@ -228,12 +230,13 @@ struct Source {
     /// The input had quotes or backslashes inside quoted text (see
     /// `parse_query`): the printed SQL is parsed again to prove it.
     delicate: bool,
-    /// Bind placeholders in the query are refused (native SQL).
-    no_placeholders: bool,
+    /// What the front end's token scan showed ([`Shape::unknown`] when
+    /// there was none).
+    shape: Shape,
 }
 
-/// The shared back end: the function policy (one walk, which also notes
-/// the query's shape), the rewrite, its check, then printing.
+/// The shared back end: the rewrite, the verifier (which also holds every
+/// function call to the function policy), routing, then printing.
 #[allow(clippy::too_many_arguments)]
 fn rewrite_checked(
     policy: &Policy,
@@ -245,12 +248,6 @@ fn rewrite_checked(
     opts: &Options,
     pre: impl FnOnce(&mut Rewriter, &mut Query) -> Result<()>,
 ) -> Result<Rewritten> {
-    let shape = functions::check_all(
-        &mut query,
-        &policy.functions,
-        dialect,
-        source.no_placeholders,
-    )?;
     let mut rw = Rewriter::new(
         policy,
         db,
@@ -258,8 +255,8 @@ fn rewrite_checked(
         principal,
         Binder::new(dialect, opts.params),
     );
-    rw.long_names = shape.long_names;
-    rw.system_names = shape.system_names;
+    rw.long_names = source.shape.long_names;
+    rw.system_names = source.shape.system_names;
     pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
     crate::verify::verify(policy, db, dialect, principal, &rw.built, &mut query)?;
@@ -285,7 +282,7 @@ fn rewrite_checked(
             max_operators: usize::MAX,
             ..reopts
         };
-        let (again, _) = parse_query(&sql, dialect, &reopts)?;
+        let (again, _, _) = parse_query(&sql, dialect, &reopts)?;
         if again != query {
             return Err(Error::unsupported(if db.dialect != dialect {
                 format!(
@@ -353,7 +350,7 @@ pub(crate) fn recheck(
         max_operators: usize::MAX,
         ..opts.clone()
     };
-    let (mut query, _) = parse_query(sql, dialect, &reopts)?;
+    let (mut query, _, _) = parse_query(sql, dialect, &reopts)?;
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
     let sandboxes = rw.all_sandboxes();
     crate::verify::verify(policy, db, dialect, principal, &sandboxes, &mut query)

@@ -29,7 +29,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, Query, Select, SetExpr, Statement, TableFactor, ValueWithSpan,
+    Expr, ObjectName, Query, Select, SetExpr, Statement, TableFactor, Value, ValueWithSpan,
 };
 
 use crate::access::{self, Decision};
@@ -315,7 +315,19 @@ impl Hooks for Verifier<'_> {
         }
     }
 
-    fn pre_visit_value(&mut self, _v: &mut ValueWithSpan) -> ControlFlow<Error> {
-        ControlFlow::Continue(())
+    fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
+        // A bind placeholder that sqlsandbox did not make is the caller's:
+        // its value would be bound by someone who never saw the policy
+        // (and collide with the parameters sqlsandbox binds).
+        match &v.value {
+            Value::Placeholder(p)
+                if self.in_sandbox == 0 && !p.starts_with(crate::bind::TEMP_PLACEHOLDER) =>
+            {
+                ControlFlow::Break(Error::unsupported(format!(
+                    "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
+                )))
+            }
+            _ => ControlFlow::Continue(()),
+        }
     }
 }

@@ -12,9 +12,38 @@ use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::pipeline::Options;
 
+/// What the token scan learnt about a query, for the rewrite to skip work
+/// it can prove useless (every field errs on the side of `true`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shape {
+    /// Some name has three or more parts (`schema.table.column`).
+    pub long_names: bool,
+    /// Some word is the name of a system column (`tableoid`, `ctid`, …).
+    pub system_names: bool,
+    /// The first bind placeholder of the text, if any (`$1`, `?`, `:x`).
+    pub placeholder: Option<String>,
+}
+
+impl Shape {
+    /// What to assume when no token scan ran (a builder question, a saved
+    /// question): everything.
+    pub fn unknown() -> Shape {
+        Shape {
+            long_names: true,
+            system_names: true,
+            placeholder: None,
+        }
+    }
+}
+
 /// Parses exactly one read query. Returns it with a flag saying whether a
-/// quoted token holds characters whose printing must be double-checked.
-pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result<(Query, bool)> {
+/// quoted token holds characters whose printing must be double-checked,
+/// and the [`Shape`] its tokens show.
+pub(crate) fn parse_query(
+    sql: &str,
+    dialect: Dialect,
+    opts: &Options,
+) -> Result<(Query, bool, Shape)> {
     // One leading byte-order mark is an editor's artefact, not SQL.
     let sql = sql.strip_prefix('\u{FEFF}').unwrap_or(sql);
     if sql.len() > opts.max_sql_bytes {
@@ -33,7 +62,34 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
         .tokenize_with_location()
         .map_err(|e| perr(e.to_string()))?;
     let mut operators = 0usize;
+    let mut shape = Shape::default();
+    // Length of the current `word.word.…` chain, in words.
+    let mut chain = 0usize;
+    let mut after_period = false;
     for t in &tokens {
+        match &t.token {
+            Token::Word(w) => {
+                chain = if after_period { chain + 1 } else { 1 };
+                if chain >= 3 {
+                    shape.long_names = true;
+                }
+                if !shape.system_names && crate::rewrite::is_system_word(&w.value) {
+                    shape.system_names = true;
+                }
+            }
+            Token::Period | Token::Whitespace(_) => {}
+            _ => chain = 0,
+        }
+        after_period = match &t.token {
+            Token::Period => chain > 0,
+            Token::Whitespace(_) => after_period,
+            _ => false,
+        };
+        if let Token::Placeholder(p) = &t.token {
+            if shape.placeholder.is_none() {
+                shape.placeholder = Some(p.clone());
+            }
+        }
         match &t.token {
             // sqlparser reads `%--` or `@/*` as one PostgreSQL operator, but
             // PostgreSQL's lexer starts a comment inside it: the printed
@@ -108,7 +164,7 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
                 "exactly one statement is allowed, found more after `TABLE …`".into(),
             ));
         }
-        return Ok((*q, delicate));
+        return Ok((*q, delicate, shape));
     }
     let mut stmts = parser.parse_statements().map_err(|e| perr(e.to_string()))?;
     if stmts.len() != 1 {
@@ -118,7 +174,7 @@ pub(crate) fn parse_query(sql: &str, dialect: Dialect, opts: &Options) -> Result
         )));
     }
     match stmts.pop() {
-        Some(Statement::Query(q)) => Ok((*q, delicate)),
+        Some(Statement::Query(q)) => Ok((*q, delicate, shape)),
         Some(other) => Err(Error::NotReadOnly(format!(
             "only read queries (SELECT) are allowed, not `{}`",
             statement_kind(&other)

@@ -17,12 +17,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, TableFactor, Value,
-    ValueWithSpan,
+    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Value, ValueWithSpan,
 };
 
 use crate::dialect::Dialect;
@@ -385,16 +383,6 @@ fn check_variable(parts: &[Ident], policy: &FunctionPolicy) -> Result<()> {
     }
 }
 
-/// What the function check's walk learnt about the query's shape, for the
-/// rewrite to skip work it can prove useless.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Shape {
-    /// Some column is named with three or more parts (`schema.table.col`).
-    pub long_names: bool,
-    /// Some column has the name of a system column (`tableoid`, `ctid`, …).
-    pub system_names: bool,
-}
-
 /// Built-in PostgreSQL types that sqlparser reads as custom type names.
 const KNOWN_CUSTOM_TYPES: &[&str] = &[
     "citext",
@@ -527,99 +515,6 @@ pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) ->
         _ => {}
     }
     Ok(())
-}
-
-/// Checks every function call, table function, operator and variable in
-/// the query and, when `no_placeholders`, refuses bind placeholders of the
-/// caller's own (they would collide with the parameters sqlsandbox binds).
-/// One walk for all, which also notes the query's [`Shape`].
-pub(crate) fn check_all(
-    query: &mut Query,
-    policy: &FunctionPolicy,
-    dialect: Dialect,
-    no_placeholders: bool,
-) -> Result<Shape> {
-    struct Check<'a> {
-        policy: &'a FunctionPolicy,
-        dialect: Dialect,
-        no_placeholders: bool,
-        shape: Shape,
-    }
-    impl Check<'_> {
-        fn expr(&mut self, e: &Expr) -> Result<()> {
-            match e {
-                Expr::CompoundIdentifier(parts) => {
-                    if parts.len() >= 3 {
-                        self.shape.long_names = true;
-                    }
-                    if parts.last().is_some_and(crate::rewrite::is_system_name) {
-                        self.shape.system_names = true;
-                    }
-                }
-                Expr::Identifier(id) if crate::rewrite::is_system_name(id) => {
-                    self.shape.system_names = true;
-                }
-                _ => {}
-            }
-            check_expr(e, self.dialect, self.policy)
-        }
-    }
-    impl crate::rewrite::walk::Hooks for Check<'_> {
-        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
-            match self.expr(e) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(err) => ControlFlow::Break(err),
-            }
-        }
-        fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<Error> {
-            if name
-                .0
-                .iter()
-                .any(|p| matches!(p, ObjectNamePart::Function(_)))
-            {
-                return ControlFlow::Break(Error::unsupported(format!(
-                    "the computed table name `{name}`"
-                )));
-            }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<Error> {
-            let name = match f {
-                TableFactor::Table {
-                    name,
-                    args: Some(_),
-                    ..
-                }
-                | TableFactor::Function { name, .. } => name,
-                _ => return ControlFlow::Continue(()),
-            };
-            match check_table_function(name, self.dialect, self.policy) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(err) => ControlFlow::Break(err),
-            }
-        }
-        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<Error> {
-            if self.no_placeholders {
-                if let Value::Placeholder(p) = &v.value {
-                    return ControlFlow::Break(Error::unsupported(format!(
-                        "the bind placeholder `{p}` in the query (sqlsandbox binds its own parameters)"
-                    )));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut check = Check {
-        policy,
-        dialect,
-        no_placeholders,
-        shape: Shape {
-            long_names: false,
-            system_names: false,
-        },
-    };
-    crate::rewrite::walk::walk(query, &mut check)?;
-    Ok(check.shape)
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use crate::principal::Principal;
 use crate::scope::{table_name, Binding, Ctes};
 
 pub use sandbox::Applied;
-pub(crate) use system::is_system_name;
+pub(crate) use system::is_system_word;
 
 /// The columns a FROM item is known to have, borrowed from the policy.
 #[derive(Debug, Clone, Copy)]

@@ -512,16 +512,17 @@ impl Classifier<'_> {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => self.value(e),
             _ => None,
         };
+        let first = list.args.first()?;
         match entry.kind {
             FnKind::TextToText => {
-                let v = arg(&list.args[0])?;
+                let v = arg(first)?;
                 self.is_text(v).then_some(Val::Typed(ColumnType::Text))
             }
             FnKind::TextToInt => {
-                let v = arg(&list.args[0])?;
+                let v = arg(first)?;
                 self.is_text(v).then_some(Val::Typed(ColumnType::Integer))
             }
-            FnKind::AnyToText => arg(&list.args[0]).map(|_| Val::Typed(ColumnType::Text)),
+            FnKind::AnyToText => arg(first).map(|_| Val::Typed(ColumnType::Text)),
             FnKind::Coalesce | FnKind::NullIf => {
                 // Every argument compatible with the first one that is not
                 // NULL; the result has that one's type.
@@ -536,7 +537,7 @@ impl Classifier<'_> {
                 }
                 if entry.kind == FnKind::NullIf {
                     // nullif(a, b) is a or NULL: a's own value.
-                    return arg(&list.args[0]);
+                    return arg(first);
                 }
                 Some(result)
             }
@@ -562,12 +563,14 @@ fn digits(s: &[u8]) -> Option<u32> {
 
 /// `YYYY-MM-DD`, a real calendar day of years 1–9999.
 fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = s.as_bytes() else {
         return false;
-    }
-    let (Some(y), Some(m), Some(d)) = (digits(&b[0..4]), digits(&b[5..7]), digits(&b[8..10]))
-    else {
+    };
+    let (Some(y), Some(m), Some(d)) = (
+        digits(&[*y0, *y1, *y2, *y3]),
+        digits(&[*m0, *m1]),
+        digits(&[*d0, *d1]),
+    ) else {
         return false;
     };
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -584,19 +587,23 @@ fn is_date(s: &str) -> bool {
 /// `YYYY-MM-DD HH:MM:SS[.f]` (or `T` between date and time), up to six
 /// fractional digits, no zone.
 fn is_timestamp(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() < 19 || !is_date(&s[..10]) || !matches!(b[10], b' ' | b'T') {
-        return false;
-    }
-    let t = &b[11..];
-    if t[2] != b':' || t[5] != b':' {
-        return false;
-    }
-    let (Some(h), Some(m), Some(sec)) = (digits(&t[0..2]), digits(&t[3..5]), digits(&t[6..8]))
-    else {
+    let (Some(date), Some(rest)) = (s.get(..10), s.get(10..)) else {
         return false;
     };
-    let fraction_ok = match &t[8..] {
+    let [b' ' | b'T', h0, h1, b':', m0, m1, b':', s0, s1, fraction @ ..] = rest.as_bytes() else {
+        return false;
+    };
+    if !is_date(date) {
+        return false;
+    }
+    let (Some(h), Some(m), Some(sec)) = (
+        digits(&[*h0, *h1]),
+        digits(&[*m0, *m1]),
+        digits(&[*s0, *s1]),
+    ) else {
+        return false;
+    };
+    let fraction_ok = match fraction {
         [] => true,
         [b'.', f @ ..] => (1..=6).contains(&f.len()) && f.iter().all(u8::is_ascii_digit),
         _ => false,

@@ -38,11 +38,11 @@ use crate::policy::Table;
 const TABLEOID: &str = "tableoid";
 
 /// System column names, with what they reveal.
-/// Whether `id` has the name of a system column, in any case (a cheap
+/// Whether a word is the name of a system column, in any case (a cheap
 /// test on the hot path: most queries name none, and then the system
 /// column pass is skipped).
-pub(crate) fn is_system_name(id: &sqlparser::ast::Ident) -> bool {
-    SYSTEM.iter().any(|(n, _)| id.value.eq_ignore_ascii_case(n))
+pub(crate) fn is_system_word(word: &str) -> bool {
+    SYSTEM.iter().any(|(n, _)| word.eq_ignore_ascii_case(n))
 }
 
 const SYSTEM: &[(&str, &str)] = &[
