@@ -61,44 +61,49 @@ pub(crate) fn number_params(
 
 pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) -> String {
     // SHA-256 over a length-prefixed encoding: no two different inputs
-    // share an encoding, so equal fingerprints mean equal inputs.
-    struct Enc(Sha256);
+    // share an encoding, so equal fingerprints mean equal inputs. The
+    // encoding is built in one buffer and hashed once (many small hasher
+    // updates cost more than the hashing).
+    struct Enc(Vec<u8>);
     impl Enc {
+        fn update(&mut self, b: impl AsRef<[u8]>) {
+            self.0.extend_from_slice(b.as_ref());
+        }
         fn n(&mut self, n: usize) {
-            self.0.update((n as u64).to_le_bytes());
+            self.update((n as u64).to_le_bytes());
         }
         fn s(&mut self, s: &str) {
             self.n(s.len());
-            self.0.update(s.as_bytes());
+            self.update(s.as_bytes());
         }
         fn opt(&mut self, s: Option<&str>) {
             match s {
                 Some(s) => {
-                    self.0.update([1]);
+                    self.update([1]);
                     self.s(s);
                 }
-                None => self.0.update([0]),
+                None => self.update([0]),
             }
         }
         fn scalar(&mut self, v: &Scalar) {
             match v {
                 Scalar::Text(t) => {
-                    self.0.update(b"t");
+                    self.update(b"t");
                     self.s(t);
                 }
                 Scalar::Integer(i) => {
-                    self.0.update(b"i");
-                    self.0.update(i.to_le_bytes());
+                    self.update(b"i");
+                    self.update(i.to_le_bytes());
                 }
                 Scalar::Number(n) => {
-                    self.0.update(b"n");
+                    self.update(b"n");
                     self.s(n);
                 }
-                Scalar::Bool(b) => self.0.update([b'b', u8::from(*b)]),
+                Scalar::Bool(b) => self.update([b'b', u8::from(*b)]),
             }
         }
     }
-    let mut e = Enc(Sha256::new());
+    let mut e = Enc(Vec::with_capacity(256));
     e.s("sqlsandbox fingerprint 2");
     e.s(database);
     e.opt(route.destination.as_deref());
@@ -118,11 +123,11 @@ pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) ->
             e.s(&b.attribute);
             match &b.value {
                 AttributeValue::Single(v) => {
-                    e.0.update(b"1");
+                    e.update(b"1");
                     e.scalar(v);
                 }
                 AttributeValue::Many(vs) => {
-                    e.0.update(b"*");
+                    e.update(b"*");
                     e.n(vs.len());
                     for v in vs {
                         e.scalar(v);
@@ -132,7 +137,7 @@ pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) ->
         }
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = e.0.finalize();
+    let digest = Sha256::digest(&e.0);
     let mut out = String::with_capacity(32);
     for b in digest.iter().take(16) {
         for nibble in [b >> 4, b & 15] {
