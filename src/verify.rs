@@ -29,7 +29,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, Query, Select, SetExpr, Statement, TableFactor, Value, ValueWithSpan,
+    Expr, ObjectName, OrderByExpr, Query, Select, SetExpr, Statement, TableFactor, Value,
+    ValueWithSpan,
 };
 
 use crate::access::{self, Decision};
@@ -247,6 +248,21 @@ impl Hooks for Verifier<'_> {
         match select(s) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => ControlFlow::Break(e),
+        }
+    }
+
+    fn pre_visit_order_by_expr(&mut self, o: &mut OrderByExpr) -> ControlFlow<Error> {
+        if self.in_sandbox > 0 {
+            return ControlFlow::Continue(());
+        }
+        match &o.options.sort {
+            Some(sqlparser::ast::OrderBySort::Using(op)) => {
+                match functions::check_order_using(op) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => ControlFlow::Break(e),
+                }
+            }
+            _ => ControlFlow::Continue(()),
         }
     }
 

@@ -488,33 +488,56 @@ pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) ->
         Expr::CompoundIdentifier(parts) if parts.iter().any(is_variable) => {
             check_variable(parts, policy)?
         }
-        Expr::BinaryOp { op, .. } => {
-            match op {
-                BinaryOperator::Assignment => return Err(Error::NotReadOnly(
-                    "assigning a variable (`@x := …`) writes session state that outlives the query"
-                        .into(),
-                )),
-                // An operator is a function call by another name: one
-                // from a schema of the user's may do anything.
-                BinaryOperator::PGCustomBinaryOperator(path) if !matches!(path.as_slice(), [schema, _] if schema.eq_ignore_ascii_case("pg_catalog")) => {
-                    return Err(Error::ForbiddenFunction {
-                        function: op.to_string(),
-                        reason: "a user-defined operator calls a function sqlsandbox cannot check"
-                            .into(),
-                    })
-                }
-                BinaryOperator::Custom(_) => {
-                    return Err(Error::ForbiddenFunction {
-                        function: op.to_string(),
-                        reason: "an operator sqlsandbox does not know may call any function".into(),
-                    })
-                }
-                _ => {}
-            }
-        }
+        Expr::BinaryOp { op, .. }
+        | Expr::AnyOp { compare_op: op, .. }
+        | Expr::AllOp { compare_op: op, .. } => check_operator(op)?,
+        Expr::Convert {
+            data_type: Some(dt),
+            ..
+        } => check_type(dt)?,
         _ => {}
     }
     Ok(())
+}
+
+/// An operator is a function call by another name: one from a schema of
+/// the user's, or one sqlsandbox does not know, may do anything.
+fn check_operator(op: &BinaryOperator) -> Result<()> {
+    match op {
+        BinaryOperator::Assignment => Err(Error::NotReadOnly(
+            "assigning a variable (`@x := …`) writes session state that outlives the query".into(),
+        )),
+        BinaryOperator::PGCustomBinaryOperator(path) if !matches!(path.as_slice(), [schema, _] if schema.eq_ignore_ascii_case("pg_catalog")) => {
+            Err(Error::ForbiddenFunction {
+                function: op.to_string(),
+                reason: "a user-defined operator calls a function sqlsandbox cannot check".into(),
+            })
+        }
+        BinaryOperator::Custom(_) => Err(Error::ForbiddenFunction {
+            function: op.to_string(),
+            reason: "an operator sqlsandbox does not know may call any function".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The built-in ordering operators `ORDER BY … USING` may name; any other
+/// (`USING OPERATOR(public.<)`, a custom operator) calls a function of the
+/// database's, which sqlsandbox cannot check.
+pub(crate) fn check_order_using(op: &ObjectName) -> Result<()> {
+    const BUILTIN: &[&str] = &["<", ">", "<=", ">=", "~<~", "~>~", "~<=~", "~>=~"];
+    let ok = match op.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => BUILTIN.contains(&i.value.as_str()),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::ForbiddenFunction {
+            function: format!("ORDER BY … USING {op}"),
+            reason: "only the built-in ordering operators (<, >, <=, >=) may sort".into(),
+        })
+    }
 }
 
 #[cfg(test)]

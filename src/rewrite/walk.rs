@@ -10,7 +10,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, Query, Select, Statement, TableFactor, ValueWithSpan, VisitMut, VisitorMut,
+    Expr, ObjectName, OrderByExpr, Query, Select, Statement, TableFactor, ValueWithSpan, VisitMut,
+    VisitorMut,
 };
 
 use crate::error::{Error, Result};
@@ -40,6 +41,9 @@ pub(crate) trait Hooks {
         ControlFlow::Continue(())
     }
     fn pre_visit_statement(&mut self, _s: &mut Statement) -> ControlFlow<Error> {
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_order_by_expr(&mut self, _o: &mut OrderByExpr) -> ControlFlow<Error> {
         ControlFlow::Continue(())
     }
 }
@@ -73,6 +77,9 @@ impl VisitorMut for Walk<'_> {
     }
     fn pre_visit_statement(&mut self, s: &mut Statement) -> ControlFlow<Error> {
         self.0.pre_visit_statement(s)
+    }
+    fn pre_visit_order_by_expr(&mut self, o: &mut OrderByExpr) -> ControlFlow<Error> {
+        self.0.pre_visit_order_by_expr(o)
     }
 }
 
