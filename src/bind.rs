@@ -219,7 +219,8 @@ fn digits(s: &str, n: usize) -> Option<u32> {
         .flatten()
 }
 
-fn is_date(s: &str) -> bool {
+/// `YYYY-MM-DD`, a real calendar day.
+pub(crate) fn is_date(s: &str) -> bool {
     let p: Vec<&str> = s.split('-').collect();
     let [y, m, d] = p.as_slice() else {
         return false;

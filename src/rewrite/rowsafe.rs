@@ -65,6 +65,7 @@ use sqlparser::ast::{
     InTarget, ObjectNamePart, TimezoneInfo, UnaryOperator, Value,
 };
 
+use crate::bind::is_date;
 use crate::dialect::Dialect;
 use crate::policy::ColumnType;
 
@@ -559,29 +560,6 @@ fn digits(s: &[u8]) -> Option<u32> {
         return None;
     }
     Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-}
-
-/// `YYYY-MM-DD`, a real calendar day of years 1–9999.
-fn is_date(s: &str) -> bool {
-    let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = s.as_bytes() else {
-        return false;
-    };
-    let (Some(y), Some(m), Some(d)) = (
-        digits(&[*y0, *y1, *y2, *y3]),
-        digits(&[*m0, *m1]),
-        digits(&[*d0, *d1]),
-    ) else {
-        return false;
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    y >= 1 && (1..=days).contains(&d)
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.f]` (or `T` between date and time), up to six

@@ -72,23 +72,28 @@ pub(super) fn table_statement(t: &sqlparser::ast::Table) -> Result<SetExpr> {
     let mut body = template()?.body.as_ref().clone();
     if let SetExpr::Select(select) = &mut body {
         select.from = vec![TableWithJoins {
-            relation: TableFactor::Table {
-                name: ObjectName(parts),
-                alias: None,
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_directives: vec![],
-                inheritance: None,
-            },
+            relation: plain_table(ObjectName(parts), None),
             joins: vec![],
         }];
     }
     Ok(body)
+}
+
+/// A table reference with no alias, arguments, hints or sampling.
+fn plain_table(name: ObjectName, inheritance: Option<TableInheritance>) -> TableFactor {
+    TableFactor::Table {
+        name,
+        alias: None,
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_directives: vec![],
+        inheritance,
+    }
 }
 
 fn eq_zero() -> Expr {
@@ -369,22 +374,13 @@ impl<'a> Rewriter<'a> {
         let mut query = template()?.clone();
         if let SetExpr::Select(select) = query.body.as_mut() {
             select.selection = Some(predicate);
-            let relation = TableFactor::Table {
-                name: ObjectName(vec![
+            let relation = plain_table(
+                ObjectName(vec![
                     ObjectNamePart::Identifier(self.dialect.ident(&table.schema)),
                     ObjectNamePart::Identifier(self.dialect.ident(&table.name)),
                 ]),
-                alias: None,
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_directives: vec![],
                 inheritance,
-            };
+            );
             select.from = vec![TableWithJoins {
                 relation,
                 joins: vec![],
