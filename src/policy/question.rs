@@ -346,27 +346,10 @@ pub(crate) fn expr_type(
             BinaryOperator::Divide => numeric(expr_type(left, column), expr_type(right, column))
                 .map(|_| ColumnType::Decimal),
             BinaryOperator::StringConcat => Some(ColumnType::Text),
-            BinaryOperator::Eq
-            | BinaryOperator::NotEq
-            | BinaryOperator::Lt
-            | BinaryOperator::LtEq
-            | BinaryOperator::Gt
-            | BinaryOperator::GtEq
-            | BinaryOperator::And
-            | BinaryOperator::Or => Some(ColumnType::Boolean),
+            _ if is_boolean_operation(e) => Some(ColumnType::Boolean),
             _ => None,
         },
-        Expr::IsNull(_)
-        | Expr::IsNotNull(_)
-        | Expr::IsTrue(_)
-        | Expr::IsNotTrue(_)
-        | Expr::IsFalse(_)
-        | Expr::IsNotFalse(_)
-        | Expr::Like { .. }
-        | Expr::ILike { .. }
-        | Expr::Between { .. }
-        | Expr::In { .. }
-        | Expr::Exists { .. } => Some(ColumnType::Boolean),
+        e if is_boolean_operation(e) => Some(ColumnType::Boolean),
         Expr::Substring { .. } | Expr::Trim { .. } => Some(ColumnType::Text),
         Expr::Position { .. } => Some(ColumnType::Integer),
         Expr::Ceil { .. } | Expr::Floor { .. } | Expr::Extract { .. } => Some(ColumnType::Decimal),
@@ -442,15 +425,13 @@ fn sql_type(printed: &str) -> Option<ColumnType> {
     })
 }
 
-/// For a condition that is not a comparison or another boolean operation
-/// (a function call, cast, CASE, arithmetic…) built from variables and
-/// constants only, with no column or subquery: its first variable.
-fn constant_condition(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Nested(inner) => return constant_condition(inner),
+/// A comparison or another operation whose value is a boolean (the one
+/// list both column typing and the condition checks use).
+fn is_boolean_operation(e: &Expr) -> bool {
+    matches!(
+        e,
         Expr::BinaryOp {
-            op:
-                BinaryOperator::Eq
+            op: BinaryOperator::Eq
                 | BinaryOperator::NotEq
                 | BinaryOperator::Lt
                 | BinaryOperator::LtEq
@@ -460,27 +441,35 @@ fn constant_condition(e: &Expr) -> Option<String> {
                 | BinaryOperator::Or
                 | BinaryOperator::Xor,
             ..
-        }
-        | Expr::UnaryOp {
+        } | Expr::UnaryOp {
             op: UnaryOperator::Not,
             ..
-        }
-        | Expr::IsNull(_)
-        | Expr::IsNotNull(_)
-        | Expr::IsTrue(_)
-        | Expr::IsNotTrue(_)
-        | Expr::IsFalse(_)
-        | Expr::IsNotFalse(_)
-        | Expr::IsUnknown(_)
-        | Expr::IsNotUnknown(_)
-        | Expr::IsDistinctFrom(..)
-        | Expr::IsNotDistinctFrom(..)
-        | Expr::In { .. }
-        | Expr::Between { .. }
-        | Expr::Like { .. }
-        | Expr::ILike { .. }
-        | Expr::SimilarTo { .. }
-        | Expr::Exists { .. } => return None,
+        } | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::In { .. }
+            | Expr::Between { .. }
+            | Expr::Like { .. }
+            | Expr::ILike { .. }
+            | Expr::SimilarTo { .. }
+            | Expr::Exists { .. }
+    )
+}
+
+/// For a condition that is not a comparison or another boolean operation
+/// (a function call, cast, CASE, arithmetic…) built from variables and
+/// constants only, with no column or subquery: its first variable.
+fn constant_condition(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => return constant_condition(inner),
+        e if is_boolean_operation(e) => return None,
         _ => {}
     }
     struct Scan {
