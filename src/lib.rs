@@ -55,9 +55,9 @@ pub use bind::BoundParam;
 pub use dialect::{Dialect, Fence};
 pub use error::{Error, Location, Result};
 pub use pipeline::{Options, Rewritten};
-pub use policy::Policy;
+pub use policy::{FenceMode, Policy};
 pub use principal::{AttributeValue, Principal, Scalar};
-pub use rewrite::Applied;
+pub use rewrite::{Applied, Fencing};
 
 impl Policy {
     /// Rewrites one native SQL query for `principal`.

@@ -82,6 +82,12 @@ enum Command {
         /// Return attribute values as bind parameters.
         #[arg(long)]
         params: bool,
+        /// Override the database's `fence:` setting: `auto` fences sandboxes
+        /// only when the query holds an error-prone expression the database
+        /// could evaluate on other tenants' rows; `always`; `never` (accepts
+        /// that error side channel).
+        #[arg(long, value_parser = ["auto", "always", "never"])]
+        fence: Option<String>,
         /// Prefix the SQL with the impersonated role's statement (`SET ROLE …;`).
         #[arg(long)]
         emit_role: bool,
@@ -293,6 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             database,
             dialect,
             params,
+            fence,
             emit_role,
             local_role,
             question,
@@ -310,6 +317,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 params,
                 emit_role,
                 local_role,
+                fence: fence.map(|f| f.parse()).transpose()?,
                 ..Options::default()
             };
             let out = match (question, builder) {

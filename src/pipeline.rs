@@ -14,9 +14,9 @@ use crate::dialect::Dialect;
 use crate::emit::{fingerprint, number_params};
 use crate::error::{Error, Result};
 use crate::frontend::sql::{has_delicate_literal, lex, parse_query, Shape};
-use crate::policy::{Database, Policy};
+use crate::policy::{Database, FenceMode, Policy};
 use crate::principal::{AttributeValue, Principal};
-use crate::rewrite::{Applied, Rewriter};
+use crate::rewrite::{Applied, Fencing, Rewriter};
 use crate::routing;
 
 /// Options of one rewrite call.
@@ -42,6 +42,8 @@ pub struct Options {
     /// as `1+1+1…` parse without recursion into trees as deep as they are
     /// long, which later walks would pay for in stack and time.
     pub max_operators: usize,
+    /// Overrides the database's `fence:` setting (see [`FenceMode`]).
+    pub fence: Option<FenceMode>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             max_operators: 5_000,
             emit_role: false,
             local_role: false,
+            fence: None,
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct Rewritten {
     pub role_statement: Option<String>,
     /// The sandboxes applied, one per rewritten table reference.
     pub applied: Vec<Applied>,
+    /// Whether the sandboxes were fenced, and why.
+    pub fencing: Fencing,
     /// A stable digest of `database`, `destination`, `role` and `applied`
     /// (values included), for
     /// result-cache keys: two principals share cached results only when
@@ -259,7 +264,9 @@ fn rewrite_checked(
     rw.system_names = source.shape.system_names;
     pre(&mut rw, &mut query)?;
     rw.rewrite(&mut query)?;
-    crate::verify::verify(policy, db, dialect, principal, &rw.built, &mut query)?;
+    let mode = opts.fence.unwrap_or(db.fence);
+    let fencing = rw.fence(&mut query, mode)?;
+    crate::verify::verify(policy, db, dialect, principal, &rw.built, mode, &mut query)?;
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -332,6 +339,7 @@ fn rewrite_checked(
         role: route.role,
         role_statement,
         applied,
+        fencing,
     })
 }
 
@@ -353,5 +361,6 @@ pub(crate) fn recheck(
     let (mut query, _, _) = parse_query(sql, dialect, &reopts)?;
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
     let sandboxes = rw.all_sandboxes();
-    crate::verify::verify(policy, db, dialect, principal, &sandboxes, &mut query)
+    let mode = opts.fence.unwrap_or(db.fence);
+    crate::verify::verify(policy, db, dialect, principal, &sandboxes, mode, &mut query)
 }

@@ -21,10 +21,17 @@
 //! sandbox is not in the sandbox's output, and every read of the table goes
 //! through the sandbox, so no clause at any depth can name it.
 //!
+//! - a sandbox appears as built, or fenced with the dialect's fence, or
+//!   fenced with extra conditions ANDed after its own filter that are
+//!   row-safe and name only its table's declared columns (so they can only
+//!   narrow it); a sandbox without the fence is accepted only when the
+//!   exposure analysis ([`crate::rewrite::exposure`]) finds nothing the
+//!   database could evaluate on the rows it filters out that is not
+//!   row-safe (or the fence mode is `never`).
+//!
 //! What it does not prove: that the sandboxes themselves are right (they
 //! are compared with the ones the policy defines, built by
-//! `rewrite::sandbox`), and what the database does with the rows it may
-//! read (side channels through errors: see the fence).
+//! `rewrite::sandbox`).
 
 use std::ops::ControlFlow;
 
@@ -37,19 +44,24 @@ use crate::access::{self, Decision};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::functions;
-use crate::policy::{Database, Policy};
+use crate::policy::{Database, FenceMode, Policy, Table};
 use crate::principal::Principal;
+use crate::rewrite::exposure::{self, Catalog};
+use crate::rewrite::rowsafe::conjuncts;
 use crate::rewrite::walk::{self, Hooks};
+use crate::rewrite::{fence_clause, Built};
 use crate::scope::{Binding, Tracker};
 
 /// Proves `query` safe for `principal`; `sandboxes` are the sandbox
-/// subqueries built for this principal (compared by value).
+/// subqueries built for this principal (compared by value), `mode` the
+/// fence mode in force.
 pub(crate) fn verify(
     policy: &Policy,
     db: &Database,
     dialect: Dialect,
     principal: &Principal,
-    sandboxes: &[Query],
+    sandboxes: &[Built<'_>],
+    mode: FenceMode,
     query: &mut Query,
 ) -> Result<()> {
     let mut v = Verifier {
@@ -63,8 +75,57 @@ pub(crate) fn verify(
         in_sandbox: 0,
         next_sandbox: Vec::new(),
         approved: None,
+        accepted: Vec::new(),
+        fence: None,
     };
-    walk::walk(query, &mut v)
+    walk::walk(query, &mut v)?;
+    let unfenced = v.accepted.iter().find(|a| !a.fenced);
+    if let (Some(first), true) = (
+        unfenced,
+        mode != FenceMode::Never && dialect.fence() != crate::Fence::None,
+    ) {
+        let table = v
+            .sandboxes
+            .get(first.index)
+            .map_or_else(String::new, |b| b.table.qualified());
+        let found = exposure::analyse(query, dialect, &v, false);
+        if let Some(why) = found.unsafe_at {
+            return Err(Error::Verification(format!(
+                "the sandbox of {table} is not fenced, but the database could evaluate {why} on the rows it filters out"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A sandbox subquery the walk accepted.
+struct Accepted {
+    ptr: *const Query,
+    /// Index into the built sandboxes.
+    index: usize,
+    fenced: bool,
+}
+
+impl<'a> Catalog<'a> for Verifier<'a> {
+    fn sandbox(&self, q: &Query) -> Option<(&'a Table, bool)> {
+        let ptr = q as *const Query;
+        let a = self.accepted.iter().find(|a| a.ptr == ptr)?;
+        self.sandboxes.get(a.index).map(|b| (b.table, b.basic))
+    }
+
+    fn table(
+        &self,
+        schema: Option<&sqlparser::ast::Ident>,
+        name: &sqlparser::ast::Ident,
+    ) -> Option<&'a Table> {
+        let db: &'a Database = self.db;
+        let schema = match schema {
+            Some(s) => self.dialect.normalize(s),
+            None => std::borrow::Cow::Borrowed(db.default_schema.as_str()),
+        };
+        db.lookup(&schema, &self.dialect.normalize(name))
+            .map(|t| &**t)
+    }
 }
 
 fn fail(msg: String) -> ControlFlow<Error> {
@@ -87,7 +148,11 @@ struct Verifier<'a> {
     db: &'a Database,
     dialect: Dialect,
     principal: &'a Principal,
-    sandboxes: &'a [Query],
+    sandboxes: &'a [Built<'a>],
+    /// The sandboxes found, in the order met.
+    accepted: Vec<Accepted>,
+    /// The dialect's fence clause, made once when first needed.
+    fence: Option<Option<sqlparser::ast::LimitClause>>,
     scope: Tracker,
     frames: Vec<Frame>,
     /// How many sandbox subqueries enclose the current node.
@@ -101,6 +166,58 @@ struct Verifier<'a> {
 }
 
 impl Verifier<'_> {
+    /// Which built sandbox `q` is, and whether it is fenced: equal to one,
+    /// or to one with the dialect's fence, or to a basic one with the fence
+    /// and row-safe conditions on its own columns ANDed after its filter.
+    fn match_sandbox(&mut self, q: &Query) -> Option<(usize, bool)> {
+        if let Some(i) = self.sandboxes.iter().position(|b| b.query == *q) {
+            return Some((i, false));
+        }
+        let fence = self
+            .fence
+            .get_or_insert_with(|| {
+                let mut empty = Query::clone(&self.sandboxes.first()?.query);
+                empty.limit_clause = None;
+                empty.fetch = None;
+                fence_clause(&mut empty, self.dialect.fence());
+                empty.limit_clause
+            })
+            .clone();
+        let fence = fence?;
+        if q.limit_clause.as_ref() != Some(&fence) {
+            return None;
+        }
+        let mut c = q.clone();
+        c.limit_clause = None;
+        if let Some(i) = self.sandboxes.iter().position(|b| b.query == c) {
+            return Some((i, true));
+        }
+        let SetExpr::Select(select) = c.body.as_mut() else {
+            return None;
+        };
+        let Some(Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::And,
+            right,
+        }) = select.selection.take()
+        else {
+            return None;
+        };
+        let (Expr::Nested(own), Expr::Nested(moved)) = (*left, *right) else {
+            return None;
+        };
+        select.selection = Some(*own);
+        let i = self
+            .sandboxes
+            .iter()
+            .position(|b| b.basic && b.query == c)?;
+        let table = self.sandboxes.get(i)?.table;
+        conjuncts(&moved)
+            .into_iter()
+            .all(|e| exposure::is_pushed_condition(e, table, self.dialect))
+            .then_some((i, true))
+    }
+
     fn query_clauses(&self, q: &Query) -> Result<()> {
         let refuse = |what: &str| {
             Err(Error::Verification(format!(
@@ -281,8 +398,10 @@ impl Hooks for Verifier<'_> {
                 res
             }
             TableFactor::Derived { subquery, .. } => {
-                if self.sandboxes.iter().any(|s| *s == **subquery) {
-                    self.next_sandbox.push(&**subquery as *const Query);
+                if let Some((index, fenced)) = self.match_sandbox(subquery) {
+                    let ptr = &**subquery as *const Query;
+                    self.next_sandbox.push(ptr);
+                    self.accepted.push(Accepted { ptr, index, fenced });
                 }
                 Ok(())
             }

@@ -769,6 +769,15 @@ users:
         for (name, why) in parse_denied().flatten() {
             out.push_str(&format!("| `{name}` | {why} |\n"));
         }
+        out.push_str(
+            "\n## Row-safe functions (`fence: auto`)\n\n\
+             Functions a condition may call and still run unfenced: each is total\n\
+             and silent for the argument types it accepts, so the database may\n\
+             evaluate it on rows a sandbox filters out without revealing them.\n\
+             Any other function keeps the fence (see the README's \"Database speed\").\n\n\
+             | function | dialects | why it cannot fail |\n| --- | --- | --- |\n",
+        );
+        out.push_str(&crate::rewrite::rowsafe::safe_functions_markdown());
         out
     }
 

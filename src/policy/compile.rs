@@ -846,7 +846,12 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
         name: name.to_string(),
         dialect,
         default_schema,
-        fence: raw.fence.unwrap_or(true),
+        fence: match raw.fence {
+            None => FenceMode::Auto,
+            Some(super::model::RawFence::Mode(m)) => m,
+            Some(super::model::RawFence::Bool(true)) => FenceMode::Always,
+            Some(super::model::RawFence::Bool(false)) => FenceMode::Never,
+        },
         tables,
         schemas,
     })

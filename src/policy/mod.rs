@@ -118,6 +118,40 @@ impl Policy {
     }
 }
 
+/// When a sandbox subquery gets the dialect's optimisation fence
+/// ([`crate::Dialect::fence`]), which stops the database from evaluating
+/// the query's predicates on rows the sandbox filters out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FenceMode {
+    /// Fence only when the query holds an expression the database could
+    /// evaluate on filtered-out rows and that is not row-safe (it could
+    /// raise an error or warn); then push the query's row-safe conditions
+    /// into the fenced sandboxes.
+    #[default]
+    Auto,
+    /// Fence every sandbox (pushing row-safe conditions into it).
+    Always,
+    /// Never fence: for principals who may accept the error side channel
+    /// (a failing expression can reveal that another tenant's row exists).
+    Never,
+}
+
+impl std::str::FromStr for FenceMode {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s {
+            "auto" => Ok(FenceMode::Auto),
+            "always" => Ok(FenceMode::Always),
+            "never" => Ok(FenceMode::Never),
+            other => Err(crate::error::Error::Unknown {
+                kind: "fence mode (auto, always, never)",
+                name: other.to_string(),
+            }),
+        }
+    }
+}
+
 /// A declared database.
 #[derive(Debug)]
 pub struct Database {
@@ -127,8 +161,8 @@ pub struct Database {
     pub dialect: Dialect,
     /// Normalised default schema for unqualified names.
     pub default_schema: String,
-    /// Whether sandbox subqueries get the dialect's optimisation fence.
-    pub fence: bool,
+    /// When sandbox subqueries get the dialect's optimisation fence.
+    pub fence: FenceMode,
     pub(crate) tables: HashMap<TableKey, Arc<Table>>,
     /// Normalised names of schemas that hold declared tables.
     pub(crate) schemas: HashSet<String>,

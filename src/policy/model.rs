@@ -103,15 +103,27 @@ pub struct RawApiKey {
     pub attributes: UMap<serde_yaml::Value>,
 }
 
+/// `fence:` as written: a mode, or the first version's boolean.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum RawFence {
+    /// `true` (always) or `false` (never).
+    Bool(bool),
+    /// `auto`, `always` or `never`.
+    Mode(crate::policy::FenceMode),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDatabase {
     pub dialect: String,
     #[serde(default)]
     pub default_schema: Option<String>,
-    /// Fence sandbox subqueries against predicate push-down (default true).
+    /// How sandbox subqueries are fenced against predicate push-down:
+    /// `auto` (default), `always`, `never`; `true`/`false` are read as
+    /// `always`/`never`.
     #[serde(default)]
-    pub fence: Option<bool>,
+    pub fence: Option<RawFence>,
     #[serde(default)]
     pub tables: UMap<RawTable>,
     /// Database routing: an attribute naming a destination database.

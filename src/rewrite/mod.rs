@@ -12,7 +12,7 @@
 //! borrows), column lists point into the compiled policy, and the CTE names
 //! in scope live on one stack.
 
-#[allow(dead_code)] // Used by the `fence: auto` integration (issue 13).
+pub(crate) mod exposure;
 pub(crate) mod rowsafe;
 mod sandbox;
 mod source;
@@ -34,11 +34,12 @@ use crate::bind::Binder;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::functions;
-use crate::policy::{Column, ColumnType, Database, Policy, Table, TableKey};
+use crate::policy::{Column, ColumnType, Database, FenceMode, Policy, Table, TableKey};
 use crate::principal::Principal;
 use crate::scope::{table_name, Binding, Ctes};
 
 pub use sandbox::Applied;
+pub(crate) use sandbox::{and_conditions, fence_clause};
 pub(crate) use system::is_system_word;
 
 /// The columns a FROM item is known to have, borrowed from the policy.
@@ -127,7 +128,7 @@ pub(crate) struct Rewriter<'a> {
     generated: HashSet<*const Query>,
     /// The sandbox subqueries built, one copy of each distinct one: the
     /// verifier recognises sandboxes by value against these.
-    pub built: Vec<Query>,
+    pub built: Vec<Built<'a>>,
     /// Each generated sandbox subquery's table and custom question, for the
     /// system columns a query names on it ([`system`]).
     origins: Vec<(*const Query, &'a Table, Option<&'a str>)>,
@@ -178,7 +179,7 @@ impl<'a> Rewriter<'a> {
     /// through one, for each inheritance modifier a query may carry: what
     /// [`crate::verify`] accepts when SQL printed earlier is checked again
     /// (`Policy::recheck`), where the rewrite that made it is gone.
-    pub fn all_sandboxes(&mut self) -> Vec<Query> {
+    pub fn all_sandboxes(&mut self) -> Vec<Built<'a>> {
         let mut out = Vec::new();
         let db: &'a Database = self.db;
         for table in db.tables.values() {
@@ -201,12 +202,21 @@ impl<'a> Rewriter<'a> {
                             // The same sandbox carrying `tableoid`.
                             let mut carried = sq.clone();
                             let question = visible.map(|(q, _)| q);
+                            let basic = question.is_none();
                             if system::carry_tableoid(&mut carried, table, question, db.dialect)
                                 .is_ok()
                             {
-                                out.push(*carried);
+                                out.push(Built {
+                                    query: *carried,
+                                    table,
+                                    basic,
+                                });
                             }
-                            out.push(*sq);
+                            out.push(Built {
+                                query: *sq,
+                                table,
+                                basic,
+                            });
                         }
                     }
                 }
@@ -214,6 +224,37 @@ impl<'a> Rewriter<'a> {
         }
         self.applied.clear();
         out
+    }
+
+    /// Decides whether this rewrite's sandboxes get the dialect's fence
+    /// (see [`exposure`]) and applies it, moving the query's row-safe
+    /// conditions into the fenced basic sandboxes. Runs once, after
+    /// [`Rewriter::rewrite`].
+    pub fn fence(&mut self, q: &mut Query, mode: FenceMode) -> Result<Fencing> {
+        let mut report = Fencing {
+            mode,
+            fenced: false,
+            reason: None,
+            pushed: 0,
+        };
+        if mode == FenceMode::Never || self.generated.is_empty() {
+            return Ok(report);
+        }
+        let exposure = exposure::analyse(q, self.dialect, &*self, true);
+        report.reason = exposure.unsafe_at;
+        if mode == FenceMode::Auto && report.reason.is_none() {
+            return Ok(report);
+        }
+        report.fenced = true;
+        report.pushed = exposure.pushes.len();
+        let clause = self.dialect.fence();
+        let mut fencer = Fencer {
+            generated: &self.generated,
+            pushes: exposure.pushes,
+            clause,
+        };
+        walk::walk(q, &mut fencer)?;
+        Ok(report)
     }
 
     fn decision(&mut self, table: &Table) -> Result<Rc<Decision>> {
@@ -549,9 +590,7 @@ impl<'a> Rewriter<'a> {
                         )?;
                         self.alias_columns(table, visible, &new_alias)?;
                         self.generated.insert(subquery.as_ref() as *const Query);
-                        if !self.built.contains(&subquery) {
-                            self.built.push((*subquery).clone());
-                        }
+                        self.record(&subquery, table, visible.is_none());
                         self.origins.push((
                             subquery.as_ref() as *const Query,
                             table,
@@ -731,6 +770,100 @@ impl<'a> Rewriter<'a> {
             let bare = strip.bare.clone();
             name.0 = vec![ObjectNamePart::Identifier(bare)];
         }
+    }
+}
+
+/// A sandbox subquery built for this principal, as the verifier knows it
+/// (unfenced, without conditions moved into it).
+#[derive(Debug, Clone)]
+pub(crate) struct Built<'a> {
+    /// The subquery.
+    pub query: Query,
+    /// The table it stands for.
+    pub table: &'a Table,
+    /// A basic sandbox (`SELECT * FROM t WHERE …`), which conditions may
+    /// move into.
+    pub basic: bool,
+}
+
+impl<'a> Rewriter<'a> {
+    /// Remembers a sandbox as built (once per distinct value).
+    fn record(&mut self, q: &Query, table: &'a Table, basic: bool) {
+        if !self.built.iter().any(|b| b.query == *q) {
+            self.built.push(Built {
+                query: q.clone(),
+                table,
+                basic,
+            });
+        }
+    }
+}
+
+/// How a rewrite fenced its sandboxes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fencing {
+    /// The mode in force (the database's `fence:` or the caller's override).
+    pub mode: FenceMode,
+    /// Whether the sandboxes got the dialect's fence.
+    pub fenced: bool,
+    /// The first expression the database could evaluate on rows a sandbox
+    /// filters out that is not row-safe (why `auto` fenced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Row-safe conditions copied into fenced sandboxes.
+    pub pushed: usize,
+}
+
+impl<'a> exposure::Catalog<'a> for Rewriter<'a> {
+    fn sandbox(&self, q: &Query) -> Option<(&'a Table, bool)> {
+        let ptr = q as *const Query;
+        if !self.generated.contains(&ptr) {
+            return None;
+        }
+        self.origins
+            .iter()
+            .find(|(p, _, _)| *p == ptr)
+            .map(|(_, t, question)| (*t, question.is_none()))
+    }
+
+    fn table(&self, schema: Option<&Ident>, name: &Ident) -> Option<&'a Table> {
+        let db: &'a Database = self.db;
+        let schema = match schema {
+            Some(s) => self.norm(s),
+            None => Cow::Borrowed(db.default_schema.as_str()),
+        };
+        db.lookup(&schema, &self.norm(name)).map(|t| &**t)
+    }
+}
+
+/// Fences the sandboxes of a rewrite and moves conditions into them.
+struct Fencer<'r> {
+    generated: &'r HashSet<*const Query>,
+    pushes: Vec<(*const Query, Expr)>,
+    clause: crate::dialect::Fence,
+}
+
+impl walk::Hooks for Fencer<'_> {
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
+        let ptr = q as *const Query;
+        if !self.generated.contains(&ptr) {
+            return ControlFlow::Continue(());
+        }
+        let mine: Vec<Expr> = self
+            .pushes
+            .iter()
+            .filter(|(p, _)| *p == ptr)
+            .map(|(_, e)| e.clone())
+            .collect();
+        if !mine.is_empty() {
+            if let SetExpr::Select(select) = q.body.as_mut() {
+                if let Some(own) = select.selection.take() {
+                    select.selection = Some(and_conditions(own, mine));
+                }
+            }
+        }
+        fence_clause(q, self.clause);
+        ControlFlow::Continue(())
     }
 }
 

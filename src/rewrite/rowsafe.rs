@@ -58,11 +58,9 @@
 //! nothing; `AND`/`OR` chains are walked along their left spine in a loop,
 //! so a long chain costs no stack.
 
-use std::ops::ControlFlow;
-
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    InTarget, ObjectNamePart, TimezoneInfo, UnaryOperator, Value,
+    InTarget, ObjectNamePart, Query, TimezoneInfo, UnaryOperator, Value,
 };
 
 use crate::bind::is_date;
@@ -118,8 +116,26 @@ struct SafeFunction {
     kind: FnKind,
     /// Fewest and most arguments.
     arity: (usize, usize),
-    /// Why it cannot fail.
+    /// Why it cannot fail (printed in docs/functions.md).
+    #[cfg_attr(not(test), allow(dead_code))]
     reason: &'static str,
+}
+
+/// The row-safe function list as Markdown rows `| name | dialects | why |`
+/// (for docs/functions.md).
+#[cfg(test)]
+pub(crate) fn safe_functions_markdown() -> String {
+    let mut out = String::new();
+    for f in SAFE_FUNCTIONS {
+        let dialects: Vec<String> = f.dialects.iter().map(|d| d.to_string()).collect();
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            f.name,
+            dialects.join(", "),
+            f.reason
+        ));
+    }
+    out
 }
 
 const PG: Dialect = Dialect::Postgres;
@@ -211,33 +227,101 @@ const SAFE_FUNCTIONS: &[SafeFunction] = &[
     },
 ];
 
+/// What the analysis knows of a column a row-safe expression refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColState {
+    /// A value of this declared (or derived) type.
+    Typed(ColumnType),
+    /// A value of a type the policy does not declare: safe to test for
+    /// `NULL`, not to compare (outside SQLite).
+    Untyped,
+    /// A derived table's column computed by an expression that is not
+    /// row-safe: a planner that substitutes it into a predicate evaluates
+    /// that expression on every row, so no predicate may use it.
+    Unsafe,
+}
+
+/// Resolves a column reference (`col`, `alias.col`).
+pub(crate) type ColumnsFn<'c> = &'c dyn Fn(&[Ident]) -> ColState;
+/// The single output column of a subquery (`x IN (SELECT …)`), `None` when
+/// unknown. The subquery's own clauses are analysed where it stands.
+pub(crate) type SubqueryFn<'c> = &'c dyn Fn(&Query) -> Option<ColState>;
+
+fn no_subquery(_: &Query) -> Option<ColState> {
+    None
+}
+
 /// Whether `e` is row-safe on `dialect` as a predicate (a boolean-valued
-/// expression: a WHERE or ON condition, a conjunct). `columns` gives the
-/// declared type of a column reference (`col` or `alias.col`), `None` when
-/// unknown.
+/// expression: a WHERE or ON condition, a conjunct). `columns` resolves a
+/// column reference (`col` or `alias.col`).
 ///
 /// Generic SQL gets the strict rules and no placeholders.
-pub(crate) fn is_row_safe(
+pub(crate) fn is_row_safe(e: &Expr, dialect: Dialect, columns: ColumnsFn<'_>) -> bool {
+    is_row_safe_with(e, dialect, columns, &no_subquery)
+}
+
+/// As [`is_row_safe`], with `EXISTS (…)` and `x IN (SELECT …)` accepted
+/// when `subquery` knows the subquery's output (the caller analyses the
+/// subquery's own clauses).
+pub(crate) fn is_row_safe_with(
     e: &Expr,
     dialect: Dialect,
-    columns: &dyn Fn(&[Ident]) -> Option<ColumnType>,
+    columns: ColumnsFn<'_>,
+    subquery: SubqueryFn<'_>,
 ) -> bool {
-    Classifier { dialect, columns }.boolean(e)
+    Classifier {
+        dialect,
+        columns,
+        subquery,
+    }
+    .boolean(e)
 }
 
 /// Whether scalar `e` (a select-list item of a derived table, CTE or view
 /// that an outer predicate may reach) is row-safe on `dialect`.
-pub(crate) fn is_row_safe_value(
+#[cfg(test)]
+pub(crate) fn is_row_safe_value(e: &Expr, dialect: Dialect, columns: ColumnsFn<'_>) -> bool {
+    value_state(e, dialect, columns, &no_subquery) != ColState::Unsafe
+}
+
+/// What an outer predicate referring to the select-list item `e` sees:
+/// its type if `e` is a row-safe value, [`ColState::Unsafe`] if it is not.
+pub(crate) fn value_state(
     e: &Expr,
     dialect: Dialect,
-    columns: &dyn Fn(&[Ident]) -> Option<ColumnType>,
-) -> bool {
-    Classifier { dialect, columns }.value(e).is_some()
+    columns: ColumnsFn<'_>,
+    subquery: SubqueryFn<'_>,
+) -> ColState {
+    let c = Classifier {
+        dialect,
+        columns,
+        subquery,
+    };
+    match c.value(e) {
+        None => ColState::Unsafe,
+        Some(Val::Typed(t)) => ColState::Typed(t),
+        Some(Val::Number) => {
+            let integral = match e {
+                Expr::Value(v) => {
+                    matches!(&v.value, Value::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()))
+                }
+                _ => false,
+            };
+            ColState::Typed(if integral {
+                ColumnType::Integer
+            } else {
+                ColumnType::Decimal
+            })
+        }
+        Some(Val::Str(_)) => ColState::Typed(ColumnType::Text),
+        Some(Val::Untyped | Val::Null | Val::Param) => ColState::Untyped,
+    }
 }
 
 struct Classifier<'c> {
     dialect: Dialect,
-    columns: &'c dyn Fn(&[Ident]) -> Option<ColumnType>,
+    columns: ColumnsFn<'c>,
+    subquery: SubqueryFn<'c>,
 }
 
 impl Classifier<'_> {
@@ -277,8 +361,8 @@ impl Classifier<'_> {
     /// The value of `e` if it is row-safe, `None` if it is not.
     fn value<'e>(&self, e: &'e Expr) -> Option<Val<'e>> {
         match e {
-            Expr::Identifier(ident) => Some(self.column(std::slice::from_ref(ident))),
-            Expr::CompoundIdentifier(parts) => Some(self.column(parts)),
+            Expr::Identifier(ident) => self.column(std::slice::from_ref(ident)),
+            Expr::CompoundIdentifier(parts) => self.column(parts),
             Expr::Value(v) => self.literal(&v.value),
             Expr::Nested(inner) => self.value(inner),
             Expr::TypedString(ts) => {
@@ -370,6 +454,24 @@ impl Classifier<'_> {
                 .like(expr, pattern, escape_char.as_deref())
                 .then_some(BOOL),
             Expr::Function(f) => self.function(f),
+            // `EXISTS` cannot fail by itself: the subquery's own
+            // conditions are analysed where it stands (its select list is
+            // never evaluated).
+            Expr::Exists { subquery, .. } => (self.subquery)(subquery).map(|_| BOOL),
+            Expr::In {
+                expr,
+                target: InTarget::Subquery(subquery),
+                global: false,
+                ..
+            } => {
+                let v = self.value(expr)?;
+                let w = match (self.subquery)(subquery)? {
+                    ColState::Typed(t) => Val::Typed(t),
+                    ColState::Untyped => Val::Untyped,
+                    ColState::Unsafe => return None,
+                };
+                self.compatible(v, w).then_some(BOOL)
+            }
             // Everything else, named so that a reader sees what is refused:
             // casts and conversions can fail; arithmetic can overflow;
             // subqueries can return several rows or reach other rows;
@@ -379,10 +481,11 @@ impl Classifier<'_> {
         }
     }
 
-    fn column(&self, parts: &[Ident]) -> Val<'static> {
+    fn column(&self, parts: &[Ident]) -> Option<Val<'static>> {
         match (self.columns)(parts) {
-            Some(ty) => Val::Typed(ty),
-            None => Val::Untyped,
+            ColState::Typed(ty) => Some(Val::Typed(ty)),
+            ColState::Untyped => Some(Val::Untyped),
+            ColState::Unsafe => None,
         }
     }
 
@@ -623,50 +726,6 @@ pub(crate) fn conjuncts(e: &Expr) -> Vec<&Expr> {
     out
 }
 
-/// Whether every column `e` refers to belongs to the FROM item `alias`: a
-/// qualified `alias.col` (compared by the dialect's normalisation), or an
-/// unqualified `col` for which `sole_owner(col)` says that `alias` is the
-/// only source in scope that could have it. Two-part names only (a
-/// `schema.table.col` reference is refused), and any subquery, lambda or
-/// wildcard makes the answer `false`: names inside them resolve in other
-/// scopes. An expression without columns refers to no other source, so it
-/// qualifies.
-pub(crate) fn refers_only_to(
-    e: &Expr,
-    alias: &Ident,
-    dialect: Dialect,
-    sole_owner: &dyn Fn(&Ident) -> bool,
-) -> bool {
-    let own = dialect.normalize(alias);
-    sqlparser::ast::visit_expressions(e, |x| {
-        let ok = match x {
-            Expr::Identifier(col) => sole_owner(col),
-            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [qualifier, _] => dialect.normalize(qualifier) == own,
-                _ => false,
-            },
-            Expr::Subquery(_)
-            | Expr::Exists { .. }
-            | Expr::Lambda(_)
-            | Expr::Wildcard(_)
-            | Expr::QualifiedWildcard(..)
-            | Expr::CompoundFieldAccess { .. } => false,
-            Expr::In {
-                target: InTarget::Subquery(_) | InTarget::Table { .. },
-                ..
-            } => false,
-            Expr::Function(f) => !matches!(f.args, FunctionArguments::Subquery(_)),
-            _ => true,
-        };
-        if ok {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        }
-    })
-    .is_continue()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,17 +740,21 @@ mod tests {
 
     /// The test schema: every column name maps to a type, whatever the
     /// qualifier; `x` has no declared type.
-    fn columns(parts: &[Ident]) -> Option<ColumnType> {
-        match parts.last()?.value.to_ascii_lowercase().as_str() {
-            "id" | "account_id" | "tenant_id" => Some(ColumnType::Integer),
-            "total" => Some(ColumnType::Decimal),
-            "name" | "status" => Some(ColumnType::Text),
-            "d" => Some(ColumnType::Date),
-            "ts" | "created_at" => Some(ColumnType::Timestamp),
-            "flag" => Some(ColumnType::Boolean),
-            "u" => Some(ColumnType::Uuid),
-            _ => None,
-        }
+    fn columns(parts: &[Ident]) -> ColState {
+        let Some(last) = parts.last() else {
+            return ColState::Untyped;
+        };
+        ColState::Typed(match last.value.to_ascii_lowercase().as_str() {
+            "id" | "account_id" | "tenant_id" => ColumnType::Integer,
+            "total" => ColumnType::Decimal,
+            "name" | "status" => ColumnType::Text,
+            "d" => ColumnType::Date,
+            "ts" | "created_at" => ColumnType::Timestamp,
+            "flag" => ColumnType::Boolean,
+            "u" => ColumnType::Uuid,
+            "ratio" => return ColState::Unsafe,
+            _ => return ColState::Untyped,
+        })
     }
 
     /// (expression, expected on PostgreSQL, MySQL/MariaDB, SQLite as `y`/`n`;
@@ -916,26 +979,6 @@ mod tests {
             .map(|c| is_row_safe(c, PG, &columns))
             .collect();
         assert_eq!(safe, [true, false]);
-    }
-
-    #[test]
-    fn refers_only_to_one_alias() {
-        let o = Ident::new("o");
-        // Unqualified `status` belongs to o only; `id` is ambiguous.
-        let sole = |c: &Ident| c.value == "status";
-        let only = |sql: &str, d: Dialect| refers_only_to(&parse(sql, d), &o, d, &sole);
-        assert!(only("o.id = 5", PG));
-        assert!(only("O.id = 5 AND status = 'x'", PG));
-        assert!(!only("\"O\".id = 5", PG));
-        assert!(only("`O`.id = 5", Dialect::Mysql));
-        assert!(!only("id = 5", PG));
-        assert!(!only("o.account_id = a.id", PG));
-        assert!(!only("public.o.id = 5", PG));
-        assert!(!only("o.id IN (SELECT id FROM t)", PG));
-        assert!(!only("EXISTS (SELECT 1 FROM t WHERE t.id = o.id)", PG));
-        assert!(!only("o.id = (SELECT 1)", PG));
-        assert!(only("lower(o.status) = 'x'", PG));
-        assert!(only("1 = 1", PG));
     }
 
     #[test]

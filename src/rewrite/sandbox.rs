@@ -147,9 +147,18 @@ fn and_all(mut parts: Vec<Expr>, op: BinaryOperator) -> Expr {
     })
 }
 
+/// A sandbox's own filter with conditions moved into it:
+/// `(own) AND (c1 AND c2 …)`, the shape the verifier takes apart.
+pub(crate) fn and_conditions(own: Expr, moved: Vec<Expr>) -> Expr {
+    and(
+        Expr::Nested(Box::new(own)),
+        Expr::Nested(Box::new(and_all(moved, BinaryOperator::And))),
+    )
+}
+
 /// Adds the dialect's optimisation fence (see [`crate::Dialect::fence`])
 /// unless the query already limits its rows (a LIMIT/OFFSET fences too).
-fn fence(q: &mut Query, fence: Fence) {
+pub(crate) fn fence_clause(q: &mut Query, fence: Fence) {
     if q.limit_clause.is_some() || q.fetch.is_some() {
         return;
     }
@@ -181,14 +190,6 @@ fn fence(q: &mut Query, fence: Fence) {
 }
 
 impl<'a> Rewriter<'a> {
-    fn fence(&self) -> Fence {
-        if self.db.fence {
-            self.dialect.fence()
-        } else {
-            Fence::None
-        }
-    }
-
     fn attribute(&self, name: &str, table: &Table) -> Result<&AttributeValue> {
         self.principal
             .attribute(name)
@@ -341,7 +342,6 @@ impl<'a> Rewriter<'a> {
                 };
                 super::walk::walk(&mut query, &mut bind)?;
                 self.inherit(&mut query, table, question, inheritance)?;
-                fence(&mut query, self.fence());
                 let visible = q.columns.as_deref().ok_or_else(|| {
                     Error::Verification(format!("columns of question `{question}` unknown"))
                 })?;
@@ -386,7 +386,6 @@ impl<'a> Rewriter<'a> {
                 joins: vec![],
             }];
         }
-        fence(&mut query, self.fence());
         self.applied.push(Applied {
             table: table.qualified(),
             alias: alias.value.clone(),

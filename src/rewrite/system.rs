@@ -319,9 +319,7 @@ impl<'a> Rewriter<'a> {
                     carry_tableoid(subquery, sb.table, sb.question, self.db.dialect)?;
                     // The verifier compares sandboxes by value: it must
                     // know this one as it now is.
-                    if !self.built.contains(subquery) {
-                        self.built.push((**subquery).clone());
-                    }
+                    self.record(subquery, sb.table, sb.question.is_none());
                 }
             }
         }

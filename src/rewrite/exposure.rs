@@ -1,0 +1,1239 @@
+//! Exposure analysis: which of a rewritten query's expressions the
+//! database may evaluate on rows a sandbox filters out, whether all of them
+//! are row-safe ([`super::rowsafe`]), and which row-safe conditions may move
+//! into a fenced sandbox.
+//!
+//! Without a fence, a planner may evaluate, at the scan of a sandboxed
+//! table and before (or instead of) the sandbox's own filter:
+//! - every condition of WHERE, JOIN … ON and HAVING (a HAVING condition
+//!   without an aggregate moves to WHERE), at every level of the query;
+//! - the select-list expressions of derived tables, CTEs, custom sandbox
+//!   questions and set-operation branches that such a condition refers to
+//!   (planners pull subqueries up and substitute their columns);
+//! - the arguments of table functions in FROM (evaluated per row when
+//!   lateral).
+//!
+//! Those are what this analysis checks. Everything else runs on rows that
+//! passed every filter: the outermost select list, aggregate arguments and
+//! window functions (computed above the joins and filters of their query
+//! block), GROUP BY and ORDER BY keys. A derived table's column computed by
+//! an expression that is not row-safe is marked [`ColState::Unsafe`], so a
+//! condition that refers to it is not row-safe either; an aggregate's or a
+//! window function's output is computed after filtering, so it is not.
+//!
+//! The analysis reads the tree after the rewrite: sandbox subqueries are
+//! recognised through a [`Catalog`] (by address in the rewrite, by value in
+//! the verifier) and their bodies — the policy's conditions — are not
+//! checked; a custom sandbox's select list is, since outer conditions reach
+//! it. It is one pass over the query's clauses, and subqueries are analysed
+//! where they stand with their enclosing scopes visible (correlation).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget,
+    JoinConstraint, JoinOperator, ObjectNamePart, Query, Select, SelectItem, SetExpr, TableAlias,
+    TableFactor, TableWithJoins, Visit, Visitor,
+};
+
+use super::rowsafe::{self, ColState};
+use crate::dialect::Dialect;
+use crate::policy::{ColumnType, Table};
+use crate::scope::{Binding, Ctes};
+
+/// What the analysis needs to know about the relations of a rewritten
+/// query.
+pub(crate) trait Catalog<'a> {
+    /// If `q` is a sandbox subquery: its table, and whether it is a basic
+    /// sandbox (`SELECT * FROM t WHERE …`, into which conditions may move).
+    fn sandbox(&self, q: &Query) -> Option<(&'a Table, bool)>;
+    /// A declared table read by name (unrestricted, or inside a custom
+    /// sandbox's question).
+    fn table(&self, schema: Option<&Ident>, name: &Ident) -> Option<&'a Table>;
+}
+
+/// The result of the analysis.
+#[derive(Debug, Default)]
+pub(crate) struct Exposure {
+    /// The first expression the database could evaluate on filtered-out
+    /// rows that is not row-safe, described; `None` when there is none
+    /// (the sandboxes need no fence).
+    pub unsafe_at: Option<String>,
+    /// Row-safe conditions that may move into a fenced basic sandbox (the
+    /// sandbox's address, the condition with its columns qualified by the
+    /// table's bare name).
+    pub pushes: Vec<(*const Query, Expr)>,
+}
+
+/// Analyses `q`. `pushes` says whether to collect the conditions that may
+/// move into fenced sandboxes.
+pub(crate) fn analyse<'a>(
+    q: &Query,
+    dialect: Dialect,
+    catalog: &dyn Catalog<'a>,
+    pushes: bool,
+) -> Exposure {
+    let mut a = Analysis {
+        dialect,
+        catalog,
+        ctes: Ctes::new(),
+        cte_outputs: Vec::new(),
+        blocks: Vec::new(),
+        sub_outputs: Vec::new(),
+        trusted: 0,
+        collect: pushes,
+        out: Exposure::default(),
+    };
+    a.query(q);
+    a.out
+}
+
+/// Whether `e`, found in a fenced basic sandbox of `table` beyond the
+/// sandbox's own filter, is a condition the rewrite may have moved there:
+/// row-safe, and naming only declared columns of `table`, qualified by the
+/// table's bare name.
+pub(crate) fn is_pushed_condition(e: &Expr, table: &Table, dialect: Dialect) -> bool {
+    let own = dialect.ident(&table.name);
+    let columns = |parts: &[Ident]| match parts {
+        [q, col] if dialect.normalize(q) == dialect.normalize(&own) => {
+            match table.column(&dialect.normalize(col)) {
+                Some(c) => ColState::Typed(c.ty),
+                None => ColState::Unsafe,
+            }
+        }
+        _ => ColState::Unsafe,
+    };
+    rowsafe::is_row_safe(e, dialect, &columns)
+}
+
+/// The columns a relation of a FROM clause (or a query) provides.
+#[derive(Debug, Clone, Default)]
+struct Outputs {
+    /// Normalised name (None: unnamed expression) and state, in order.
+    cols: Vec<(Option<String>, ColState)>,
+    /// Whether it may have columns not listed (of unknown type).
+    open: bool,
+}
+
+impl Outputs {
+    fn open() -> Self {
+        Outputs {
+            cols: Vec::new(),
+            open: true,
+        }
+    }
+
+    fn table(t: &Table) -> Self {
+        Outputs {
+            cols: t
+                .columns
+                .iter()
+                .map(|c| (Some(c.key.clone()), ColState::Typed(c.ty)))
+                .collect(),
+            open: false,
+        }
+    }
+
+    /// The state of column `name`, `None` when it certainly has none.
+    fn lookup(&self, name: &str) -> Option<ColState> {
+        let mut found = None;
+        for (n, st) in &self.cols {
+            if n.as_deref() == Some(name) {
+                found = Some(match found {
+                    None => *st,
+                    Some(prev) => merge(prev, *st),
+                });
+            }
+        }
+        match found {
+            Some(s) => Some(s),
+            None if self.open => Some(ColState::Untyped),
+            None => None,
+        }
+    }
+
+    /// Renames by position (`AS x(a, b)`).
+    fn rename(mut self, alias: Option<&TableAlias>, dialect: Dialect) -> Self {
+        let Some(alias) = alias else { return self };
+        if alias.columns.is_empty() {
+            return self;
+        }
+        let names: Vec<String> = alias
+            .columns
+            .iter()
+            .map(|c| dialect.normalize(&c.name).into_owned())
+            .collect();
+        if self.open || self.cols.len() < names.len() {
+            // Positions unknown: the named columns, of unknown type.
+            return Outputs {
+                cols: names
+                    .into_iter()
+                    .map(|n| (Some(n), ColState::Untyped))
+                    .collect(),
+                open: true,
+            };
+        }
+        for (slot, n) in self.cols.iter_mut().zip(names) {
+            slot.0 = Some(n);
+        }
+        self
+    }
+
+    /// The single column of a subquery's output (for `x IN (SELECT …)`).
+    fn single(&self) -> Option<ColState> {
+        match (self.cols.as_slice(), self.open) {
+            ([(_, st)], false) => Some(*st),
+            _ => None,
+        }
+    }
+
+    /// A set operation's output: the left branch's names, each column the
+    /// worse of the two branches' states at its position.
+    fn union(mut self, right: &Outputs) -> Self {
+        if self.open || right.open || self.cols.len() != right.cols.len() {
+            let unsafe_any = self
+                .cols
+                .iter()
+                .chain(&right.cols)
+                .any(|(_, s)| *s == ColState::Unsafe);
+            for c in &mut self.cols {
+                c.1 = if unsafe_any {
+                    ColState::Unsafe
+                } else {
+                    ColState::Untyped
+                };
+            }
+            self.open = true;
+            return self;
+        }
+        for (l, r) in self.cols.iter_mut().zip(&right.cols) {
+            l.1 = merge(l.1, r.1);
+        }
+        self
+    }
+}
+
+fn merge(a: ColState, b: ColState) -> ColState {
+    match (a, b) {
+        (ColState::Unsafe, _) | (_, ColState::Unsafe) => ColState::Unsafe,
+        (x, y) if x == y => x,
+        (ColState::Typed(ColumnType::Integer), ColState::Typed(ColumnType::Decimal))
+        | (ColState::Typed(ColumnType::Decimal), ColState::Typed(ColumnType::Integer)) => {
+            ColState::Typed(ColumnType::Decimal)
+        }
+        _ => ColState::Untyped,
+    }
+}
+
+/// A FROM item of the query block being analysed.
+#[derive(Debug)]
+struct Source<'a> {
+    /// The normalised name it is referred to by ("" when it has none).
+    key: String,
+    outputs: Outputs,
+    /// The basic sandbox it is: (address, table).
+    sandbox: Option<(*const Query, &'a Table)>,
+    /// On the nullable side of an outer join (conditions of WHERE must not
+    /// move into it).
+    nullable: bool,
+}
+
+struct Analysis<'a, 'c> {
+    dialect: Dialect,
+    catalog: &'c dyn Catalog<'a>,
+    ctes: Ctes,
+    /// Per query entered: its CTEs' names and outputs (once analysed).
+    cte_outputs: Vec<Vec<(String, Option<Outputs>)>>,
+    /// The FROM items of the enclosing query blocks, innermost last.
+    blocks: Vec<Vec<Source<'a>>>,
+    /// Outputs of the subqueries met in expressions, by address.
+    sub_outputs: Vec<(*const Query, Outputs)>,
+    /// Depth inside custom sandbox questions (the policy's conditions:
+    /// outputs are computed, conditions not checked).
+    trusted: usize,
+    collect: bool,
+    out: Exposure,
+}
+
+/// Aggregate functions: computed above the filters of their query block.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "total",
+    "group_concat",
+    "string_agg",
+    "array_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "json_arrayagg",
+    "json_objectagg",
+    "json_group_array",
+    "json_group_object",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "std",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "listagg",
+    "percentile_cont",
+    "percentile_disc",
+    "mode",
+    "any_value",
+];
+
+/// Whether `f` is an aggregate or a window function call.
+fn is_aggregate_call(f: &sqlparser::ast::Function, dialect: Dialect) -> bool {
+    if f.over.is_some() || !f.within_group.is_empty() || f.filter.is_some() {
+        return true;
+    }
+    match f.name.0.as_slice() {
+        [ObjectNamePart::Identifier(n)] => AGGREGATES.contains(&dialect.normalize(n).as_ref()),
+        _ => false,
+    }
+}
+
+/// Whether `e` calls an aggregate (or window function) outside any
+/// subquery.
+fn contains_aggregate(e: &Expr, dialect: Dialect) -> bool {
+    struct Find {
+        dialect: Dialect,
+        depth: usize,
+    }
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Function(f) if self.depth == 0 && is_aggregate_call(f, self.dialect) => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    e.visit(&mut Find { dialect, depth: 0 }).is_break()
+}
+
+/// A short description of an expression for messages.
+fn describe(e: &Expr, clause: &str) -> String {
+    let mut text = e.to_string();
+    if text.len() > 120 {
+        let mut cut = 117;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    format!("`{text}` in {clause}")
+}
+
+/// Where a condition stands in its query block, for what may move where.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// WHERE, or ON of a top-level inner join: holds for every output row.
+    Filter,
+    /// ON of a top-level LEFT (RIGHT) join: may move into that join's
+    /// right (left) relation when it names nothing else.
+    OuterOn(usize),
+    /// Anywhere else (nested joins, full joins, HAVING): checked only.
+    Other,
+}
+
+impl<'a> Analysis<'a, '_> {
+    fn fail(&mut self, what: String) {
+        if self.trusted == 0 && self.out.unsafe_at.is_none() {
+            self.out.unsafe_at = Some(what);
+        }
+    }
+
+    // ----- queries -------------------------------------------------------
+
+    fn query(&mut self, q: &Query) -> Outputs {
+        if let Err(e) = self.ctes.enter(q.with.as_ref(), self.dialect) {
+            self.fail(e.to_string());
+            return Outputs::open();
+        }
+        let names = q
+            .with
+            .iter()
+            .flat_map(|w| &w.cte_tables)
+            .map(|c| (self.dialect.cte_key(&c.alias.name).into_owned(), None))
+            .collect();
+        self.cte_outputs.push(names);
+        if let Some(with) = &q.with {
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                self.ctes.enter_cte_body(i, with.recursive);
+                let outs = self
+                    .query(&cte.query)
+                    .rename(Some(&cte.alias), self.dialect);
+                if let Some(slot) = self.cte_outputs.last_mut().and_then(|f| f.get_mut(i)) {
+                    slot.1 = Some(outs);
+                }
+            }
+        }
+        self.ctes.enter_body();
+        let outs = match q.body.as_ref() {
+            SetExpr::Select(s) => {
+                let outs = self.select(s);
+                // ORDER BY, LIMIT and FETCH see the SELECT's FROM items.
+                self.subqueries_in(&q.order_by, &[]);
+                self.subqueries_in(&q.limit_clause, &[]);
+                self.subqueries_in(&q.fetch, &[]);
+                self.blocks.pop();
+                outs
+            }
+            body => {
+                let outs = self.set_expr(body);
+                self.subqueries_in(&q.order_by, &[]);
+                self.subqueries_in(&q.limit_clause, &[]);
+                self.subqueries_in(&q.fetch, &[]);
+                outs
+            }
+        };
+        self.cte_outputs.pop();
+        let _ = self.ctes.leave();
+        outs
+    }
+
+    fn set_expr(&mut self, s: &SetExpr) -> Outputs {
+        match s {
+            SetExpr::Select(sel) => {
+                let outs = self.select(sel);
+                self.blocks.pop();
+                outs
+            }
+            SetExpr::Query(q) => self.query(q),
+            SetExpr::SetOperation { left, right, .. } => {
+                let l = self.set_expr(left);
+                let r = self.set_expr(right);
+                l.union(&r)
+            }
+            SetExpr::Values(v) => {
+                self.subqueries_in(v, &[]);
+                Outputs::open()
+            }
+            other => {
+                self.fail(format!("the query body `{other}`"));
+                Outputs::open()
+            }
+        }
+    }
+
+    /// Analyses a SELECT; leaves its FROM items on `blocks` (the caller
+    /// pops them after ORDER BY).
+    fn select(&mut self, s: &Select) -> Outputs {
+        let mut sources = Vec::new();
+        let mut derived = Vec::new();
+        let mut conditions: Vec<(&Expr, Place, &'static str)> = Vec::new();
+        let mut using = Vec::new();
+        for twj in &s.from {
+            self.from_joins(
+                twj,
+                false,
+                true,
+                &mut sources,
+                &mut derived,
+                &mut conditions,
+                &mut using,
+            );
+        }
+        self.blocks.push(sources);
+        // Subqueries anywhere in this SELECT but its FROM items' bodies.
+        self.subqueries_in(s, &derived);
+        if let Some(w) = &s.selection {
+            conditions.push((w, Place::Filter, "WHERE"));
+        }
+        if let Some(w) = &s.prewhere {
+            conditions.push((w, Place::Other, "PREWHERE"));
+        }
+        if let Some(w) = &s.qualify {
+            conditions.push((w, Place::Other, "QUALIFY"));
+        }
+        let having: Vec<&Expr> = s.having.iter().flat_map(rowsafe::conjuncts).collect();
+        if self.trusted == 0 {
+            for (cond, place, clause) in &conditions {
+                for c in rowsafe::conjuncts(cond) {
+                    self.condition(c, clause);
+                    if self.collect {
+                        self.push_candidate(c, *place);
+                    }
+                }
+            }
+            for c in having {
+                // A HAVING condition with an aggregate runs on groups; one
+                // without can move to WHERE.
+                if !contains_aggregate(c, self.dialect) {
+                    self.condition(c, "HAVING");
+                }
+            }
+            for (cols, natural) in using {
+                self.using(&cols, natural);
+            }
+            if self.collect {
+                self.equality_chains(&conditions);
+            }
+        }
+        self.projection(s)
+    }
+
+    /// Collects the FROM items of `twj` and its join conditions.
+    #[allow(clippy::too_many_arguments)]
+    fn from_joins<'q>(
+        &mut self,
+        twj: &'q TableWithJoins,
+        nullable: bool,
+        top: bool,
+        sources: &mut Vec<Source<'a>>,
+        derived: &mut Vec<*const Query>,
+        conditions: &mut Vec<(&'q Expr, Place, &'static str)>,
+        using: &mut Vec<(Vec<String>, bool)>,
+    ) {
+        let first = sources.len();
+        self.factor(&twj.relation, nullable, sources, derived, conditions, using);
+        for join in &twj.joins {
+            use JoinOperator as J;
+            let (left_nullable, right_nullable, constraint) = match &join.join_operator {
+                J::Join(c) | J::Inner(c) | J::StraightJoin(c) => (false, false, Some(c)),
+                J::CrossJoin(c) => (false, false, Some(c)),
+                J::Left(c) | J::LeftOuter(c) => (false, true, Some(c)),
+                J::Right(c) | J::RightOuter(c) => (true, false, Some(c)),
+                J::FullOuter(c) => (true, true, Some(c)),
+                J::Semi(c)
+                | J::LeftSemi(c)
+                | J::RightSemi(c)
+                | J::Anti(c)
+                | J::LeftAnti(c)
+                | J::RightAnti(c) => (true, true, Some(c)),
+                J::CrossApply => (false, false, None),
+                J::OuterApply => (false, true, None),
+                other => {
+                    self.fail(format!("the join `{other:?}`"));
+                    (true, true, None)
+                }
+            };
+            if left_nullable {
+                for s in sources.iter_mut().skip(first) {
+                    s.nullable = true;
+                }
+            }
+            let right_index = sources.len();
+            self.factor(
+                &join.relation,
+                nullable || right_nullable,
+                sources,
+                derived,
+                conditions,
+                using,
+            );
+            let right_single = sources.len() == right_index + 1;
+            match constraint {
+                Some(JoinConstraint::On(e)) => {
+                    let place = match (top, left_nullable, right_nullable) {
+                        (true, false, false) => Place::Filter,
+                        (true, false, true) if right_single => Place::OuterOn(right_index),
+                        _ => Place::Other,
+                    };
+                    conditions.push((e, place, "JOIN … ON"));
+                }
+                Some(JoinConstraint::Using(cols)) => using.push((
+                    cols.iter()
+                        .filter_map(|c| match c.0.as_slice() {
+                            [ObjectNamePart::Identifier(i)] => {
+                                Some(self.dialect.normalize(i).into_owned())
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    false,
+                )),
+                Some(JoinConstraint::Natural | JoinConstraint::UsingAlias(..)) => {
+                    using.push((Vec::new(), true))
+                }
+                Some(JoinConstraint::None) | None => {}
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn factor<'q>(
+        &mut self,
+        f: &'q TableFactor,
+        nullable: bool,
+        sources: &mut Vec<Source<'a>>,
+        derived: &mut Vec<*const Query>,
+        conditions: &mut Vec<(&'q Expr, Place, &'static str)>,
+        using: &mut Vec<(Vec<String>, bool)>,
+    ) {
+        let dialect = self.dialect;
+        let key = |alias: Option<&TableAlias>, name: Option<&Ident>| {
+            alias
+                .map(|a| dialect.normalize(&a.name).into_owned())
+                .or_else(|| name.map(|n| dialect.normalize(n).into_owned()))
+                .unwrap_or_default()
+        };
+        match f {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if let Some(args) = args {
+                    self.table_args(&args.args, &format!("the arguments of {name}"));
+                    sources.push(Source {
+                        key: key(alias.as_ref(), None),
+                        outputs: Outputs::open(),
+                        sandbox: None,
+                        nullable,
+                    });
+                    return;
+                }
+                let outputs = match self.ctes.resolve(name, dialect) {
+                    Ok(Binding::Cte) => self.cte(name),
+                    Ok(Binding::Table { schema, name }) => match self.catalog.table(schema, name) {
+                        Some(t) => Outputs::table(t),
+                        None => Outputs::open(),
+                    },
+                    Err(e) => {
+                        self.fail(e.to_string());
+                        Outputs::open()
+                    }
+                };
+                let last = name.0.last().and_then(ObjectNamePart::as_ident);
+                sources.push(Source {
+                    key: key(alias.as_ref(), last),
+                    outputs: outputs.rename(alias.as_ref(), dialect),
+                    sandbox: None,
+                    nullable,
+                });
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                derived.push(&**subquery as *const Query);
+                let (outputs, sandbox) = match self.catalog.sandbox(subquery) {
+                    Some((table, true)) => (
+                        Outputs::table(table),
+                        Some((&**subquery as *const Query, table)),
+                    ),
+                    Some((_, false)) => {
+                        // A custom sandbox: its select list is reachable.
+                        self.trusted += 1;
+                        let outs = self.query(subquery);
+                        self.trusted -= 1;
+                        (outs, None)
+                    }
+                    None => (self.query(subquery), None),
+                };
+                sources.push(Source {
+                    key: key(alias.as_ref(), None),
+                    outputs: outputs.rename(alias.as_ref(), dialect),
+                    sandbox,
+                    nullable,
+                });
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                self.from_joins(
+                    table_with_joins,
+                    nullable,
+                    false,
+                    sources,
+                    derived,
+                    conditions,
+                    using,
+                );
+            }
+            TableFactor::Function {
+                name, args, alias, ..
+            } => {
+                self.table_args(args, &format!("the arguments of {name}"));
+                sources.push(Source {
+                    key: key(alias.as_ref(), None),
+                    outputs: Outputs::open(),
+                    sandbox: None,
+                    nullable,
+                });
+            }
+            TableFactor::UNNEST {
+                array_exprs, alias, ..
+            } => {
+                for e in array_exprs {
+                    self.value(e, "UNNEST");
+                }
+                sources.push(Source {
+                    key: key(alias.as_ref(), None),
+                    outputs: Outputs::open(),
+                    sandbox: None,
+                    nullable,
+                });
+            }
+            other => {
+                self.fail(format!("the FROM item `{other}`"));
+                sources.push(Source {
+                    key: String::new(),
+                    outputs: Outputs::open(),
+                    sandbox: None,
+                    nullable,
+                });
+            }
+        }
+    }
+
+    /// A table function's arguments run per row of the FROM items before it
+    /// (when lateral): each must be a row-safe value.
+    fn table_args(&mut self, args: &[FunctionArg], what: &str) {
+        for a in args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+                | FunctionArg::Named {
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                }
+                | FunctionArg::ExprNamed {
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                } => self.value(e, what),
+                _ => self.fail(what.to_string()),
+            }
+        }
+    }
+
+    fn cte(&self, name: &sqlparser::ast::ObjectName) -> Outputs {
+        let Some(last) = name.0.last().and_then(ObjectNamePart::as_ident) else {
+            return Outputs::open();
+        };
+        let key = self.dialect.cte_key(last);
+        for frame in self.cte_outputs.iter().rev() {
+            if let Some((_, outs)) = frame.iter().find(|(n, _)| *n == key) {
+                // Not analysed yet (a recursive reference): unknown.
+                return outs.clone().unwrap_or_else(Outputs::open);
+            }
+        }
+        Outputs::open()
+    }
+
+    /// Analyses the outermost subqueries inside `node` (in expressions),
+    /// except the FROM bodies listed in `skip`.
+    fn subqueries_in<V: Visit>(&mut self, node: &V, skip: &[*const Query]) {
+        struct Find<'s, 'a, 'c> {
+            an: &'s mut Analysis<'a, 'c>,
+            skip: &'s [*const Query],
+            depth: usize,
+        }
+        impl Visitor for Find<'_, '_, '_> {
+            type Break = ();
+            fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+                let ptr = q as *const Query;
+                if self.depth == 0 && !self.skip.contains(&ptr) {
+                    let outs = self.an.query(q);
+                    self.an.sub_outputs.push((ptr, outs));
+                }
+                self.depth += 1;
+                ControlFlow::Continue(())
+            }
+            fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+                self.depth -= 1;
+                ControlFlow::Continue(())
+            }
+        }
+        let _ = node.visit(&mut Find {
+            an: self,
+            skip,
+            depth: 0,
+        });
+    }
+
+    // ----- columns -------------------------------------------------------
+
+    /// Resolves a column reference through the enclosing query blocks.
+    fn resolve(&self, parts: &[Ident]) -> ColState {
+        match parts {
+            [col] => {
+                let col = self.dialect.normalize(col);
+                for block in self.blocks.iter().rev() {
+                    let mut found = None;
+                    for s in block {
+                        if let Some(st) = s.outputs.lookup(&col) {
+                            found = Some(match found {
+                                None => st,
+                                Some(prev) => merge(prev, st),
+                            });
+                        }
+                    }
+                    if let Some(st) = found {
+                        return st;
+                    }
+                }
+                ColState::Untyped
+            }
+            [q, col] => {
+                let q = self.dialect.normalize(q);
+                let col = self.dialect.normalize(col);
+                for block in self.blocks.iter().rev() {
+                    if let Some(s) = block.iter().find(|s| s.key == q) {
+                        return s.outputs.lookup(&col).unwrap_or(ColState::Untyped);
+                    }
+                }
+                ColState::Untyped
+            }
+            _ => ColState::Untyped,
+        }
+    }
+
+    /// The FROM item of the innermost block that column `parts` certainly
+    /// belongs to, with the column's normalised name.
+    fn owner(&self, parts: &[Ident]) -> Option<(usize, String)> {
+        let block = self.blocks.last()?;
+        match parts {
+            [col] => {
+                let col = self.dialect.normalize(col);
+                let mut owner = None;
+                for (i, s) in block.iter().enumerate() {
+                    if s.outputs.open {
+                        return None;
+                    }
+                    if s.outputs.lookup(&col).is_some() {
+                        if owner.is_some() {
+                            return None;
+                        }
+                        owner = Some(i);
+                    }
+                }
+                owner.map(|i| (i, col.into_owned()))
+            }
+            [q, col] => {
+                let q = self.dialect.normalize(q);
+                let col = self.dialect.normalize(col);
+                let mut it = block.iter().enumerate().filter(|(_, s)| s.key == q);
+                let (i, s) = it.next()?;
+                if it.next().is_some() || s.outputs.open || s.outputs.lookup(&col).is_none() {
+                    return None;
+                }
+                Some((i, col.into_owned()))
+            }
+            _ => None,
+        }
+    }
+
+    fn subquery_output(&self, q: &Query) -> Option<ColState> {
+        let ptr = q as *const Query;
+        self.sub_outputs
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == ptr)
+            .and_then(|(_, o)| o.single())
+    }
+
+    fn is_safe(&self, e: &Expr) -> bool {
+        rowsafe::is_row_safe_with(e, self.dialect, &|p| self.resolve(p), &|q| {
+            self.subquery_output(q)
+        })
+    }
+
+    fn state(&self, e: &Expr) -> ColState {
+        rowsafe::value_state(e, self.dialect, &|p| self.resolve(p), &|q| {
+            self.subquery_output(q)
+        })
+    }
+
+    fn condition(&mut self, c: &Expr, clause: &str) {
+        if !self.is_safe(c) {
+            self.fail(describe(c, clause));
+        }
+    }
+
+    fn value(&mut self, e: &Expr, what: &str) {
+        if self.trusted == 0 && self.state(e) == ColState::Unsafe {
+            self.fail(describe(e, what));
+        }
+    }
+
+    /// `JOIN … USING (cols)` compares the two sides' columns of those
+    /// names; `NATURAL` all common ones (not analysed: not row-safe).
+    fn using(&mut self, cols: &[String], natural: bool) {
+        if natural {
+            self.fail("a NATURAL join or `USING (…) AS`".into());
+            return;
+        }
+        for col in cols {
+            let ident = Ident::new(col.clone());
+            // Every FROM item that has the column: all must agree on a type
+            // the comparison needs no conversion for.
+            let states: Vec<ColState> = self
+                .blocks
+                .last()
+                .map(|b| b.iter().filter_map(|s| s.outputs.lookup(col)).collect())
+                .unwrap_or_default();
+            let first = states.first().copied().unwrap_or(ColState::Untyped);
+            let same = states.iter().all(|s| merge(*s, first) == first);
+            let ok = self.dialect == Dialect::Sqlite && !states.contains(&ColState::Unsafe)
+                || (same && matches!(first, ColState::Typed(_)));
+            if !ok {
+                self.fail(format!("`USING ({ident})`"));
+            }
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    fn projection(&self, s: &Select) -> Outputs {
+        let mut out = Outputs::default();
+        let block = self.blocks.last();
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = match e {
+                        Expr::Identifier(i) => Some(self.dialect.normalize(i).into_owned()),
+                        Expr::CompoundIdentifier(parts) => {
+                            parts.last().map(|i| self.dialect.normalize(i).into_owned())
+                        }
+                        _ => None,
+                    };
+                    out.cols.push((name, self.item_state(e)));
+                }
+                SelectItem::ExprWithAliases { expr, .. } => {
+                    // Several names for one expression: not analysed.
+                    out.cols.push((None, self.item_state(expr)));
+                    out.open = true;
+                }
+                SelectItem::ExprWithAlias { expr, alias } => out.cols.push((
+                    Some(self.dialect.normalize(alias).into_owned()),
+                    self.item_state(expr),
+                )),
+                SelectItem::Wildcard(opts) => {
+                    if opts.opt_replace.is_some() {
+                        // `* REPLACE (expr AS col)`: not analysed.
+                        out.cols.push((None, ColState::Unsafe));
+                        out.open = true;
+                        continue;
+                    }
+                    let plain = opts.opt_exclude.is_none()
+                        && opts.opt_except.is_none()
+                        && opts.opt_rename.is_none()
+                        && opts.opt_ilike.is_none();
+                    for s in block.into_iter().flatten() {
+                        out.cols.extend(s.outputs.cols.iter().cloned());
+                        out.open |= s.outputs.open || !plain;
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let name = match kind {
+                        sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(n) => {
+                            n.0.last()
+                                .and_then(ObjectNamePart::as_ident)
+                                .map(|i| self.dialect.normalize(i).into_owned())
+                        }
+                        sqlparser::ast::SelectItemQualifiedWildcardKind::Expr(_) => None,
+                    };
+                    match block.and_then(|b| b.iter().find(|s| Some(&s.key) == name.as_ref())) {
+                        Some(s) => {
+                            out.cols.extend(s.outputs.cols.iter().cloned());
+                            out.open |= s.outputs.open;
+                        }
+                        None => {
+                            out.cols.push((None, ColState::Unsafe));
+                            out.open = true;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What a condition referring to select-list item `e` sees.
+    fn item_state(&self, e: &Expr) -> ColState {
+        let inner = match e {
+            Expr::Nested(i) => i.as_ref(),
+            other => other,
+        };
+        if let Expr::Function(f) = inner {
+            if is_aggregate_call(f, self.dialect) {
+                // Computed above the block's filters: never evaluated on
+                // filtered-out rows. Its type, where evident.
+                let name = match f.name.0.as_slice() {
+                    [ObjectNamePart::Identifier(n)] => self.dialect.normalize(n).into_owned(),
+                    _ => String::new(),
+                };
+                return match name.as_str() {
+                    "count" | "row_number" | "rank" | "dense_rank" => {
+                        ColState::Typed(ColumnType::Integer)
+                    }
+                    "min" | "max" => match &f.args {
+                        FunctionArguments::List(l) => match l.args.as_slice() {
+                            [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => {
+                                match self.state(a) {
+                                    ColState::Typed(t) => ColState::Typed(t),
+                                    _ => ColState::Untyped,
+                                }
+                            }
+                            _ => ColState::Untyped,
+                        },
+                        _ => ColState::Untyped,
+                    },
+                    _ => ColState::Untyped,
+                };
+            }
+        }
+        self.state(e)
+    }
+
+    // ----- conditions that may move into fenced sandboxes ----------------
+
+    /// Copies `c` for the sandbox it alone refers to, if it may move there.
+    fn push_candidate(&mut self, c: &Expr, place: Place) {
+        if place == Place::Other || !self.is_pushable(c) {
+            return;
+        }
+        let Some(owner) = self.sole_owner(c) else {
+            return;
+        };
+        let Some(block) = self.blocks.last() else {
+            return;
+        };
+        let Some(source) = block.get(owner) else {
+            return;
+        };
+        let allowed = match place {
+            Place::Filter => !source.nullable,
+            Place::OuterOn(i) => i == owner,
+            Place::Other => false,
+        };
+        if let (true, Some((ptr, table))) = (allowed, source.sandbox) {
+            self.add_push(ptr, table, c, None);
+        }
+    }
+
+    /// Row-safe, without subqueries, and with at least one column.
+    fn is_pushable(&self, c: &Expr) -> bool {
+        let mut has_column = false;
+        let no_sub = sqlparser::ast::visit_expressions(c, |x| {
+            match x {
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_) => has_column = true,
+                Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::In {
+                    target: InTarget::Subquery(_) | InTarget::Table { .. },
+                    ..
+                } => return ControlFlow::Break(()),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .is_continue();
+        no_sub && has_column && rowsafe::is_row_safe(c, self.dialect, &|p| self.resolve(p))
+    }
+
+    /// The FROM item of the innermost block that every column of `c`
+    /// belongs to.
+    fn sole_owner(&self, c: &Expr) -> Option<usize> {
+        let mut owner = None;
+        let ok = sqlparser::ast::visit_expressions(c, |x| {
+            let parts: &[Ident] = match x {
+                Expr::Identifier(i) => std::slice::from_ref(i),
+                Expr::CompoundIdentifier(p) => p,
+                _ => return ControlFlow::Continue(()),
+            };
+            match (self.owner(parts), owner) {
+                (Some((i, _)), None) => {
+                    owner = Some(i);
+                    ControlFlow::Continue(())
+                }
+                (Some((i, _)), Some(o)) if i == o => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
+            }
+        })
+        .is_continue();
+        if ok {
+            owner
+        } else {
+            None
+        }
+    }
+
+    /// Records `c` (with `column` renamed to `rename`, when given) for the
+    /// sandbox at `ptr`, its columns qualified by the table's bare name.
+    fn add_push(&mut self, ptr: *const Query, table: &Table, c: &Expr, rename: Option<&Ident>) {
+        let own = self.dialect.ident(&table.name);
+        let mut e = c.clone();
+        let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+            let col = match x {
+                Expr::Identifier(i) => i.clone(),
+                Expr::CompoundIdentifier(p) => match p.last() {
+                    Some(i) => i.clone(),
+                    None => return ControlFlow::Continue(()),
+                },
+                _ => return ControlFlow::Continue(()),
+            };
+            let col = rename.cloned().unwrap_or(col);
+            *x = Expr::CompoundIdentifier(vec![own.clone(), col]);
+            ControlFlow::<()>::Continue(())
+        });
+        if !is_pushed_condition(&e, table, self.dialect) {
+            return;
+        }
+        if !self.out.pushes.iter().any(|(p, x)| *p == ptr && *x == e) {
+            self.out.pushes.push((ptr, e));
+        }
+    }
+
+    /// Conditions implied through equalities: with `o.account_id = a.id`
+    /// and `a.id IN (1, 2)`, `o.account_id IN (1, 2)` moves into `o`'s
+    /// sandbox. Only for numbers, dates, timestamps and UUIDs (text
+    /// equality depends on each column's collation), and only from
+    /// conditions that hold for every output row.
+    fn equality_chains(&mut self, conditions: &[(&Expr, Place, &'static str)]) {
+        let mut nodes: Vec<(usize, String)> = Vec::new();
+        let mut parent: Vec<usize> = Vec::new();
+        let mut single: Vec<(usize, &Expr)> = Vec::new();
+        fn find(parent: &mut [usize], mut i: usize) -> usize {
+            while let Some(&p) = parent.get(i) {
+                if p == i {
+                    break;
+                }
+                i = p;
+            }
+            i
+        }
+        let Some(block) = self.blocks.last() else {
+            return;
+        };
+        let transferable = |st: ColState| {
+            matches!(
+                st,
+                ColState::Typed(
+                    ColumnType::Integer
+                        | ColumnType::Decimal
+                        | ColumnType::Date
+                        | ColumnType::Timestamp
+                        | ColumnType::Uuid
+                )
+            )
+        };
+        let node =
+            |nodes: &mut Vec<(usize, String)>, parent: &mut Vec<usize>, key: (usize, String)| {
+                match nodes.iter().position(|n| *n == key) {
+                    Some(i) => i,
+                    None => {
+                        nodes.push(key);
+                        parent.push(nodes.len() - 1);
+                        nodes.len() - 1
+                    }
+                }
+            };
+        for (cond, place, _) in conditions {
+            if *place != Place::Filter {
+                continue;
+            }
+            for c in rowsafe::conjuncts(cond) {
+                if let Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } = c
+                {
+                    let col = |e: &Expr| match e {
+                        Expr::Identifier(i) => Some(vec![i.clone()]),
+                        Expr::CompoundIdentifier(p) => Some(p.clone()),
+                        _ => None,
+                    };
+                    if let (Some(l), Some(r)) = (col(left), col(right)) {
+                        let (ls, rs) = (self.resolve(&l), self.resolve(&r));
+                        if let (Some(lo), Some(ro), true) =
+                            (self.owner(&l), self.owner(&r), ls == rs && transferable(ls))
+                        {
+                            if block.get(lo.0).is_some_and(|s| !s.nullable)
+                                && block.get(ro.0).is_some_and(|s| !s.nullable)
+                            {
+                                let a = node(&mut nodes, &mut parent, lo);
+                                let b = node(&mut nodes, &mut parent, ro);
+                                let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+                                if let Some(slot) = parent.get_mut(ra) {
+                                    *slot = rb;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+                // A condition on one column of one FROM item.
+                let mut cols = Vec::new();
+                let _ = sqlparser::ast::visit_expressions(c, |x| {
+                    match x {
+                        Expr::Identifier(i) => cols.push(vec![i.clone()]),
+                        Expr::CompoundIdentifier(p) => cols.push(p.clone()),
+                        _ => {}
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                let owners: Vec<Option<(usize, String)>> =
+                    cols.iter().map(|p| self.owner(p)).collect();
+                if let Some(Some(first)) = owners.first() {
+                    if owners.iter().all(|o| o.as_ref() == Some(first))
+                        && transferable(self.resolve(cols.first().map_or(&[][..], |v| v)))
+                        && self.is_pushable(c)
+                    {
+                        let i = node(&mut nodes, &mut parent, first.clone());
+                        single.push((i, c));
+                    }
+                }
+            }
+        }
+        if single.is_empty() {
+            return;
+        }
+        let mut moves = Vec::new();
+        for (i, c) in &single {
+            let root = find(&mut parent, *i);
+            for (j, (src, col)) in nodes.iter().enumerate() {
+                if j == *i || find(&mut parent, j) != root {
+                    continue;
+                }
+                let Some(source) = block.get(*src) else {
+                    continue;
+                };
+                let (Some((ptr, table)), false) = (source.sandbox, source.nullable) else {
+                    continue;
+                };
+                // Same declared type on both ends.
+                let to_state = table
+                    .column(col)
+                    .map_or(ColState::Untyped, |c| ColState::Typed(c.ty));
+                let from = nodes
+                    .get(*i)
+                    .and_then(|(s, c)| block.get(*s).and_then(|src| src.outputs.lookup(c)));
+                let Some(column) = table.column(col) else {
+                    continue;
+                };
+                if from != Some(to_state) {
+                    continue;
+                }
+                let ident = self.dialect.ident(&column.name);
+                moves.push((ptr, table, (*c).clone(), ident));
+            }
+        }
+        for (ptr, table, c, col) in moves {
+            self.add_push(ptr, table, &c, Some(&col));
+        }
+    }
+}
