@@ -18,7 +18,11 @@
 //! "#, "example.yaml").unwrap();
 //! let alice = Principal::from_user(&policy, "alice").unwrap();
 //! let out = policy.rewrite(&alice, "SELECT count(*) FROM orders", &Options::default()).unwrap();
-//! assert_eq!(out.sql, "SELECT count(*) FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders");
+//! assert_eq!(out.sql, "SELECT count(*) FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders");
+//! // A condition that could fail on another tenant's row: the sandbox is
+//! // fenced, and the row-safe part moves inside it (`fence: auto`).
+//! let out = policy.rewrite(&alice, "SELECT id FROM orders WHERE id = 5 AND 1 / id > 0", &Options::default()).unwrap();
+//! assert_eq!(out.sql, "SELECT id FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (orders.id = 5) OFFSET 0) AS orders WHERE id = 5 AND 1 / id > 0");
 //! ```
 //!
 //! Pipeline (one module per stage, data flows one way):

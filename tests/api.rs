@@ -185,12 +185,39 @@ fn recheck_catches_unsandboxed_sql() {
     for bad in [
         "SELECT * FROM orders",
         "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 7 OFFSET 0) AS orders",
-        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders",
+        // Unfenced, with a condition that can fail on filtered-out rows.
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE 1 / (total - total) = 0",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE id IN (SELECT 1 / (total - total) FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS o)",
+        // Fenced, but a condition moved inside is not row-safe, names
+        // another table, or replaces the sandbox's own filter.
+        "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (orders.id = 1 / 0) OFFSET 0) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (accounts.id = 1) OFFSET 0) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42 OR 1 = 1) AND (orders.id = 1) OFFSET 0) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE (orders.id = 1) AND (tenant_id = 42) OFFSET 0) AS orders",
         "WITH x AS (SELECT * FROM public.events) SELECT * FROM x",
     ] {
         let e = p.recheck(&alice, bad, &o).unwrap_err();
         assert_eq!(e.code(), "SB901", "{bad}: {e}");
     }
+    for good in [
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE id = 5",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders WHERE 1 / (total - total) = 0",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (orders.id = 5) OFFSET 0) AS orders WHERE id = 5 AND 1 / total > 0",
+    ] {
+        p.recheck(&alice, good, &o)
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    // With `fence: never`, unfenced sandboxes pass whatever the query holds.
+    let never = Options {
+        fence: Some(sqlsandbox::FenceMode::Never),
+        ..Options::default()
+    };
+    p.recheck(
+        &alice,
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE 1 / (total - total) = 0",
+        &never,
+    )
+    .unwrap();
     let good = p
         .rewrite(&alice, "SELECT * FROM orders JOIN accounts USING (id)", &o)
         .unwrap();

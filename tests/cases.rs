@@ -35,6 +35,9 @@ struct Case {
     database: Option<String>,
     #[serde(default)]
     params: bool,
+    /// `auto`, `always` or `never` (overrides the policy's `fence:`).
+    #[serde(default)]
+    fence: Option<String>,
     #[serde(default)]
     sql: Option<String>,
     /// Run this saved question by name instead of `sql`.
@@ -173,6 +176,10 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
         dialect: case.dialect.as_deref().map(|d| d.parse().expect("dialect")),
         database: case.database.clone(),
         params: case.params,
+        fence: case
+            .fence
+            .as_deref()
+            .map(|f| f.parse().expect("fence mode")),
         ..Options::default()
     };
     let result = match (&case.sql, &case.question, &case.builder) {
@@ -204,6 +211,7 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
                 let again = Options {
                     database: Some(out.database.clone()),
                     dialect: Some(out.dialect),
+                    fence: opts.fence,
                     ..Options::default()
                 };
                 policy
@@ -219,6 +227,18 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
                 s.push_str(&format!(
                     "\n-- destination: {:?}\n-- role: {:?}\n-- role statement: {:?}",
                     out.destination, out.role, out.role_statement
+                ));
+            }
+            if out.fencing.fenced {
+                s.push_str(&format!(
+                    "\n-- fenced ({}): {}; conditions moved inside: {}",
+                    match out.fencing.mode {
+                        sqlsandbox::FenceMode::Auto => "auto",
+                        sqlsandbox::FenceMode::Always => "always",
+                        sqlsandbox::FenceMode::Never => "never",
+                    },
+                    out.fencing.reason.as_deref().unwrap_or("-"),
+                    out.fencing.pushed
                 ));
             }
             for a in &out.applied {

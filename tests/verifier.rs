@@ -71,7 +71,8 @@ enum Mutation {
     OtherTenant,
     /// Drop its WHERE clause.
     DropFilter,
-    /// Drop its fence (OFFSET 0).
+    /// Drop its fence (OFFSET 0), in a query whose WHERE gets a condition
+    /// that can fail.
     DropFence,
     /// Drop the schema of the table inside it (search_path could move it).
     DropSchema,
@@ -226,7 +227,10 @@ fn hand_written_bypasses_fail() {
         "WITH RECURSIVE x AS (SELECT * FROM y), y AS (SELECT * FROM public.orders) SELECT * FROM x",
         "SELECT * FROM products",
         "SELECT pg_read_file('/etc/passwd')",
-        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders",
+        // Unfenced, while a condition that can fail reaches its rows.
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE 1 / (total - total) = 0",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders JOIN public.products AS products ON products.id = orders.product_id AND products.name::int = 1",
+        "SELECT * FROM (SELECT id, 1 / (total - total) AS r FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders) AS d WHERE r > 0",
         "SELECT * FROM (SELECT * FROM orders WHERE tenant_id = 42 OFFSET 0) AS orders",
         "SELECT * FROM public.audit_log",
         "SELECT * FROM pg_catalog.pg_user",
@@ -254,10 +258,34 @@ proptest! {
         n in 0usize..8,
     ) {
         let (policy, alice) = setup();
-        let opts = Options::default();
+        // Fenced, with conditions moved into the sandboxes: the most
+        // elaborate form a sandbox takes.
+        let opts = Options {
+            fence: Some(sqlsandbox::FenceMode::Always),
+            ..Options::default()
+        };
         let out = policy.rewrite(&alice, CORPUS[which], &opts).unwrap();
         let mut q = parse(&out.sql);
         prop_assume!(mutate(&mut q, m, n));
+        if let Mutation::DropFence = m {
+            // Without a fence, a sandbox is fine when nothing unsafe can
+            // reach its rows: add something that can.
+            let SetExpr::Select(s) = q.body.as_mut() else {
+                return Err(proptest::test_runner::TestCaseError::reject("not a SELECT"));
+            };
+            let probe = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql("1 / (1 - 1) = 0")
+                .and_then(|mut p| p.parse_expr())
+                .unwrap();
+            s.selection = Some(match s.selection.take() {
+                Some(w) => Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(w))),
+                    op: sqlparser::ast::BinaryOperator::And,
+                    right: Box::new(probe),
+                },
+                None => probe,
+            });
+        }
         let broken = q.to_string();
         prop_assert_ne!(&broken, &out.sql);
         prop_assert!(

@@ -19,7 +19,7 @@
 //!     "query": {"source-table": "orders", "aggregation": [["sum", ["field", "total"]]]}
 //! });
 //! let out = policy.rewrite_builder(&alice, &question, &Options::default()).unwrap();
-//! assert_eq!(out.sql, "SELECT sum(orders.total) AS sum FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders");
+//! assert_eq!(out.sql, "SELECT sum(orders.total) AS sum FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders");
 //! ```
 //!
 //! One file per clause, as in a planner: `query` (one query level:

@@ -104,13 +104,35 @@ pub struct RawApiKey {
 }
 
 /// `fence:` as written: a mode, or the first version's boolean.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy)]
 pub enum RawFence {
     /// `true` (always) or `false` (never).
     Bool(bool),
     /// `auto`, `always` or `never`.
     Mode(crate::policy::FenceMode),
+}
+
+impl<'de> Deserialize<'de> for RawFence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawFence;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("auto, always or never")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<RawFence, E> {
+                Ok(RawFence::Bool(b))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawFence, E> {
+                s.parse().map(RawFence::Mode).map_err(|_| {
+                    E::custom(format!(
+                        "unknown fence mode `{s}` (expected auto, always or never)"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

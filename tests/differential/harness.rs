@@ -174,6 +174,19 @@ pub fn compare(
                 short(&rw.sql)
             ))
         })?;
+        // MariaDB can name a merged derived table's column after the
+        // expression behind its alias (`SELECT d.c4 AS c0 … GROUP BY d.c4`
+        // comes back as `c4`, plan-dependent: MDEV-style naming bug seen on
+        // 10.11): there, compare the values only.
+        let got =
+            if db == super::dataset::Db::Mariadb && got.columns.len() == expected.columns.len() {
+                Rows {
+                    columns: expected.columns.clone(),
+                    ..got
+                }
+            } else {
+                got
+            };
         if let Some(diff) = difference(&expected, &got, ordered) {
             return Err(context(&format!(
                 "results differ (params: {params})\n  rewritten: {}\n  params: {}\n  {diff}",

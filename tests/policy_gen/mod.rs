@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{ObjectName, Query, TableFactor, Visit, Visitor};
+use sqlparser::ast::{Expr, ObjectName, Query, SetExpr, TableFactor, Visit, Visitor};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 use sqlsandbox::{Dialect, Options, Policy, Principal};
@@ -602,7 +602,12 @@ impl Spec {
                 ),
                 Grant::Custom(_) => self.question(i, true),
             };
+            // With the fence or without it (`fence: auto` leaves it out
+            // when nothing unsafe reaches the sandbox's rows).
             if let Ok(s) = normal(&format!("{sql} LIMIT -1")) {
+                out.push(s);
+            }
+            if let Ok(s) = normal(&sql) {
                 out.push(s);
             }
         }
@@ -1142,7 +1147,11 @@ impl Visitor for Outside<'_> {
     fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<String> {
         if let TableFactor::Derived { subquery, .. } = f {
             let text = subquery.to_string().replace('"', "");
-            if self.depth == 0 && self.sandboxes.contains(&text) {
+            if self.depth == 0
+                && (self.sandboxes.contains(&text)
+                    || without_moved_conditions(subquery)
+                        .is_some_and(|t| self.sandboxes.contains(&t)))
+            {
                 self.sandbox_queries.push(subquery.as_ref() as *const Query);
             }
         }
@@ -1167,6 +1176,49 @@ impl Visitor for Outside<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// A fenced sandbox with conditions moved into it is
+/// `… WHERE (own) AND (moved) LIMIT -1`: its text without the moved part,
+/// when that part reads no other relation (a moved condition can only
+/// narrow the sandbox; what it is allowed to be is the verifier's
+/// business, tested in tests/verifier.rs).
+fn without_moved_conditions(q: &Query) -> Option<String> {
+    let mut q = q.clone();
+    q.limit_clause.as_ref()?;
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return None;
+    };
+    let Some(Expr::BinaryOp {
+        left,
+        op: sqlparser::ast::BinaryOperator::And,
+        right,
+    }) = s.selection.take()
+    else {
+        return None;
+    };
+    let (Expr::Nested(own), Expr::Nested(moved)) = (*left, *right) else {
+        return None;
+    };
+    struct Reads(bool);
+    impl sqlparser::ast::Visitor for Reads {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.0 = true;
+            ControlFlow::Break(())
+        }
+        fn pre_visit_relation(&mut self, _: &ObjectName) -> ControlFlow<()> {
+            self.0 = true;
+            ControlFlow::Break(())
+        }
+    }
+    let mut reads = Reads(false);
+    let _ = sqlparser::ast::Visit::visit(&*moved, &mut reads);
+    if reads.0 {
+        return None;
+    }
+    s.selection = Some(*own);
+    Some(q.to_string().replace('"', ""))
 }
 
 // ----- fuzzing -----------------------------------------------------------------
