@@ -412,7 +412,7 @@ impl<'a> Analysis<'a, '_> {
             }
         };
         self.cte_outputs.pop();
-        let _ = self.ctes.leave();
+        self.ctes.leave();
         outs
     }
 
@@ -448,7 +448,7 @@ impl<'a> Analysis<'a, '_> {
         let mut conditions: Vec<(&Expr, Place, &'static str)> = Vec::new();
         let mut using = Vec::new();
         for twj in &s.from {
-            self.from_joins(
+            self.joined(
                 twj,
                 false,
                 true,
@@ -499,7 +499,7 @@ impl<'a> Analysis<'a, '_> {
 
     /// Collects the FROM items of `twj` and its join conditions.
     #[allow(clippy::too_many_arguments)]
-    fn from_joins<'q>(
+    fn joined<'q>(
         &mut self,
         twj: &'q TableWithJoins,
         nullable: bool,
@@ -653,7 +653,7 @@ impl<'a> Analysis<'a, '_> {
             TableFactor::NestedJoin {
                 table_with_joins, ..
             } => {
-                self.from_joins(
+                self.joined(
                     table_with_joins,
                     nullable,
                     false,
