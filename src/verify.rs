@@ -52,6 +52,20 @@ use crate::rewrite::walk::{self, Hooks};
 use crate::rewrite::{fence_clause, Built};
 use crate::scope::{Binding, Tracker};
 
+/// What [`check`] found, when the walk itself passed.
+pub(crate) enum Verdict {
+    /// Safe.
+    Proven,
+    /// Safe but for a sandbox without the fence that the query's
+    /// expression `why` could reach on the rows it filters out.
+    Unfenced {
+        /// The sandbox's table.
+        table: String,
+        /// The expression, described.
+        why: String,
+    },
+}
+
 /// Proves `query` safe for `principal`; `sandboxes` are the sandbox
 /// subqueries built for this principal (compared by value), `mode` the
 /// fence mode in force.
@@ -64,6 +78,26 @@ pub(crate) fn verify(
     mode: FenceMode,
     query: &mut Query,
 ) -> Result<()> {
+    match check(policy, db, dialect, principal, sandboxes, mode, query)? {
+        Verdict::Proven => Ok(()),
+        Verdict::Unfenced { table, why } => Err(Error::Verification(format!(
+            "the sandbox of {table} is not fenced, but the database could evaluate {why} on the rows it filters out"
+        ))),
+    }
+}
+
+/// As [`verify`], but a missing fence is reported rather than refused, so
+/// that the rewrite can add it (`fence: auto` checks a query once on its
+/// fast path: here).
+pub(crate) fn check(
+    policy: &Policy,
+    db: &Database,
+    dialect: Dialect,
+    principal: &Principal,
+    sandboxes: &[Built<'_>],
+    mode: FenceMode,
+    query: &mut Query,
+) -> Result<Verdict> {
     let mut v = Verifier {
         policy,
         db,
@@ -90,12 +124,10 @@ pub(crate) fn verify(
             .map_or_else(String::new, |b| b.table.qualified());
         let found = exposure::analyse(query, dialect, &v, false);
         if let Some(why) = found.unsafe_at {
-            return Err(Error::Verification(format!(
-                "the sandbox of {table} is not fenced, but the database could evaluate {why} on the rows it filters out"
-            )));
+            return Ok(Verdict::Unfenced { table, why });
         }
     }
-    Ok(())
+    Ok(Verdict::Proven)
 }
 
 /// A sandbox subquery the walk accepted.

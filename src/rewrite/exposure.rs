@@ -108,34 +108,57 @@ pub(crate) fn is_pushed_condition(e: &Expr, table: &Table, dialect: Dialect) -> 
 
 /// The columns a relation of a FROM clause (or a query) provides.
 #[derive(Debug, Clone, Default)]
-struct Outputs {
+struct Outputs<'a> {
+    /// A declared table's columns, borrowed until a list is needed.
+    table: Option<&'a Table>,
     /// Normalised name (None: unnamed expression) and state, in order.
     cols: Vec<(Option<String>, ColState)>,
     /// Whether it may have columns not listed (of unknown type).
     open: bool,
 }
 
-impl Outputs {
+impl<'a> Outputs<'a> {
     fn open() -> Self {
         Outputs {
+            table: None,
             cols: Vec::new(),
             open: true,
         }
     }
 
-    fn table(t: &Table) -> Self {
+    fn table(t: &'a Table) -> Self {
         Outputs {
-            cols: t
+            table: Some(t),
+            cols: Vec::new(),
+            open: false,
+        }
+    }
+
+    /// The columns as a list.
+    fn list(mut self) -> Self {
+        if let Some(t) = self.table.take() {
+            self.cols = t
                 .columns
                 .iter()
                 .map(|c| (Some(c.key.clone()), ColState::Typed(c.ty)))
-                .collect(),
-            open: false,
+                .collect();
+        }
+        self
+    }
+
+    /// The columns as a list, copied.
+    fn listed(&self) -> Vec<(Option<String>, ColState)> {
+        match self.table {
+            Some(_) => self.clone().list().cols,
+            None => self.cols.clone(),
         }
     }
 
     /// The state of column `name`, `None` when it certainly has none.
     fn lookup(&self, name: &str) -> Option<ColState> {
+        if let Some(t) = self.table {
+            return t.column(name).map(|c| ColState::Typed(c.ty));
+        }
         let mut found = None;
         for (n, st) in &self.cols {
             if n.as_deref() == Some(name) {
@@ -153,19 +176,21 @@ impl Outputs {
     }
 
     /// Renames by position (`AS x(a, b)`).
-    fn rename(mut self, alias: Option<&TableAlias>, dialect: Dialect) -> Self {
+    fn rename(self, alias: Option<&TableAlias>, dialect: Dialect) -> Self {
         let Some(alias) = alias else { return self };
         if alias.columns.is_empty() {
             return self;
         }
+        let mut s = self.list();
         let names: Vec<String> = alias
             .columns
             .iter()
             .map(|c| dialect.normalize(&c.name).into_owned())
             .collect();
-        if self.open || self.cols.len() < names.len() {
+        if s.open || s.cols.len() < names.len() {
             // Positions unknown: the named columns, of unknown type.
             return Outputs {
+                table: None,
                 cols: names
                     .into_iter()
                     .map(|n| (Some(n), ColState::Untyped))
@@ -173,14 +198,17 @@ impl Outputs {
                 open: true,
             };
         }
-        for (slot, n) in self.cols.iter_mut().zip(names) {
+        for (slot, n) in s.cols.iter_mut().zip(names) {
             slot.0 = Some(n);
         }
-        self
+        s
     }
 
     /// The single column of a subquery's output (for `x IN (SELECT …)`).
     fn single(&self) -> Option<ColState> {
+        if self.table.is_some() {
+            return None;
+        }
         match (self.cols.as_slice(), self.open) {
             ([(_, st)], false) => Some(*st),
             _ => None,
@@ -189,7 +217,19 @@ impl Outputs {
 
     /// A set operation's output: the left branch's names, each column the
     /// worse of the two branches' states at its position.
-    fn union(mut self, right: &Outputs) -> Self {
+    fn union(self, right: &Outputs<'a>) -> Self {
+        let mut s = self.list();
+        let right_cols = right.listed();
+        s.union_list(right.open, &right_cols);
+        s
+    }
+
+    fn union_list(&mut self, right_open: bool, right_cols: &[(Option<String>, ColState)]) {
+        let right = Outputs {
+            table: None,
+            cols: right_cols.to_vec(),
+            open: right_open,
+        };
         if self.open || right.open || self.cols.len() != right.cols.len() {
             let unsafe_any = self
                 .cols
@@ -204,12 +244,11 @@ impl Outputs {
                 };
             }
             self.open = true;
-            return self;
+            return;
         }
         for (l, r) in self.cols.iter_mut().zip(&right.cols) {
             l.1 = merge(l.1, r.1);
         }
-        self
     }
 }
 
@@ -230,7 +269,7 @@ fn merge(a: ColState, b: ColState) -> ColState {
 struct Source<'a> {
     /// The normalised name it is referred to by ("" when it has none).
     key: String,
-    outputs: Outputs,
+    outputs: Outputs<'a>,
     /// The basic sandbox it is: (address, table).
     sandbox: Option<(*const Query, &'a Table)>,
     /// On the nullable side of an outer join (conditions of WHERE must not
@@ -243,11 +282,11 @@ struct Analysis<'a, 'c> {
     catalog: &'c dyn Catalog<'a>,
     ctes: Ctes,
     /// Per query entered: its CTEs' names and outputs (once analysed).
-    cte_outputs: Vec<Vec<(String, Option<Outputs>)>>,
+    cte_outputs: Vec<Vec<(String, Option<Outputs<'a>>)>>,
     /// The FROM items of the enclosing query blocks, innermost last.
     blocks: Vec<Vec<Source<'a>>>,
     /// Outputs of the subqueries met in expressions, by address.
-    sub_outputs: Vec<(*const Query, Outputs)>,
+    sub_outputs: Vec<(*const Query, Outputs<'a>)>,
     /// Depth inside custom sandbox questions (the policy's conditions:
     /// outputs are computed, conditions not checked).
     trusted: usize,
@@ -361,17 +400,26 @@ enum Place {
 }
 
 impl<'a> Analysis<'a, '_> {
-    fn fail(&mut self, what: String) {
+    /// Records the first unsafe expression (described only then).
+    fn fail(&mut self, what: impl FnOnce() -> String) {
         if self.trusted == 0 && self.out.unsafe_at.is_none() {
-            self.out.unsafe_at = Some(what);
+            self.out.unsafe_at = Some(what());
         }
+    }
+
+    /// Whether the answer is known and nothing more is wanted.
+    fn done(&self) -> bool {
+        !self.collect && self.out.unsafe_at.is_some()
     }
 
     // ----- queries -------------------------------------------------------
 
-    fn query(&mut self, q: &Query) -> Outputs {
+    fn query(&mut self, q: &Query) -> Outputs<'a> {
+        if self.done() {
+            return Outputs::open();
+        }
         if let Err(e) = self.ctes.enter(q.with.as_ref(), self.dialect) {
-            self.fail(e.to_string());
+            self.fail(|| e.to_string());
             return Outputs::open();
         }
         let names = q
@@ -416,7 +464,7 @@ impl<'a> Analysis<'a, '_> {
         outs
     }
 
-    fn set_expr(&mut self, s: &SetExpr) -> Outputs {
+    fn set_expr(&mut self, s: &SetExpr) -> Outputs<'a> {
         match s {
             SetExpr::Select(sel) => {
                 let outs = self.select(sel);
@@ -434,7 +482,7 @@ impl<'a> Analysis<'a, '_> {
                 Outputs::open()
             }
             other => {
-                self.fail(format!("the query body `{other}`"));
+                self.fail(|| format!("the query body `{other}`"));
                 Outputs::open()
             }
         }
@@ -442,7 +490,7 @@ impl<'a> Analysis<'a, '_> {
 
     /// Analyses a SELECT; leaves its FROM items on `blocks` (the caller
     /// pops them after ORDER BY).
-    fn select(&mut self, s: &Select) -> Outputs {
+    fn select(&mut self, s: &Select) -> Outputs<'a> {
         let mut sources = Vec::new();
         let mut derived = Vec::new();
         let mut conditions: Vec<(&Expr, Place, &'static str)> = Vec::new();
@@ -528,7 +576,7 @@ impl<'a> Analysis<'a, '_> {
                 J::CrossApply => (false, false, None),
                 J::OuterApply => (false, true, None),
                 other => {
-                    self.fail(format!("the join `{other:?}`"));
+                    self.fail(|| format!("the join `{other:?}`"));
                     (true, true, None)
                 }
             };
@@ -613,7 +661,7 @@ impl<'a> Analysis<'a, '_> {
                         None => Outputs::open(),
                     },
                     Err(e) => {
-                        self.fail(e.to_string());
+                        self.fail(|| e.to_string());
                         Outputs::open()
                     }
                 };
@@ -688,7 +736,7 @@ impl<'a> Analysis<'a, '_> {
                 });
             }
             other => {
-                self.fail(format!("the FROM item `{other}`"));
+                self.fail(|| format!("the FROM item `{other}`"));
                 sources.push(Source {
                     key: String::new(),
                     outputs: Outputs::open(),
@@ -713,12 +761,12 @@ impl<'a> Analysis<'a, '_> {
                     arg: FunctionArgExpr::Expr(e),
                     ..
                 } => self.value(e, what),
-                _ => self.fail(what.to_string()),
+                _ => self.fail(|| what.to_string()),
             }
         }
     }
 
-    fn cte(&self, name: &sqlparser::ast::ObjectName) -> Outputs {
+    fn cte(&self, name: &sqlparser::ast::ObjectName) -> Outputs<'a> {
         let Some(last) = name.0.last().and_then(ObjectNamePart::as_ident) else {
             return Outputs::open();
         };
@@ -858,13 +906,13 @@ impl<'a> Analysis<'a, '_> {
 
     fn condition(&mut self, c: &Expr, clause: &str) {
         if !self.is_safe(c) {
-            self.fail(describe(c, clause));
+            self.fail(|| describe(c, clause));
         }
     }
 
     fn value(&mut self, e: &Expr, what: &str) {
         if self.trusted == 0 && self.state(e) == ColState::Unsafe {
-            self.fail(describe(e, what));
+            self.fail(|| describe(e, what));
         }
     }
 
@@ -872,7 +920,7 @@ impl<'a> Analysis<'a, '_> {
     /// names; `NATURAL` all common ones (not analysed: not row-safe).
     fn using(&mut self, cols: &[String], natural: bool) {
         if natural {
-            self.fail("a NATURAL join or `USING (…) AS`".into());
+            self.fail(|| "a NATURAL join or `USING (…) AS`".into());
             return;
         }
         for col in cols {
@@ -889,14 +937,14 @@ impl<'a> Analysis<'a, '_> {
             let ok = self.dialect == Dialect::Sqlite && !states.contains(&ColState::Unsafe)
                 || (same && matches!(first, ColState::Typed(_)));
             if !ok {
-                self.fail(format!("`USING ({ident})`"));
+                self.fail(|| format!("`USING ({ident})`"));
             }
         }
     }
 
     // ----- outputs -------------------------------------------------------
 
-    fn projection(&self, s: &Select) -> Outputs {
+    fn projection(&self, s: &Select) -> Outputs<'a> {
         let mut out = Outputs::default();
         let block = self.blocks.last();
         for item in &s.projection {
@@ -932,7 +980,7 @@ impl<'a> Analysis<'a, '_> {
                         && opts.opt_rename.is_none()
                         && opts.opt_ilike.is_none();
                     for s in block.into_iter().flatten() {
-                        out.cols.extend(s.outputs.cols.iter().cloned());
+                        out.cols.extend(s.outputs.listed());
                         out.open |= s.outputs.open || !plain;
                     }
                 }
@@ -947,7 +995,7 @@ impl<'a> Analysis<'a, '_> {
                     };
                     match block.and_then(|b| b.iter().find(|s| Some(&s.key) == name.as_ref())) {
                         Some(s) => {
-                            out.cols.extend(s.outputs.cols.iter().cloned());
+                            out.cols.extend(s.outputs.listed());
                             out.open |= s.outputs.open;
                         }
                         None => {

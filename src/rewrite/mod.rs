@@ -226,27 +226,18 @@ impl<'a> Rewriter<'a> {
         out
     }
 
-    /// Decides whether this rewrite's sandboxes get the dialect's fence
-    /// (see [`exposure`]) and applies it, moving the query's row-safe
-    /// conditions into the fenced basic sandboxes. Runs once, after
-    /// [`Rewriter::rewrite`].
+    /// Gives this rewrite's sandboxes the dialect's fence and moves the
+    /// query's row-safe conditions into the fenced basic sandboxes (see
+    /// [`exposure`]). Runs after [`Rewriter::rewrite`], when the mode is
+    /// `always` or the verifier found the unfenced form unsafe.
     pub fn fence(&mut self, q: &mut Query, mode: FenceMode) -> Result<Fencing> {
-        let mut report = Fencing {
-            mode,
-            fenced: false,
-            reason: None,
-            pushed: 0,
-        };
-        if mode == FenceMode::Never || self.generated.is_empty() {
-            return Ok(report);
-        }
         let exposure = exposure::analyse(q, self.dialect, &*self, true);
-        report.reason = exposure.unsafe_at;
-        if mode == FenceMode::Auto && report.reason.is_none() {
-            return Ok(report);
-        }
-        report.fenced = true;
-        report.pushed = exposure.pushes.len();
+        let report = Fencing {
+            mode,
+            fenced: true,
+            reason: exposure.unsafe_at,
+            pushed: exposure.pushes.len(),
+        };
         let clause = self.dialect.fence();
         let mut fencer = Fencer {
             generated: &self.generated,
