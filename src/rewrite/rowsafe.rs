@@ -53,14 +53,24 @@
 //!   SQLite: MySQL/MariaDB convert it with a warning per row.
 //! - Functions: only the entries of [`SAFE_FUNCTIONS`] (one-part names,
 //!   plain argument lists), each with its reason.
+//! - The current time as BI tools filter on it: `now()`,
+//!   `CURRENT_TIMESTAMP`, `CURRENT_DATE` (MySQL also `CURDATE()`,
+//!   `UTC_TIMESTAMP()`…), shifted by an `INTERVAL` literal of at most
+//!   100,000 units, truncated by PostgreSQL `date_trunc('<unit>', …)` or
+//!   cast to a date or timestamp: a constant that cannot fail, of type
+//!   timestamp (or date). Arithmetic on a stored value is refused (it can
+//!   leave the range at its ends). A date compares with a timestamp on
+//!   PostgreSQL (13 and later: no overflow error in cross-type
+//!   comparisons), and on MySQL/MariaDB only when one side is the current
+//!   time.
 //!
 //! The classification is one pass over the expression and allocates
 //! nothing; `AND`/`OR` chains are walked along their left spine in a loop,
 //! so a long chain costs no stack.
 
 use sqlparser::ast::{
-    BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    InTarget, ObjectNamePart, Query, TimezoneInfo, UnaryOperator, Value,
+    BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, InTarget, ObjectNamePart, Query, TimezoneInfo, UnaryOperator, Value,
 };
 
 use crate::bind::is_date;
@@ -84,6 +94,10 @@ enum Val<'a> {
     Null,
     /// A bind placeholder (`$1`, `?`).
     Param,
+    /// A constant derived from the current time (`now()`,
+    /// `CURRENT_DATE - INTERVAL '7' DAY`): the same for every row, and
+    /// unable to fail for any value the clock can hold.
+    Now(ColumnType),
 }
 
 /// The value of a row-safe boolean expression.
@@ -299,7 +313,7 @@ pub(crate) fn value_state(
     };
     match c.value(e) {
         None => ColState::Unsafe,
-        Some(Val::Typed(t)) => ColState::Typed(t),
+        Some(Val::Typed(t) | Val::Now(t)) => ColState::Typed(t),
         Some(Val::Number) => {
             let integral = match e {
                 Expr::Value(v) => {
@@ -402,6 +416,12 @@ impl Classifier<'_> {
                 | BinaryOperator::LtEq
                 | BinaryOperator::Gt
                 | BinaryOperator::GtEq => self.compare(left, right).then_some(BOOL),
+                BinaryOperator::Plus | BinaryOperator::Minus if is_interval(right) => {
+                    match self.value(left)? {
+                        Val::Now(_) => Some(Val::Now(ColumnType::Timestamp)),
+                        _ => None,
+                    }
+                }
                 BinaryOperator::Spaceship if self.dialect == Dialect::Mysql => {
                     self.compare(left, right).then_some(BOOL)
                 }
@@ -453,7 +473,20 @@ impl Classifier<'_> {
             } if self.dialect == Dialect::Postgres => self
                 .like(expr, pattern, escape_char.as_deref())
                 .then_some(BOOL),
-            Expr::Function(f) => self.function(f),
+            Expr::Function(f) => self.now(f).or_else(|| self.function(f)),
+            Expr::Cast {
+                kind: CastKind::Cast | CastKind::DoubleColon,
+                expr,
+                data_type,
+                format: None,
+            } => match (self.value(expr)?, data_type) {
+                (Val::Now(_), DataType::Date) => Some(Val::Now(ColumnType::Date)),
+                (
+                    Val::Now(_),
+                    DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone),
+                ) => Some(Val::Now(ColumnType::Timestamp)),
+                _ => None,
+            },
             // `EXISTS` cannot fail by itself: the subquery's own
             // conditions are analysed where it stands (its select list is
             // never evaluated).
@@ -521,14 +554,28 @@ impl Classifier<'_> {
             // Only PostgreSQL placeholders get here (see `literal`).
             (Val::Param, _) | (_, Val::Param) => true,
             (Val::Untyped, _) | (_, Val::Untyped) => false,
-            (Val::Typed(x), Val::Typed(y)) => {
+            (Val::Typed(x) | Val::Now(x), Val::Typed(y) | Val::Now(y)) => {
+                // A date against a timestamp: PostgreSQL (13 and later)
+                // compares them without a conversion that can overflow;
+                // MySQL/MariaDB compare two temporal values as datetimes,
+                // which is trusted for the current date only (a stored
+                // zero date is not analysed).
+                let date_time = matches!(
+                    (x, y),
+                    (ColumnType::Date, ColumnType::Timestamp)
+                        | (ColumnType::Timestamp, ColumnType::Date)
+                ) && (self.dialect == Dialect::Postgres
+                    || matches!(a, Val::Now(_))
+                    || matches!(b, Val::Now(_)));
                 x == y
+                    || date_time
                     || matches!(
                         (x, y),
                         (ColumnType::Integer, ColumnType::Decimal)
                             | (ColumnType::Decimal, ColumnType::Integer)
                     )
             }
+            (Val::Now(_), _) | (_, Val::Now(_)) => false,
             (Val::Typed(t), Val::Number) | (Val::Number, Val::Typed(t)) => {
                 matches!(t, ColumnType::Integer | ColumnType::Decimal)
             }
@@ -583,6 +630,53 @@ impl Classifier<'_> {
         // An odd run of escape characters at the end leaves one unpaired.
         let trailing = pattern.chars().rev().take_while(|&c| c == escape).count();
         trailing % 2 == 0
+    }
+
+    /// The current time, and `date_trunc('unit', <current time>)`.
+    fn now(&self, f: &sqlparser::ast::Function) -> Option<Val<'static>> {
+        let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+            return None;
+        };
+        if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
+            return None;
+        }
+        let key = self.dialect.normalize(name);
+        let no_args = match &f.args {
+            FunctionArguments::None => true,
+            FunctionArguments::List(l) => l.args.is_empty() && l.clauses.is_empty(),
+            FunctionArguments::Subquery(_) => false,
+        };
+        let (d, ty) = (self.dialect, ColumnType::Timestamp);
+        match key.as_ref() {
+            "now" | "current_timestamp" | "localtimestamp" if no_args && d != Dialect::Sqlite => {
+                Some(Val::Now(ty))
+            }
+            "current_date" if no_args => Some(Val::Now(ColumnType::Date)),
+            "curdate" | "utc_date" if no_args && d == Dialect::Mysql => {
+                Some(Val::Now(ColumnType::Date))
+            }
+            "utc_timestamp" | "sysdate" if no_args && d == Dialect::Mysql => Some(Val::Now(ty)),
+            "date_trunc" if d == Dialect::Postgres => {
+                let FunctionArguments::List(l) = &f.args else {
+                    return None;
+                };
+                let [FunctionArg::Unnamed(FunctionArgExpr::Expr(unit)), FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] =
+                    l.args.as_slice()
+                else {
+                    return None;
+                };
+                let Expr::Value(v) = unit else { return None };
+                let Value::SingleQuotedString(u) = &v.value else {
+                    return None;
+                };
+                const UNITS: &[&str] = &[
+                    "second", "minute", "hour", "day", "week", "month", "quarter", "year",
+                ];
+                (UNITS.contains(&u.as_str()) && matches!(self.value(arg)?, Val::Now(_)))
+                    .then_some(Val::Now(ty))
+            }
+            _ => None,
+        }
     }
 
     fn function<'e>(&self, f: &'e sqlparser::ast::Function) -> Option<Val<'e>> {
@@ -647,6 +741,40 @@ impl Classifier<'_> {
             }
         }
     }
+}
+
+/// `INTERVAL '30 days'`, `INTERVAL 7 DAY`, `INTERVAL '-30 day'`: a
+/// literal of at most 100,000 units of one calendar or clock field, so that
+/// adding it to the current time cannot leave the timestamp range.
+fn is_interval(e: &Expr) -> bool {
+    let Expr::Interval(i) = e else { return false };
+    if i.last_field.is_some() {
+        return false;
+    }
+    let text = match i.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => s.as_str(),
+            Value::Number(n, _) => n.as_str(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    let text = text.trim();
+    let (number, unit) = match text.split_once(' ') {
+        Some((n, u)) if i.leading_field.is_none() => (n, u.trim()),
+        None if i.leading_field.is_some() => (text, ""),
+        _ => return false,
+    };
+    const UNITS: &[&str] = &[
+        "second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks",
+        "month", "months", "year", "years",
+    ];
+    let number = number.strip_prefix('-').unwrap_or(number);
+    (unit.is_empty() || UNITS.contains(&unit.to_ascii_lowercase().as_str()))
+        && !number.is_empty()
+        && number.len() <= 6
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && number.parse::<u32>().is_ok_and(|n| n <= 100_000)
 }
 
 /// A number literal every dialect reads without error: digits, at most one
@@ -799,9 +927,17 @@ mod tests {
         ("d = DATE '2024-01-01'", "yyy"),
         ("d = DATE '2024-02-30'", "nnn"),
         ("ts < TIMESTAMP '2024-01-01 00:00:00'", "yyy"),
-        // Date against timestamp: a cross-type conversion, refused.
-        ("ts > DATE '2024-01-01'", "nny"),
-        ("d = ts", "nny"),
+        // Date against timestamp: PostgreSQL 13+ compares them without an
+        // overflow error; MySQL/MariaDB only against the current date.
+        ("ts > DATE '2024-01-01'", "yny"),
+        ("d = ts", "yny"),
+        ("ts < CURRENT_DATE", "yyy"),
+        ("ts >= now() - INTERVAL '30 days'", "y-n"),
+        ("ts >= NOW() - INTERVAL 30 DAY", "-yn"),
+        ("ts >= date_trunc('day', now() + INTERVAL '-7 day')", "y-n"),
+        ("ts >= date_trunc('fortnight', now())", "n-n"),
+        ("ts >= now() - INTERVAL '999999 days'", "n-n"),
+        ("ts + INTERVAL '1 day' > now()", "n-n"),
         ("u = '123e4567-e89b-12d3-a456-426614174000'", "yyy"),
         ("u = 'abc'", "nny"),
         // Two columns: same declared type, or integer with decimal.
@@ -885,7 +1021,7 @@ mod tests {
         ("lower(name, name) = 'x'", "nnn"),
         ("lower(DISTINCT name) = 'x'", "nnn"),
         ("random() > 0.5", "nnn"),
-        ("now() > ts", "nnn"),
+        ("now() > ts", "yyn"),
         ("count(*) > 1", "nnn"),
         ("greatest(id, 1) = 1", "nnn"),
         // Subqueries, JSON, regex, CASE, collations, tuples.
