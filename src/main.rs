@@ -398,6 +398,25 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                                     }
                                 );
                             }
+                            let f = &out.fencing;
+                            let mode = match f.mode {
+                                sqlsandbox::FenceMode::Auto => "auto",
+                                sqlsandbox::FenceMode::Always => "always",
+                                sqlsandbox::FenceMode::Never => "never",
+                            };
+                            match (&f.reason, f.fenced) {
+                                (_, false) => println!(
+                                    "  fence ({mode}): none (nothing that can fail reaches the sandboxes' rows)"
+                                ),
+                                (Some(why), true) => println!(
+                                    "  fence ({mode}): fenced, because the database could evaluate {why} on rows a sandbox filters out; {} row-safe condition(s) copied inside",
+                                    f.pushed
+                                ),
+                                (None, true) => println!(
+                                    "  fence ({mode}): fenced; {} row-safe condition(s) copied inside",
+                                    f.pushed
+                                ),
+                            }
                             println!("  sql: {}", out.sql);
                             println!("  fingerprint: {}", out.fingerprint);
                         }
