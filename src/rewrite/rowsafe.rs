@@ -53,6 +53,12 @@
 //!   SQLite: MySQL/MariaDB convert it with a warning per row.
 //! - Functions: only the entries of [`SAFE_FUNCTIONS`] (one-part names,
 //!   plain argument lists), each with its reason.
+//! - Conversions that are total for the declared type: a date or
+//!   timestamp cast to a date, any declared type cast to text (PostgreSQL
+//!   `text`/`varchar`, MySQL `CHAR`), an integer cast to an unbounded
+//!   PostgreSQL numeric; `EXTRACT` of a calendar or clock field of a date or
+//!   timestamp; PostgreSQL `date_trunc('<unit>', timestamp)`; `TRIM(x)` of
+//!   text. Every other cast (text to anything, to a bounded type) can fail.
 //! - The current time as BI tools filter on it: `now()`,
 //!   `CURRENT_TIMESTAMP`, `CURRENT_DATE` (MySQL also `CURDATE()`,
 //!   `UTC_TIMESTAMP()`…), shifted by an `INTERVAL` literal of at most
@@ -117,6 +123,10 @@ enum FnKind {
     NullIf,
     /// One argument of any type, a text result (SQLite `typeof`).
     AnyToText,
+    /// A date or timestamp, an integer field of it (MySQL `YEAR`).
+    DatePart,
+    /// A date or timestamp, its date (MySQL `DATE`).
+    ToDate,
 }
 
 /// A function that cannot fail, warn or act for any argument of the types
@@ -231,6 +241,83 @@ const SAFE_FUNCTIONS: &[SafeFunction] = &[
         kind: FnKind::NullIf,
         arity: (2, 2),
         reason: "an equality comparison of compatible values",
+    },
+    SafeFunction {
+        name: "year",
+        dialects: &[MY],
+        kind: FnKind::DatePart,
+        arity: (1, 1),
+        reason: "a field of a stored date or datetime (0 for a zero date, no warning)",
+    },
+    SafeFunction {
+        name: "month",
+        dialects: &[MY],
+        kind: FnKind::DatePart,
+        arity: (1, 1),
+        reason: "a field of a stored date or datetime",
+    },
+    SafeFunction {
+        name: "day",
+        dialects: &[MY],
+        kind: FnKind::DatePart,
+        arity: (1, 1),
+        reason: "a field of a stored date or datetime",
+    },
+    SafeFunction {
+        name: "dayofmonth",
+        dialects: &[MY],
+        kind: FnKind::DatePart,
+        arity: (1, 1),
+        reason: "a field of a stored date or datetime",
+    },
+    SafeFunction {
+        name: "quarter",
+        dialects: &[MY],
+        kind: FnKind::DatePart,
+        arity: (1, 1),
+        reason: "a field of a stored date or datetime",
+    },
+    SafeFunction {
+        name: "hour",
+        dialects: &[MY],
+        kind: FnKind::DatePart,
+        arity: (1, 1),
+        reason: "a field of a stored datetime",
+    },
+    SafeFunction {
+        name: "date",
+        dialects: &[MY],
+        kind: FnKind::ToDate,
+        arity: (1, 1),
+        reason: "the date part of a stored date or datetime",
+    },
+    SafeFunction {
+        name: "date",
+        dialects: &[LITE],
+        kind: FnKind::AnyToText,
+        arity: (1, 6),
+        reason: "SQLite date functions return NULL for input they cannot read",
+    },
+    SafeFunction {
+        name: "datetime",
+        dialects: &[LITE],
+        kind: FnKind::AnyToText,
+        arity: (1, 6),
+        reason: "SQLite date functions return NULL for input they cannot read",
+    },
+    SafeFunction {
+        name: "julianday",
+        dialects: &[LITE],
+        kind: FnKind::AnyToText,
+        arity: (1, 6),
+        reason: "SQLite date functions return NULL for input they cannot read",
+    },
+    SafeFunction {
+        name: "strftime",
+        dialects: &[LITE],
+        kind: FnKind::AnyToText,
+        arity: (2, 7),
+        reason: "SQLite date functions return NULL for input they cannot read (the format is a constant)",
     },
     SafeFunction {
         name: "typeof",
@@ -479,14 +566,45 @@ impl Classifier<'_> {
                 expr,
                 data_type,
                 format: None,
-            } => match (self.value(expr)?, data_type) {
-                (Val::Now(_), DataType::Date) => Some(Val::Now(ColumnType::Date)),
-                (
-                    Val::Now(_),
-                    DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone),
-                ) => Some(Val::Now(ColumnType::Timestamp)),
-                _ => None,
-            },
+            } => self.cast(self.value(expr)?, data_type),
+            Expr::Extract { field, expr, .. } => {
+                // A calendar or clock field of a date or timestamp: a
+                // number for every value (NULL or infinity at the ends).
+                use sqlparser::ast::DateTimeField as F;
+                let field_ok = matches!(
+                    field,
+                    F::Year
+                        | F::Quarter
+                        | F::Month
+                        | F::Week(None)
+                        | F::Day
+                        | F::Hour
+                        | F::Minute
+                        | F::Dow
+                        | F::Doy
+                        | F::Isodow
+                );
+                let temporal = matches!(
+                    self.value(expr)?,
+                    Val::Typed(ColumnType::Date | ColumnType::Timestamp) | Val::Now(_)
+                );
+                (field_ok && temporal && self.dialect != Dialect::Sqlite).then_some(Val::Typed(
+                    if self.dialect == Dialect::Postgres {
+                        ColumnType::Decimal
+                    } else {
+                        ColumnType::Integer
+                    },
+                ))
+            }
+            Expr::Trim {
+                trim_where: None,
+                trim_what: None,
+                trim_characters: None,
+                expr,
+            } => {
+                let v = self.value(expr)?;
+                self.is_text(v).then_some(Val::Typed(ColumnType::Text))
+            }
             // `EXISTS` cannot fail by itself: the subquery's own
             // conditions are analysed where it stands (its select list is
             // never evaluated).
@@ -632,6 +750,39 @@ impl Classifier<'_> {
         trailing % 2 == 0
     }
 
+    /// `CAST(v AS t)` when the conversion is total for `v`'s type: a
+    /// timestamp to a date, any declared type to text on PostgreSQL (its
+    /// output functions cannot fail) and MySQL/MariaDB (`CHAR`), an
+    /// integer to an unbounded numeric on PostgreSQL, the current time to a
+    /// date or timestamp.
+    fn cast<'e>(&self, v: Val<'e>, to: &DataType) -> Option<Val<'e>> {
+        use sqlparser::ast::ExactNumberInfo;
+        let d = self.dialect;
+        match (v, to) {
+            (Val::Now(_), DataType::Date) => Some(Val::Now(ColumnType::Date)),
+            (
+                Val::Now(_),
+                DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone),
+            ) => Some(Val::Now(ColumnType::Timestamp)),
+            (Val::Typed(ColumnType::Date | ColumnType::Timestamp), DataType::Date)
+                if d != Dialect::Sqlite =>
+            {
+                Some(Val::Typed(ColumnType::Date))
+            }
+            (Val::Typed(_), DataType::Text | DataType::Varchar(None)) if d == Dialect::Postgres => {
+                Some(Val::Typed(ColumnType::Text))
+            }
+            (Val::Typed(_), DataType::Char(None)) if d == Dialect::Mysql => {
+                Some(Val::Typed(ColumnType::Text))
+            }
+            (
+                Val::Typed(ColumnType::Integer),
+                DataType::Numeric(ExactNumberInfo::None) | DataType::Decimal(ExactNumberInfo::None),
+            ) if d == Dialect::Postgres => Some(Val::Typed(ColumnType::Decimal)),
+            _ => None,
+        }
+    }
+
     /// The current time, and `date_trunc('unit', <current time>)`.
     fn now(&self, f: &sqlparser::ast::Function) -> Option<Val<'static>> {
         let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
@@ -672,8 +823,17 @@ impl Classifier<'_> {
                 const UNITS: &[&str] = &[
                     "second", "minute", "hour", "day", "week", "month", "quarter", "year",
                 ];
-                (UNITS.contains(&u.as_str()) && matches!(self.value(arg)?, Val::Now(_)))
-                    .then_some(Val::Now(ty))
+                if !UNITS.contains(&u.as_str()) {
+                    return None;
+                }
+                match self.value(arg)? {
+                    Val::Now(_) => Some(Val::Now(ty)),
+                    // A stored timestamp truncated: total (infinity stays
+                    // infinity). A date would first become a timestamp
+                    // with time zone, which can overflow.
+                    Val::Typed(ColumnType::Timestamp) => Some(Val::Typed(ty)),
+                    _ => None,
+                }
             }
             _ => None,
         }
@@ -720,7 +880,25 @@ impl Classifier<'_> {
                 let v = arg(first)?;
                 self.is_text(v).then_some(Val::Typed(ColumnType::Integer))
             }
-            FnKind::AnyToText => arg(first).map(|_| Val::Typed(ColumnType::Text)),
+            FnKind::AnyToText => {
+                // Every argument a safe value (strftime's format included).
+                for a in &list.args {
+                    arg(a)?;
+                }
+                Some(Val::Typed(ColumnType::Text))
+            }
+            FnKind::DatePart => match arg(first)? {
+                Val::Typed(ColumnType::Date | ColumnType::Timestamp) | Val::Now(_) => {
+                    Some(Val::Typed(ColumnType::Integer))
+                }
+                _ => None,
+            },
+            FnKind::ToDate => match arg(first)? {
+                Val::Typed(ColumnType::Date | ColumnType::Timestamp) | Val::Now(_) => {
+                    Some(Val::Typed(ColumnType::Date))
+                }
+                _ => None,
+            },
             FnKind::Coalesce | FnKind::NullIf => {
                 // Every argument compatible with the first one that is not
                 // NULL; the result has that one's type.
@@ -1022,6 +1200,31 @@ mod tests {
         ("lower(DISTINCT name) = 'x'", "nnn"),
         ("random() > 0.5", "nnn"),
         ("now() > ts", "yyn"),
+        // Casts that are total for the source type.
+        ("CAST(ts AS DATE) = DATE '2024-03-15'", "yyn"),
+        ("CAST(d AS DATE) = '2024-03-15'", "yyn"),
+        ("CAST(id AS TEXT) = '5'", "ynn"),
+        ("CAST(id AS CHAR) = '5'", "nyn"),
+        ("CAST(id AS NUMERIC) = 5", "ynn"),
+        ("CAST(total AS INTEGER) = 5", "nnn"),
+        ("CAST(status AS DATE) = '2024-03-15'", "nnn"),
+        ("CAST(ts AS NUMERIC(5, 2)) = 5", "nnn"),
+        // Fields of dates and timestamps.
+        ("EXTRACT(YEAR FROM ts) = 2024", "yyn"),
+        ("EXTRACT(MONTH FROM d) IN (1, 2)", "yyn"),
+        ("EXTRACT(EPOCH FROM ts) > 5", "n-n"),
+        ("EXTRACT(YEAR FROM status) = 2024", "nnn"),
+        (
+            "date_trunc('month', ts) = TIMESTAMP '2024-03-01 00:00:00'",
+            "y-n",
+        ),
+        ("date_trunc('month', d) = DATE '2024-03-01'", "n-n"),
+        ("YEAR(ts) = 2024 AND MONTH(d) = 3", "nyn"),
+        ("DATE(ts) = '2024-03-15'", "nyy"),
+        ("date(ts, 'start of month') = '2024-03-01'", "nny"),
+        ("strftime('%Y', ts) = '2024'", "nny"),
+        ("TRIM(status) = 'paid'", "yyy"),
+        ("TRIM(BOTH 'x' FROM status) = 'paid'", "nnn"),
         ("count(*) > 1", "nnn"),
         ("greatest(id, 1) = 1", "nnn"),
         // Subqueries, JSON, regex, CASE, collations, tuples.
