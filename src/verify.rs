@@ -216,13 +216,24 @@ impl Verifier<'_> {
             })
             .clone();
         let fence = fence?;
-        if q.limit_clause.as_ref() != Some(&fence) {
-            return None;
-        }
         let mut c = q.clone();
-        c.limit_clause = None;
+        // The fence, or a top-N moved inside (a LIMIT fences too).
+        let top_n = if c.limit_clause.as_ref() == Some(&fence) && c.order_by.is_none() {
+            c.limit_clause = None;
+            None
+        } else {
+            let order_by = c.order_by.take()?;
+            let limit = c.limit_clause.take()?;
+            Some((order_by, limit))
+        };
+        let top_n_ok = |table: &Table, dialect: Dialect| match &top_n {
+            None => true,
+            Some((o, l)) => exposure::is_pushed_top_n(o, l, table, dialect),
+        };
         if let Some(i) = self.sandboxes.iter().position(|b| b.query == c) {
-            return Some((i, true));
+            let b = self.sandboxes.get(i)?;
+            return (top_n.is_none() || (b.basic && top_n_ok(b.table, self.dialect)))
+                .then_some((i, true));
         }
         let SetExpr::Select(select) = c.body.as_mut() else {
             return None;
@@ -244,10 +255,11 @@ impl Verifier<'_> {
             .iter()
             .position(|b| b.basic && b.query == c)?;
         let table = self.sandboxes.get(i)?.table;
-        conjuncts(&moved)
-            .into_iter()
-            .all(|e| exposure::is_pushed_condition(e, table, self.dialect))
-            .then_some((i, true))
+        (top_n_ok(table, self.dialect)
+            && conjuncts(&moved)
+                .into_iter()
+                .all(|e| exposure::is_pushed_condition(e, table, self.dialect)))
+        .then_some((i, true))
     }
 
     fn query_clauses(&self, q: &Query) -> Result<()> {

@@ -194,6 +194,11 @@ fn recheck_catches_unsandboxed_sql() {
         "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (accounts.id = 1) OFFSET 0) AS orders",
         "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42 OR 1 = 1) AND (orders.id = 1) OFFSET 0) AS orders",
         "SELECT * FROM (SELECT * FROM public.orders WHERE (orders.id = 1) AND (tenant_id = 42) OFFSET 0) AS orders",
+        // A top-N inside must order by plain columns and take a literal count.
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 ORDER BY orders.total / 0 LIMIT 10) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 ORDER BY accounts.id LIMIT 10) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 ORDER BY orders.id LIMIT (SELECT count(*) FROM public.orders)) AS orders",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 ORDER BY orders.id) AS orders WHERE 1 / total > 0",
         "WITH x AS (SELECT * FROM public.events) SELECT * FROM x",
     ] {
         let e = p.recheck(&alice, bad, &o).unwrap_err();
@@ -203,6 +208,8 @@ fn recheck_catches_unsandboxed_sql() {
         "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE id = 5",
         "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders WHERE 1 / (total - total) = 0",
         "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (orders.id = 5) OFFSET 0) AS orders WHERE id = 5 AND 1 / total > 0",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42 ORDER BY orders.id DESC LIMIT 10) AS orders WHERE 1 / total > 0",
+        "SELECT * FROM (SELECT * FROM public.orders WHERE (tenant_id = 42) AND (orders.status = 'paid') ORDER BY orders.id LIMIT 3) AS orders WHERE 1 / total > 0",
     ] {
         p.recheck(&alice, good, &o)
             .unwrap_or_else(|e| panic!("{good}: {e}"));

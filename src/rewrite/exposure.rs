@@ -31,9 +31,10 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget,
-    JoinConstraint, JoinOperator, ObjectNamePart, Query, Select, SelectItem, SetExpr, TableAlias,
-    TableFactor, TableWithJoins, Visit, Visitor,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
+    InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectNamePart, OrderBy, OrderByExpr,
+    OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, TableAlias, TableFactor,
+    TableWithJoins, Value, Visit, Visitor,
 };
 
 use super::rowsafe::{self, ColState};
@@ -63,6 +64,40 @@ pub(crate) struct Exposure {
     /// sandbox's address, the condition with its columns qualified by the
     /// table's bare name).
     pub pushes: Vec<(*const Query, Expr)>,
+    /// `ORDER BY … LIMIT n` that may move into a fenced basic sandbox read
+    /// alone by a query block whose every condition moved inside too.
+    pub top_n: Vec<(*const Query, OrderBy, LimitClause)>,
+}
+
+/// Whether `order_by` and `limit`, found in a fenced basic sandbox of
+/// `table`, are a top-N the rewrite may have moved there: plain declared
+/// columns of the table (qualified by its bare name), ascending or
+/// descending, and a literal row count.
+pub(crate) fn is_pushed_top_n(
+    order_by: &OrderBy,
+    limit: &LimitClause,
+    table: &Table,
+    dialect: Dialect,
+) -> bool {
+    let own = dialect.ident(&table.name);
+    let OrderByKind::Expressions(exprs) = &order_by.kind else {
+        return false;
+    };
+    let columns_ok = !exprs.is_empty()
+        && order_by.interpolate.is_none()
+        && exprs.iter().all(|o| {
+            o.with_fill.is_none()
+                && !matches!(o.options.sort, Some(OrderBySort::Using(_)))
+                && matches!(&o.expr, Expr::CompoundIdentifier(p) if matches!(p.as_slice(),
+                    [q, col] if dialect.normalize(q) == dialect.normalize(&own)
+                        && table.column(&dialect.normalize(col)).is_some()))
+        });
+    let limit_ok = matches!(limit, LimitClause::LimitOffset {
+        limit: Some(Expr::Value(v)),
+        offset: None,
+        limit_by,
+    } if limit_by.is_empty() && matches!(&v.value, Value::Number(n, false) if n.parse::<u64>().is_ok()));
+    columns_ok && limit_ok
 }
 
 /// Analyses `q`. `pushes` says whether to collect the conditions that may
@@ -444,6 +479,9 @@ impl<'a> Analysis<'a, '_> {
         let outs = match q.body.as_ref() {
             SetExpr::Select(s) => {
                 let outs = self.select(s);
+                if self.collect && self.trusted == 0 {
+                    self.top_n(q, s);
+                }
                 // ORDER BY, LIMIT and FETCH see the SELECT's FROM items.
                 self.subqueries_in(&q.order_by, &[]);
                 self.subqueries_in(&q.limit_clause, &[]);
@@ -1047,6 +1085,134 @@ impl<'a> Analysis<'a, '_> {
     }
 
     // ----- conditions that may move into fenced sandboxes ----------------
+
+    /// `SELECT … FROM <basic sandbox> WHERE <row-safe, all moved inside>
+    /// ORDER BY <its columns> LIMIT n [OFFSET m]`: the sandbox may return
+    /// only its first n + m rows in that order (the query block filters
+    /// nothing more, so they are the rows it would keep).
+    fn top_n(&mut self, q: &Query, s: &Select) {
+        let Some([only]) = self.blocks.last().map(Vec::as_slice) else {
+            return;
+        };
+        let Some((ptr, table)) = only.sandbox else {
+            return;
+        };
+        let plain_group =
+            matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        if !plain_group
+            || s.distinct.is_some()
+            || s.top.is_some()
+            || s.select_modifiers.is_some()
+            || s.having.is_some()
+            || !s.named_window.is_empty()
+            || s.qualify.is_some()
+            || s.prewhere.is_some()
+            || !s.sort_by.is_empty()
+            || !s.cluster_by.is_empty()
+            || !s.distribute_by.is_empty()
+            || s.from.len() != 1
+            || q.fetch.is_some()
+        {
+            return;
+        }
+        let dialect = self.dialect;
+        let mut aliases = Vec::new();
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
+                    if contains_aggregate(e, dialect) =>
+                {
+                    return;
+                }
+                SelectItem::ExprWithAlias { alias, .. } => {
+                    aliases.push(dialect.normalize(alias).into_owned())
+                }
+                _ => {}
+            }
+        }
+        if let Some(w) = &s.selection {
+            if !rowsafe::conjuncts(w)
+                .into_iter()
+                .all(|c| self.is_pushable(c) && self.sole_owner(c) == Some(0))
+            {
+                return;
+            }
+        }
+        let Some(order_by) = &q.order_by else {
+            return;
+        };
+        let OrderByKind::Expressions(exprs) = &order_by.kind else {
+            return;
+        };
+        if exprs.is_empty() || order_by.interpolate.is_some() {
+            return;
+        }
+        let own = dialect.ident(&table.name);
+        let mut moved = Vec::new();
+        for o in exprs {
+            if o.with_fill.is_some() || matches!(o.options.sort, Some(OrderBySort::Using(_))) {
+                return;
+            }
+            let parts: &[Ident] = match &o.expr {
+                // An unqualified name may be a select-list alias.
+                Expr::Identifier(i) if !aliases.contains(&dialect.normalize(i).into_owned()) => {
+                    std::slice::from_ref(i)
+                }
+                Expr::CompoundIdentifier(p) => p,
+                _ => return,
+            };
+            let Some((0, col)) = self.owner(parts) else {
+                return;
+            };
+            let Some(column) = table.column(&col) else {
+                return;
+            };
+            moved.push(OrderByExpr {
+                expr: Expr::CompoundIdentifier(vec![own.clone(), dialect.ident(&column.name)]),
+                options: o.options.clone(),
+                with_fill: None,
+            });
+        }
+        let number = |e: &Expr| match e {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, false) => n.parse::<u64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let rows = match &q.limit_clause {
+            Some(LimitClause::LimitOffset {
+                limit: Some(l),
+                offset,
+                limit_by,
+            }) if limit_by.is_empty() => {
+                let skip = match offset {
+                    None => Some(0),
+                    Some(o) => number(&o.value),
+                };
+                number(l).zip(skip).and_then(|(n, m)| n.checked_add(m))
+            }
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => number(limit)
+                .zip(number(offset))
+                .and_then(|(n, m)| n.checked_add(m)),
+            _ => None,
+        };
+        let Some(rows) = rows else {
+            return;
+        };
+        let limit = LimitClause::LimitOffset {
+            limit: Some(Expr::value(Value::Number(rows.to_string(), false))),
+            offset: None,
+            limit_by: vec![],
+        };
+        let order = OrderBy {
+            kind: OrderByKind::Expressions(moved),
+            interpolate: None,
+        };
+        if is_pushed_top_n(&order, &limit, table, dialect) {
+            self.out.top_n.push((ptr, order, limit));
+        }
+    }
 
     /// Copies `c` for the sandbox it alone refers to, if it may move there.
     fn push_candidate(&mut self, c: &Expr, place: Place) {

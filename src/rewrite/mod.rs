@@ -242,6 +242,7 @@ impl<'a> Rewriter<'a> {
         let mut fencer = Fencer {
             generated: &self.generated,
             pushes: exposure.pushes,
+            top_n: exposure.top_n,
             clause,
         };
         walk::walk(q, &mut fencer)?;
@@ -831,6 +832,11 @@ impl<'a> exposure::Catalog<'a> for Rewriter<'a> {
 struct Fencer<'r> {
     generated: &'r HashSet<*const Query>,
     pushes: Vec<(*const Query, Expr)>,
+    top_n: Vec<(
+        *const Query,
+        sqlparser::ast::OrderBy,
+        sqlparser::ast::LimitClause,
+    )>,
     clause: crate::dialect::Fence,
 }
 
@@ -852,6 +858,11 @@ impl walk::Hooks for Fencer<'_> {
                     select.selection = Some(and_conditions(own, mine));
                 }
             }
+        }
+        if let Some((_, order_by, limit)) = self.top_n.iter().find(|(p, _, _)| *p == ptr) {
+            // A LIMIT fences too.
+            q.order_by = Some(order_by.clone());
+            q.limit_clause = Some(limit.clone());
         }
         fence_clause(q, self.clause);
         ControlFlow::Continue(())

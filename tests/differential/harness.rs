@@ -159,18 +159,26 @@ pub fn compare(
         .run_oracle(&template.replace("{s}", oracle_schema))
         .map_err(|e| context(&format!("the oracle failed: {e}")))?;
     let sql = template.replace("{s}", &b.data_schema());
-    for params in [false, true] {
-        let rw = policy
-            .rewrite(principal, &sql, &options(params))
-            .map_err(|e| {
-                context(&format!(
-                    "sqlsandbox refused (params: {params}): [{}] {e}",
-                    e.code()
-                ))
-            })?;
+    // Literals and parameters under `fence: auto`; literals under
+    // `always` too, where conditions and top-N move into every sandbox.
+    for (params, fence) in [
+        (false, None),
+        (true, None),
+        (false, Some(sqlsandbox::FenceMode::Always)),
+    ] {
+        let opts = Options {
+            fence,
+            ..options(params)
+        };
+        let rw = policy.rewrite(principal, &sql, &opts).map_err(|e| {
+            context(&format!(
+                "sqlsandbox refused (params: {params}, fence: {fence:?}): [{}] {e}",
+                e.code()
+            ))
+        })?;
         let got = b.run_app(&rw.sql, &rw.params).map_err(|e| {
             context(&format!(
-                "the rewritten SQL failed (params: {params}): {e}\n  rewritten: {}",
+                "the rewritten SQL failed (params: {params}, fence: {fence:?}): {e}\n  rewritten: {}",
                 short(&rw.sql)
             ))
         })?;
@@ -189,7 +197,7 @@ pub fn compare(
             };
         if let Some(diff) = difference(&expected, &got, ordered) {
             return Err(context(&format!(
-                "results differ (params: {params})\n  rewritten: {}\n  params: {}\n  {diff}",
+                "results differ (params: {params}, fence: {fence:?})\n  rewritten: {}\n  params: {}\n  {diff}",
                 short(&rw.sql),
                 short(&format!("{:?}", rw.params)),
             )));

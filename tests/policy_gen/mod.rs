@@ -1150,7 +1150,8 @@ impl Visitor for Outside<'_> {
             if self.depth == 0
                 && (self.sandboxes.contains(&text)
                     || without_moved_conditions(subquery)
-                        .is_some_and(|t| self.sandboxes.contains(&t)))
+                        .iter()
+                        .any(|t| self.sandboxes.contains(t)))
             {
                 self.sandbox_queries.push(subquery.as_ref() as *const Query);
             }
@@ -1183,23 +1184,7 @@ impl Visitor for Outside<'_> {
 /// when that part reads no other relation (a moved condition can only
 /// narrow the sandbox; what it is allowed to be is the verifier's
 /// business, tested in tests/verifier.rs).
-fn without_moved_conditions(q: &Query) -> Option<String> {
-    let mut q = q.clone();
-    q.limit_clause.as_ref()?;
-    let SetExpr::Select(s) = q.body.as_mut() else {
-        return None;
-    };
-    let Some(Expr::BinaryOp {
-        left,
-        op: sqlparser::ast::BinaryOperator::And,
-        right,
-    }) = s.selection.take()
-    else {
-        return None;
-    };
-    let (Expr::Nested(own), Expr::Nested(moved)) = (*left, *right) else {
-        return None;
-    };
+fn without_moved_conditions(q: &Query) -> Vec<String> {
     struct Reads(bool);
     impl sqlparser::ast::Visitor for Reads {
         type Break = ();
@@ -1212,13 +1197,60 @@ fn without_moved_conditions(q: &Query) -> Option<String> {
             ControlFlow::Break(())
         }
     }
-    let mut reads = Reads(false);
-    let _ = sqlparser::ast::Visit::visit(&*moved, &mut reads);
-    if reads.0 {
-        return None;
+    let reads = |node: &dyn Fn(&mut Reads)| {
+        let mut r = Reads(false);
+        node(&mut r);
+        r.0
+    };
+    let mut q = q.clone();
+    if q.limit_clause.is_none() {
+        return vec![];
     }
-    s.selection = Some(*own);
-    Some(q.to_string().replace('"', ""))
+    // A top-N moved inside: `ORDER BY t.c … LIMIT n` in place of the fence.
+    let top_n = match q.order_by.take() {
+        Some(o) => {
+            let limit = q.limit_clause.take();
+            if reads(&|r| {
+                let _ = sqlparser::ast::Visit::visit(&o, r);
+                let _ = sqlparser::ast::Visit::visit(&limit, r);
+            }) {
+                return vec![];
+            }
+            true
+        }
+        None => false,
+    };
+    let mut out = Vec::new();
+    if top_n {
+        out.push(q.to_string().replace('"', ""));
+    }
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return out;
+    };
+    match s.selection.take() {
+        Some(Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::And,
+            right,
+        }) if matches!(
+            (left.as_ref(), right.as_ref()),
+            (Expr::Nested(_), Expr::Nested(_))
+        ) =>
+        {
+            let (Expr::Nested(own), Expr::Nested(moved)) = (*left, *right) else {
+                return out;
+            };
+            if reads(&|r| {
+                let _ = sqlparser::ast::Visit::visit(&*moved, r);
+            }) {
+                return out;
+            }
+            s.selection = Some(*own);
+            out.push(q.to_string().replace('"', ""));
+        }
+        _ => {}
+    }
+    out
 }
 
 // ----- fuzzing -----------------------------------------------------------------
