@@ -116,6 +116,7 @@ pub(crate) fn analyse<'a>(
         blocks: Vec::new(),
         sub_outputs: Vec::new(),
         trusted: 0,
+        floor: None,
         collect: pushes,
         out: Exposure::default(),
     };
@@ -325,6 +326,11 @@ struct Analysis<'a, 'c> {
     /// Depth inside custom sandbox questions (the policy's conditions:
     /// outputs are computed, conditions not checked).
     trusted: usize,
+    /// Inside a subquery of an expression (or a LATERAL one): how many
+    /// query blocks enclose it. It runs once per row of those blocks —
+    /// possibly a row a sandbox filters out — so every expression in it
+    /// that reads their columns must be row-safe.
+    floor: Option<usize>,
     collect: bool,
     out: Exposure,
 }
@@ -482,6 +488,9 @@ impl<'a> Analysis<'a, '_> {
                 if self.collect && self.trusted == 0 {
                     self.top_n(q, s);
                 }
+                if let (Some(floor), 0) = (self.floor, self.trusted) {
+                    self.correlated_query(q, floor);
+                }
                 // ORDER BY, LIMIT and FETCH see the SELECT's FROM items.
                 self.subqueries_in(&q.order_by, &[]);
                 self.subqueries_in(&q.limit_clause, &[]);
@@ -491,6 +500,9 @@ impl<'a> Analysis<'a, '_> {
             }
             body => {
                 let outs = self.set_expr(body);
+                if let (Some(floor), 0) = (self.floor, self.trusted) {
+                    self.correlated_query(q, floor);
+                }
                 self.subqueries_in(&q.order_by, &[]);
                 self.subqueries_in(&q.limit_clause, &[]);
                 self.subqueries_in(&q.fetch, &[]);
@@ -575,6 +587,9 @@ impl<'a> Analysis<'a, '_> {
             }
             for (cols, natural) in using {
                 self.using(&cols, natural);
+            }
+            if let Some(floor) = self.floor {
+                self.correlated_select(s, floor);
             }
             if self.collect {
                 self.equality_chains(&conditions);
@@ -712,9 +727,20 @@ impl<'a> Analysis<'a, '_> {
                 });
             }
             TableFactor::Derived {
-                subquery, alias, ..
+                subquery,
+                alias,
+                lateral,
+                ..
             } => {
                 derived.push(&**subquery as *const Query);
+                // A LATERAL subquery runs per row of the FROM items before
+                // it; its references to them resolve to no block here, and
+                // count as outer.
+                let saved = if *lateral {
+                    self.floor.replace(self.blocks.len())
+                } else {
+                    self.floor
+                };
                 let (outputs, sandbox) = match self.catalog.sandbox(subquery) {
                     Some((table, true)) => (
                         Outputs::table(table),
@@ -729,6 +755,7 @@ impl<'a> Analysis<'a, '_> {
                     }
                     None => (self.query(subquery), None),
                 };
+                self.floor = saved;
                 sources.push(Source {
                     key: key(alias.as_ref(), None),
                     outputs: outputs.rename(alias.as_ref(), dialect),
@@ -831,7 +858,9 @@ impl<'a> Analysis<'a, '_> {
             fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
                 let ptr = q as *const Query;
                 if self.depth == 0 && !self.skip.contains(&ptr) {
+                    let saved = self.an.floor.replace(self.an.blocks.len());
                     let outs = self.an.query(q);
+                    self.an.floor = saved;
                     self.an.sub_outputs.push((ptr, outs));
                 }
                 self.depth += 1;
@@ -872,7 +901,10 @@ impl<'a> Analysis<'a, '_> {
                 }
                 ColState::Untyped
             }
-            [q, col] => {
+            // `schema.table.col` (Metabase writes these) names the FROM
+            // item `table`; a wrong schema is the database's error at plan
+            // time.
+            [q, col] | [_, q, col] => {
                 let q = self.dialect.normalize(q);
                 let col = self.dialect.normalize(col);
                 for block in self.blocks.iter().rev() {
@@ -951,6 +983,138 @@ impl<'a> Analysis<'a, '_> {
     fn value(&mut self, e: &Expr, what: &str) {
         if self.trusted == 0 && self.state(e) == ColState::Unsafe {
             self.fail(|| describe(e, what));
+        }
+    }
+
+    /// Whether `e` reads a column of a block below `floor` (or one that
+    /// resolves nowhere), outside its own subqueries.
+    fn reads_outer(&self, e: &Expr, floor: usize) -> bool {
+        struct Find<'s, 'a, 'c> {
+            an: &'s Analysis<'a, 'c>,
+            floor: usize,
+            depth: usize,
+        }
+        impl Visitor for Find<'_, '_, '_> {
+            type Break = ();
+            fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+                self.depth += 1;
+                ControlFlow::Continue(())
+            }
+            fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+                self.depth -= 1;
+                ControlFlow::Continue(())
+            }
+            fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+                if self.depth > 0 {
+                    return ControlFlow::Continue(());
+                }
+                let parts: &[Ident] = match e {
+                    Expr::Identifier(i) => std::slice::from_ref(i),
+                    Expr::CompoundIdentifier(p) => p,
+                    _ => return ControlFlow::Continue(()),
+                };
+                match self.an.resolves_in(parts) {
+                    Some(block) if block >= self.floor => ControlFlow::Continue(()),
+                    _ => ControlFlow::Break(()),
+                }
+            }
+        }
+        e.visit(&mut Find {
+            an: self,
+            floor,
+            depth: 0,
+        })
+        .is_break()
+    }
+
+    /// The index of the block a column reference resolves in.
+    fn resolves_in(&self, parts: &[Ident]) -> Option<usize> {
+        match parts {
+            [col] => {
+                let col = self.dialect.normalize(col);
+                self.blocks
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, b)| b.iter().any(|s| s.outputs.lookup(&col).is_some()))
+                    .map(|(i, _)| i)
+            }
+            [q, _] | [_, q, _] => {
+                let q = self.dialect.normalize(q);
+                self.blocks
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, b)| b.iter().any(|s| s.key == q))
+                    .map(|(i, _)| i)
+            }
+            _ => None,
+        }
+    }
+
+    /// In a subquery that runs per row of enclosing blocks: every
+    /// expression of this SELECT reading their columns — select list,
+    /// GROUP BY, HAVING (aggregates included: they run per outer row too),
+    /// QUALIFY, DISTINCT ON — must be row-safe.
+    fn correlated_select(&mut self, s: &Select, floor: usize) {
+        let mut values: Vec<&Expr> = Vec::new();
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e)
+                | SelectItem::ExprWithAlias { expr: e, .. }
+                | SelectItem::ExprWithAliases { expr: e, .. } => values.push(e),
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {}
+            }
+        }
+        if let GroupByExpr::Expressions(exprs, _) = &s.group_by {
+            values.extend(exprs);
+        }
+        if let Some(sqlparser::ast::Distinct::On(exprs)) = &s.distinct {
+            values.extend(exprs);
+        }
+        for e in values {
+            if self.reads_outer(e, floor) && self.state(e) == ColState::Unsafe {
+                self.fail(|| describe(e, "a subquery that runs per row of the query around it"));
+            }
+        }
+        let conditions = s.having.iter().chain(&s.qualify);
+        for c in conditions {
+            if self.reads_outer(c, floor) && !self.is_safe(c) {
+                self.fail(|| describe(c, "a subquery that runs per row of the query around it"));
+            }
+        }
+    }
+
+    /// As [`Analysis::correlated_select`], for ORDER BY and LIMIT.
+    fn correlated_query(&mut self, q: &Query, floor: usize) {
+        let mut values: Vec<&Expr> = Vec::new();
+        if let Some(OrderBy {
+            kind: OrderByKind::Expressions(exprs),
+            ..
+        }) = &q.order_by
+        {
+            values.extend(exprs.iter().map(|o| &o.expr));
+        }
+        match &q.limit_clause {
+            Some(LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
+                values.extend(limit);
+                values.extend(offset.iter().map(|o| &o.value));
+                values.extend(limit_by);
+            }
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                values.push(offset);
+                values.push(limit);
+            }
+            None => {}
+        }
+        for e in values {
+            if self.reads_outer(e, floor) && self.state(e) == ColState::Unsafe {
+                self.fail(|| describe(e, "a subquery that runs per row of the query around it"));
+            }
         }
     }
 

@@ -59,6 +59,10 @@
 //!   PostgreSQL numeric; `EXTRACT` of a calendar or clock field of a date or
 //!   timestamp; PostgreSQL `date_trunc('<unit>', timestamp)`; `TRIM(x)` of
 //!   text. Every other cast (text to anything, to a bounded type) can fail.
+//! - `CASE` whose conditions (or, for a simple CASE, operand and WHEN
+//!   values compared) and results are all row-safe; its type is the
+//!   branches' common declared type, text for string literals, otherwise
+//!   unknown.
 //! - The current time as BI tools filter on it: `now()`,
 //!   `CURRENT_TIMESTAMP`, `CURRENT_DATE` (MySQL also `CURDATE()`,
 //!   `UTC_TIMESTAMP()`…), shifted by an `INTERVAL` literal of at most
@@ -477,6 +481,14 @@ impl Classifier<'_> {
                     {
                         Some(Val::Typed(ColumnType::Timestamp))
                     }
+                    // PostgreSQL `timestamp with time zone '…Z'` (Metabase
+                    // writes these): compared with a timestamp column
+                    // without an overflow error (13 and later).
+                    DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz)
+                        if self.dialect == Dialect::Postgres && is_timestamp_tz(s) =>
+                    {
+                        Some(Val::Typed(ColumnType::Timestamp))
+                    }
                     _ => None,
                 }
             }
@@ -595,6 +607,34 @@ impl Classifier<'_> {
                         ColumnType::Integer
                     },
                 ))
+            }
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                // Evaluates only row-safe parts: cannot fail. A simple CASE
+                // compares its operand with each WHEN value.
+                let op = match operand {
+                    Some(o) => Some(self.value(o)?),
+                    None => None,
+                };
+                let mut result = Val::Null;
+                for w in conditions {
+                    let ok = match op {
+                        Some(v) => self.compatible_with(v, &w.condition),
+                        None => self.boolean(&w.condition),
+                    };
+                    if !ok {
+                        return None;
+                    }
+                    result = case_type(result, self.value(&w.result)?);
+                }
+                if let Some(e) = else_result {
+                    result = case_type(result, self.value(e)?);
+                }
+                Some(result)
             }
             Expr::Trim {
                 trim_where: None,
@@ -921,6 +961,25 @@ impl Classifier<'_> {
     }
 }
 
+/// The type of a CASE whose branches so far have type `a` and whose next
+/// branch has type `b`: one declared type, or text for string literals,
+/// or unknown (safe, but not comparable outside SQLite).
+fn case_type<'e>(a: Val<'e>, b: Val<'e>) -> Val<'e> {
+    use ColumnType::{Decimal, Integer, Text};
+    match (a, b) {
+        (Val::Null, x) | (x, Val::Null) => x,
+        (Val::Typed(x), Val::Typed(y)) if x == y => Val::Typed(x),
+        (Val::Typed(Integer), Val::Typed(Decimal)) | (Val::Typed(Decimal), Val::Typed(Integer)) => {
+            Val::Typed(Decimal)
+        }
+        (Val::Typed(t @ (Integer | Decimal)), Val::Number)
+        | (Val::Number, Val::Typed(t @ (Integer | Decimal))) => Val::Typed(t),
+        (Val::Number, Val::Number) => Val::Number,
+        (Val::Typed(Text) | Val::Str(_), Val::Typed(Text) | Val::Str(_)) => Val::Typed(Text),
+        _ => Val::Untyped,
+    }
+}
+
 /// `INTERVAL '30 days'`, `INTERVAL 7 DAY`, `INTERVAL '-30 day'`: a
 /// literal of at most 100,000 units of one calendar or clock field, so that
 /// adding it to the current time cannot leave the timestamp range.
@@ -996,6 +1055,27 @@ fn is_timestamp(s: &str) -> bool {
         _ => false,
     };
     h < 24 && m < 60 && sec < 60 && fraction_ok
+}
+
+/// A timestamp with an optional `Z` or `±HH[:MM]` zone suffix.
+fn is_timestamp_tz(s: &str) -> bool {
+    if is_date(s) || is_timestamp(s) {
+        return true;
+    }
+    if let Some(t) = s.strip_suffix('Z') {
+        return is_timestamp(t);
+    }
+    let Some(cut) = s.rfind(['+', '-']) else {
+        return false;
+    };
+    let (Some(t), Some(zone)) = (s.get(..cut), s.get(cut + 1..)) else {
+        return false;
+    };
+    let zone_ok = match zone.as_bytes() {
+        [a, b] | [a, b, b':', _, _] | [a, b, _, _] => a.is_ascii_digit() && b.is_ascii_digit(),
+        _ => false,
+    } && zone.bytes().all(|c| c.is_ascii_digit() || c == b':');
+    zone_ok && is_timestamp(t)
 }
 
 /// The canonical 8-4-4-4-12 hexadecimal form.
@@ -1105,6 +1185,9 @@ mod tests {
         ("d = DATE '2024-01-01'", "yyy"),
         ("d = DATE '2024-02-30'", "nnn"),
         ("ts < TIMESTAMP '2024-01-01 00:00:00'", "yyy"),
+        ("ts >= TIMESTAMP WITH TIME ZONE '2024-03-15 00:00:00.000Z'", "y-n"),
+        ("ts >= TIMESTAMP WITH TIME ZONE '2024-03-15 00:00:00+01:00'", "y-n"),
+        ("ts >= TIMESTAMP WITH TIME ZONE 'yesterday'", "n-n"),
         // Date against timestamp: PostgreSQL 13+ compares them without an
         // overflow error; MySQL/MariaDB only against the current date.
         ("ts > DATE '2024-01-01'", "yny"),
@@ -1224,6 +1307,14 @@ mod tests {
         ("date(ts, 'start of month') = '2024-03-01'", "nny"),
         ("strftime('%Y', ts) = '2024'", "nny"),
         ("TRIM(status) = 'paid'", "yyy"),
+        // CASE of row-safe parts: bucketing as BI tools write it.
+        ("CASE WHEN total > 100 THEN 'big' ELSE 'small' END = 'big'", "yyy"),
+        ("CASE status WHEN 'paid' THEN 1 WHEN 'open' THEN 2 END = 1", "yyy"),
+        ("CASE WHEN total > 100 THEN id ELSE total END > 5", "yyy"),
+        ("CASE WHEN total > 100 THEN 'big' ELSE 5 END = 'big'", "nny"),
+        ("CASE WHEN total > 100 THEN 1 / total ELSE 0 END = 1", "nnn"),
+        ("CASE WHEN total / 0 > 1 THEN 1 ELSE 0 END = 1", "nnn"),
+        ("CASE status WHEN 5 THEN 1 END = 1", "nny"),
         ("TRIM(BOTH 'x' FROM status) = 'paid'", "nnn"),
         ("count(*) > 1", "nnn"),
         ("greatest(id, 1) = 1", "nnn"),
@@ -1234,7 +1325,7 @@ mod tests {
         ("name ~ 'a'", "n--"),
         ("name SIMILAR TO 'a'", "n--"),
         ("name REGEXP 'a'", "-nn"),
-        ("CASE WHEN id = 1 THEN TRUE ELSE FALSE END", "nnn"),
+        ("CASE WHEN id = 1 THEN TRUE ELSE FALSE END", "yyy"),
         ("name COLLATE \"C\" = 'a'", "n-n"),
         ("(id, total) = (1, 2)", "nnn"),
     ];
