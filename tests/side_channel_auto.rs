@@ -365,19 +365,17 @@ const SHAPES: &[(&str, &str)] = &[
         "IN subquery's select list referring to the outer row",
         "SELECT o.id, o.status FROM orders o WHERE o.product_id IN (SELECT CASE WHEN {E} THEN p.id ELSE p.id END FROM products p)",
     ),
-    // LEAK: on SQLite auto leaves this unfenced (an aggregate's argument
-    // in a subquery inside a condition runs once per outer row); SQLite did
-    // not fail on another tenant's row here, so the leak is not
-    // demonstrated, but the probe must be fenced. (Fenced on PostgreSQL
-    // and MariaDB.)
+    // Found unfenced on SQLite by the first version of this test (an
+    // aggregate's argument in a subquery inside a condition runs once per
+    // outer row); the analysis now checks every expression of such a
+    // subquery that reads the outer row.
     (
         "aggregate argument in a correlated subquery",
         "SELECT o.id, o.status FROM orders o WHERE o.product_id IN (SELECT max(CASE WHEN {E} THEN p.id ELSE p.id END) FROM products p)",
     ),
-    // LEAK: auto leaves this unfenced (the analysis does not check the
-    // window keys of a subquery inside a condition, which run once per
-    // outer row); no database failed on another tenant's row here, so the
-    // leak is not demonstrated, but the probe must be fenced.
+    // Found unfenced by the first version of this test (window keys of a
+    // subquery inside a condition run once per outer row); no database
+    // failed on another tenant's row, but the probe must be fenced, and is.
     (
         "window key in a correlated subquery",
         "SELECT o.id, o.status FROM orders o WHERE o.product_id IN (SELECT row_number() OVER (ORDER BY CASE WHEN {E} THEN 1 ELSE 0 END) FROM products p)",
@@ -401,23 +399,20 @@ const SHAPES: &[(&str, &str)] = &[
 /// Shapes for PostgreSQL and MariaDB (SQLite does not resolve outer
 /// columns in a subquery's ORDER BY or GROUP BY).
 const SERVER_SHAPES: &[(&str, &str)] = &[
-    // LEAK: auto leaves this unfenced (the analysis does not check the
-    // GROUP BY of a subquery inside a condition, which runs once per outer
-    // row), and MariaDB 10.11 then evaluates it on other tenants' rows:
-    // with the Many and Union sandboxes every MariaDB probe errors (1242,
-    // 1690) or warns (1365; 1292 quoting 'LEAK-1'; 4038). PostgreSQL did
-    // not fail here, but it is unfenced there too.
+    // A leak the first version of this test found: the GROUP BY of a
+    // subquery inside a condition runs once per outer row, and MariaDB
+    // 10.11 evaluated it on other tenants' rows while the sandbox was
+    // unfenced (with the Many and Union sandboxes every probe errored —
+    // 1242, 1690 — or warned — 1365; 1292 quoting 'LEAK-1'; 4038). The
+    // analysis now checks every expression of such a subquery that reads
+    // the outer row; this stays as the regression test.
     (
         "GROUP BY of a correlated subquery",
         "SELECT o.id, o.status FROM orders o WHERE o.product_id IN (SELECT min(p.id) FROM products p GROUP BY CASE WHEN {E} THEN 1 ELSE 0 END)",
     ),
-    // LEAK: auto leaves this unfenced (the analysis does not check the
-    // ORDER BY of a subquery inside a condition, which runs once per outer
-    // row: with OFFSET neither PostgreSQL nor MariaDB drops it from
-    // EXISTS), and MariaDB 10.11 then evaluates it on other tenants' rows
-    // with the Many and Union sandboxes (errors 1242, 1690; warnings 1365,
-    // 1292 quoting 'LEAK-1', 4038). PostgreSQL did not fail here, but it is
-    // unfenced there too.
+    // The same leak through ORDER BY (with OFFSET neither PostgreSQL nor
+    // MariaDB drops it from EXISTS): MariaDB 10.11 evaluated it on other
+    // tenants' rows while unfenced; fixed with the GROUP BY case.
     (
         "ORDER BY of a correlated subquery",
         "SELECT o.id, o.status FROM orders o WHERE EXISTS (SELECT 1 FROM products p ORDER BY CASE WHEN {E} THEN 1 ELSE 0 END LIMIT 1 OFFSET 1)",

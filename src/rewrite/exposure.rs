@@ -375,7 +375,7 @@ const AGGREGATES: &[&str] = &[
 ];
 
 /// Whether `f` is an aggregate or a window function call.
-fn is_aggregate_call(f: &sqlparser::ast::Function, dialect: Dialect) -> bool {
+pub(crate) fn is_aggregate_call(f: &sqlparser::ast::Function, dialect: Dialect) -> bool {
     if f.over.is_some() || !f.within_group.is_empty() || f.filter.is_some() {
         return true;
     }
@@ -987,27 +987,20 @@ impl<'a> Analysis<'a, '_> {
     }
 
     /// Whether `e` reads a column of a block below `floor` (or one that
-    /// resolves nowhere), outside its own subqueries.
+    /// resolves nowhere), or holds a subquery (which may).
     fn reads_outer(&self, e: &Expr, floor: usize) -> bool {
         struct Find<'s, 'a, 'c> {
             an: &'s Analysis<'a, 'c>,
             floor: usize,
-            depth: usize,
         }
         impl Visitor for Find<'_, '_, '_> {
             type Break = ();
             fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-                self.depth += 1;
-                ControlFlow::Continue(())
-            }
-            fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-                self.depth -= 1;
-                ControlFlow::Continue(())
+                // A nested subquery may read the outer row too (its own
+                // names are not on the stack here): assume it does.
+                ControlFlow::Break(())
             }
             fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-                if self.depth > 0 {
-                    return ControlFlow::Continue(());
-                }
                 let parts: &[Ident] = match e {
                     Expr::Identifier(i) => std::slice::from_ref(i),
                     Expr::CompoundIdentifier(p) => p,
@@ -1019,12 +1012,7 @@ impl<'a> Analysis<'a, '_> {
                 }
             }
         }
-        e.visit(&mut Find {
-            an: self,
-            floor,
-            depth: 0,
-        })
-        .is_break()
+        e.visit(&mut Find { an: self, floor }).is_break()
     }
 
     /// The index of the block a column reference resolves in.
@@ -1229,6 +1217,20 @@ impl<'a> Analysis<'a, '_> {
                     "count" | "row_number" | "rank" | "dense_rank" => {
                         ColState::Typed(ColumnType::Integer)
                     }
+                    "sum" | "avg" | "total" => match &f.args {
+                        FunctionArguments::List(l) => match l.args.as_slice() {
+                            [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => {
+                                match self.state(a) {
+                                    ColState::Typed(ColumnType::Integer | ColumnType::Decimal) => {
+                                        ColState::Typed(ColumnType::Decimal)
+                                    }
+                                    _ => ColState::Untyped,
+                                }
+                            }
+                            _ => ColState::Untyped,
+                        },
+                        _ => ColState::Untyped,
+                    },
                     "min" | "max" => match &f.args {
                         FunctionArguments::List(l) => match l.args.as_slice() {
                             [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => {

@@ -649,6 +649,14 @@ impl Classifier<'_> {
             // conditions are analysed where it stands (its select list is
             // never evaluated).
             Expr::Exists { subquery, .. } => (self.subquery)(subquery).map(|_| BOOL),
+            // A scalar subquery that returns one row by construction (one
+            // aggregate, no GROUP BY) cannot fail with "more than one row";
+            // its own clauses are analysed where it stands.
+            Expr::Subquery(q) if is_single_row(q, self.dialect) => match (self.subquery)(q)? {
+                ColState::Typed(t) => Some(Val::Typed(t)),
+                ColState::Untyped => Some(Val::Untyped),
+                ColState::Unsafe => None,
+            },
             Expr::In {
                 expr,
                 target: InTarget::Subquery(subquery),
@@ -961,6 +969,26 @@ impl Classifier<'_> {
     }
 }
 
+/// `SELECT <one aggregate> FROM … [WHERE …]` without GROUP BY, windows or
+/// set operations: at most one row.
+fn is_single_row(q: &Query, dialect: Dialect) -> bool {
+    use sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    let plain_group =
+        matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    let one_aggregate = match s.projection.as_slice() {
+        [SelectItem::UnnamedExpr(Expr::Function(f))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            ..
+        }] => f.over.is_none() && super::exposure::is_aggregate_call(f, dialect),
+        _ => false,
+    };
+    plain_group && one_aggregate && s.named_window.is_empty() && s.qualify.is_none()
+}
+
 /// The type of a CASE whose branches so far have type `a` and whose next
 /// branch has type `b`: one declared type, or text for string literals,
 /// or unknown (safe, but not comparable outside SQLite).
@@ -1185,8 +1213,14 @@ mod tests {
         ("d = DATE '2024-01-01'", "yyy"),
         ("d = DATE '2024-02-30'", "nnn"),
         ("ts < TIMESTAMP '2024-01-01 00:00:00'", "yyy"),
-        ("ts >= TIMESTAMP WITH TIME ZONE '2024-03-15 00:00:00.000Z'", "y-n"),
-        ("ts >= TIMESTAMP WITH TIME ZONE '2024-03-15 00:00:00+01:00'", "y-n"),
+        (
+            "ts >= TIMESTAMP WITH TIME ZONE '2024-03-15 00:00:00.000Z'",
+            "y-n",
+        ),
+        (
+            "ts >= TIMESTAMP WITH TIME ZONE '2024-03-15 00:00:00+01:00'",
+            "y-n",
+        ),
         ("ts >= TIMESTAMP WITH TIME ZONE 'yesterday'", "n-n"),
         // Date against timestamp: PostgreSQL 13+ compares them without an
         // overflow error; MySQL/MariaDB only against the current date.
@@ -1308,8 +1342,14 @@ mod tests {
         ("strftime('%Y', ts) = '2024'", "nny"),
         ("TRIM(status) = 'paid'", "yyy"),
         // CASE of row-safe parts: bucketing as BI tools write it.
-        ("CASE WHEN total > 100 THEN 'big' ELSE 'small' END = 'big'", "yyy"),
-        ("CASE status WHEN 'paid' THEN 1 WHEN 'open' THEN 2 END = 1", "yyy"),
+        (
+            "CASE WHEN total > 100 THEN 'big' ELSE 'small' END = 'big'",
+            "yyy",
+        ),
+        (
+            "CASE status WHEN 'paid' THEN 1 WHEN 'open' THEN 2 END = 1",
+            "yyy",
+        ),
         ("CASE WHEN total > 100 THEN id ELSE total END > 5", "yyy"),
         ("CASE WHEN total > 100 THEN 'big' ELSE 5 END = 'big'", "nny"),
         ("CASE WHEN total > 100 THEN 1 / total ELSE 0 END = 1", "nnn"),
