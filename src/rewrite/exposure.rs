@@ -151,6 +151,11 @@ struct Outputs<'a> {
     cols: Vec<(Option<String>, ColState)>,
     /// Whether it may have columns not listed (of unknown type).
     open: bool,
+    /// Whether the list's order is the relation's: not for a table's
+    /// columns (the policy does not record their order in the database),
+    /// nor for a `*` over them. A positional rename (`AS x(a, b)`) or a
+    /// set operation then cannot tell which column is which.
+    unordered: bool,
 }
 
 impl<'a> Outputs<'a> {
@@ -159,6 +164,7 @@ impl<'a> Outputs<'a> {
             table: None,
             cols: Vec::new(),
             open: true,
+            unordered: true,
         }
     }
 
@@ -167,6 +173,7 @@ impl<'a> Outputs<'a> {
             table: Some(t),
             cols: Vec::new(),
             open: false,
+            unordered: true,
         }
     }
 
@@ -223,7 +230,7 @@ impl<'a> Outputs<'a> {
             .iter()
             .map(|c| dialect.normalize(&c.name).into_owned())
             .collect();
-        if s.open || s.cols.len() < names.len() {
+        if s.open || s.unordered || s.cols.len() < names.len() {
             // Positions unknown: the named columns, of unknown type.
             return Outputs {
                 table: None,
@@ -232,6 +239,7 @@ impl<'a> Outputs<'a> {
                     .map(|n| (Some(n), ColState::Untyped))
                     .collect(),
                 open: true,
+                unordered: true,
             };
         }
         for (slot, n) in s.cols.iter_mut().zip(names) {
@@ -256,17 +264,28 @@ impl<'a> Outputs<'a> {
     fn union(self, right: &Outputs<'a>) -> Self {
         let mut s = self.list();
         let right_cols = right.listed();
-        s.union_list(right.open, &right_cols);
+        s.union_list(right.open, right.unordered, &right_cols);
         s
     }
 
-    fn union_list(&mut self, right_open: bool, right_cols: &[(Option<String>, ColState)]) {
+    fn union_list(
+        &mut self,
+        right_open: bool,
+        right_unordered: bool,
+        right_cols: &[(Option<String>, ColState)],
+    ) {
         let right = Outputs {
             table: None,
             cols: right_cols.to_vec(),
             open: right_open,
+            unordered: right_unordered,
         };
-        if self.open || right.open || self.cols.len() != right.cols.len() {
+        if self.open
+            || right.open
+            || self.unordered
+            || right.unordered
+            || self.cols.len() != right.cols.len()
+        {
             let unsafe_any = self
                 .cols
                 .iter()
@@ -741,10 +760,14 @@ impl<'a> Analysis<'a, '_> {
                 } else {
                     self.floor
                 };
+                let renamed = alias.as_ref().is_some_and(|a| !a.columns.is_empty());
                 let (outputs, sandbox) = match self.catalog.sandbox(subquery) {
+                    // `AS o(a, b)` renames by the database's column order,
+                    // which the policy does not record: nothing may move
+                    // into the sandbox under those names.
                     Some((table, true)) => (
                         Outputs::table(table),
-                        Some((&**subquery as *const Query, table)),
+                        (!renamed).then_some((&**subquery as *const Query, table)),
                     ),
                     Some((_, false)) => {
                         // A custom sandbox: its select list is reachable.
@@ -1172,6 +1195,7 @@ impl<'a> Analysis<'a, '_> {
                     for s in block.into_iter().flatten() {
                         out.cols.extend(s.outputs.listed());
                         out.open |= s.outputs.open || !plain;
+                        out.unordered |= s.outputs.unordered;
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
@@ -1187,6 +1211,7 @@ impl<'a> Analysis<'a, '_> {
                         Some(s) => {
                             out.cols.extend(s.outputs.listed());
                             out.open |= s.outputs.open;
+                            out.unordered |= s.outputs.unordered;
                         }
                         None => {
                             out.cols.push((None, ColState::Unsafe));
