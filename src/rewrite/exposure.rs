@@ -113,6 +113,8 @@ pub(crate) fn analyse<'a>(
         catalog,
         ctes: Ctes::new(),
         cte_outputs: Vec::new(),
+        cte_refs: Vec::new(),
+        through_ctes: Vec::new(),
         blocks: Vec::new(),
         sub_outputs: Vec::new(),
         trusted: 0,
@@ -121,6 +123,14 @@ pub(crate) fn analyse<'a>(
         out: Exposure::default(),
     };
     a.query(q);
+    let refs = std::mem::take(&mut a.cte_refs);
+    for (ptr, e, ctes) in std::mem::take(&mut a.through_ctes) {
+        if ctes.iter().all(|c| refs.get(*c) == Some(&1))
+            && !a.out.pushes.iter().any(|(p, x)| *p == ptr && *x == e)
+        {
+            a.out.pushes.push((ptr, e));
+        }
+    }
     a.out
 }
 
@@ -142,9 +152,24 @@ pub(crate) fn is_pushed_condition(e: &Expr, table: &Table, dialect: Dialect) -> 
     rowsafe::is_row_safe(e, dialect, &columns)
 }
 
+/// Where a derived table's (or CTE's) column comes from: a plain column
+/// of a basic sandbox, passed up through query blocks that only filter,
+/// join and project (so a condition on it may move into that sandbox).
+#[derive(Debug, Clone)]
+struct Origin<'a> {
+    ptr: *const Query,
+    table: &'a Table,
+    /// The table's column (normalised).
+    column: String,
+    /// The CTEs it passes through (each must be read once).
+    ctes: Vec<usize>,
+}
+
 /// The columns a relation of a FROM clause (or a query) provides.
 #[derive(Debug, Clone, Default)]
 struct Outputs<'a> {
+    /// Per column of `cols`, where it comes from (empty: nowhere known).
+    origins: Vec<Option<Origin<'a>>>,
     /// A declared table's columns, borrowed until a list is needed.
     table: Option<&'a Table>,
     /// Normalised name (None: unnamed expression) and state, in order.
@@ -161,6 +186,7 @@ struct Outputs<'a> {
 impl<'a> Outputs<'a> {
     fn open() -> Self {
         Outputs {
+            origins: Vec::new(),
             table: None,
             cols: Vec::new(),
             open: true,
@@ -170,6 +196,7 @@ impl<'a> Outputs<'a> {
 
     fn table(t: &'a Table) -> Self {
         Outputs {
+            origins: Vec::new(),
             table: Some(t),
             cols: Vec::new(),
             open: false,
@@ -233,6 +260,7 @@ impl<'a> Outputs<'a> {
         if s.open || s.unordered || s.cols.len() < names.len() {
             // Positions unknown: the named columns, of unknown type.
             return Outputs {
+                origins: Vec::new(),
                 table: None,
                 cols: names
                     .into_iter()
@@ -246,6 +274,20 @@ impl<'a> Outputs<'a> {
             slot.0 = Some(n);
         }
         s
+    }
+
+    /// Where column `name` comes from, if it is one column of known origin.
+    fn origin(&self, name: &str) -> Option<Origin<'a>> {
+        let mut found = self
+            .cols
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n.as_deref() == Some(name));
+        let (i, _) = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        self.origins.get(i).cloned().flatten()
     }
 
     /// The single column of a subquery's output (for `x IN (SELECT …)`).
@@ -274,7 +316,9 @@ impl<'a> Outputs<'a> {
         right_unordered: bool,
         right_cols: &[(Option<String>, ColState)],
     ) {
+        self.origins.clear();
         let right = Outputs {
+            origins: Vec::new(),
             table: None,
             cols: right_cols.to_vec(),
             open: right_open,
@@ -337,7 +381,11 @@ struct Analysis<'a, 'c> {
     catalog: &'c dyn Catalog<'a>,
     ctes: Ctes,
     /// Per query entered: its CTEs' names and outputs (once analysed).
-    cte_outputs: Vec<Vec<(String, Option<Outputs<'a>>)>>,
+    cte_outputs: Vec<Vec<(String, Option<Outputs<'a>>, usize)>>,
+    /// Per CTE defined (by number): how many times the query reads it.
+    cte_refs: Vec<usize>,
+    /// Conditions that move through CTEs: kept only if each is read once.
+    through_ctes: Vec<(*const Query, Expr, Vec<usize>)>,
     /// The FROM items of the enclosing query blocks, innermost last.
     blocks: Vec<Vec<Source<'a>>>,
     /// Outputs of the subqueries met in expressions, by address.
@@ -482,20 +530,26 @@ impl<'a> Analysis<'a, '_> {
             self.fail(|| e.to_string());
             return Outputs::open();
         }
-        let names = q
-            .with
-            .iter()
-            .flat_map(|w| &w.cte_tables)
-            .map(|c| (self.dialect.cte_key(&c.alias.name).into_owned(), None))
-            .collect();
+        let mut names = Vec::new();
+        for c in q.with.iter().flat_map(|w| &w.cte_tables) {
+            self.cte_refs.push(0);
+            names.push((
+                self.dialect.cte_key(&c.alias.name).into_owned(),
+                None,
+                self.cte_refs.len() - 1,
+            ));
+        }
         self.cte_outputs.push(names);
         if let Some(with) = &q.with {
             for (i, cte) in with.cte_tables.iter().enumerate() {
                 self.ctes.enter_cte_body(i, with.recursive);
-                let outs = self
+                let mut outs = self
                     .query(&cte.query)
                     .rename(Some(&cte.alias), self.dialect);
                 if let Some(slot) = self.cte_outputs.last_mut().and_then(|f| f.get_mut(i)) {
+                    for o in outs.origins.iter_mut().flatten() {
+                        o.ctes.push(slot.2);
+                    }
                     slot.1 = Some(outs);
                 }
             }
@@ -530,6 +584,11 @@ impl<'a> Analysis<'a, '_> {
         };
         self.cte_outputs.pop();
         self.ctes.leave();
+        let mut outs = outs;
+        if q.limit_clause.is_some() || q.fetch.is_some() {
+            // A condition moved below a LIMIT changes which rows it keeps.
+            outs.origins.clear();
+        }
         outs
     }
 
@@ -854,13 +913,16 @@ impl<'a> Analysis<'a, '_> {
         }
     }
 
-    fn cte(&self, name: &sqlparser::ast::ObjectName) -> Outputs<'a> {
+    fn cte(&mut self, name: &sqlparser::ast::ObjectName) -> Outputs<'a> {
         let Some(last) = name.0.last().and_then(ObjectNamePart::as_ident) else {
             return Outputs::open();
         };
         let key = self.dialect.cte_key(last);
         for frame in self.cte_outputs.iter().rev() {
-            if let Some((_, outs)) = frame.iter().find(|(n, _)| *n == key) {
+            if let Some((_, outs, uid)) = frame.iter().find(|(n, _, _)| *n == key) {
+                if let Some(r) = self.cte_refs.get_mut(*uid) {
+                    *r += 1;
+                }
                 // Not analysed yet (a recursive reference): unknown.
                 return outs.clone().unwrap_or_else(Outputs::open);
             }
@@ -1160,6 +1222,37 @@ impl<'a> Analysis<'a, '_> {
     fn projection(&self, s: &Select) -> Outputs<'a> {
         let mut out = Outputs::default();
         let block = self.blocks.last();
+        // Origins pass through a block that only filters, joins and
+        // projects.
+        let plain_group =
+            matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        let simple = self.trusted == 0
+            && plain_group
+            && s.having.is_none()
+            && s.distinct.is_none()
+            && s.top.is_none()
+            && s.select_modifiers.is_none()
+            && s.named_window.is_empty()
+            && s.qualify.is_none()
+            && s.prewhere.is_none()
+            && !s.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e)
+                | SelectItem::ExprWithAlias { expr: e, .. }
+                | SelectItem::ExprWithAliases { expr: e, .. } => {
+                    contains_aggregate(e, self.dialect)
+                }
+                _ => false,
+            });
+        let mut origins: Vec<Option<Origin<'a>>> = Vec::new();
+        let column_origin = |e: &Expr| -> Option<Origin<'a>> {
+            let parts: &[Ident] = match e {
+                Expr::Identifier(i) => std::slice::from_ref(i),
+                Expr::CompoundIdentifier(p) => p,
+                _ => return None,
+            };
+            let (i, col) = self.owner(parts)?;
+            self.origin_of(block?.get(i)?, &col)
+        };
         for item in &s.projection {
             match item {
                 SelectItem::UnnamedExpr(e) => {
@@ -1171,20 +1264,26 @@ impl<'a> Analysis<'a, '_> {
                         _ => None,
                     };
                     out.cols.push((name, self.item_state(e)));
+                    origins.push(if simple { column_origin(e) } else { None });
                 }
                 SelectItem::ExprWithAliases { expr, .. } => {
                     // Several names for one expression: not analysed.
                     out.cols.push((None, self.item_state(expr)));
+                    origins.push(None);
                     out.open = true;
                 }
-                SelectItem::ExprWithAlias { expr, alias } => out.cols.push((
-                    Some(self.dialect.normalize(alias).into_owned()),
-                    self.item_state(expr),
-                )),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    out.cols.push((
+                        Some(self.dialect.normalize(alias).into_owned()),
+                        self.item_state(expr),
+                    ));
+                    origins.push(if simple { column_origin(expr) } else { None });
+                }
                 SelectItem::Wildcard(opts) => {
                     if opts.opt_replace.is_some() {
                         // `* REPLACE (expr AS col)`: not analysed.
                         out.cols.push((None, ColState::Unsafe));
+                        origins.push(None);
                         out.open = true;
                         continue;
                     }
@@ -1192,10 +1291,9 @@ impl<'a> Analysis<'a, '_> {
                         && opts.opt_except.is_none()
                         && opts.opt_rename.is_none()
                         && opts.opt_ilike.is_none();
-                    for s in block.into_iter().flatten() {
-                        out.cols.extend(s.outputs.listed());
-                        out.open |= s.outputs.open || !plain;
-                        out.unordered |= s.outputs.unordered;
+                    for src in block.into_iter().flatten() {
+                        self.expand(src, simple && plain, &mut out, &mut origins);
+                        out.open |= src.outputs.open || !plain;
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
@@ -1208,20 +1306,59 @@ impl<'a> Analysis<'a, '_> {
                         sqlparser::ast::SelectItemQualifiedWildcardKind::Expr(_) => None,
                     };
                     match block.and_then(|b| b.iter().find(|s| Some(&s.key) == name.as_ref())) {
-                        Some(s) => {
-                            out.cols.extend(s.outputs.listed());
-                            out.open |= s.outputs.open;
-                            out.unordered |= s.outputs.unordered;
+                        Some(src) => {
+                            self.expand(src, simple, &mut out, &mut origins);
+                            out.open |= src.outputs.open;
                         }
                         None => {
                             out.cols.push((None, ColState::Unsafe));
+                            origins.push(None);
                             out.open = true;
                         }
                     }
                 }
             }
         }
+        if origins.iter().any(Option::is_some) {
+            out.origins = origins;
+        }
         out
+    }
+
+    /// `*` over one FROM item: its columns, with their origins.
+    fn expand(
+        &self,
+        src: &Source<'a>,
+        origins_too: bool,
+        out: &mut Outputs<'a>,
+        origins: &mut Vec<Option<Origin<'a>>>,
+    ) {
+        let listed = src.outputs.listed();
+        for (name, _) in &listed {
+            origins.push(match (origins_too, name) {
+                (true, Some(n)) => self.origin_of(src, n),
+                _ => None,
+            });
+        }
+        out.cols.extend(listed);
+        out.unordered |= src.outputs.unordered;
+    }
+
+    /// Where column `col` of FROM item `src` comes from.
+    fn origin_of(&self, src: &Source<'a>, col: &str) -> Option<Origin<'a>> {
+        if src.nullable {
+            return None;
+        }
+        if let Some((ptr, table)) = src.sandbox {
+            let c = table.column(col)?;
+            return Some(Origin {
+                ptr,
+                table,
+                column: c.key.clone(),
+                ctes: Vec::new(),
+            });
+        }
+        src.outputs.origin(col)
     }
 
     /// What a condition referring to select-list item `e` sees.
@@ -1424,8 +1561,78 @@ impl<'a> Analysis<'a, '_> {
             Place::OuterOn(i) => i == owner,
             Place::Other => false,
         };
-        if let (true, Some((ptr, table))) = (allowed, source.sandbox) {
+        if !allowed {
+            return;
+        }
+        if let Some((ptr, table)) = source.sandbox {
             self.add_push(ptr, table, c, None);
+            return;
+        }
+        // Through a derived table or CTE, to the sandbox its columns come
+        // from.
+        let mut target: Option<Origin<'a>> = None;
+        let mut renames: Vec<(String, String)> = Vec::new();
+        let consistent = sqlparser::ast::visit_expressions(c, |x| {
+            let parts: &[Ident] = match x {
+                Expr::Identifier(i) => std::slice::from_ref(i),
+                Expr::CompoundIdentifier(p) => p,
+                _ => return ControlFlow::Continue(()),
+            };
+            let Some(o) = self
+                .owner(parts)
+                .and_then(|(_, col)| source.outputs.origin(&col).map(|o| (col, o)))
+            else {
+                return ControlFlow::Break(());
+            };
+            let (col, o) = o;
+            match &mut target {
+                None => target = Some(o.clone()),
+                Some(t) if t.ptr == o.ptr => {
+                    for c in o.ctes.iter() {
+                        if !t.ctes.contains(c) {
+                            t.ctes.push(*c);
+                        }
+                    }
+                }
+                Some(_) => return ControlFlow::Break(()),
+            }
+            renames.push((col, o.column));
+            ControlFlow::Continue(())
+        })
+        .is_continue();
+        let (true, Some(t)) = (consistent, target) else {
+            return;
+        };
+        let own = self.dialect.ident(&t.table.name);
+        let dialect = self.dialect;
+        let mut e = c.clone();
+        let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+            let col = match x {
+                Expr::Identifier(i) => dialect.normalize(i).into_owned(),
+                Expr::CompoundIdentifier(p) => match p.last() {
+                    Some(i) => dialect.normalize(i).into_owned(),
+                    None => return ControlFlow::Continue(()),
+                },
+                _ => return ControlFlow::Continue(()),
+            };
+            if let Some(column) = renames
+                .iter()
+                .find(|(from, _)| *from == col)
+                .and_then(|(_, to)| t.table.column(to))
+            {
+                *x = Expr::CompoundIdentifier(vec![own.clone(), dialect.ident(&column.name)]);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if !is_pushed_condition(&e, t.table, self.dialect) {
+            return;
+        }
+        if t.ctes.is_empty() {
+            if !self.out.pushes.iter().any(|(p, x)| *p == t.ptr && *x == e) {
+                self.out.pushes.push((t.ptr, e));
+            }
+        } else {
+            self.through_ctes.push((t.ptr, e, t.ctes));
         }
     }
 
