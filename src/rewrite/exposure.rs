@@ -607,6 +607,15 @@ impl<'a> Analysis<'a, '_> {
             }
             SetExpr::Values(v) => {
                 self.subqueries_in(v, &[]);
+                // Rows of VALUES in FROM (LATERAL ones per outer row) may
+                // be computed only when a row reaches them.
+                if self.trusted == 0 {
+                    for e in v.rows.iter().flat_map(|r| &r.content) {
+                        if self.state(e) == ColState::Unsafe {
+                            self.fail(|| describe(e, "VALUES"));
+                        }
+                    }
+                }
                 Outputs::open()
             }
             other => {
@@ -637,6 +646,24 @@ impl<'a> Analysis<'a, '_> {
         self.blocks.push(sources);
         // Subqueries anywhere in this SELECT but its FROM items' bodies.
         self.subqueries_in(s, &derived);
+        let outs = self.projection(s);
+        // A name in a condition may be a select-list alias: MySQL/MariaDB
+        // resolve HAVING names to aliases first, SQLite takes an alias in
+        // WHERE when no column has the name. While the conditions are
+        // checked, the aliases stand beside the FROM items, so a name that
+        // could be either gets the worse of the two.
+        let aliases = self.aliases(s);
+        let with_aliases = !aliases.cols.is_empty();
+        if with_aliases {
+            if let Some(b) = self.blocks.last_mut() {
+                b.push(Source {
+                    key: String::new(),
+                    outputs: aliases,
+                    sandbox: None,
+                    nullable: true,
+                });
+            }
+        }
         if let Some(w) = &s.selection {
             conditions.push((w, Place::Filter, "WHERE"));
         }
@@ -673,7 +700,34 @@ impl<'a> Analysis<'a, '_> {
                 self.equality_chains(&conditions);
             }
         }
-        self.projection(s)
+        if with_aliases {
+            if let Some(b) = self.blocks.last_mut() {
+                b.pop();
+            }
+        }
+        outs
+    }
+
+    /// The select list's explicit aliases (not `col AS col`), as columns.
+    fn aliases(&self, s: &Select) -> Outputs<'a> {
+        let mut out = Outputs::default();
+        for item in &s.projection {
+            if let SelectItem::ExprWithAlias { expr, alias } = item {
+                let name = self.dialect.normalize(alias);
+                let same = match expr {
+                    Expr::Identifier(i) => self.dialect.normalize(i) == name,
+                    Expr::CompoundIdentifier(p) => {
+                        p.last().is_some_and(|i| self.dialect.normalize(i) == name)
+                    }
+                    _ => false,
+                };
+                if !same {
+                    out.cols
+                        .push((Some(name.into_owned()), self.item_state(expr)));
+                }
+            }
+        }
+        out
     }
 
     /// Collects the FROM items of `twj` and its join conditions.
@@ -993,8 +1047,23 @@ impl<'a> Analysis<'a, '_> {
                 let q = self.dialect.normalize(q);
                 let col = self.dialect.normalize(col);
                 for block in self.blocks.iter().rev() {
-                    if let Some(s) = block.iter().find(|s| s.key == q) {
-                        return s.outputs.lookup(&col).unwrap_or(ColState::Untyped);
+                    // Several FROM items under one normalised name (MySQL
+                    // aliases `a` and `A`, which the server may tell
+                    // apart): the worst of their columns.
+                    let mut found: Option<ColState> = None;
+                    for s in block.iter().filter(|s| s.key == q) {
+                        let st = s.outputs.lookup(&col).unwrap_or(ColState::Untyped);
+                        found = Some(match found {
+                            None => st,
+                            Some(prev) if prev == st => st,
+                            Some(prev) => match merge(prev, st) {
+                                ColState::Unsafe => ColState::Unsafe,
+                                _ => ColState::Untyped,
+                            },
+                        });
+                    }
+                    if let Some(st) = found {
+                        return st;
                     }
                 }
                 ColState::Untyped
@@ -1144,6 +1213,23 @@ impl<'a> Analysis<'a, '_> {
         }
         if let Some(sqlparser::ast::Distinct::On(exprs)) = &s.distinct {
             values.extend(exprs);
+        }
+        // `WINDOW w AS (PARTITION BY … ORDER BY …)`: keys like an inline
+        // OVER's, which the select list's check covers.
+        for w in &s.named_window {
+            if let sqlparser::ast::NamedWindowExpr::WindowSpec(spec) = &w.1 {
+                values.extend(&spec.partition_by);
+                values.extend(spec.order_by.iter().map(|o| &o.expr));
+                if let Some(frame) = &spec.window_frame {
+                    for bound in std::iter::once(&frame.start_bound).chain(&frame.end_bound) {
+                        if let sqlparser::ast::WindowFrameBound::Preceding(Some(e))
+                        | sqlparser::ast::WindowFrameBound::Following(Some(e)) = bound
+                        {
+                            values.push(e);
+                        }
+                    }
+                }
+            }
         }
         for e in values {
             if self.reads_outer(e, floor) && self.state(e) == ColState::Unsafe {
@@ -1444,18 +1530,24 @@ impl<'a> Analysis<'a, '_> {
             return;
         }
         let dialect = self.dialect;
+        // The select list must keep one row per input row and name its
+        // columns predictably: plain columns, `*`, and row-safe expressions
+        // under an explicit alias (a set-returning function would multiply
+        // rows; an unaliased expression's implicit name — `id::text` is
+        // `id` on PostgreSQL — could be what ORDER BY means).
         let mut aliases = Vec::new();
         for item in &s.projection {
             match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
-                    if contains_aggregate(e, dialect) =>
+                SelectItem::UnnamedExpr(Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                | SelectItem::Wildcard(_)
+                | SelectItem::QualifiedWildcard(..) => {}
+                SelectItem::ExprWithAlias { expr, alias }
+                    if !contains_aggregate(expr, dialect)
+                        && self.state(expr) != ColState::Unsafe =>
                 {
-                    return;
-                }
-                SelectItem::ExprWithAlias { alias, .. } => {
                     aliases.push(dialect.normalize(alias).into_owned())
                 }
-                _ => {}
+                _ => return,
             }
         }
         if let Some(w) = &s.selection {
@@ -1712,7 +1804,8 @@ impl<'a> Analysis<'a, '_> {
     /// Conditions implied through equalities: with `o.account_id = a.id`
     /// and `a.id IN (1, 2)`, `o.account_id IN (1, 2)` moves into `o`'s
     /// sandbox. Only for numbers, dates, timestamps and UUIDs (text
-    /// equality depends on each column's collation), and only from
+    /// equality depends on each column's collation; a MariaDB UUID column
+    /// equals CHAR spellings a text comparison does not), and only from
     /// conditions that hold for every output row.
     fn equality_chains(&mut self, conditions: &[(&Expr, Place, &'static str)]) {
         let mut nodes: Vec<(usize, String)> = Vec::new();
@@ -1738,7 +1831,6 @@ impl<'a> Analysis<'a, '_> {
                         | ColumnType::Decimal
                         | ColumnType::Date
                         | ColumnType::Timestamp
-                        | ColumnType::Uuid
                 )
             )
         };

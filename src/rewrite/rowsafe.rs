@@ -57,16 +57,15 @@
 //!   timestamp cast to a date, any declared type cast to text (PostgreSQL
 //!   `text`/`varchar`, MySQL `CHAR`), an integer cast to an unbounded
 //!   PostgreSQL numeric; `EXTRACT` of a calendar or clock field of a date or
-//!   timestamp; PostgreSQL `date_trunc('<unit>', timestamp)`; `TRIM(x)` of
-//!   text. Every other cast (text to anything, to a bounded type) can fail.
+//!   timestamp (clock fields of a timestamp only); `TRIM(x)` of text. Every other cast (text to anything, to a bounded type) can fail.
 //! - `CASE` whose conditions (or, for a simple CASE, operand and WHEN
 //!   values compared) and results are all row-safe; its type is the
 //!   branches' common declared type, text for string literals, otherwise
 //!   unknown.
 //! - The current time as BI tools filter on it: `now()`,
 //!   `CURRENT_TIMESTAMP`, `CURRENT_DATE` (MySQL also `CURDATE()`,
-//!   `UTC_TIMESTAMP()`…), shifted by an `INTERVAL` literal of at most
-//!   100,000 units, truncated by PostgreSQL `date_trunc('<unit>', …)` or
+//!   `UTC_TIMESTAMP()`…), shifted by an `INTERVAL` literal of at most about
+//!   500 years, truncated by PostgreSQL `date_trunc('<unit>', …)` or
 //!   cast to a date or timestamp: a constant that cannot fail, of type
 //!   timestamp (or date). Arithmetic on a stored value is refused (it can
 //!   leave the range at its ends). A date compares with a timestamp on
@@ -580,27 +579,31 @@ impl Classifier<'_> {
                 format: None,
             } => self.cast(self.value(expr)?, data_type),
             Expr::Extract { field, expr, .. } => {
-                // A calendar or clock field of a date or timestamp: a
-                // number for every value (NULL or infinity at the ends).
+                // A calendar field of a date or timestamp, or a clock field
+                // of a timestamp: a number for every value (NULL or infinity
+                // at the ends). PostgreSQL refuses clock fields of a date
+                // per value ("unit not supported for type date").
                 use sqlparser::ast::DateTimeField as F;
-                let field_ok = matches!(
+                let calendar = matches!(
                     field,
                     F::Year
                         | F::Quarter
                         | F::Month
                         | F::Week(None)
                         | F::Day
-                        | F::Hour
-                        | F::Minute
                         | F::Dow
                         | F::Doy
                         | F::Isodow
                 );
-                let temporal = matches!(
-                    self.value(expr)?,
-                    Val::Typed(ColumnType::Date | ColumnType::Timestamp) | Val::Now(_)
-                );
-                (field_ok && temporal && self.dialect != Dialect::Sqlite).then_some(Val::Typed(
+                let clock = matches!(field, F::Hour | F::Minute);
+                let ok = match self.value(expr)? {
+                    Val::Typed(ColumnType::Date) | Val::Now(ColumnType::Date) => calendar,
+                    Val::Typed(ColumnType::Timestamp) | Val::Now(ColumnType::Timestamp) => {
+                        calendar || clock
+                    }
+                    _ => false,
+                };
+                (ok && self.dialect != Dialect::Sqlite).then_some(Val::Typed(
                     if self.dialect == Dialect::Postgres {
                         ColumnType::Decimal
                     } else {
@@ -733,7 +736,10 @@ impl Classifier<'_> {
                 ) && (self.dialect == Dialect::Postgres
                     || matches!(a, Val::Now(_))
                     || matches!(b, Val::Now(_)));
-                x == y
+                // MySQL/MariaDB: a `uuid` may be a CHAR column or a native
+                // UUID one, and comparing the two converts every row.
+                let uuid_pair = x == ColumnType::Uuid && self.dialect == Dialect::Mysql;
+                (x == y && !uuid_pair)
                     || date_time
                     || matches!(
                         (x, y),
@@ -874,12 +880,11 @@ impl Classifier<'_> {
                 if !UNITS.contains(&u.as_str()) {
                     return None;
                 }
+                // Only the current time: a stored timestamp near the lower
+                // end of the range truncates out of it ("timestamp out of
+                // range" for 4714-11-24 BC truncated to the month).
                 match self.value(arg)? {
                     Val::Now(_) => Some(Val::Now(ty)),
-                    // A stored timestamp truncated: total (infinity stays
-                    // infinity). A date would first become a timestamp
-                    // with time zone, which can overflow.
-                    Val::Typed(ColumnType::Timestamp) => Some(Val::Typed(ty)),
                     _ => None,
                 }
             }
@@ -1009,8 +1014,9 @@ fn case_type<'e>(a: Val<'e>, b: Val<'e>) -> Val<'e> {
 }
 
 /// `INTERVAL '30 days'`, `INTERVAL 7 DAY`, `INTERVAL '-30 day'`: a
-/// literal of at most 100,000 units of one calendar or clock field, so that
-/// adding it to the current time cannot leave the timestamp range.
+/// literal of at most about 500 years in one calendar or clock field, so
+/// that adding it to the current time cannot leave the timestamp range
+/// (MySQL/MariaDB `DATETIME` starts at year 1000).
 fn is_interval(e: &Expr) -> bool {
     let Expr::Interval(i) = e else { return false };
     if i.last_field.is_some() {
@@ -1030,16 +1036,23 @@ fn is_interval(e: &Expr) -> bool {
         None if i.leading_field.is_some() => (text, ""),
         _ => return false,
     };
-    const UNITS: &[&str] = &[
-        "second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks",
-        "month", "months", "year", "years",
-    ];
     let number = number.strip_prefix('-').unwrap_or(number);
-    (unit.is_empty() || UNITS.contains(&unit.to_ascii_lowercase().as_str()))
-        && !number.is_empty()
+    use sqlparser::ast::DateTimeField as F;
+    let unit = unit.to_ascii_lowercase();
+    let unit = unit.trim_end_matches('s');
+    let max: u32 = match (unit, &i.leading_field) {
+        ("year", None) | ("", Some(F::Year)) => 500,
+        ("month", None) | ("", Some(F::Month)) => 6_000,
+        ("week", None) | ("", Some(F::Week(None))) => 26_000,
+        ("day", None) | ("", Some(F::Day)) => 180_000,
+        ("hour", None) | ("minute", None) | ("second", None) => 100_000,
+        ("", Some(F::Hour | F::Minute | F::Second)) => 100_000,
+        _ => return false,
+    };
+    !number.is_empty()
         && number.len() <= 6
         && number.bytes().all(|b| b.is_ascii_digit())
-        && number.parse::<u32>().is_ok_and(|n| n <= 100_000)
+        && number.parse::<u32>().is_ok_and(|n| n <= max)
 }
 
 /// A number literal every dialect reads without error: digits, at most one
@@ -1230,6 +1243,13 @@ mod tests {
         ("ts >= now() - INTERVAL '30 days'", "y-n"),
         ("ts >= NOW() - INTERVAL 30 DAY", "-yn"),
         ("ts >= date_trunc('day', now() + INTERVAL '-7 day')", "y-n"),
+        ("ts >= now() - INTERVAL '100000 years'", "n-n"),
+        ("ts >= now() - INTERVAL '400 years'", "y-n"),
+        ("ts >= NOW() - INTERVAL 100000 MONTH", "-nn"),
+        ("ts >= NOW() - INTERVAL 5000 MONTH", "-yn"),
+        ("EXTRACT(HOUR FROM d) = 0", "nnn"),
+        ("EXTRACT(HOUR FROM ts) = 0", "yyn"),
+        ("u = u", "yny"),
         ("ts >= date_trunc('fortnight', now())", "n-n"),
         ("ts >= now() - INTERVAL '999999 days'", "n-n"),
         ("ts + INTERVAL '1 day' > now()", "n-n"),
@@ -1333,7 +1353,7 @@ mod tests {
         ("EXTRACT(YEAR FROM status) = 2024", "nnn"),
         (
             "date_trunc('month', ts) = TIMESTAMP '2024-03-01 00:00:00'",
-            "y-n",
+            "n-n",
         ),
         ("date_trunc('month', d) = DATE '2024-03-01'", "n-n"),
         ("YEAR(ts) = 2024 AND MONTH(d) = 3", "nyn"),
