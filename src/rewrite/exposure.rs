@@ -644,14 +644,13 @@ impl<'a> Analysis<'a, '_> {
             );
         }
         self.blocks.push(sources);
-        // Subqueries anywhere in this SELECT but its FROM items' bodies.
-        self.subqueries_in(s, &derived);
-        let outs = self.projection(s);
         // A name in a condition may be a select-list alias: MySQL/MariaDB
         // resolve HAVING names to aliases first, SQLite takes an alias in
-        // WHERE when no column has the name. While the conditions are
-        // checked, the aliases stand beside the FROM items, so a name that
-        // could be either gets the worse of the two.
+        // WHERE — and in a subquery anywhere in the SELECT — when no column
+        // has the name. While the subqueries and conditions are analysed,
+        // the aliases stand beside the FROM items, so a name that could be
+        // either gets the worse of the two. (Typed before the subqueries
+        // are: an alias of an expression holding one is unsafe here.)
         let aliases = self.aliases(s);
         let with_aliases = !aliases.cols.is_empty();
         if with_aliases {
@@ -664,6 +663,9 @@ impl<'a> Analysis<'a, '_> {
                 });
             }
         }
+        // Subqueries anywhere in this SELECT but its FROM items' bodies.
+        self.subqueries_in(s, &derived);
+        let outs = self.projection_without_aliases(s, with_aliases);
         if let Some(w) = &s.selection {
             conditions.push((w, Place::Filter, "WHERE"));
         }
@@ -704,6 +706,21 @@ impl<'a> Analysis<'a, '_> {
             if let Some(b) = self.blocks.last_mut() {
                 b.pop();
             }
+        }
+        outs
+    }
+
+    /// The projection's outputs, computed with the alias source (if any)
+    /// set aside, so that `*` does not list it.
+    fn projection_without_aliases(&mut self, s: &Select, with_aliases: bool) -> Outputs<'a> {
+        let parked = if with_aliases {
+            self.blocks.last_mut().and_then(Vec::pop)
+        } else {
+            None
+        };
+        let outs = self.projection(s);
+        if let (Some(src), Some(b)) = (parked, self.blocks.last_mut()) {
+            b.push(src);
         }
         outs
     }
