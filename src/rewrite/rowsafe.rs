@@ -46,7 +46,8 @@
 //!   when it reaches the end of the pattern, that is, per row), and an
 //!   `ESCAPE` that is a one-character string literal. Assumes the column
 //!   has a deterministic collation (the default; PostgreSQL refuses `LIKE`
-//!   under a nondeterministic collation at execution).
+//!   under a nondeterministic collation at execution). Patterns longer than
+//!   10,000 bytes are refused (SQLite fails past 50,000, per evaluation).
 //! - `IS [NOT] NULL` of any safe value; `IS [NOT] TRUE/FALSE/UNKNOWN`,
 //!   `AND`, `OR`, `NOT` of boolean-valued safe expressions. A non-boolean
 //!   value where a boolean is expected (`WHERE text_col`) is unsafe outside
@@ -781,6 +782,11 @@ impl Classifier<'_> {
         let Value::SingleQuotedString(pattern) = &p.value else {
             return false;
         };
+        // SQLite raises "LIKE or GLOB pattern too complex" past 50,000
+        // bytes, each time the pattern is evaluated.
+        if pattern.len() > 10_000 {
+            return false;
+        }
         let escape = match escape {
             None => match self.dialect {
                 // SQLite's LIKE has no escape character unless one is given.
@@ -1361,6 +1367,7 @@ mod tests {
         ("date(ts, 'start of month') = '2024-03-01'", "nny"),
         ("strftime('%Y', ts) = '2024'", "nny"),
         ("TRIM(status) = 'paid'", "yyy"),
+        ("status LIKE '%' || 'x'", "nnn"),
         // CASE of row-safe parts: bucketing as BI tools write it.
         (
             "CASE WHEN total > 100 THEN 'big' ELSE 'small' END = 'big'",
@@ -1469,6 +1476,20 @@ mod tests {
             .map(|c| is_row_safe(c, PG, &columns))
             .collect();
         assert_eq!(safe, [true, false]);
+    }
+
+    #[test]
+    fn long_like_patterns_are_not_row_safe() {
+        for (n, safe) in [(10_000, true), (10_001, false)] {
+            let sql = format!("status LIKE '{}'", "a".repeat(n));
+            for d in [PG, MY, LITE] {
+                assert_eq!(
+                    is_row_safe(&parse(&sql, d), d, &columns),
+                    safe,
+                    "{n} on {d}"
+                );
+            }
+        }
     }
 
     #[test]
