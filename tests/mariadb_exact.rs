@@ -144,20 +144,7 @@ fn text_sandboxes_match_exactly_and_use_the_index() {
         return;
     };
     let name = format!("sqlsandbox_exact_{}", std::process::id());
-    let mut admin = Conn::new(Opts::from_url(&url).expect("URL")).unwrap_or_else(|e| {
-        panic!("SQLSANDBOX_MYSQL_URL={url} is set but MariaDB is not reachable: {e}")
-    });
-    admin
-        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .query_drop(format!(
-            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
-        ))
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').expect("URL ends in /database");
-    let db_url = format!("{base}/{name}");
-    let result = std::panic::catch_unwind(|| {
+    let result = common::with_scratch_mariadb_database(&url, &name, |db_url| {
         let mut c = Conn::new(Opts::from_url(&db_url).unwrap()).unwrap();
         c.query_drop(
             "CREATE TABLE accounts (id INT PRIMARY KEY, plan VARCHAR(32), region VARCHAR(8), \
@@ -208,9 +195,6 @@ fn text_sandboxes_match_exactly_and_use_the_index() {
         }
         format!("{runs} sandboxed queries matched exactly, with the index")
     });
-    admin
-        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
     match result {
         Ok(summary) => common::mark_done("mariadb-exact", &summary),
         Err(e) => std::panic::resume_unwind(e),

@@ -866,20 +866,7 @@ fn mariadb_probes_in_auto_see_nothing() {
         return;
     };
     let name = format!("sqlsandbox_sca_{}", std::process::id());
-    let mut admin = Conn::new(Opts::from_url(&url).expect("URL")).unwrap_or_else(|e| {
-        panic!("SQLSANDBOX_MYSQL_URL={url} is set but MariaDB is not reachable: {e}")
-    });
-    admin
-        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .query_drop(format!(
-            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
-        ))
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').expect("URL ends in /database");
-    let db_url = format!("{base}/{name}");
-    let result = std::panic::catch_unwind(|| {
+    let result = common::with_scratch_mariadb_database(&url, &name, |db_url| {
         let mut c = Conn::new(Opts::from_url(&db_url).unwrap()).unwrap();
         for stmt in schema_sql(&format!("{name}."), SCHEMA) {
             c.query_drop(&stmt).unwrap();
@@ -897,9 +884,6 @@ fn mariadb_probes_in_auto_see_nothing() {
         check(Db::Mariadb, &name, "defaults", &mut Maria(&mut c), &mut s);
         finish(Db::Mariadb, &s)
     });
-    admin
-        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
     match result {
         Ok(summary) => common::mark_done("mariadb-side-channel-auto", &summary),
         Err(e) => std::panic::resume_unwind(e),

@@ -21,7 +21,7 @@ use crate::policy::Table;
 
 /// Aggregate functions (PostgreSQL, MySQL, SQLite and the SQL standard): one
 /// in a question's select list makes it non-row-wise.
-const AGGREGATES: &[&str] = &[
+pub(super) const AGGREGATES: &[&str] = &[
     "any_value",
     "array_agg",
     "avg",
@@ -44,6 +44,7 @@ const AGGREGATES: &[&str] = &[
     "json_objectagg",
     "jsonb_agg",
     "jsonb_object_agg",
+    "listagg",
     "max",
     "min",
     "mode",

@@ -211,6 +211,37 @@ pub fn with_scratch_pg_database<T>(
     result
 }
 
+/// Runs `body` with the URL of a fresh MariaDB database `name` (utf8mb4,
+/// case-insensitive collation), dropped afterwards even when `body`
+/// panics (the panic is returned).
+#[allow(dead_code)]
+pub fn with_scratch_mariadb_database<T>(
+    url: &str,
+    name: &str,
+    body: impl FnOnce(&str) -> T,
+) -> std::thread::Result<T> {
+    use mysql::prelude::Queryable;
+    let mut admin =
+        mysql::Conn::new(mysql::Opts::from_url(url).expect("URL")).unwrap_or_else(|e| {
+            panic!("SQLSANDBOX_MYSQL_URL={url} is set but MariaDB is not reachable: {e}")
+        });
+    admin
+        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .query_drop(format!(
+            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        ))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').expect("URL ends in /database");
+    let db_url = format!("{base}/{name}");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&db_url)));
+    admin
+        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    result
+}
+
 /// The rows `sql` returns, as text (`NULL` for nulls), in the server's order.
 pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
     Ok(c.simple_query(sql)?

@@ -147,52 +147,17 @@ struct Analysis<'a, 'c> {
     out: Exposure,
 }
 
-/// Aggregate functions: computed above the filters of their query block.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "total",
-    "group_concat",
-    "string_agg",
-    "array_agg",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "json_arrayagg",
-    "json_objectagg",
-    "json_group_array",
-    "json_group_object",
-    "bool_and",
-    "bool_or",
-    "every",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "std",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "listagg",
-    "percentile_cont",
-    "percentile_disc",
-    "mode",
-    "any_value",
-];
-
-/// Whether `f` is an aggregate or a window function call.
+/// Whether `f` is an aggregate or a window function call. One-part names
+/// only (PostgreSQL finds `pg_catalog`'s first): a qualified `s.sum` could
+/// be a scalar function run on every row.
 pub(crate) fn is_aggregate_call(f: &sqlparser::ast::Function, dialect: Dialect) -> bool {
     if f.over.is_some() || !f.within_group.is_empty() || f.filter.is_some() {
         return true;
     }
     match f.name.0.as_slice() {
-        [ObjectNamePart::Identifier(n)] => AGGREGATES.contains(&dialect.normalize(n).as_ref()),
+        [ObjectNamePart::Identifier(n)] => {
+            super::source::AGGREGATES.contains(&dialect.normalize(n).as_ref())
+        }
         _ => false,
     }
 }
