@@ -145,7 +145,7 @@ fn text_sandboxes_match_exactly_and_use_the_index() {
     };
     let name = format!("sqlsandbox_exact_{}", std::process::id());
     let result = common::with_scratch_mariadb_database(&url, &name, |db_url| {
-        let mut c = Conn::new(Opts::from_url(&db_url).unwrap()).unwrap();
+        let mut c = Conn::new(Opts::from_url(db_url).unwrap()).unwrap();
         c.query_drop(
             "CREATE TABLE accounts (id INT PRIMARY KEY, plan VARCHAR(32), region VARCHAR(8), \
              KEY ix_plan (plan), KEY ix_region (region)) \

@@ -867,7 +867,7 @@ fn mariadb_probes_in_auto_see_nothing() {
     };
     let name = format!("sqlsandbox_sca_{}", std::process::id());
     let result = common::with_scratch_mariadb_database(&url, &name, |db_url| {
-        let mut c = Conn::new(Opts::from_url(&db_url).unwrap()).unwrap();
+        let mut c = Conn::new(Opts::from_url(db_url).unwrap()).unwrap();
         for stmt in schema_sql(&format!("{name}."), SCHEMA) {
             c.query_drop(&stmt).unwrap();
         }
