@@ -48,6 +48,8 @@
 //!   has a deterministic collation (the default; PostgreSQL refuses `LIKE`
 //!   under a nondeterministic collation at execution). Patterns longer than
 //!   10,000 bytes are refused (SQLite fails past 50,000, per evaluation).
+//! - PostgreSQL `col = ANY (ARRAY[…])` of compatible literals, as an `IN`
+//!   list.
 //! - `IS [NOT] NULL` of any safe value; `IS [NOT] TRUE/FALSE/UNKNOWN`,
 //!   `AND`, `OR`, `NOT` of boolean-valued safe expressions. A non-boolean
 //!   value where a boolean is expected (`WHERE text_col`) is unsafe outside
@@ -611,6 +613,21 @@ impl Classifier<'_> {
                         ColumnType::Integer
                     },
                 ))
+            }
+            // PostgreSQL `col = ANY (ARRAY[1, 2, 3])`: an IN list.
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } if self.dialect == Dialect::Postgres => {
+                let Expr::Array(sqlparser::ast::Array { elem, named: true }) = right.as_ref()
+                else {
+                    return None;
+                };
+                let v = self.value(left)?;
+                (!elem.is_empty() && elem.iter().all(|item| self.compatible_with(v, item)))
+                    .then_some(BOOL)
             }
             Expr::Case {
                 operand,
@@ -1368,6 +1385,9 @@ mod tests {
         ("strftime('%Y', ts) = '2024'", "nny"),
         ("TRIM(status) = 'paid'", "yyy"),
         ("status LIKE '%' || 'x'", "nnn"),
+        ("id = ANY (ARRAY[1, 2, 3])", "y--"),
+        ("id = ANY (ARRAY['1x'])", "n--"),
+        ("id = ANY ('{1,2}')", "n--"),
         // CASE of row-safe parts: bucketing as BI tools write it.
         (
             "CASE WHEN total > 100 THEN 'big' ELSE 'small' END = 'big'",
