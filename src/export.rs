@@ -170,20 +170,20 @@ pub fn export_postgres_with(policy: &Policy, opts: &ExportOptions) -> Result<Str
     let service = service_role(opts);
     let mut groups: Vec<&str> = policy.groups.keys().map(String::as_str).collect();
     groups.retain(|g| *g != ALL_USERS && *g != ADMINISTRATORS);
-    out.push_str("\n-- Roles (cluster-wide; create once).\n");
-    let _ = writeln!(out, "CREATE ROLE {} LOGIN NOINHERIT;", ident(&service)?);
+    out.push_str(
+        "\n-- Roles (cluster-wide): created when missing, their attributes set on every run,\n\
+         -- so that the export can be applied again after the policy changes.\n",
+    );
+    create_role(&mut out, &service, "LOGIN NOINHERIT")?;
     let all = role_name(opts, ALL_USERS);
-    let _ = writeln!(out, "CREATE ROLE {} NOLOGIN;", ident(&all)?);
+    create_role(&mut out, &all, "NOLOGIN")?;
     for g in &groups {
-        let _ = writeln!(
-            out,
-            "CREATE ROLE {} NOLOGIN IN ROLE {};",
-            ident(&role_name(opts, g))?,
-            ident(&all)?
-        );
+        let r = role_name(opts, g);
+        create_role(&mut out, &r, "NOLOGIN")?;
+        let _ = writeln!(out, "GRANT {} TO {};", ident(&all)?, ident(&r)?);
     }
     let admin = role_name(opts, ADMINISTRATORS);
-    let _ = writeln!(out, "CREATE ROLE {} NOLOGIN BYPASSRLS;", ident(&admin)?);
+    create_role(&mut out, &admin, "NOLOGIN BYPASSRLS")?;
     let mut members = vec![all.clone()];
     members.extend(groups.iter().map(|g| role_name(opts, g)));
     members.push(admin.clone());
@@ -268,11 +268,10 @@ fn tenant_roles(
         for g in &groups {
             member_of.push(ident(&role_name(opts, g))?);
         }
-        let _ = writeln!(
-            out,
-            "CREATE ROLE {role} LOGIN IN ROLE {};",
-            member_of.join(", ")
-        );
+        create_role(out, &tenant_role(opts, &value), "LOGIN")?;
+        for m in &member_of {
+            let _ = writeln!(out, "GRANT {m} TO {role};");
+        }
         let _ = writeln!(out, "ALTER ROLE {role} SET {setting} = '{value}';");
     }
     Ok(())
@@ -381,6 +380,11 @@ fn export_database(
                     if rls {
                         let _ = writeln!(
                             out,
+                            "DROP POLICY IF EXISTS {policy_name} ON {};",
+                            qualified(t)?
+                        );
+                        let _ = writeln!(
+                            out,
                             "CREATE POLICY {policy_name} ON {} AS PERMISSIVE FOR SELECT TO {role} USING (true);",
                             qualified(t)?
                         );
@@ -398,6 +402,11 @@ fn export_database(
                             ));
                         }
                         let _ = writeln!(out, "GRANT SELECT ON {} TO {role};", qualified(t)?);
+                        let _ = writeln!(
+                            out,
+                            "DROP POLICY IF EXISTS {policy_name} ON {};",
+                            qualified(t)?
+                        );
                         let _ = writeln!(
                             out,
                             "CREATE POLICY {policy_name} ON {} AS PERMISSIVE FOR SELECT TO {role} USING ({});",
@@ -423,7 +432,7 @@ fn export_database(
         for (role, t, s, _group) in &views {
             let r = ident(role)?;
             if made.insert(role.clone()) {
-                let _ = writeln!(out, "CREATE SCHEMA {r};");
+                let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {r};");
                 let _ = writeln!(out, "GRANT USAGE ON SCHEMA {r} TO {r};");
             }
             let name = if t.key.schema == db.default_schema {
@@ -432,6 +441,7 @@ fn export_database(
                 format!("{}_{}", t.key.schema, t.key.name)
             };
             let body = view_body(policy, opts, s)?;
+            let _ = writeln!(out, "DROP VIEW IF EXISTS {r}.{};", ident(&name)?);
             let _ = writeln!(
                 out,
                 "CREATE VIEW {r}.{} WITH (security_barrier) AS {body};",
@@ -553,6 +563,29 @@ pub fn ident(name: &str) -> Result<String> {
         });
     }
     Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// `CREATE ROLE` when the role is missing, then its attributes: DDL that
+/// can run again. The name is quoted as a literal inside a `DO` block's
+/// dollar-quoted body, which a name holding the delimiter would end.
+fn create_role(out: &mut String, name: &str, attributes: &str) -> Result<()> {
+    const DELIMITER: &str = "$sqlsandbox$";
+    if name.contains(DELIMITER) {
+        return Err(Error::Unsupported {
+            construct: format!(
+                "the role name `{}` (it holds `{DELIMITER}`)",
+                name.escape_debug()
+            ),
+        });
+    }
+    let r = ident(name)?;
+    let literal = format!("'{}'", name.replace('\'', "''"));
+    let _ = writeln!(
+        out,
+        "DO {DELIMITER} BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {literal}) THEN CREATE ROLE {r}; END IF; END {DELIMITER};"
+    );
+    let _ = writeln!(out, "ALTER ROLE {r} WITH {attributes};");
+    Ok(())
 }
 
 fn qualified(t: &Table) -> Result<String> {

@@ -74,6 +74,14 @@ groups:
         ..Default::default()
     };
     assert!(export_postgres_with(&saas, &none).is_err());
+    // Role creation runs in a `DO $sqlsandbox$ … $sqlsandbox$` block (so
+    // that the export can be applied again): a name holding the delimiter
+    // would end the block's body early.
+    let dollar = ExportOptions {
+        role_prefix: "r$sqlsandbox$".into(),
+        ..Default::default()
+    };
+    assert!(export_postgres_with(&saas, &dollar).is_err());
 }
 
 #[test]

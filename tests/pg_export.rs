@@ -94,6 +94,9 @@ fn run(url: &str, name: &str, opts: &ExportOptions) {
     let ddl = export_postgres_with(&policy, opts).unwrap();
     c.batch_execute(&ddl)
         .unwrap_or_else(|e| panic!("the export does not apply: {e}\n{ddl}"));
+    // It applies again (a changed policy is re-applied the same way).
+    c.batch_execute(&ddl)
+        .unwrap_or_else(|e| panic!("the export does not apply a second time: {e}\n{ddl}"));
 
     let (mut same, mut both_refused, mut skipped) = (0, 0, 0);
     for user in policy.user_names() {
