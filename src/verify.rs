@@ -216,16 +216,29 @@ impl Verifier<'_> {
             })
             .clone();
         let fence = fence?;
-        let mut c = q.clone();
-        // The fence, or a top-N moved inside (a LIMIT fences too).
-        let top_n = if c.limit_clause.as_ref() == Some(&fence) && c.order_by.is_none() {
+        // The fence (a custom question may keep its own ORDER BY), or a
+        // top-N moved inside (a LIMIT fences too).
+        if q.limit_clause.as_ref() == Some(&fence) {
+            let mut c = q.clone();
             c.limit_clause = None;
-            None
-        } else {
-            let order_by = c.order_by.take()?;
-            let limit = c.limit_clause.take()?;
-            Some((order_by, limit))
-        };
+            if let Some(found) = self.fenced_form(c, None) {
+                return Some(found);
+            }
+        }
+        let mut c = q.clone();
+        let order_by = c.order_by.take()?;
+        let limit = c.limit_clause.take()?;
+        self.fenced_form(c, Some((order_by, limit)))
+    }
+
+    /// Which built sandbox `c` (a sandbox with its fence or top-N taken
+    /// off) is, with row-safe conditions on its own columns ANDed after its
+    /// filter or not, and whether `top_n` may have moved into it.
+    fn fenced_form(
+        &self,
+        mut c: Query,
+        top_n: Option<(sqlparser::ast::OrderBy, sqlparser::ast::LimitClause)>,
+    ) -> Option<(usize, bool)> {
         let top_n_ok = |table: &Table, dialect: Dialect| match &top_n {
             None => true,
             Some((o, l)) => exposure::is_pushed_top_n(o, l, table, dialect),
