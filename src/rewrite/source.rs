@@ -132,13 +132,63 @@ fn not_row_wise(select: &Select) -> Option<&'static str> {
     if select.qualify.is_some() || !select.named_window.is_empty() || select.top.is_some() {
         return Some("uses named windows, QUALIFY or TOP");
     }
-    /// Finds an aggregate or window function outside subqueries (a scalar
-    /// subquery's aggregates are its own).
-    struct Agg {
-        depth: usize,
-        found: bool,
+    // Any qualifier counts here: a name that might be an aggregate makes
+    // the question not row-wise, which only refuses more.
+    if select
+        .projection
+        .iter()
+        .any(|item| contains_aggregate(item, Dialect::Generic, AggregateNames::AnyQualifier))
+    {
+        return Some("aggregates or uses window functions");
     }
-    impl Visitor for Agg {
+    None
+}
+
+/// Which function names count as aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AggregateNames {
+    /// Unqualified names only (PostgreSQL finds `pg_catalog`'s first): a
+    /// qualified `s.sum` could be a scalar function run on every row. For
+    /// checks where calling something an aggregate makes it safe.
+    OnePart,
+    /// The last part of any name, ASCII case-insensitively. For checks
+    /// where calling something an aggregate only refuses more.
+    AnyQualifier,
+}
+
+/// Whether `f` is an aggregate or a window function call.
+pub(super) fn is_aggregate_call(
+    f: &sqlparser::ast::Function,
+    dialect: Dialect,
+    names: AggregateNames,
+) -> bool {
+    if f.over.is_some() || !f.within_group.is_empty() || f.filter.is_some() {
+        return true;
+    }
+    match (f.name.0.as_slice(), names) {
+        ([ObjectNamePart::Identifier(n)], AggregateNames::OnePart) => {
+            AGGREGATES.contains(&dialect.normalize(n).as_ref())
+        }
+        ([.., last], AggregateNames::AnyQualifier) => last
+            .as_ident()
+            .is_some_and(|i| AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())),
+        _ => false,
+    }
+}
+
+/// Whether `node` calls an aggregate (or window function) outside any
+/// subquery (a scalar subquery's aggregates are its own).
+pub(super) fn contains_aggregate<V: Visit>(
+    node: &V,
+    dialect: Dialect,
+    names: AggregateNames,
+) -> bool {
+    struct Find {
+        dialect: Dialect,
+        names: AggregateNames,
+        depth: usize,
+    }
+    impl Visitor for Find {
         type Break = ();
         fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
             self.depth += 1;
@@ -149,37 +199,22 @@ fn not_row_wise(select: &Select) -> Option<&'static str> {
             ControlFlow::Continue(())
         }
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let (Expr::Function(f), 0) = (e, self.depth) {
-                let name = f
-                    .name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .map(|i| i.value.to_ascii_lowercase())
-                    .unwrap_or_default();
-                if f.over.is_some()
-                    || f.filter.is_some()
-                    || !f.within_group.is_empty()
-                    || AGGREGATES.contains(&name.as_str())
+            match e {
+                Expr::Function(f)
+                    if self.depth == 0 && is_aggregate_call(f, self.dialect, self.names) =>
                 {
-                    self.found = true;
-                    return ControlFlow::Break(());
+                    ControlFlow::Break(())
                 }
+                _ => ControlFlow::Continue(()),
             }
-            ControlFlow::Continue(())
         }
     }
-    for item in &select.projection {
-        let mut agg = Agg {
-            depth: 0,
-            found: false,
-        };
-        let _ = item.visit(&mut agg);
-        if agg.found {
-            return Some("aggregates or uses window functions");
-        }
-    }
-    None
+    node.visit(&mut Find {
+        dialect,
+        names,
+        depth: 0,
+    })
+    .is_break()
 }
 
 /// The one read of `table` in a custom sandbox question, if the question

@@ -147,48 +147,16 @@ struct Analysis<'a, 'c> {
     out: Exposure,
 }
 
-/// Whether `f` is an aggregate or a window function call. One-part names
-/// only (PostgreSQL finds `pg_catalog`'s first): a qualified `s.sum` could
-/// be a scalar function run on every row.
+/// Whether `f` is an aggregate or a window function call (one-part names:
+/// the analysis treats its output as computed after filtering).
 pub(crate) fn is_aggregate_call(f: &sqlparser::ast::Function, dialect: Dialect) -> bool {
-    if f.over.is_some() || !f.within_group.is_empty() || f.filter.is_some() {
-        return true;
-    }
-    match f.name.0.as_slice() {
-        [ObjectNamePart::Identifier(n)] => {
-            super::source::AGGREGATES.contains(&dialect.normalize(n).as_ref())
-        }
-        _ => false,
-    }
+    super::source::is_aggregate_call(f, dialect, super::source::AggregateNames::OnePart)
 }
 
 /// Whether `e` calls an aggregate (or window function) outside any
 /// subquery.
 fn contains_aggregate(e: &Expr, dialect: Dialect) -> bool {
-    struct Find {
-        dialect: Dialect,
-        depth: usize,
-    }
-    impl Visitor for Find {
-        type Break = ();
-        fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            match e {
-                Expr::Function(f) if self.depth == 0 && is_aggregate_call(f, self.dialect) => {
-                    ControlFlow::Break(())
-                }
-                _ => ControlFlow::Continue(()),
-            }
-        }
-    }
-    e.visit(&mut Find { dialect, depth: 0 }).is_break()
+    super::source::contains_aggregate(e, dialect, super::source::AggregateNames::OnePart)
 }
 
 /// A short description of an expression for messages.
