@@ -50,52 +50,142 @@ pub fn decide(
             group: crate::policy::ADMINISTRATORS.to_string(),
         });
     }
-    let mut sandboxes: Vec<Arc<Sandbox>> = Vec::new();
+    // PostgreSQL's model: the permissive grants of all the principal's
+    // groups, combined as the table says (`combine: error` refuses two
+    // different ones, as Metabase does; `union` ORs them), and every
+    // group's restrictive rules ANDed on top.
+    let mut permissive: Vec<Arc<Sandbox>> = Vec::new();
+    let mut restrictive: Vec<Arc<crate::policy::Rule>> = Vec::new();
+    let mut unrestricted: Option<&String> = None;
     for gname in principal.groups() {
         let Some(group) = policy.groups.get(gname) else {
             continue;
         };
         match group_grant(group.data.get(&db.name), table) {
             TableGrant::Unrestricted => {
-                return Ok(Decision::Unrestricted {
-                    group: gname.clone(),
-                })
+                unrestricted.get_or_insert(gname);
             }
             TableGrant::Sandbox(s) => {
-                if !sandboxes.iter().any(|x| x.kind == s.kind) {
-                    sandboxes.push(s);
+                for r in &s.restrictive {
+                    if !restrictive.iter().any(|x| x == r) {
+                        restrictive.push(Arc::clone(r));
+                    }
+                }
+                let grants_rows = !matches!(&s.kind, SandboxKind::Rules(r) if r.is_empty());
+                if grants_rows && !permissive.iter().any(|x| x.kind == s.kind) {
+                    permissive.push(if s.restrictive.is_empty() {
+                        s
+                    } else {
+                        Arc::new(Sandbox {
+                            group: s.group.clone(),
+                            kind: clone_kind(&s.kind),
+                            restrictive: Vec::new(),
+                        })
+                    });
                 }
             }
             TableGrant::NoAccess => {}
         }
     }
-    match sandboxes.as_slice() {
-        [] => Err(Error::AccessDenied {
-            principal: principal.name().to_string(),
-            object: format!("table {}", table.qualified()),
-            reason: format!(
-                "none of the groups [{}] grants access to it in database `{}`",
-                principal.groups().join(", "),
-                db.name
-            ),
-        }),
-        [_] => Ok(Decision::Sandboxed(sandboxes)),
+    let with_restrictive = |kind: SandboxKind, group: String| {
+        Arc::new(Sandbox {
+            group,
+            kind,
+            restrictive: restrictive.clone(),
+        })
+    };
+    if let Some(group) = unrestricted {
+        if restrictive.is_empty() {
+            return Ok(Decision::Unrestricted {
+                group: group.clone(),
+            });
+        }
+        return Ok(Decision::Sandboxed(vec![with_restrictive(
+            SandboxKind::All,
+            group.clone(),
+        )]));
+    }
+    let mut out: Vec<Arc<Sandbox>> = match permissive.as_slice() {
+        [] if table.on_denied == crate::policy::OnDenied::Empty => {
+            return Ok(Decision::Sandboxed(vec![Arc::new(Sandbox {
+                group: String::new(),
+                kind: SandboxKind::Empty,
+                restrictive: Vec::new(),
+            })]))
+        }
+        [] => {
+            return Err(Error::AccessDenied {
+                principal: principal.name().to_string(),
+                object: format!("table {}", table.qualified()),
+                reason: format!(
+                    "none of the groups [{}] grants access to it in database `{}`",
+                    principal.groups().join(", "),
+                    db.name
+                ),
+            })
+        }
+        [_] => permissive,
         [a, b, ..] => {
-            let all_basic = sandboxes
+            let unionable = permissive
                 .iter()
-                .all(|s| matches!(s.kind, SandboxKind::Basic(_)));
-            if table.combine == Combine::Union && all_basic {
-                Ok(Decision::Sandboxed(sandboxes))
+                .all(|s| matches!(s.kind, SandboxKind::Basic(_) | SandboxKind::Rules(_)));
+            if table.combine == Combine::Union && unionable {
+                permissive
             } else {
-                Err(Error::SandboxConflict {
+                return Err(Error::SandboxConflict {
                     table: table.qualified(),
                     group_a: a.group.clone(),
                     sandbox_a: a.kind.describe(),
                     group_b: b.group.clone(),
                     sandbox_b: b.kind.describe(),
-                })
+                });
             }
         }
+    };
+    if !restrictive.is_empty() {
+        if let Some(custom) = out
+            .iter()
+            .find(|s| matches!(s.kind, SandboxKind::Custom { .. }))
+        {
+            let r = restrictive
+                .first()
+                .map(|r| r.group.clone())
+                .unwrap_or_default();
+            return Err(Error::SandboxConflict {
+                table: table.qualified(),
+                group_a: custom.group.clone(),
+                sandbox_a: custom.kind.describe(),
+                group_b: r,
+                sandbox_b: "restrictive rules, which cannot narrow a custom sandbox (its question decides the rows; write the restriction into it)".into(),
+            });
+        }
+        // Restrictive rules ride on the first grant; the rewrite ANDs them
+        // once, on top of all.
+        if let Some(first) = out.first_mut() {
+            *first = Arc::new(Sandbox {
+                group: first.group.clone(),
+                kind: clone_kind(&first.kind),
+                restrictive,
+            });
+        }
+    }
+    Ok(Decision::Sandboxed(out))
+}
+
+/// A copy of a sandbox kind (its rules shared).
+fn clone_kind(k: &SandboxKind) -> SandboxKind {
+    match k {
+        SandboxKind::Basic(f) => SandboxKind::Basic(f.clone()),
+        SandboxKind::Custom {
+            question,
+            parameters,
+        } => SandboxKind::Custom {
+            question: question.clone(),
+            parameters: parameters.clone(),
+        },
+        SandboxKind::Rules(r) => SandboxKind::Rules(r.clone()),
+        SandboxKind::All => SandboxKind::All,
+        SandboxKind::Empty => SandboxKind::Empty,
     }
 }
 

@@ -176,14 +176,16 @@ pub enum Error {
         target: String,
     },
     /// The query names a column that the principal's sandbox hides.
-    #[error("column `{column}` of {table} is not visible to this principal (hidden by sandbox question `{question}`)")]
+    #[error(
+        "column `{column}` of {table} is not visible to this principal (hidden by {hidden_by})"
+    )]
     HiddenColumn {
         /// The column.
         column: String,
         /// The table.
         table: String,
-        /// The sandbox question.
-        question: String,
+        /// What hides it: ``sandbox question `q` `` or the row rules.
+        hidden_by: String,
     },
     /// The statement is not a single read-only query.
     #[error("refused: {0}")]

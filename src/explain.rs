@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::access::{self, group_grant, Decision};
 use crate::bind::{coerce, Target};
 use crate::error::Error;
-use crate::policy::{Policy, SandboxKind, TableGrant, ADMINISTRATORS};
+use crate::policy::{Policy, TableGrant, ADMINISTRATORS};
 use crate::principal::{AttributeValue, Principal};
 
 /// The decision on one table.
@@ -78,35 +78,7 @@ fn explain_table(
             let mut bound = Vec::new();
             let mut problems = Vec::new();
             for sb in &sbs {
-                let needs: Vec<(String, Option<crate::policy::ColumnType>, String)> = match &sb.kind
-                {
-                    SandboxKind::Basic(fs) => fs
-                        .iter()
-                        .map(|f| {
-                            (
-                                f.attribute.clone(),
-                                Some(f.ty),
-                                format!("column {table}.{}", f.column),
-                            )
-                        })
-                        .collect(),
-                    SandboxKind::Custom {
-                        parameters,
-                        question,
-                    } => parameters
-                        .iter()
-                        .map(|pr| {
-                            (
-                                pr.attribute.clone(),
-                                pr.ty,
-                                format!(
-                                    "variable {{{{{}}}}} of question `{question}`",
-                                    pr.variable
-                                ),
-                            )
-                        })
-                        .collect(),
-                };
+                let needs = sb.attributes(&table.to_string());
                 for (attr, ty, what) in needs {
                     match p.attribute(&attr) {
                         None => problems.push(

@@ -362,7 +362,8 @@ fn export_database(
     for (t, acc) in &per_table {
         let rls = acc
             .iter()
-            .any(|a| matches!(&a.grant, TableGrant::Sandbox(s) if matches!(s.kind, SandboxKind::Basic(_))));
+            .any(|a| matches!(&a.grant, TableGrant::Sandbox(s) if matches!(s.kind, SandboxKind::Basic(_) | SandboxKind::Rules(_))))
+            || t.on_denied == crate::policy::OnDenied::Empty;
         if rls {
             let _ = writeln!(
                 out,
@@ -417,6 +418,14 @@ fn export_database(
                     SandboxKind::Custom { .. } => {
                         views.push((a.role.clone(), t, s, a.group));
                     }
+                    SandboxKind::Rules(rules) => {
+                        rule_policies(out, opts, t, &role, a.group, rules, &s.restrictive)?;
+                    }
+                    SandboxKind::All | SandboxKind::Empty => {
+                        return Err(Error::Verification(
+                            "a group grant that only a decision makes".into(),
+                        ))
+                    }
                 },
             }
         }
@@ -452,6 +461,156 @@ fn export_database(
         out.push_str("RESET search_path;\n");
     }
     Ok(())
+}
+
+/// A group's row rules on one table: the table granted (only the rules'
+/// columns when they name some), one permissive policy per permissive rule
+/// and one restrictive policy per restrictive rule. Rules that read other
+/// tables as invoker work as in the rewrite: PostgreSQL applies those
+/// tables' policies to the subquery for the same role.
+fn rule_policies(
+    out: &mut String,
+    opts: &ExportOptions,
+    t: &Table,
+    role: &str,
+    group: &str,
+    rules: &[std::sync::Arc<crate::policy::Rule>],
+    restrictive: &[std::sync::Arc<crate::policy::Rule>],
+) -> Result<()> {
+    let table = qualified(t)?;
+    let column_sets: BTreeSet<Option<&Vec<String>>> =
+        rules.iter().map(|r| r.columns.as_ref()).collect();
+    let grant = match column_sets.into_iter().collect::<Vec<_>>().as_slice() {
+        [] | [None] => format!("GRANT SELECT ON {table} TO {role};"),
+        [Some(cols)] => {
+            let cols = cols.iter().map(|c| ident(c)).collect::<Result<Vec<_>>>()?;
+            format!("GRANT SELECT ({}) ON {table} TO {role};", cols.join(", "))
+        }
+        _ => {
+            return Err(Error::Unsupported {
+                construct: format!(
+                    "row rules of group `{group}` on {} revealing different columns on different rows (PostgreSQL column privileges are per role, not per row)",
+                    t.qualified()
+                ),
+            })
+        }
+    };
+    let _ = writeln!(out, "{grant}");
+    for (i, r) in rules.iter().chain(restrictive).enumerate() {
+        if r.definer && !r.reads.is_empty() {
+            return Err(Error::Unsupported {
+                construct: format!(
+                    "rule `{}` of group `{group}` on {} reads tables `as: definer` (PostgreSQL applies their policies to the subquery)",
+                    r.name,
+                    t.qualified()
+                ),
+            });
+        }
+        let name = ident(&format!("{}{}_{}", opts.role_prefix, group, i + 1))?;
+        let _ = writeln!(out, "DROP POLICY IF EXISTS {name} ON {table};");
+        let _ = writeln!(
+            out,
+            "CREATE POLICY {name} ON {table} AS {} FOR SELECT TO {role} USING ({});",
+            if r.restrictive {
+                "RESTRICTIVE"
+            } else {
+                "PERMISSIVE"
+            },
+            rule_condition(opts, r)?
+        );
+    }
+    Ok(())
+}
+
+/// A rule's condition with each `{{attribute}}` read from its session
+/// setting: `col = ANY (string_to_array(setting, ',')::type[])` where a
+/// list fits (`col = {{a}}`, `col IN ({{a}})`), `(setting)::type` elsewhere.
+fn rule_condition(opts: &ExportOptions, r: &crate::policy::Rule) -> Result<String> {
+    use sqlparser::ast::{BinaryOperator, Expr, Ident, VisitMut, VisitorMut};
+    use std::ops::ControlFlow;
+    struct Subst<'o> {
+        opts: &'o ExportOptions,
+        rule: &'o crate::policy::Rule,
+    }
+    impl Subst<'_> {
+        fn raw(text: String) -> Expr {
+            // Printed as is: the text is made here, from a checked
+            // attribute name and a fixed type name.
+            Expr::Identifier(Ident::new(text))
+        }
+        fn var(&self, e: &Expr) -> Option<Result<(String, &'static str)>> {
+            let v = crate::policy::question::marker(e)?;
+            let p = self.rule.parameters.iter().find(|p| p.variable == v)?;
+            let ty = pg_type(p.ty.unwrap_or(ColumnType::Text));
+            Some(setting(self.opts, &p.attribute).map(|s| (s, ty)))
+        }
+    }
+    impl VisitorMut for Subst<'_> {
+        type Break = Error;
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<Error> {
+            let any = |col: Expr, negated: bool, s: String, ty: &str| {
+                let cond = Expr::BinaryOp {
+                    left: Box::new(col),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(Self::raw(format!(
+                        "ANY (string_to_array({s}, ',')::{ty}[])"
+                    ))),
+                };
+                if negated {
+                    Expr::UnaryOp {
+                        op: sqlparser::ast::UnaryOperator::Not,
+                        expr: Box::new(Expr::Nested(Box::new(cond))),
+                    }
+                } else {
+                    cond
+                }
+            };
+            let replaced = match &*e {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => match self.var(right) {
+                    Some(Ok((s, ty))) => Some(any(left.as_ref().clone(), false, s, ty)),
+                    Some(Err(err)) => return ControlFlow::Break(err),
+                    None => None,
+                },
+                Expr::In {
+                    expr,
+                    target: sqlparser::ast::InTarget::List(list),
+                    negated,
+                    ..
+                } if list.len() == 1 => match list.first().and_then(|x| self.var(x)) {
+                    Some(Ok((s, ty))) => Some(any(expr.as_ref().clone(), *negated, s, ty)),
+                    Some(Err(err)) => return ControlFlow::Break(err),
+                    None => None,
+                },
+                other => match self.var(other) {
+                    Some(Ok((s, ty))) => Some(Self::raw(format!("({s})::{ty}"))),
+                    Some(Err(err)) => return ControlFlow::Break(err),
+                    None => None,
+                },
+            };
+            if let Some(new) = replaced {
+                *e = new;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut expr = r.expr.clone();
+    if let ControlFlow::Break(e) = expr.visit(&mut Subst { opts, rule: r }) {
+        return Err(e);
+    }
+    let text = expr.to_string();
+    if text.contains(VAR_PREFIX) {
+        return Err(Error::Unsupported {
+            construct: format!(
+                "an `{{{{attribute}}}}` of rule `{}` in a place the PostgreSQL export cannot translate",
+                r.name
+            ),
+        });
+    }
+    Ok(text)
 }
 
 /// The saved question of a custom sandbox with every `{{variable}}`

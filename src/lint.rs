@@ -176,17 +176,9 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                 }
                 if let Ok(access::Decision::Sandboxed(sbs)) = access::decide(policy, p, db, t) {
                     for sb in sbs {
-                        let needs: Vec<(&str, Option<crate::policy::ColumnType>)> = match &sb.kind {
-                            SandboxKind::Basic(fs) => fs
-                                .iter()
-                                .map(|f| (f.attribute.as_str(), Some(f.ty)))
-                                .collect(),
-                            SandboxKind::Custom { parameters, .. } => parameters
-                                .iter()
-                                .map(|x| (x.attribute.as_str(), x.ty))
-                                .collect(),
-                        };
-                        for (attr, ty) in needs {
+                        let needs = sb.attributes(&table.to_string());
+                        for (attr, ty, _) in needs {
+                            let attr = attr.as_str();
                             match p.attribute(attr) {
                                 None => l.push("L009", Severity::Warning, &user_path(name), format!(
                                     "{name} lacks attribute `{attr}`, which the sandbox of `{}` on {table} needs: their queries on it will be refused",
@@ -327,18 +319,10 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
         for db in policy.databases.values() {
             for t in db.tables() {
                 if let TableGrant::Sandbox(sb) = group_grant(g.data.get(&db.name), t) {
-                    match &sb.kind {
-                        SandboxKind::Basic(fs) => {
-                            used_attrs.extend(fs.iter().map(|f| f.attribute.clone()))
-                        }
-                        SandboxKind::Custom {
-                            question,
-                            parameters,
-                        } => {
-                            used_questions.insert(question.clone());
-                            used_attrs.extend(parameters.iter().map(|x| x.attribute.clone()));
-                        }
+                    if let SandboxKind::Custom { question, .. } = &sb.kind {
+                        used_questions.insert(question.clone());
                     }
+                    used_attrs.extend(sb.attributes("").into_iter().map(|(a, _, _)| a));
                 }
             }
         }

@@ -109,7 +109,7 @@ impl<'n> Compiler<'_> {
                 return Err(Error::HiddenColumn {
                     column: col.to_string(),
                     table: h.table.clone(),
-                    question: h.question.clone(),
+                    hidden_by: format!("sandbox question `{}`", h.question),
                 });
             }
         }
@@ -245,7 +245,7 @@ impl<'n> Compiler<'_> {
                 return Err(Error::HiddenColumn {
                     column: col_text.to_string(),
                     table: h.table.clone(),
-                    question: h.question.clone(),
+                    hidden_by: format!("sandbox question `{}`", h.question),
                 });
             }
         }

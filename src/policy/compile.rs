@@ -153,9 +153,18 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         ));
     }
 
+    let policy_denied = on_denied(
+        &cx,
+        &["on_denied"],
+        raw.on_denied.as_deref(),
+        OnDenied::Error,
+    )?;
     let mut databases = BTreeMap::new();
     for (name, db) in &raw.databases {
-        databases.insert(name.clone(), compile_database(&cx, name, db)?);
+        databases.insert(
+            name.clone(),
+            compile_database(&cx, name, db, policy_denied)?,
+        );
     }
     // Routing destinations that name a policy database must share the
     // router's schema: a sandbox compiled against one is applied to both.
@@ -321,8 +330,35 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         );
     }
 
+    let mut attribute_types: HashMap<String, AttributeType> = HashMap::new();
+    let declared_names: Option<Vec<String>> = match &raw.attributes {
+        None => None,
+        Some(RawAttributes::Names(names)) => Some(names.clone()),
+        Some(RawAttributes::Typed(map)) => {
+            for (a, t) in map {
+                let path = ["attributes", a.as_str()];
+                let ty = match t {
+                    RawAttrType::Name(n) => AttributeType::parse(n),
+                    RawAttrType::List(items) => match items.as_slice() {
+                        [one] => AttributeType::parse(one)
+                            .filter(|t| !t.list)
+                            .map(|t| AttributeType { list: true, ..t }),
+                        _ => None,
+                    },
+                };
+                let ty = ty.ok_or_else(|| {
+                    cx.err(
+                        &path,
+                        format!("attribute `{a}` has an unknown type (expected integer, decimal, text, boolean, date, timestamp or uuid, or a list of one: `[text]`, `text[]`, `list<text>`)"),
+                    )
+                })?;
+                attribute_types.insert(a.clone(), ty);
+            }
+            Some(map.keys().cloned().collect())
+        }
+    };
     let declared: Option<HashSet<String>> =
-        raw.attributes.as_ref().map(|a| a.iter().cloned().collect());
+        declared_names.as_ref().map(|a| a.iter().cloned().collect());
     let mut groups = BTreeMap::new();
     for builtin in [ALL_USERS, ADMINISTRATORS] {
         groups.insert(
@@ -348,11 +384,13 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             &questions,
             &collections,
             declared.as_ref(),
+            &attribute_types,
         )?;
         groups.insert(name.clone(), group);
     }
 
     type_by_sandboxes(&cx, &mut questions, &groups)?;
+    rule_cycles(&cx, &databases, &groups)?;
 
     let mut users = HashMap::new();
     let raw_users = std::mem::take(&mut raw.users);
@@ -385,6 +423,14 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                     format!("attribute `{k}` of user `{name}` must be a string, a number, a boolean or a list of them"),
                 )
             })?;
+            if let Some(ty) = attribute_types.get(k) {
+                check_attribute_type(&value, *ty, k).map_err(|m| {
+                    cx.err(
+                        &["users", &name, "attributes", k],
+                        format!("user `{name}`: {m}"),
+                    )
+                })?;
+            }
             attributes.insert(k.clone(), value);
         }
         users.insert(
@@ -430,6 +476,10 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             let value = AttributeValue::from_yaml(v).ok_or_else(|| {
                 cx.err(&path, format!("attribute `{a}` of API key `{name}` must be a string, a number, a boolean or a list of them"))
             })?;
+            if let Some(ty) = attribute_types.get(a) {
+                check_attribute_type(&value, *ty, a)
+                    .map_err(|m| cx.err(&path, format!("API key `{name}`: {m}")))?;
+            }
             attributes.insert(a.clone(), value);
         }
         api_keys.push(ApiKey {
@@ -453,7 +503,8 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         groups,
         users,
         api_keys,
-        declared_attributes: raw.attributes.clone(),
+        declared_attributes: declared_names,
+        attribute_types,
         functions,
     })
 }
@@ -672,7 +723,31 @@ fn type_by_sandboxes(
     Ok(())
 }
 
-fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database> {
+/// `on_denied:` as written, or `default`.
+fn on_denied(cx: &Ctx, path: &[&str], raw: Option<&str>, default: OnDenied) -> Result<OnDenied> {
+    match raw {
+        None => Ok(default),
+        Some("error") => Ok(OnDenied::Error),
+        Some("empty") => Ok(OnDenied::Empty),
+        Some(other) => Err(cx.err(
+            path,
+            format!("on_denied must be `error` or `empty`, not `{other}`"),
+        )),
+    }
+}
+
+fn compile_database(
+    cx: &Ctx,
+    name: &str,
+    raw: &RawDatabase,
+    policy_denied: OnDenied,
+) -> Result<Database> {
+    let db_denied = on_denied(
+        cx,
+        &["databases", name, "on_denied"],
+        raw.on_denied.as_deref(),
+        policy_denied,
+    )?;
     let dialect: Dialect = raw.dialect.parse().map_err(|_| {
         cx.err(
             &["databases", name, "dialect"],
@@ -749,6 +824,8 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
         if !t.foreign_keys.is_empty() {
             declared_fks.push((key.clone(), tname, &t.foreign_keys));
         }
+        let mut denied_path = path.to_vec();
+        denied_path.push("on_denied");
         let table = Table {
             key: key.clone(),
             schema,
@@ -756,6 +833,7 @@ fn compile_database(cx: &Ctx, name: &str, raw: &RawDatabase) -> Result<Database>
             columns,
             combine,
             foreign_keys: Vec::new(),
+            on_denied: on_denied(cx, &denied_path, t.on_denied.as_deref(), db_denied)?,
         };
         if tables.insert(key, table).is_some() {
             return Err(cx.err(&path, format!("table `{tname}` is declared twice")));
@@ -931,6 +1009,7 @@ fn sorted(set: &HashSet<String>) -> String {
     v.join(", ")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compile_group(
     cx: &Ctx,
     name: &str,
@@ -939,6 +1018,7 @@ fn compile_group(
     questions: &BTreeMap<String, Arc<Question>>,
     collections: &BTreeMap<String, Collection>,
     declared: Option<&HashSet<String>>,
+    attribute_types: &HashMap<String, AttributeType>,
 ) -> Result<Group> {
     let mut data = HashMap::new();
     for (dbname, access) in &raw.data {
@@ -1016,23 +1096,8 @@ fn compile_group(
                                         }
                                     },
                                     RawTableAccess::Sandboxed(s) => {
-                                        let sb = compile_sandbox(cx, &tpath, name, db, table, &s.sandbox, questions)?;
-                                        if let Some(d) = declared {
-                                            let attrs: Vec<&str> = match &sb.kind {
-                                                SandboxKind::Basic(f) => f.iter().map(|f| f.attribute.as_str()).collect(),
-                                                SandboxKind::Custom { parameters, .. } => {
-                                                    parameters.iter().map(|p| p.attribute.as_str()).collect()
-                                                }
-                                            };
-                                            if let Some(a) = attrs.into_iter().find(|a| !d.contains(*a)) {
-                                                let mut spath = tpath.to_vec();
-                                                spath.push("sandbox");
-                                                return Err(cx.err(
-                                                    &spath,
-                                                    format!("sandbox uses unknown attribute `{a}` (declared attributes: {})", sorted(d)),
-                                                ));
-                                            }
-                                        }
+                                        let env = RuleEnv { db, table, group: name, attribute_types, declared };
+                                        let sb = compile_table_access(cx, &tpath, &env, s, questions)?;
                                         TableGrant::Sandbox(Arc::new(sb))
                                     }
                                 };
@@ -1116,7 +1181,16 @@ fn compile_sandbox(
     spath.push("sandbox");
     let tname = table.qualified();
     let basic_given = raw.column.is_some() || raw.attribute.is_some() || !raw.filters.is_empty();
+    if raw.run_as.is_some() && raw.filter.is_none() {
+        return Err(cx.err(&spath, "`as` belongs to a `filter` rule"));
+    }
     let kind = match (&raw.question, basic_given) {
+        _ if raw.filter.is_some() => {
+            return Err(cx.err(
+                &spath,
+                "a `filter` sandbox is compiled as a rule; this is a bug",
+            ))
+        }
         (Some(_), true) => {
             return Err(cx.err(
                 &spath,
@@ -1257,7 +1331,588 @@ fn compile_sandbox(
     Ok(Sandbox {
         group: group.to_string(),
         kind,
+        restrictive: Vec::new(),
     })
+}
+
+/// What a rule is compiled against.
+struct RuleEnv<'a> {
+    db: &'a Database,
+    table: &'a Table,
+    group: &'a str,
+    attribute_types: &'a HashMap<String, AttributeType>,
+    declared: Option<&'a HashSet<String>>,
+}
+
+/// A group's `{sandbox: …, rules: […]}` on one table.
+fn compile_table_access(
+    cx: &Ctx,
+    tpath: &[&str],
+    env: &RuleEnv,
+    raw: &RawSandboxed,
+    questions: &BTreeMap<String, Arc<Question>>,
+) -> Result<Sandbox> {
+    let mut permissive: Vec<Arc<Rule>> = Vec::new();
+    let mut restrictive: Vec<Arc<Rule>> = Vec::new();
+    let mut sandbox: Option<SandboxKind> = None;
+    if let Some(sb) = &raw.sandbox {
+        let mut spath = tpath.to_vec();
+        spath.push("sandbox");
+        if let Some(filter) = &sb.filter {
+            if sb.column.is_some()
+                || sb.attribute.is_some()
+                || !sb.filters.is_empty()
+                || sb.question.is_some()
+                || !sb.parameters.is_empty()
+            {
+                return Err(cx.err(
+                    &spath,
+                    "a `filter` sandbox takes no `column`, `attribute`, `filters`, `question` or `parameters`",
+                ));
+            }
+            let definer = run_as(cx, &spath, sb.run_as.as_deref())?;
+            permissive.push(Arc::new(compile_rule(
+                cx, &spath, env, filter, false, None, definer, None, 1,
+            )?));
+        } else {
+            let compiled = compile_sandbox(cx, tpath, env.group, env.db, env.table, sb, questions)?;
+            if let Some(d) = env.declared {
+                let attrs: Vec<&str> = match &compiled.kind {
+                    SandboxKind::Basic(f) => f.iter().map(|f| f.attribute.as_str()).collect(),
+                    SandboxKind::Custom { parameters, .. } => {
+                        parameters.iter().map(|p| p.attribute.as_str()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if let Some(a) = attrs.into_iter().find(|a| !d.contains(*a)) {
+                    return Err(cx.err(
+                        &spath,
+                        format!(
+                            "sandbox uses unknown attribute `{a}` (declared attributes: {})",
+                            sorted(d)
+                        ),
+                    ));
+                }
+            }
+            sandbox = Some(compiled.kind);
+        }
+    }
+    for (i, r) in raw.rules.iter().enumerate() {
+        let idx = i.to_string();
+        let mut rpath = tpath.to_vec();
+        rpath.push("rules");
+        rpath.push(&idx);
+        let definer = run_as(cx, &rpath, r.run_as.as_deref())?;
+        if r.restrictive && r.columns.is_some() {
+            return Err(cx.err(
+                &rpath,
+                "a restrictive rule narrows rows only; `columns` belong to permissive rules",
+            ));
+        }
+        let rule = Arc::new(compile_rule(
+            cx,
+            &rpath,
+            env,
+            &r.filter,
+            r.restrictive,
+            r.columns.as_deref(),
+            definer,
+            r.name.as_deref(),
+            i + 1,
+        )?);
+        if r.restrictive {
+            restrictive.push(rule);
+        } else {
+            permissive.push(rule);
+        }
+    }
+    let tname = env.table.qualified();
+    let kind = match sandbox {
+        Some(kind) if !permissive.is_empty() => {
+            return Err(cx.err(
+                tpath,
+                format!("table `{tname}`: a {} and permissive rules cannot both be given; write the sandbox as a rule", kind.describe()),
+            ))
+        }
+        Some(kind @ SandboxKind::Custom { .. }) if !restrictive.is_empty() => {
+            return Err(cx.err(
+                tpath,
+                format!("table `{tname}`: restrictive rules cannot narrow a {} (its question decides the rows; write the restriction into it)", kind.describe()),
+            ))
+        }
+        Some(kind) => kind,
+        None if permissive.is_empty() && restrictive.is_empty() => {
+            return Err(cx.err(tpath, "a table grant needs `sandbox` or `rules`"))
+        }
+        None => SandboxKind::Rules(permissive),
+    };
+    Ok(Sandbox {
+        group: env.group.to_string(),
+        kind,
+        restrictive,
+    })
+}
+
+/// `as: invoker | definer`; `true` for definer.
+fn run_as(cx: &Ctx, path: &[&str], raw: Option<&str>) -> Result<bool> {
+    match raw {
+        None | Some("invoker") => Ok(false),
+        Some("definer") => Ok(true),
+        Some(other) => Err(cx.err(
+            path,
+            format!("`as` must be `invoker` (tables the rule reads are sandboxed for the same principal) or `definer` (read unrestricted), not `{other}`"),
+        )),
+    }
+}
+
+/// Parses and checks one row rule: a boolean expression over `env.table`'s
+/// declared columns, with `{{attribute}}` parameters typed by the declared
+/// attribute types or by the columns they are compared with, functions
+/// from the allow-list, and subqueries over declared tables only.
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(
+    cx: &Ctx,
+    path: &[&str],
+    env: &RuleEnv,
+    filter: &str,
+    restrictive: bool,
+    columns: Option<&[String]>,
+    definer: bool,
+    name: Option<&str>,
+    number: usize,
+) -> Result<Rule> {
+    use sqlparser::ast::{
+        visit_expressions, visit_relations, Expr, ObjectNamePart, SetExpr, TableFactor,
+        TableWithJoins, Visit, Visitor,
+    };
+    use std::ops::ControlFlow;
+
+    let db = env.db;
+    let table = env.table;
+    let tname = table.qualified();
+    let fail = |m: String| cx.err(path, format!("rule on `{tname}`: {m}"));
+    let (text, variables) = question::substitute_variables(filter).map_err(fail)?;
+    let expr = {
+        let mut p = sqlparser::parser::Parser::new(db.dialect.parser())
+            .try_with_sql(&text)
+            .map_err(|e| fail(format!("does not parse: {e}")))?;
+        let e = p
+            .parse_expr()
+            .map_err(|e| fail(format!("does not parse: {e}")))?;
+        if p.peek_token().token != sqlparser::tokenizer::Token::EOF {
+            return Err(fail(format!(
+                "does not parse: unexpected `{}` after the condition",
+                p.peek_token().token
+            )));
+        }
+        e
+    };
+    // `SELECT * FROM schema.table WHERE <filter>`: the shape it is applied
+    // in, and what the question helpers type and qualify.
+    let mut query = question::parse("SELECT * FROM t WHERE 1 = 1", db.dialect)
+        .map_err(|m| Error::Verification(format!("rule template: {m}")))?;
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        select.selection = Some(expr);
+        select.from = vec![TableWithJoins {
+            relation: TableFactor::Table {
+                name: sqlparser::ast::ObjectName(vec![
+                    ObjectNamePart::Identifier(db.dialect.ident(&table.schema)),
+                    ObjectNamePart::Identifier(db.dialect.ident(&table.name)),
+                ]),
+                alias: None,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_directives: vec![],
+                inheritance: None,
+            },
+            joins: vec![],
+        }];
+    }
+    question::qualify_tables(&mut query, db).map_err(fail)?;
+    let found = question::markers_in(&query);
+    if let Some(v) = variables.iter().find(|v| !found.contains(v)) {
+        return Err(fail(format!(
+            "`{{{{{v}}}}}` is not in an expression position (inside a string?)"
+        )));
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(Error::Verification("rule template is not a SELECT".into()));
+    };
+    let Some(expr) = select.selection.clone() else {
+        return Err(Error::Verification("rule template lost its filter".into()));
+    };
+
+    // Functions: the dialect's allow-list and the policy's `functions:`
+    // are applied at rewrite (the verifier checks the sandbox as built);
+    // always-denied ones are refused here.
+    let mut bad_fn: Option<String> = None;
+    let _ = visit_expressions(&query, |e| {
+        if let Expr::Function(f) = e {
+            let n = f.name.to_string().to_ascii_lowercase();
+            let last = n
+                .rsplit('.')
+                .next()
+                .unwrap_or(&n)
+                .trim_matches('"')
+                .to_string();
+            if let Some(why) = crate::functions::denied_reason(&last) {
+                bad_fn = Some(format!("calls `{n}`, which is never allowed ({why})"));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(m) = bad_fn {
+        return Err(fail(m));
+    }
+
+    // Column names outside subqueries: the table's declared columns.
+    struct Cols<'t> {
+        table: &'t Table,
+        dialect: crate::dialect::Dialect,
+        depth: usize,
+        bad: Option<String>,
+    }
+    impl Visitor for Cols<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &sqlparser::ast::Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _q: &sqlparser::ast::Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if self.depth > 0 {
+                return ControlFlow::Continue(());
+            }
+            let col = match e {
+                Expr::Identifier(i) if question::marker(e).is_none() => Some(i),
+                Expr::CompoundIdentifier(parts) => {
+                    let (last, prefix) = match parts.split_last() {
+                        Some(x) => x,
+                        None => return ControlFlow::Continue(()),
+                    };
+                    let names: Vec<String> = prefix
+                        .iter()
+                        .map(|p| self.dialect.normalize(p).into_owned())
+                        .collect();
+                    let ok = match names.as_slice() {
+                        [t] => *t == self.table.key.name,
+                        [s, t] => *s == self.table.key.schema && *t == self.table.key.name,
+                        _ => false,
+                    };
+                    if !ok {
+                        self.bad = Some(format!(
+                            "`{e}` names something other than the table's columns (outside a subquery, a rule reads its own table only)"
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                    Some(last)
+                }
+                _ => None,
+            };
+            if let Some(c) = col {
+                if self.table.column(&self.dialect.normalize(c)).is_none() {
+                    self.bad = Some(format!("`{c}` is not a declared column of the table"));
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut cols = Cols {
+        table,
+        dialect: db.dialect,
+        depth: 0,
+        bad: None,
+    };
+    let _ = expr.visit(&mut cols);
+    if let Some(m) = cols.bad {
+        return Err(fail(m));
+    }
+
+    // Tables read by subqueries: declared ones, read plainly.
+    let mut reads: Vec<TableKey> = Vec::new();
+    let mut bad_read: Option<String> = None;
+    let _ = visit_relations(&expr, |name| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| db.dialect.normalize(i).into_owned())
+            .collect();
+        if let [schema, t] = parts.as_slice() {
+            match db.lookup(schema, t) {
+                Some(found) => {
+                    if !reads.contains(&found.key) {
+                        reads.push(found.key.clone());
+                    }
+                }
+                None => {
+                    bad_read = Some(format!("reads `{name}`, which the policy does not declare"));
+                    return ControlFlow::Break(());
+                }
+            }
+        } else if parts.len() != 1 {
+            bad_read = Some(format!(
+                "reads `{name}` (a rule reads tables of its own database)"
+            ));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(m) = bad_read {
+        return Err(fail(m));
+    }
+    let mut odd_from: Option<String> = None;
+    struct From<'o>(&'o mut Option<String>);
+    impl Visitor for From<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+            match f {
+                TableFactor::Table { args: None, .. }
+                | TableFactor::Derived { .. }
+                | TableFactor::NestedJoin { .. } => ControlFlow::Continue(()),
+                other => {
+                    *self.0 = Some(format!(
+                        "reads `{other}` (rules read tables, not table functions)"
+                    ));
+                    ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let _ = expr.visit(&mut From(&mut odd_from));
+    if let Some(m) = odd_from {
+        return Err(fail(m));
+    }
+
+    // Parameters: declared attributes, typed.
+    let uses = question::variable_uses(&query, db);
+    let mut parameters = Vec::new();
+    for v in &variables {
+        if let Some(d) = env.declared {
+            if !d.contains(v) {
+                return Err(fail(format!(
+                    "`{{{{{v}}}}}` is not a declared attribute (declared attributes: {})",
+                    sorted(d)
+                )));
+            }
+        }
+        let u = uses.get(v);
+        let declared_ty = env.attribute_types.get(v).copied();
+        if let Some(u) = u {
+            if u.predicate > 0
+                && declared_ty
+                    != Some(AttributeType {
+                        ty: ColumnType::Boolean,
+                        list: false,
+                    })
+            {
+                return Err(fail(format!(
+                    "`{{{{{v}}}}}` stands alone as a condition; only an attribute declared `boolean` may (`attributes: {{{v}: boolean}}`)"
+                )));
+            }
+        }
+        let ty = match declared_ty {
+            Some(d) => {
+                if let Some(other) = u.and_then(|u| u.compared.iter().find(|t| !t.compatible(d.ty)))
+                {
+                    return Err(fail(format!(
+                        "attribute `{v}` is declared {d}, but the rule compares it with a column that is {other}"
+                    )));
+                }
+                if d.list && u.is_some_and(|u| u.untyped > 0 || u.predicate > 0) {
+                    return Err(fail(format!(
+                        "attribute `{v}` is a list: use it as `column IN ({{{{{v}}}}})` or `column = {{{{{v}}}}}`"
+                    )));
+                }
+                Some(d.ty)
+            }
+            None => {
+                let compared = u.map(|u| u.compared.as_slice()).unwrap_or_default();
+                if let Some(first) = compared.first() {
+                    if let Some(other) = compared.iter().find(|t| !t.compatible(*first)) {
+                        return Err(fail(format!(
+                            "`{{{{{v}}}}}` is compared with columns of different types ({first} and {other}); declare the attribute's type (`attributes: {{{v}: …}}`)"
+                        )));
+                    }
+                }
+                if u.is_some_and(|u| u.untyped > 0) {
+                    return Err(fail(format!(
+                        "{}; declare the attribute's type (`attributes: {{{v}: …}}`)",
+                        untyped_use(v)
+                    )));
+                }
+                compared.first().copied()
+            }
+        };
+        parameters.push(Parameter {
+            variable: v.clone(),
+            attribute: v.clone(),
+            ty,
+        });
+    }
+
+    let columns = match columns {
+        None => None,
+        Some(list) => {
+            let mut keys = Vec::new();
+            for c in list {
+                let key = db.dialect.normalize_policy_name(c);
+                if table.column(&key).is_none() {
+                    return Err(fail(format!(
+                        "`columns` names `{c}`, which is not a declared column"
+                    )));
+                }
+                if keys.contains(&key) {
+                    return Err(fail(format!("`columns` names `{c}` twice")));
+                }
+                keys.push(key);
+            }
+            if keys.is_empty() {
+                return Err(fail(
+                    "`columns` is empty (a rule shows at least one column)".into(),
+                ));
+            }
+            // Table order, so that the sandbox's column list is stable.
+            Some(
+                table
+                    .columns
+                    .iter()
+                    .filter(|c| keys.contains(&c.key))
+                    .map(|c| c.key.clone())
+                    .collect(),
+            )
+        }
+    };
+    Ok(Rule {
+        group: env.group.to_string(),
+        table: table.key.clone(),
+        name: name.map_or_else(|| format!("rule {number}"), str::to_string),
+        filter: filter.to_string(),
+        expr,
+        restrictive,
+        definer,
+        columns,
+        parameters,
+        reads,
+    })
+}
+
+/// Refuses a rule on one table that reads (as invoker, through their
+/// sandboxes) a table whose rules read the first: the sandboxes would
+/// nest forever.
+fn rule_cycles(
+    cx: &Ctx,
+    databases: &BTreeMap<String, Database>,
+    groups: &BTreeMap<String, Group>,
+) -> Result<()> {
+    let mut edges: BTreeMap<(String, String), std::collections::BTreeSet<(String, String)>> =
+        BTreeMap::new();
+    let key = |db: &str, t: &TableKey| (db.to_string(), format!("{}.{}", t.schema, t.name));
+    for g in groups.values() {
+        for (dbname, grant) in &g.data {
+            let DbGrant::Schemas(schemas) = grant else {
+                continue;
+            };
+            if !databases.contains_key(dbname) {
+                continue;
+            }
+            for sg in schemas.values() {
+                let SchemaGrant::Tables(tables) = sg else {
+                    continue;
+                };
+                for tg in tables.values() {
+                    let TableGrant::Sandbox(sb) = tg else {
+                        continue;
+                    };
+                    let rules = match &sb.kind {
+                        SandboxKind::Rules(r) => r.iter().chain(sb.restrictive.iter()),
+                        _ => [].iter().chain(sb.restrictive.iter()),
+                    };
+                    for r in rules.filter(|r| !r.definer) {
+                        let from = key(dbname, &r.table);
+                        for to in &r.reads {
+                            edges
+                                .entry(from.clone())
+                                .or_default()
+                                .insert(key(dbname, to));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Depth-first search for a cycle.
+    fn visit(
+        node: &(String, String),
+        edges: &BTreeMap<(String, String), std::collections::BTreeSet<(String, String)>>,
+        path: &mut Vec<(String, String)>,
+        done: &mut HashSet<(String, String)>,
+    ) -> Option<Vec<(String, String)>> {
+        if let Some(i) = path.iter().position(|p| p == node) {
+            let mut cycle = path.get(i..).map(<[_]>::to_vec).unwrap_or_default();
+            cycle.push(node.clone());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.clone());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.clone());
+        None
+    }
+    let mut done = HashSet::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, &edges, &mut Vec::new(), &mut done) {
+            let db = cycle.first().map(|c| c.0.clone()).unwrap_or_default();
+            let names: Vec<String> = cycle.into_iter().map(|c| c.1).collect();
+            return Err(cx.err(
+                &["databases", db.as_str()],
+                format!(
+                    "row rules read each other's tables in a cycle ({}): each read is sandboxed by the other's rule, forever; read one of them `as: definer`",
+                    names.join(" → ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `value` fits a declared attribute type.
+fn check_attribute_type(
+    value: &AttributeValue,
+    ty: AttributeType,
+    attribute: &str,
+) -> std::result::Result<(), String> {
+    if let (AttributeValue::Many(_), false) = (value, ty.list) {
+        return Err(format!(
+            "attribute `{attribute}` is declared {ty}, not a list"
+        ));
+    }
+    let what = || format!("attribute `{attribute}`");
+    let target = crate::bind::Target {
+        attribute,
+        what: &what,
+    };
+    for v in value.values() {
+        crate::bind::coerce(v, Some(ty.ty), &target).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

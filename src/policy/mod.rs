@@ -48,6 +48,8 @@ pub struct Policy {
     pub(crate) users: HashMap<String, UserDef>,
     pub(crate) api_keys: Vec<ApiKey>,
     pub(crate) declared_attributes: Option<Vec<String>>,
+    /// Declared attribute types (`attributes: {tenant: integer}`).
+    pub(crate) attribute_types: HashMap<String, AttributeType>,
     pub(crate) functions: FunctionPolicy,
 }
 
@@ -283,6 +285,54 @@ pub struct Table {
     pub combine: Combine,
     /// Declared foreign keys (query-builder implicit joins follow them).
     pub foreign_keys: Vec<ForeignKey>,
+    /// What a principal no group grants the table gets.
+    pub on_denied: OnDenied,
+}
+
+/// What reading a table that none of the principal's groups grants does
+/// (`on_denied:` on the table, its database or the policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDenied {
+    /// Refused with an access error (the default).
+    Error,
+    /// Read as a table without rows (Superset's base filter `1 = 0`).
+    Empty,
+}
+
+/// A user attribute's declared type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeType {
+    /// The type of its value(s).
+    pub ty: ColumnType,
+    /// Whether it holds a list of values.
+    pub list: bool,
+}
+
+impl AttributeType {
+    pub(crate) fn parse(s: &str) -> Option<AttributeType> {
+        let s = s.trim();
+        let lower = s.to_ascii_lowercase();
+        let inner = lower.strip_suffix("[]").or_else(|| {
+            lower
+                .strip_prefix("list<")
+                .and_then(|r| r.strip_suffix('>'))
+        });
+        match inner {
+            Some(i) => ColumnType::parse(i.trim()).map(|ty| AttributeType { ty, list: true }),
+            None => ColumnType::parse(&lower).map(|ty| AttributeType { ty, list: false }),
+        }
+    }
+}
+
+impl fmt::Display for AttributeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.list {
+            write!(f, "list of {}", self.ty)
+        } else {
+            write!(f, "{}", self.ty)
+        }
+    }
 }
 
 /// A declared foreign key: `column` of a table references `target_column`
@@ -512,9 +562,39 @@ pub struct Sandbox {
     pub group: String,
     /// What it does.
     pub kind: SandboxKind,
+    /// The group's restrictive rules on the table: ANDed on top of every
+    /// permissive grant the principal has on it, from any group.
+    pub restrictive: Vec<Arc<Rule>>,
 }
 
-/// The two kinds of sandbox.
+/// A row rule (`rules:` or `sandbox: {filter: …}`).
+#[derive(Debug, PartialEq)]
+pub struct Rule {
+    /// The group that has it.
+    pub group: String,
+    /// The table it is on.
+    pub table: TableKey,
+    /// Its name (`name:`, else `rule <n>` in the group's list).
+    pub name: String,
+    /// The condition as written.
+    pub filter: String,
+    /// The condition, parsed: `{{attribute}}` as markers (see
+    /// [`VAR_PREFIX`]), table names qualified.
+    pub(crate) expr: sqlparser::ast::Expr,
+    /// ANDed on top of the permissive rules.
+    pub restrictive: bool,
+    /// Tables the filter reads are read unrestricted (`as: definer`)
+    /// rather than through their sandboxes for the same principal.
+    pub definer: bool,
+    /// The columns it reveals (normalised names, table order); `None`: all.
+    pub columns: Option<Vec<String>>,
+    /// Its `{{attribute}}` parameters, with the types they bind as.
+    pub parameters: Vec<Parameter>,
+    /// Declared tables the filter reads (normalised).
+    pub reads: Vec<TableKey>,
+}
+
+/// The kinds of sandbox.
 #[derive(Debug, PartialEq)]
 pub enum SandboxKind {
     /// `column = attribute` pairs, ANDed.
@@ -526,6 +606,15 @@ pub enum SandboxKind {
         /// Variable bindings.
         parameters: Vec<Parameter>,
     },
+    /// Permissive row rules of one group, ORed (none: the group grants
+    /// no rows of its own, only restrictive rules).
+    Rules(Vec<Arc<Rule>>),
+    /// Every row: another group's unrestricted grant, when restrictive
+    /// rules apply on top (only in a [`crate::access::Decision`]).
+    All,
+    /// No row: no group grants the table and it is `on_denied: empty`
+    /// (only in a [`crate::access::Decision`]).
+    Empty,
 }
 
 impl SandboxKind {
@@ -542,7 +631,81 @@ impl SandboxKind {
             SandboxKind::Custom { question, .. } => {
                 format!("custom sandbox (question `{question}`)")
             }
+            SandboxKind::Rules(rules) if rules.is_empty() => "no permissive rule".to_string(),
+            SandboxKind::Rules(rules) => {
+                let parts: Vec<String> = rules.iter().map(|r| r.describe()).collect();
+                format!("rules ({})", parts.join(" OR "))
+            }
+            SandboxKind::All => "every row".to_string(),
+            SandboxKind::Empty => "no rows (on_denied: empty)".to_string(),
         }
+    }
+}
+
+impl Sandbox {
+    /// The attributes it binds: (attribute, type it binds as, where),
+    /// restrictive rules included.
+    pub fn attributes(&self, table: &str) -> Vec<(String, Option<ColumnType>, String)> {
+        let mut out = Vec::new();
+        let rule = |r: &Rule, out: &mut Vec<(String, Option<ColumnType>, String)>| {
+            for p in &r.parameters {
+                out.push((
+                    p.attribute.clone(),
+                    p.ty,
+                    format!(
+                        "{{{{{}}}}} of {} (group `{}`) on {table}",
+                        p.variable, r.name, r.group
+                    ),
+                ));
+            }
+        };
+        match &self.kind {
+            SandboxKind::Basic(fs) => {
+                for f in fs {
+                    out.push((
+                        f.attribute.clone(),
+                        Some(f.ty),
+                        format!("column {table}.{}", f.column),
+                    ));
+                }
+            }
+            SandboxKind::Custom {
+                parameters,
+                question,
+            } => {
+                for p in parameters {
+                    out.push((
+                        p.attribute.clone(),
+                        p.ty,
+                        format!("variable {{{{{}}}}} of question `{question}`", p.variable),
+                    ));
+                }
+            }
+            SandboxKind::Rules(rules) => {
+                for r in rules {
+                    rule(r, &mut out);
+                }
+            }
+            SandboxKind::All | SandboxKind::Empty => {}
+        }
+        for r in &self.restrictive {
+            rule(r, &mut out);
+        }
+        out
+    }
+}
+
+impl Rule {
+    /// `name: filter [columns …]`, for conflicts and explanations.
+    pub fn describe(&self) -> String {
+        let mut out = format!("{}: {}", self.name, self.filter.trim());
+        if let Some(cols) = &self.columns {
+            out.push_str(&format!(" [columns {}]", cols.join(", ")));
+        }
+        if self.definer {
+            out.push_str(" [as definer]");
+        }
+        out
     }
 }
 

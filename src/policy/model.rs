@@ -84,12 +84,38 @@ pub struct RawPolicy {
     #[serde(default)]
     pub functions: Option<RawFunctions>,
     /// Optional declaration of the user attributes the policy uses; when
-    /// present, sandboxes and users may only name these.
+    /// present, sandboxes and users may only name these. A list of names,
+    /// or a map of names to types (`{tenant: integer, regions: [text]}`).
     #[serde(default)]
-    pub attributes: Option<Vec<String>>,
+    pub attributes: Option<RawAttributes>,
+    /// What reading a table no group grants does: `error` (default) or
+    /// `empty` (the table reads as having no rows).
+    #[serde(default)]
+    pub on_denied: Option<String>,
     /// API keys, each scoped to one group.
     #[serde(default)]
     pub api_keys: UMap<RawApiKey>,
+}
+
+/// `attributes:` as written: names, or names with types.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAttributes {
+    /// `[tenant, region]`: declared, untyped.
+    Names(Vec<String>),
+    /// `{tenant: integer, regions: [text]}` (or `text[]`, `list<text>`).
+    Typed(UMap<RawAttrType>),
+}
+
+/// One attribute's declared type: `integer`, `text[]`, `list<text>` or
+/// `[text]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAttrType {
+    /// `integer`, `text[]`, `list<text>`.
+    Name(String),
+    /// `[text]`: a list of that type.
+    List(Vec<String>),
 }
 
 /// An API key: the SHA-256 of the secret, the one group it acts as, and
@@ -158,6 +184,10 @@ pub struct RawDatabase {
     /// attribute among the declared users (per-tenant roles).
     #[serde(default)]
     pub tenant_roles: Option<String>,
+    /// `error` or `empty` for tables of this database no group grants
+    /// (overrides the policy's).
+    #[serde(default)]
+    pub on_denied: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +223,10 @@ pub struct RawTable {
     /// `schema.table.column`), used by query-builder implicit joins.
     #[serde(default)]
     pub foreign_keys: UMap<String>,
+    /// `error` or `empty` when no group grants this table (overrides the
+    /// database's and the policy's).
+    #[serde(default)]
+    pub on_denied: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,10 +288,38 @@ pub enum RawTableAccess {
     Sandboxed(RawSandboxed),
 }
 
+/// `{sandbox: …}`, `{rules: […]}`, or both (a sandbox with restrictive
+/// rules on top).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSandboxed {
-    pub sandbox: RawSandbox,
+    #[serde(default)]
+    pub sandbox: Option<RawSandbox>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// A row rule: a boolean SQL expression over the table's columns with
+/// `{{attribute}}` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// The condition.
+    pub filter: String,
+    /// ANDed on top of the permissive rules (PostgreSQL's `AS RESTRICTIVE`).
+    #[serde(default)]
+    pub restrictive: bool,
+    /// The columns this rule reveals (default: all); under `combine: union`
+    /// a column only some rules reveal is shown on their rows only.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// `invoker` (default: tables the filter reads are sandboxed for the
+    /// same principal) or `definer` (read unrestricted).
+    #[serde(default, rename = "as")]
+    pub run_as: Option<String>,
+    /// A name for explanations.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A basic sandbox (`column` + `attribute`, or `filters`) or a custom one
@@ -275,6 +337,12 @@ pub struct RawSandbox {
     pub question: Option<String>,
     #[serde(default)]
     pub parameters: UMap<RawParameter>,
+    /// A row rule (sugar for `rules: [{filter: …}]`).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// With `filter`: `invoker` (default) or `definer`.
+    #[serde(default, rename = "as")]
+    pub run_as: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

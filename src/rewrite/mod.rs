@@ -34,7 +34,7 @@ use crate::bind::Binder;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::functions;
-use crate::policy::{Column, ColumnType, Database, FenceMode, Policy, Table, TableKey};
+use crate::policy::{Column, Database, FenceMode, Policy, Table, TableKey};
 use crate::principal::Principal;
 use crate::scope::{table_name, Binding, Ctes};
 
@@ -43,12 +43,12 @@ pub(crate) use sandbox::{and_conditions, fence_clause};
 pub(crate) use system::is_system_word;
 
 /// The columns a FROM item is known to have, borrowed from the policy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Columns<'a> {
     /// A declared table's columns.
     Table(&'a [Column]),
-    /// A custom sandbox question's output columns.
-    Question(&'a [(String, Option<ColumnType>)]),
+    /// A custom sandbox question's output columns (or row rules').
+    Question(sandbox::Cols<'a>),
 }
 
 impl Columns<'_> {
@@ -61,11 +61,11 @@ impl Columns<'_> {
 }
 
 /// The columns a custom sandbox hides: its table's, less its question's.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Hidden<'a> {
     table: &'a Table,
     question: &'a str,
-    visible: &'a [(String, Option<ColumnType>)],
+    visible: sandbox::Cols<'a>,
 }
 
 impl Hidden<'_> {
@@ -77,7 +77,11 @@ impl Hidden<'_> {
         Error::HiddenColumn {
             column: col.to_string(),
             table: self.table.qualified(),
-            question: self.question.to_string(),
+            hidden_by: if self.question == sandbox::RULES {
+                "the row rules' `columns`".to_string()
+            } else {
+                format!("sandbox question `{}`", self.question)
+            },
         }
     }
 }
@@ -136,6 +140,9 @@ pub(crate) struct Rewriter<'a> {
     decisions: Vec<(*const Table, Rc<Decision>)>,
     /// The CTEs in scope at the current point of the walk.
     scope: Ctes,
+    /// How many row rules' subqueries enclose the current point (rules
+    /// that read tables through their sandboxes nest).
+    rule_depth: usize,
     /// Subqueries set aside during visits, shared by all the walks of this
     /// rewrite so that its placeholders are made once (a `Query` and its
     /// boxed body are kilobytes each in sqlparser's AST).
@@ -164,6 +171,7 @@ impl<'a> Rewriter<'a> {
             origins: Vec::new(),
             decisions: Vec::new(),
             scope: Ctes::new(),
+            rule_depth: 0,
             parking: Parking::default(),
         }
     }
@@ -201,7 +209,7 @@ impl<'a> Rewriter<'a> {
                         {
                             // The same sandbox carrying `tableoid`.
                             let mut carried = sq.clone();
-                            let question = visible.map(|(q, _)| q);
+                            let question = visible.as_ref().map(|(q, _)| *q);
                             let basic = question.is_none();
                             if system::carry_tableoid(&mut carried, table, question, db.dialect)
                                 .is_ok()
@@ -580,15 +588,15 @@ impl<'a> Rewriter<'a> {
                             inheritance.take(),
                             &new_alias.name,
                         )?;
-                        self.alias_columns(table, visible, &new_alias)?;
+                        self.alias_columns(table, &visible, &new_alias)?;
                         self.generated.insert(subquery.as_ref() as *const Query);
                         self.record(&subquery, table, visible.is_none());
                         self.origins.push((
                             subquery.as_ref() as *const Query,
                             table,
-                            visible.map(|(q, _)| q),
+                            visible.as_ref().map(|(q, _)| *q),
                         ));
-                        let hidden = visible.and_then(|(question, cols)| {
+                        let hidden = visible.clone().and_then(|(question, cols)| {
                             table
                                 .columns
                                 .iter()
@@ -984,7 +992,8 @@ impl NameFix<'_, '_> {
             if let Some(hidden) = &s.hidden {
                 if hidden.hides(col) {
                     let provided_elsewhere = self.sources.iter().any(|o| {
-                        !std::ptr::eq(o, s) && o.columns.is_none_or(|cols| cols.contains(col))
+                        !std::ptr::eq(o, s)
+                            && o.columns.as_ref().is_none_or(|cols| cols.contains(col))
                     });
                     if !provided_elsewhere {
                         return Some(hidden.error(col));

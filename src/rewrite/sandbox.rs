@@ -18,8 +18,30 @@ use crate::error::{Error, Result};
 use crate::policy::{question, BasicFilter, ColumnType, Question, Sandbox, SandboxKind, Table};
 use crate::value::AttributeValue;
 
-/// A custom sandbox's question and visible columns (None: all columns).
-pub(super) type Visible<'a> = Option<(&'a str, &'a [(String, Option<ColumnType>)])>;
+/// A sandbox's visible columns when it does not show all of the table's:
+/// a custom sandbox's question name (or [`RULES`]) and its columns.
+pub(super) type Visible<'a> = Option<(&'a str, Cols<'a>)>;
+
+/// The name [`Visible`] gives row rules with `columns:`.
+pub(super) const RULES: &str = "row rules";
+
+/// A column list: the policy's (a question's output), or one built for
+/// this principal (row rules' `columns:` combined).
+#[derive(Debug, Clone)]
+pub(super) enum Cols<'a> {
+    Policy(&'a [(String, Option<ColumnType>)]),
+    Built(std::rc::Rc<[(String, Option<ColumnType>)]>),
+}
+
+impl std::ops::Deref for Cols<'_> {
+    type Target = [(String, Option<ColumnType>)];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Cols::Policy(c) => c,
+            Cols::Built(c) => c,
+        }
+    }
+}
 
 /// One sandbox applied to one table reference, for audit and cache keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -191,12 +213,27 @@ pub(crate) fn fence_clause(q: &mut Query, fence: Fence) {
 
 impl<'a> Rewriter<'a> {
     fn attribute(&self, name: &str, table: &Table) -> Result<&AttributeValue> {
-        self.principal
+        let value = self
+            .principal
             .attribute(name)
             .ok_or_else(|| Error::MissingAttribute {
                 attribute: name.to_string(),
                 table: table.qualified(),
-            })
+            })?;
+        // A list where the policy declares one value (a claim, a caller's
+        // attribute map) is refused, not read as `IN (…)`.
+        if let (AttributeValue::Many(_), Some(ty)) = (value, self.policy.attribute_types.get(name))
+        {
+            if !ty.list {
+                return Err(Error::AttributeType {
+                    attribute: name.to_string(),
+                    value: value.to_string(),
+                    ty: ty.to_string(),
+                    target: format!("the sandbox on {}", table.qualified()),
+                });
+            }
+        }
+        Ok(value)
     }
 
     fn basic_predicate(
@@ -301,10 +338,14 @@ impl<'a> Rewriter<'a> {
     pub(super) fn alias_columns(
         &self,
         table: &Table,
-        visible: Visible<'_>,
+        visible: &Visible<'_>,
         alias: &sqlparser::ast::TableAlias,
     ) -> Result<()> {
         match visible {
+            Some((RULES, _)) if !alias.columns.is_empty() => Err(Error::unsupported(format!(
+                "the column-list alias `{alias}` on sandboxed table {}: it renames columns by position, and the row rules' `columns` may hide some (name the columns in a derived table instead)",
+                table.qualified()
+            ))),
             Some((question, _)) if !alias.columns.is_empty() => Err(Error::unsupported(format!(
                 "the column-list alias `{alias}` on sandboxed table {}: it renames columns by position, and the sandbox question `{question}` may return other columns than the table at those positions (name the columns in a derived table instead)",
                 table.qualified()
@@ -353,16 +394,40 @@ impl<'a> Rewriter<'a> {
                     question: Some(question.clone()),
                     bindings,
                 });
-                return Ok((Box::new(query), Some((q.name.as_str(), visible))));
+                return Ok((
+                    Box::new(query),
+                    Some((q.name.as_str(), Cols::Policy(visible))),
+                ));
             }
         }
-        // Basic sandboxes (one, or several combined by union).
-        let mut preds = Vec::new();
+        // Basic sandboxes and row rules (several combined by union), every
+        // restrictive rule ANDed on top.
+        let mut units: Vec<(Expr, Option<&[String]>)> = Vec::new();
+        let mut all_rows = false;
+        let mut kind = if sandboxes.len() > 1 {
+            "union"
+        } else {
+            "basic"
+        };
         for sb in sandboxes {
             match &sb.kind {
                 SandboxKind::Basic(filters) => {
-                    preds.push(self.basic_predicate(table, filters, &mut bindings)?)
+                    units.push((self.basic_predicate(table, filters, &mut bindings)?, None))
                 }
+                SandboxKind::Rules(rules) => {
+                    if sandboxes.len() == 1 {
+                        kind = "rules";
+                    }
+                    for r in rules {
+                        let e = self.rule_predicate(table, r, &mut bindings)?;
+                        units.push((e, r.columns.as_deref()));
+                    }
+                }
+                SandboxKind::All => {
+                    all_rows = true;
+                    kind = "restricted";
+                }
+                SandboxKind::Empty => kind = "empty",
                 SandboxKind::Custom { .. } => {
                     return Err(Error::Verification(
                         "custom sandboxes cannot be combined".into(),
@@ -370,10 +435,81 @@ impl<'a> Rewriter<'a> {
                 }
             }
         }
-        let predicate = and_all(preds, BinaryOperator::Or);
+        let mut restrictive = Vec::new();
+        for r in sandboxes.iter().flat_map(|s| s.restrictive.iter()) {
+            restrictive.push(self.rule_predicate(table, r, &mut bindings)?);
+        }
+        // Columns some rules do not reveal: shown on the rows of those that
+        // do (`CASE WHEN … THEN col END`), hidden when none does.
+        let partial = !all_rows && units.iter().any(|(_, c)| c.is_some());
+        let mut projection = None;
+        let mut visible: Visible<'a> = None;
+        if partial {
+            let mut items = Vec::new();
+            let mut cols = Vec::new();
+            for c in &table.columns {
+                let reveal: Vec<usize> = units
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, cs))| cs.is_none_or(|cs| cs.contains(&c.key)))
+                    .map(|(i, _)| i)
+                    .collect();
+                if reveal.is_empty() {
+                    continue;
+                }
+                let ident = Expr::Identifier(self.dialect.ident(&c.name));
+                let item = if reveal.len() == units.len() {
+                    sqlparser::ast::SelectItem::UnnamedExpr(ident)
+                } else {
+                    // Bound again, not cloned: a positional placeholder
+                    // (`?`) takes one value per occurrence.
+                    let mut conds = Vec::new();
+                    for i in reveal {
+                        conds.push(self.unit_again(table, sandboxes, i, &mut bindings)?);
+                    }
+                    sqlparser::ast::SelectItem::ExprWithAlias {
+                        expr: Expr::Case {
+                            case_token:
+                                sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                            end_token:
+                                sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                            operand: None,
+                            conditions: vec![sqlparser::ast::CaseWhen {
+                                condition: and_all(conds, BinaryOperator::Or),
+                                result: ident,
+                            }],
+                            else_result: None,
+                        },
+                        alias: self.dialect.ident(&c.name),
+                    }
+                };
+                items.push(item);
+                cols.push((c.key.clone(), Some(c.ty)));
+            }
+            projection = Some(items);
+            visible = Some((RULES, Cols::Built(cols.into())));
+        }
+        let permissive = (!all_rows).then(|| {
+            and_all(
+                units.into_iter().map(|(e, _)| e).collect(),
+                BinaryOperator::Or,
+            )
+        });
+        let predicate = match (permissive, restrictive.is_empty()) {
+            (Some(p), true) => p,
+            (Some(p), false) => {
+                let mut parts = vec![unnest(p)];
+                parts.extend(restrictive);
+                and_all(parts, BinaryOperator::And)
+            }
+            (None, _) => and_all(restrictive, BinaryOperator::And),
+        };
         let mut query = template()?.clone();
         if let SetExpr::Select(select) = query.body.as_mut() {
             select.selection = Some(predicate);
+            if let Some(items) = projection {
+                select.projection = items;
+            }
             let relation = plain_table(
                 ObjectName(vec![
                     ObjectNamePart::Identifier(self.dialect.ident(&table.schema)),
@@ -390,15 +526,98 @@ impl<'a> Rewriter<'a> {
             table: table.qualified(),
             alias: alias.value.clone(),
             groups,
-            kind: if sandboxes.len() > 1 {
-                "union"
-            } else {
-                "basic"
-            },
+            kind,
             question: None,
             bindings,
         });
-        Ok((Box::new(query), None))
+        Ok((Box::new(query), visible))
+    }
+
+    /// The permissive condition number `i` of `sandboxes` (as numbered by
+    /// `build_sandbox`), bound again.
+    fn unit_again(
+        &mut self,
+        table: &Table,
+        sandboxes: &[Arc<Sandbox>],
+        i: usize,
+        bindings: &mut Vec<Binding>,
+    ) -> Result<Expr> {
+        let mut n = 0;
+        for sb in sandboxes {
+            match &sb.kind {
+                SandboxKind::Basic(filters) => {
+                    if n == i {
+                        return self.basic_predicate(table, filters, bindings);
+                    }
+                    n += 1;
+                }
+                SandboxKind::Rules(rules) => {
+                    for r in rules {
+                        if n == i {
+                            return self.rule_predicate(table, r, bindings);
+                        }
+                        n += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(Error::Verification(format!(
+            "permissive condition {i} vanished"
+        )))
+    }
+
+    /// A row rule's condition with its `{{attributes}}` bound and, unless it
+    /// runs `as: definer`, the tables its subqueries read replaced by their
+    /// sandboxes for the same principal.
+    fn rule_predicate(
+        &mut self,
+        table: &Table,
+        rule: &crate::policy::Rule,
+        bindings: &mut Vec<Binding>,
+    ) -> Result<Expr> {
+        let mut holder = template()?.clone();
+        if let SetExpr::Select(select) = holder.body.as_mut() {
+            select.selection = Some(rule.expr.clone());
+        }
+        let mut bind = BindVars {
+            rw: self,
+            source: VarSource::Sandbox {
+                table,
+                parameters: &rule.parameters,
+            },
+            bindings,
+        };
+        super::walk::walk(&mut holder, &mut bind)?;
+        let mut e = match *holder.body {
+            SetExpr::Select(select) => select.selection,
+            _ => None,
+        }
+        .ok_or_else(|| Error::Verification("a rule lost its condition".into()))?;
+        if !rule.definer && !rule.reads.is_empty() {
+            if self.rule_depth >= 16 {
+                return Err(Error::unsupported(format!(
+                    "row rules on {} nest more than 16 deep through the tables they read",
+                    table.qualified()
+                )));
+            }
+            // The rule's own scope: the query's CTEs are not visible in it.
+            let saved = std::mem::replace(&mut self.scope, crate::scope::Ctes::new());
+            self.rule_depth += 1;
+            let r = self.walk_exprs(&mut e);
+            self.rule_depth -= 1;
+            self.scope = saved;
+            r?;
+        }
+        Ok(e)
+    }
+}
+
+/// `(x)` → `x`, so that it is not parenthesised twice.
+fn unnest(e: Expr) -> Expr {
+    match e {
+        Expr::Nested(inner) => *inner,
+        other => other,
     }
 }
 
