@@ -26,8 +26,105 @@ pub struct TableExplanation {
     /// Attribute values the sandbox binds for this principal.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bound: Vec<(String, AttributeValue)>,
+    /// The row rules that apply, with the group each comes from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleExplanation>,
+    /// Per column, when rules reveal some columns on some rows only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnExplanation>,
     /// Why, in a sentence.
     pub reason: String,
+}
+
+/// One row rule applied to a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleExplanation {
+    /// The group that has it.
+    pub group: String,
+    /// Its name.
+    pub name: String,
+    /// `permissive` (ORed with the others) or `restrictive` (ANDed).
+    pub kind: &'static str,
+    /// The condition as written.
+    pub filter: String,
+    /// The columns it reveals, when it names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// Whether tables it reads are read unrestricted.
+    pub definer: bool,
+}
+
+/// Who reveals one column of a table under row rules with `columns:`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnExplanation {
+    /// The column.
+    pub column: String,
+    /// `all rows`, `hidden`, or the rows of which rules (`group / rule`).
+    pub shown: String,
+}
+
+/// The rules and per-column reveals of a decision.
+fn rule_lines(
+    sbs: &[std::sync::Arc<crate::policy::Sandbox>],
+    t: &crate::policy::Table,
+) -> (Vec<RuleExplanation>, Vec<ColumnExplanation>) {
+    use crate::policy::SandboxKind;
+    let line = |r: &crate::policy::Rule| RuleExplanation {
+        group: r.group.clone(),
+        name: r.name.clone(),
+        kind: if r.restrictive {
+            "restrictive"
+        } else {
+            "permissive"
+        },
+        filter: r.filter.trim().to_string(),
+        columns: r.columns.clone(),
+        definer: r.definer,
+    };
+    let mut rules = Vec::new();
+    // Permissive units, with the columns each reveals (`None`: all).
+    let mut units: Vec<(String, Option<&Vec<String>>)> = Vec::new();
+    let mut all_rows = false;
+    for sb in sbs {
+        match &sb.kind {
+            SandboxKind::Rules(rs) => {
+                for r in rs {
+                    rules.push(line(r));
+                    units.push((format!("{} / {}", r.group, r.name), r.columns.as_ref()));
+                }
+            }
+            SandboxKind::Basic(_) | SandboxKind::Custom { .. } => {
+                units.push((format!("{} / {}", sb.group, sb.kind.describe()), None))
+            }
+            SandboxKind::All => all_rows = true,
+            SandboxKind::Empty => {}
+        }
+    }
+    for sb in sbs {
+        rules.extend(sb.restrictive.iter().map(|r| line(r)));
+    }
+    let mut columns = Vec::new();
+    if !all_rows && units.iter().any(|(_, c)| c.is_some()) {
+        for c in &t.columns {
+            let by: Vec<&str> = units
+                .iter()
+                .filter(|(_, cs)| cs.is_none_or(|cs| cs.contains(&c.key)))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let shown = if by.is_empty() {
+                "hidden".to_string()
+            } else if by.len() == units.len() {
+                "all rows".to_string()
+            } else {
+                format!("rows of {}", by.join(", "))
+            };
+            columns.push(ColumnExplanation {
+                column: c.name.clone(),
+                shown,
+            });
+        }
+    }
+    (rules, columns)
 }
 
 /// The decisions on one database.
@@ -68,6 +165,8 @@ fn explain_table(
             groups: vec![group.clone()],
             sandbox: None,
             bound: vec![],
+            rules: vec![],
+            columns: vec![],
             reason: if group == ADMINISTRATORS {
                 "administrators bypass data permissions".into()
             } else {
@@ -113,20 +212,53 @@ fn explain_table(
                 .map(|s| s.kind.describe())
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            let groups: Vec<String> = sbs.iter().map(|s| s.group.clone()).collect();
+            let groups: Vec<String> = sbs
+                .iter()
+                .map(|s| s.group.clone())
+                .filter(|g| !g.is_empty())
+                .collect();
+            let (rules, columns) = rule_lines(&sbs, t);
+            let restricting: Vec<String> = {
+                let mut v: Vec<String> = sbs
+                    .iter()
+                    .flat_map(|s| s.restrictive.iter().map(|r| r.group.clone()))
+                    .collect();
+                v.dedup();
+                v
+            };
+            let narrowed = if restricting.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; restrictive rules of `{}` narrow it",
+                    restricting.join("`, `")
+                )
+            };
             if problems.is_empty() {
-                TableExplanation {
-                    table,
-                    decision: "sandboxed".into(),
-                    reason: format!(
-                        "group{} `{}` sandbox{} it and no group grants it unrestricted",
+                let reason = match sbs.first().map(|s| &s.kind) {
+                    Some(crate::policy::SandboxKind::Empty) => {
+                        "no group grants it, and it is `on_denied: empty`: it reads as having no rows".to_string()
+                    }
+                    Some(crate::policy::SandboxKind::All) => format!(
+                        "group `{}` grants it unrestricted{narrowed}",
+                        groups.join("`, `")
+                    ),
+                    _ => format!(
+                        "group{} `{}` sandbox{} it and no group grants it unrestricted{narrowed}",
                         if groups.len() > 1 { "s" } else { "" },
                         groups.join("`, `"),
                         if groups.len() > 1 { "" } else { "es" }
                     ),
+                };
+                TableExplanation {
+                    table,
+                    decision: "sandboxed".into(),
+                    reason,
                     groups,
                     sandbox: Some(sandbox),
                     bound,
+                    rules,
+                    columns,
                 }
             } else {
                 TableExplanation {
@@ -135,6 +267,8 @@ fn explain_table(
                     groups,
                     sandbox: Some(sandbox),
                     bound,
+                    rules,
+                    columns,
                     reason: format!("queries on it are refused: {}", problems.join("; ")),
                 }
             }
@@ -157,6 +291,8 @@ fn explain_table(
                 .collect(),
             sandbox: None,
             bound: vec![],
+            rules: vec![],
+            columns: vec![],
             reason: format!("queries on it are refused: {e}"),
         },
         Err(_) => {
@@ -185,6 +321,8 @@ fn explain_table(
                 groups: blocked,
                 sandbox: None,
                 bound: vec![],
+                rules: vec![],
+                columns: vec![],
             }
         }
     }
@@ -244,6 +382,30 @@ impl Explanation {
                     let vals: Vec<String> =
                         t.bound.iter().map(|(a, v)| format!("{a} = {v}")).collect();
                     let _ = writeln!(s, "      binds:   {}", vals.join(", "));
+                }
+                for (i, r) in t.rules.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "      {} {:<11} {} / {}: {}{}{}",
+                        if i == 0 { "rules:  " } else { "        " },
+                        r.kind,
+                        r.group,
+                        r.name,
+                        r.filter,
+                        r.columns
+                            .as_ref()
+                            .map_or_else(String::new, |c| format!(" [columns {}]", c.join(", "))),
+                        if r.definer { " [as definer]" } else { "" }
+                    );
+                }
+                for (i, c) in t.columns.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "      {} {}: {}",
+                        if i == 0 { "columns:" } else { "        " },
+                        c.column,
+                        c.shown
+                    );
                 }
                 let _ = writeln!(s, "      why:     {}", t.reason);
             }

@@ -371,6 +371,16 @@ fn export_database(
                 qualified(t)?
             );
         }
+        if t.on_denied == crate::policy::OnDenied::Empty {
+            // Readable by everyone, and under row level security without a
+            // policy for them: no rows, as `on_denied: empty` says.
+            let _ = writeln!(
+                out,
+                "GRANT SELECT ON {} TO {};",
+                qualified(t)?,
+                ident(&role_name(opts, ALL_USERS))?
+            );
+        }
         for a in acc {
             let role = ident(&a.role)?;
             let policy_name = ident(&format!("{}{}", opts.role_prefix, a.group))?;
@@ -497,14 +507,23 @@ fn rule_policies(
     };
     let _ = writeln!(out, "{grant}");
     for (i, r) in rules.iter().chain(restrictive).enumerate() {
-        if r.definer && !r.reads.is_empty() {
-            return Err(Error::Unsupported {
-                construct: format!(
-                    "rule `{}` of group `{group}` on {} reads tables `as: definer` (PostgreSQL applies their policies to the subquery)",
-                    r.name,
-                    t.qualified()
-                ),
-            });
+        if r.definer {
+            // A policy's subquery runs with the reader's rights (and the
+            // read table's policies): a definer read goes through a
+            // SECURITY DEFINER function of the exporting (owner) role.
+            for key in &r.reads {
+                let f = definer_function(opts, key)?;
+                let tq = format!("{}.{}", ident(&key.schema)?, ident(&key.name)?);
+                let schema = ident(&format!("{}definer", opts.role_prefix))?;
+                let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {schema};");
+                let _ = writeln!(out, "GRANT USAGE ON SCHEMA {schema} TO {role};");
+                let _ = writeln!(
+                    out,
+                    "CREATE OR REPLACE FUNCTION {f}() RETURNS SETOF {tq} LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $sqlsandbox$ SELECT * FROM {tq} $sqlsandbox$;"
+                );
+                let _ = writeln!(out, "REVOKE ALL ON FUNCTION {f}() FROM PUBLIC;");
+                let _ = writeln!(out, "GRANT EXECUTE ON FUNCTION {f}() TO {role};");
+            }
         }
         let name = ident(&format!("{}{}_{}", opts.role_prefix, group, i + 1))?;
         let _ = writeln!(out, "DROP POLICY IF EXISTS {name} ON {table};");
@@ -601,6 +620,53 @@ fn rule_condition(opts: &ExportOptions, r: &crate::policy::Rule) -> Result<Strin
     if let ControlFlow::Break(e) = expr.visit(&mut Subst { opts, rule: r }) {
         return Err(e);
     }
+    if r.definer {
+        struct Definer<'o> {
+            opts: &'o ExportOptions,
+        }
+        impl VisitorMut for Definer<'_> {
+            type Break = Error;
+            fn pre_visit_table_factor(
+                &mut self,
+                f: &mut sqlparser::ast::TableFactor,
+            ) -> ControlFlow<Error> {
+                if let sqlparser::ast::TableFactor::Table {
+                    name, args: args @ None, ..
+                } = f
+                {
+                    let parts: Vec<String> = name
+                        .0
+                        .iter()
+                        .filter_map(|p| p.as_ident())
+                        .map(|i| Dialect::Postgres.normalize(i).into_owned())
+                        .collect();
+                    // One part: a CTE of the rule's subquery.
+                    if let [schema, table] = parts.as_slice() {
+                        let key = crate::policy::TableKey {
+                            schema: schema.clone(),
+                            name: table.clone(),
+                        };
+                        match definer_function(self.opts, &key) {
+                            Ok(f) => {
+                                *name = sqlparser::ast::ObjectName(vec![
+                                    sqlparser::ast::ObjectNamePart::Identifier(Ident::new(f)),
+                                ]);
+                                *args = Some(sqlparser::ast::TableFunctionArgs {
+                                    args: vec![],
+                                    settings: None,
+                                });
+                            }
+                            Err(e) => return ControlFlow::Break(e),
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        if let ControlFlow::Break(e) = expr.visit(&mut Definer { opts }) {
+            return Err(e);
+        }
+    }
     let text = expr.to_string();
     if text.contains(VAR_PREFIX) {
         return Err(Error::Unsupported {
@@ -611,6 +677,16 @@ fn rule_condition(opts: &ExportOptions, r: &crate::policy::Rule) -> Result<Strin
         });
     }
     Ok(text)
+}
+
+/// The SECURITY DEFINER function through which definer rules read `key`:
+/// `"<prefix>definer"."<schema>_<table>"`, quoted.
+fn definer_function(opts: &ExportOptions, key: &crate::policy::TableKey) -> Result<String> {
+    Ok(format!(
+        "{}.{}",
+        ident(&format!("{}definer", opts.role_prefix))?,
+        ident(&format!("{}_{}", key.schema, key.name))?
+    ))
 }
 
 /// The saved question of a custom sandbox with every `{{variable}}`

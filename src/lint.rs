@@ -118,10 +118,15 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                     if sa.kind == sb.kind {
                         continue;
                     }
+                    let unionable =
+                        |k: &SandboxKind| matches!(k, SandboxKind::Basic(_) | SandboxKind::Rules(_));
                     let combinable = t.combine == crate::policy::Combine::Union
-                        && matches!(sa.kind, SandboxKind::Basic(_))
-                        && matches!(sb.kind, SandboxKind::Basic(_));
-                    if combinable {
+                        && unionable(&sa.kind)
+                        && unionable(&sb.kind);
+                    // Restrictive rules alone grant nothing to conflict with.
+                    let grants_nothing =
+                        |k: &SandboxKind| matches!(k, SandboxKind::Rules(r) if r.is_empty());
+                    if combinable || grants_nothing(&sa.kind) || grants_nothing(&sb.kind) {
                         continue;
                     }
                     let both: Vec<&str> = principals
@@ -146,8 +151,62 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                     }
                 }
             }
+            // L012–L014: row rules that can never hold, deny everyone, or
+            // are moot beside an always-true rule of the same group.
+            for (g, sb) in &sandboxing {
+                let path = ["groups", *g, "data", db.name.as_str()];
+                let permissive: &[std::sync::Arc<crate::policy::Rule>] = match &sb.kind {
+                    SandboxKind::Rules(r) => r,
+                    _ => &[],
+                };
+                let always = permissive
+                    .iter()
+                    .find(|r| const_truth(&r.expr) == Some(Some(true)));
+                for r in permissive {
+                    match const_truth(&r.expr) {
+                        Some(Some(true)) => {}
+                        Some(_) => l.push("L012", Severity::Error, &path, format!(
+                            "rule `{}` of `{g}` on {table} can never be true (`{}`): it grants no rows",
+                            r.name, r.filter.trim()
+                        )),
+                        None => {
+                            if let Some(a) = always {
+                                l.push("L014", Severity::Warning, &path, format!(
+                                    "rule `{}` of `{g}` on {table} is unused: rule `{}` of the same group is always true{}",
+                                    r.name,
+                                    a.name,
+                                    if a.columns.is_some() { " (it may still reveal more columns)" } else { "" }
+                                ));
+                            }
+                        }
+                    }
+                }
+                for r in &sb.restrictive {
+                    if matches!(const_truth(&r.expr), Some(Some(false)) | Some(None)) {
+                        l.push("L013", Severity::Error, &path, format!(
+                            "restrictive rule `{}` of `{g}` on {table} is never true (`{}`): it denies every row of the table to every member of `{g}`, whatever their other groups grant",
+                            r.name, r.filter.trim()
+                        ));
+                    }
+                }
+            }
+            // L015: an attribute declared with another type than the column
+            // a sandbox compares it with.
+            for (g, sb) in &sandboxing {
+                let path = ["groups", *g, "data", db.name.as_str()];
+                for (attr, ty, what) in sb.attributes(&table) {
+                    let (Some(declared), Some(ty)) = (policy.attribute_types.get(&attr), ty) else {
+                        continue;
+                    };
+                    if !declared.ty.compatible(ty) {
+                        l.push("L015", Severity::Error, &path, format!(
+                            "attribute `{attr}` is declared {declared}, but {what} binds it as {ty}: every value of the declared type fails there"
+                        ));
+                    }
+                }
+            }
             // L002: a sandbox made pointless by an unrestricted grant.
-            for (gs, _) in &sandboxing {
+            for (gs, _) in sandboxing.iter().filter(|(_, s)| s.restrictive.is_empty()) {
                 for gu in &unrestricted {
                     let everyone = *gu == ALL_USERS;
                     let both: Vec<&str> = principals
@@ -395,6 +454,64 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
 }
 
 /// Key path of a principal named `user \`x\`` or `API key \`x\``.
+/// The value of a condition made of constants only: `Some(Some(b))` true
+/// or false, `Some(None)` NULL, `None` when it reads a column, an
+/// attribute, a subquery or anything this does not fold.
+fn const_truth(e: &sqlparser::ast::Expr) -> Option<Option<bool>> {
+    use sqlparser::ast::{BinaryOperator as B, Expr, UnaryOperator, Value};
+    fn lit(e: &Expr) -> Option<Option<String>> {
+        match e {
+            Expr::Nested(i) => lit(i),
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(Some(n.parse::<f64>().ok()?.to_string())),
+                Value::SingleQuotedString(s) => Some(Some(format!("'{s}"))),
+                Value::Null => Some(None),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    match e {
+        Expr::Nested(i) => const_truth(i),
+        Expr::Value(v) => match &v.value {
+            Value::Boolean(b) => Some(Some(*b)),
+            Value::Null => Some(None),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => const_truth(expr).map(|v| v.map(|b| !b)),
+        Expr::BinaryOp { left, op, right } => match op {
+            B::And => match (const_truth(left), const_truth(right)) {
+                (Some(Some(false)), _) | (_, Some(Some(false))) => Some(Some(false)),
+                (Some(Some(true)), Some(r)) => Some(r),
+                (Some(l), Some(Some(true))) => Some(l),
+                (Some(None), Some(None)) => Some(None),
+                _ => None,
+            },
+            B::Or => match (const_truth(left), const_truth(right)) {
+                (Some(Some(true)), _) | (_, Some(Some(true))) => Some(Some(true)),
+                (Some(Some(false)), Some(r)) => Some(r),
+                (Some(l), Some(Some(false))) => Some(l),
+                (Some(None), Some(None)) => Some(None),
+                _ => None,
+            },
+            B::Eq | B::NotEq => {
+                let (l, r) = (lit(left)?, lit(right)?);
+                match (l, r) {
+                    (Some(l), Some(r)) => Some(Some((l == r) == (*op == B::Eq))),
+                    _ => Some(None),
+                }
+            }
+            _ => None,
+        },
+        Expr::IsNull(i) => lit(i).map(|v| Some(v.is_none())),
+        Expr::IsNotNull(i) => lit(i).map(|v| Some(v.is_some())),
+        _ => None,
+    }
+}
+
 fn user_path(name: &str) -> Vec<&str> {
     let inner = name.split('`').nth(1).unwrap_or(name);
     if name.starts_with("API key") {

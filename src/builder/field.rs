@@ -109,7 +109,7 @@ impl<'n> Compiler<'_> {
                 return Err(Error::HiddenColumn {
                     column: col.to_string(),
                     table: h.table.clone(),
-                    hidden_by: format!("sandbox question `{}`", h.question),
+                    hidden_by: h.hidden_by.clone(),
                 });
             }
         }
@@ -245,7 +245,7 @@ impl<'n> Compiler<'_> {
                 return Err(Error::HiddenColumn {
                     column: col_text.to_string(),
                     table: h.table.clone(),
-                    hidden_by: format!("sandbox question `{}`", h.question),
+                    hidden_by: h.hidden_by.clone(),
                 });
             }
         }

@@ -32,7 +32,8 @@ pub(super) struct Column {
 #[derive(Debug, Clone)]
 pub(super) struct Hidden {
     pub table: String,
-    pub question: String,
+    /// What hides them: ``sandbox question `q` `` or the row rules.
+    pub hidden_by: String,
     pub keys: Vec<String>,
 }
 
@@ -155,6 +156,35 @@ impl<'n> Compiler<'_> {
         let Decision::Sandboxed(sandboxes) = decision else {
             return Ok(None);
         };
+        // Row rules with `columns:`: what none of them reveals.
+        let mut revealed: Option<Vec<&String>> = Some(Vec::new());
+        for sb in &sandboxes {
+            match &sb.kind {
+                SandboxKind::Rules(rules) => {
+                    for r in rules {
+                        match (&r.columns, revealed.as_mut()) {
+                            (Some(cols), Some(v)) => v.extend(cols.iter()),
+                            _ => revealed = None,
+                        }
+                    }
+                }
+                SandboxKind::Empty => {}
+                _ => revealed = None,
+            }
+        }
+        if let Some(revealed) = revealed.filter(|r| !r.is_empty()) {
+            let keys: Vec<String> = table
+                .columns
+                .iter()
+                .filter(|c| !revealed.contains(&&c.key))
+                .map(|c| c.key.clone())
+                .collect();
+            return Ok((!keys.is_empty()).then(|| Hidden {
+                table: table.qualified(),
+                hidden_by: "the row rules' `columns`".to_string(),
+                keys,
+            }));
+        }
         let [sb] = sandboxes.as_slice() else {
             return Ok(None);
         };
@@ -177,7 +207,7 @@ impl<'n> Compiler<'_> {
             .collect();
         Ok((!keys.is_empty()).then(|| Hidden {
             table: table.qualified(),
-            question: question.clone(),
+            hidden_by: format!("sandbox question `{question}`"),
             keys,
         }))
     }

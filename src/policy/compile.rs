@@ -1729,7 +1729,7 @@ fn compile_rule(
                         "attribute `{v}` is declared {d}, but the rule compares it with a column that is {other}"
                     )));
                 }
-                if d.list && u.is_some_and(|u| u.untyped > 0 || u.predicate > 0) {
+                if d.list && list_misused(&expr, v) {
                     return Err(fail(format!(
                         "attribute `{v}` is a list: use it as `column IN ({{{{{v}}}}})` or `column = {{{{{v}}}}}`"
                     )));
@@ -1805,6 +1805,45 @@ fn compile_rule(
         parameters,
         reads,
     })
+}
+
+/// Whether list attribute `var` appears anywhere but as one side of `=`
+/// or an item of an `IN (…)` list (where several values mean "any of").
+fn list_misused(expr: &sqlparser::ast::Expr, var: &str) -> bool {
+    use sqlparser::ast::{BinaryOperator, Expr, InTarget, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Count<'v> {
+        var: &'v str,
+        total: usize,
+        allowed: usize,
+    }
+    impl Visitor for Count<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let is = |x: &Expr| question::marker(x) == Some(self.var);
+            match e {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => self.allowed += usize::from(is(left)) + usize::from(is(right)),
+                Expr::In {
+                    target: InTarget::List(list),
+                    ..
+                } => self.allowed += list.iter().filter(|x| is(x)).count(),
+                other if is(other) => self.total += 1,
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Count {
+        var,
+        total: 0,
+        allowed: 0,
+    };
+    let _ = expr.visit(&mut c);
+    c.total > c.allowed
 }
 
 /// Refuses a rule on one table that reads (as invoker, through their

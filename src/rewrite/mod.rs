@@ -129,13 +129,13 @@ pub(crate) struct Rewriter<'a> {
     /// `true` unless a walk of the whole query showed none.
     pub system_names: bool,
     /// Addresses of the sandbox subqueries this rewrite made.
-    generated: HashSet<*const Query>,
+    pub(super) generated: HashSet<*const Query>,
     /// The sandbox subqueries built, one copy of each distinct one: the
     /// verifier recognises sandboxes by value against these.
     pub built: Vec<Built<'a>>,
     /// Each generated sandbox subquery's table and custom question, for the
     /// system columns a query names on it ([`system`]).
-    origins: Vec<(*const Query, &'a Table, Option<&'a str>)>,
+    pub(super) origins: Vec<(*const Query, &'a Table, Option<&'a str>)>,
     /// Access decisions made so far, per table.
     decisions: Vec<(*const Table, Rc<Decision>)>,
     /// The CTEs in scope at the current point of the walk.

@@ -228,7 +228,7 @@ impl<'a> Rewriter<'a> {
                 return Err(Error::AttributeType {
                     attribute: name.to_string(),
                     value: value.to_string(),
-                    ty: ty.to_string(),
+                    ty: format!("{ty} (one value: the policy declares it so, not a list)"),
                     target: format!("the sandbox on {}", table.qualified()),
                 });
             }
@@ -364,7 +364,11 @@ impl<'a> Rewriter<'a> {
         alias: &Ident,
     ) -> Result<(Box<Query>, Visible<'a>)> {
         let mut bindings = Vec::new();
-        let groups: Vec<String> = sandboxes.iter().map(|s| s.group.clone()).collect();
+        let groups: Vec<String> = sandboxes
+            .iter()
+            .map(|s| s.group.clone())
+            .filter(|g| !g.is_empty())
+            .collect();
         if let [sb] = sandboxes {
             if let SandboxKind::Custom {
                 question,
@@ -603,10 +607,18 @@ impl<'a> Rewriter<'a> {
             }
             // The rule's own scope: the query's CTEs are not visible in it.
             let saved = std::mem::replace(&mut self.scope, crate::scope::Ctes::new());
+            let origins = self.origins.len();
             self.rule_depth += 1;
             let r = self.walk_exprs(&mut e);
             self.rule_depth -= 1;
             self.scope = saved;
+            // The sandboxes made inside are part of this one's body: the
+            // fence, moved conditions and the exposure analysis treat it
+            // as one sandbox (as a custom question's reads), and the
+            // verifier compares it whole.
+            for (ptr, _, _) in self.origins.drain(origins..) {
+                self.generated.remove(&ptr);
+            }
             r?;
         }
         Ok(e)
