@@ -631,7 +631,9 @@ fn rule_condition(opts: &ExportOptions, r: &crate::policy::Rule) -> Result<Strin
                 f: &mut sqlparser::ast::TableFactor,
             ) -> ControlFlow<Error> {
                 if let sqlparser::ast::TableFactor::Table {
-                    name, args: args @ None, ..
+                    name,
+                    args: args @ None,
+                    ..
                 } = f
                 {
                     let parts: Vec<String> = name

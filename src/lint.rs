@@ -118,8 +118,9 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                     if sa.kind == sb.kind {
                         continue;
                     }
-                    let unionable =
-                        |k: &SandboxKind| matches!(k, SandboxKind::Basic(_) | SandboxKind::Rules(_));
+                    let unionable = |k: &SandboxKind| {
+                        matches!(k, SandboxKind::Basic(_) | SandboxKind::Rules(_))
+                    };
                     let combinable = t.combine == crate::policy::Combine::Union
                         && unionable(&sa.kind)
                         && unionable(&sb.kind);
