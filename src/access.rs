@@ -80,6 +80,7 @@ pub fn decide(
                             group: s.group.clone(),
                             kind: clone_kind(&s.kind),
                             restrictive: Vec::new(),
+                            writes: Vec::new(),
                         })
                     });
                 }
@@ -92,6 +93,7 @@ pub fn decide(
             group,
             kind,
             restrictive: restrictive.clone(),
+            writes: Vec::new(),
         })
     };
     if let Some(group) = unrestricted {
@@ -111,6 +113,7 @@ pub fn decide(
                 group: String::new(),
                 kind: SandboxKind::Empty,
                 restrictive: Vec::new(),
+                writes: Vec::new(),
             })]))
         }
         [] => {
@@ -166,10 +169,62 @@ pub fn decide(
                 group: first.group.clone(),
                 kind: clone_kind(&first.kind),
                 restrictive,
+                writes: Vec::new(),
             });
         }
     }
     Ok(Decision::Sandboxed(out))
+}
+
+/// The write rules that let `principal` run `command` on `table`:
+/// permissive ones (ORed) and restrictive ones (ANDed), from all its
+/// groups. Writes are refused unless some group's rule grants them —
+/// an `unrestricted` read grant does not, nor does being an administrator.
+pub fn decide_write(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    table: &Table,
+    command: crate::policy::Command,
+) -> Result<(Vec<Arc<crate::policy::Rule>>, Vec<Arc<crate::policy::Rule>>)> {
+    let mut permissive: Vec<Arc<crate::policy::Rule>> = Vec::new();
+    let mut restrictive: Vec<Arc<crate::policy::Rule>> = Vec::new();
+    if !principal.is_admin() {
+        for gname in principal.groups() {
+            let Some(group) = policy.groups.get(gname) else {
+                continue;
+            };
+            if let TableGrant::Sandbox(s) = group_grant(group.data.get(&db.name), table) {
+                for r in s.writes.iter().filter(|r| command.in_set(r.commands)) {
+                    let list = if r.restrictive {
+                        &mut restrictive
+                    } else {
+                        &mut permissive
+                    };
+                    if !list.iter().any(|x| x == r) {
+                        list.push(Arc::clone(r));
+                    }
+                }
+            }
+        }
+    }
+    if permissive.is_empty() {
+        return Err(Error::WriteDenied {
+            principal: principal.name().to_string(),
+            command: command.to_string(),
+            table: table.qualified(),
+            reason: if principal.is_admin() {
+                "administrators read everything, but write only through write rules, which their group cannot have".to_string()
+            } else {
+                format!(
+                    "no rule of the groups [{}] grants {command} on it in database `{}`",
+                    principal.groups().join(", "),
+                    db.name
+                )
+            },
+        });
+    }
+    Ok((permissive, restrictive))
 }
 
 /// A copy of a sandbox kind (its rules shared).

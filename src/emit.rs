@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
-use sqlparser::ast::{Query, Value, ValueWithSpan};
+use sqlparser::ast::{Value, ValueWithSpan};
 
 use crate::bind::{BoundParam, TEMP_PLACEHOLDER};
 use crate::dialect::Dialect;
@@ -14,8 +14,8 @@ use crate::rewrite::Applied;
 use crate::routing::Route;
 
 /// Renumbers the temporary placeholders in print order.
-pub(crate) fn number_params(
-    q: &mut Query,
+pub(crate) fn number_params<Q: sqlparser::ast::VisitMut>(
+    q: &mut Q,
     dialect: Dialect,
     params: &[BoundParam],
 ) -> Result<Vec<BoundParam>> {

@@ -109,6 +109,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// No write rule lets the principal run this command on this table.
+    #[error("write denied: {principal} may not {command} {table}: {reason}")]
+    WriteDenied {
+        /// Who asked.
+        principal: String,
+        /// `INSERT`, `UPDATE` or `DELETE`.
+        command: String,
+        /// The table, `schema.table`.
+        table: String,
+        /// Why.
+        reason: String,
+    },
     /// No native SQL permission on this database.
     #[error("native SQL denied: {principal} may not send SQL to database `{database}` (no group grants `native`); use query-builder questions instead")]
     NativeDenied {
@@ -229,6 +241,7 @@ impl Error {
             Error::SandboxConflict { .. } => "SB203",
             Error::Routing { .. } => "SB204",
             Error::Impersonation { .. } => "SB205",
+            Error::WriteDenied { .. } => "SB206",
             Error::MissingAttribute { .. } => "SB301",
             Error::AttributeType { .. } => "SB302",
             Error::HiddenColumn { .. } => "SB303",

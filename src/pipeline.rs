@@ -129,7 +129,16 @@ pub(crate) fn rewrite_sql(
     let db = pick_database(policy, opts.database.as_deref())?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
-    let (query, delicate, shape) = parse_query(sql, dialect, opts)?;
+    let (query, delicate, shape) = match parse_query(sql, dialect, opts) {
+        Ok(parsed) => parsed,
+        // A policy with write rules takes INSERT, UPDATE and DELETE too;
+        // without them every write is refused as before.
+        Err(Error::NotReadOnly(_)) if policy.writes => {
+            let stmt = crate::frontend::sql::parse_write(sql, dialect, opts)?;
+            return rewrite_write(policy, principal, db, dialect, stmt, opts);
+        }
+        Err(e) => return Err(e),
+    };
     // The caller's SQL may not hold bind placeholders of its own (they
     // would collide with the parameters sqlsandbox binds).
     if let Some(p) = &shape.placeholder {
@@ -148,6 +157,73 @@ pub(crate) fn rewrite_sql(
         opts,
         |_, _| Ok(()),
     )
+}
+
+/// A write statement under the principal's write rules (see
+/// [`crate::rewrite::write`]), proven by the verifier's write check and
+/// printed back the way reads are.
+fn rewrite_write(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    dialect: Dialect,
+    mut stmt: sqlparser::ast::Statement,
+    opts: &Options,
+) -> Result<Rewritten> {
+    let mut rw = Rewriter::new(
+        policy,
+        db,
+        dialect,
+        principal,
+        Binder::new(dialect, opts.params),
+    );
+    let write = rw.write(&mut stmt)?;
+    crate::rewrite::write::verify_write(&stmt, &write, dialect, &policy.functions)?;
+    let params = if rw.binder.params.is_empty() {
+        Vec::new()
+    } else {
+        number_params(&mut stmt, dialect, &rw.binder.params)?
+    };
+    let sql = stmt.to_string();
+    // Printed text must mean the tree: parse it again.
+    let reopts = Options {
+        max_sql_bytes: usize::MAX,
+        max_depth: opts.max_depth.saturating_mul(2),
+        ..opts.clone()
+    };
+    if params.is_empty() && crate::frontend::sql::parse_write(&sql, dialect, &reopts)? != stmt {
+        return Err(Error::unsupported(
+            "a write statement that cannot be printed back unambiguously",
+        ));
+    }
+    let applied = rw.applied;
+    let route = routing::route(policy, principal, db)?;
+    let role_statement = route
+        .role
+        .as_deref()
+        .map(|r| routing::role_statement(dialect, r, opts.local_role))
+        .transpose()?;
+    let sql = match (&role_statement, opts.emit_role) {
+        (Some(s), true) => format!("{s};\n{sql}"),
+        _ => sql,
+    };
+    Ok(Rewritten {
+        fingerprint: fingerprint(&db.name, &route, &applied),
+        sql,
+        params,
+        database: db.name.clone(),
+        dialect,
+        destination: route.destination,
+        role: route.role,
+        role_statement,
+        applied,
+        fencing: Fencing {
+            mode: opts.fence.unwrap_or(db.fence),
+            fenced: false,
+            reason: None,
+            pushed: 0,
+        },
+    })
 }
 
 /// Runs a saved question by name: view permission on its collection, its
@@ -380,7 +456,15 @@ pub(crate) fn recheck(
         max_operators: usize::MAX,
         ..opts.clone()
     };
-    let (mut query, _, _) = parse_query(sql, dialect, &reopts)?;
+    let (mut query, _, _) = match parse_query(sql, dialect, &reopts) {
+        Ok(parsed) => parsed,
+        Err(Error::NotReadOnly(_)) if policy.writes => {
+            let stmt = crate::frontend::sql::parse_write(sql, dialect, &reopts)?;
+            let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
+            return rw.recheck_write(&stmt);
+        }
+        Err(e) => return Err(e),
+    };
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
     let sandboxes = rw.all_sandboxes();
     let mode = opts.fence.unwrap_or(db.fence);

@@ -227,3 +227,40 @@ fn statement_kind(s: &Statement) -> String {
         kind
     }
 }
+
+/// Parses exactly one write statement (`INSERT`, `UPDATE`, `DELETE`) for
+/// the write rules; what it may hold is decided by `rewrite::write`.
+pub(crate) fn parse_write(sql: &str, dialect: Dialect, opts: &Options) -> Result<Statement> {
+    let sql = sql.strip_prefix('\u{FEFF}').unwrap_or(sql);
+    if sql.len() > opts.max_sql_bytes {
+        return Err(Error::Limit(format!(
+            "the statement is {} bytes; the limit is {}",
+            sql.len(),
+            opts.max_sql_bytes
+        )));
+    }
+    let perr = |m: String| Error::SqlParse {
+        dialect: dialect.to_string(),
+        message: m,
+    };
+    let mut stmts = Parser::new(dialect.parser())
+        .with_options(ParserOptions::new().with_unescape(false))
+        .with_recursion_limit(opts.max_depth)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| perr(e.to_string()))?;
+    if stmts.len() != 1 {
+        return Err(Error::NotReadOnly(format!(
+            "exactly one statement is allowed, found {}",
+            stmts.len()
+        )));
+    }
+    match stmts.pop() {
+        Some(s @ (Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_))) => Ok(s),
+        Some(other) => Err(Error::NotReadOnly(format!(
+            "only read queries and, under write rules, INSERT, UPDATE and DELETE are allowed, not `{}`",
+            statement_kind(&other)
+        ))),
+        None => Err(Error::NotReadOnly("empty statement".into())),
+    }
+}

@@ -490,6 +490,17 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         });
     }
 
+    let writes = groups.values().any(|g| {
+        g.data.values().any(|d| match d {
+            DbGrant::Schemas(s) => s.values().any(|sg| match sg {
+                SchemaGrant::Tables(t) => t
+                    .values()
+                    .any(|tg| matches!(tg, TableGrant::Sandbox(sb) if !sb.writes.is_empty())),
+                _ => false,
+            }),
+            _ => false,
+        })
+    });
     let functions = match &raw.functions {
         None => FunctionPolicy::default(),
         Some(f) => compile_functions(&cx, f)?,
@@ -505,6 +516,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         api_keys,
         declared_attributes: declared_names,
         attribute_types,
+        writes,
         functions,
     })
 }
@@ -1332,6 +1344,7 @@ fn compile_sandbox(
         group: group.to_string(),
         kind,
         restrictive: Vec::new(),
+        writes: Vec::new(),
     })
 }
 
@@ -1354,6 +1367,7 @@ fn compile_table_access(
 ) -> Result<Sandbox> {
     let mut permissive: Vec<Arc<Rule>> = Vec::new();
     let mut restrictive: Vec<Arc<Rule>> = Vec::new();
+    let mut writes: Vec<Arc<Rule>> = Vec::new();
     let mut sandbox: Option<SandboxKind> = None;
     if let Some(sb) = &raw.sandbox {
         let mut spath = tpath.to_vec();
@@ -1409,7 +1423,14 @@ fn compile_table_access(
                 "a restrictive rule narrows rows only; `columns` belong to permissive rules",
             ));
         }
-        let rule = Arc::new(compile_rule(
+        let commands = commands(cx, &rpath, r.commands.as_deref())?;
+        if commands.writes() && r.columns.is_some() {
+            return Err(cx.err(
+                &rpath,
+                "`columns` apply to reads; a write rule cannot have them (give the read its own rule)",
+            ));
+        }
+        let mut rule = compile_rule(
             cx,
             &rpath,
             env,
@@ -1419,11 +1440,45 @@ fn compile_table_access(
             definer,
             r.name.as_deref(),
             i + 1,
-        )?);
-        if r.restrictive {
-            restrictive.push(rule);
-        } else {
-            permissive.push(rule);
+        )?;
+        rule.commands = commands;
+        if r.check.is_some() && !(commands.insert || commands.update) {
+            return Err(cx.err(&rpath, "`check` belongs to rules for insert or update"));
+        }
+        if commands.insert || commands.update {
+            if let Some(text) = &r.check {
+                let mut c = compile_rule(
+                    cx,
+                    &rpath,
+                    env,
+                    text,
+                    r.restrictive,
+                    None,
+                    definer,
+                    r.name.as_deref(),
+                    i + 1,
+                )?;
+                c.commands = commands;
+                rule.check = Some(Arc::new(c));
+            }
+            let reads = rule.check.as_ref().map_or(&rule.reads, |c| &c.reads);
+            if !reads.is_empty() {
+                return Err(cx.err(
+                    &rpath,
+                    "a rule for insert or update checks each written row by putting its new values into the check; a check that reads other tables cannot be checked so (give the write its own `check` over the row's columns)",
+                ));
+            }
+        }
+        let rule = Arc::new(rule);
+        if commands.writes() {
+            writes.push(Arc::clone(&rule));
+        }
+        if commands.select {
+            if r.restrictive {
+                restrictive.push(rule);
+            } else {
+                permissive.push(rule);
+            }
         }
     }
     let tname = env.table.qualified();
@@ -1441,7 +1496,7 @@ fn compile_table_access(
             ))
         }
         Some(kind) => kind,
-        None if permissive.is_empty() && restrictive.is_empty() => {
+        None if permissive.is_empty() && restrictive.is_empty() && writes.is_empty() => {
             return Err(cx.err(tpath, "a table grant needs `sandbox` or `rules`"))
         }
         None => SandboxKind::Rules(permissive),
@@ -1450,7 +1505,45 @@ fn compile_table_access(
         group: env.group.to_string(),
         kind,
         restrictive,
+        writes,
     })
+}
+
+/// `commands:`: default `[select]`.
+fn commands(cx: &Ctx, path: &[&str], raw: Option<&[String]>) -> Result<Commands> {
+    let Some(list) = raw else {
+        return Ok(Commands {
+            select: true,
+            ..Commands::default()
+        });
+    };
+    let mut c = Commands::default();
+    for name in list {
+        match name.to_ascii_lowercase().as_str() {
+            "select" => c.select = true,
+            "insert" => c.insert = true,
+            "update" => c.update = true,
+            "delete" => c.delete = true,
+            "all" => {
+                c = Commands {
+                    select: true,
+                    insert: true,
+                    update: true,
+                    delete: true,
+                }
+            }
+            other => return Err(cx.err(
+                path,
+                format!(
+                    "unknown command `{other}` (expected select, insert, update, delete or all)"
+                ),
+            )),
+        }
+    }
+    if c == Commands::default() {
+        return Err(cx.err(path, "`commands` is empty"));
+    }
+    Ok(c)
 }
 
 /// `as: invoker | definer`; `true` for definer.
@@ -1804,6 +1897,11 @@ fn compile_rule(
         columns,
         parameters,
         reads,
+        commands: Commands {
+            select: true,
+            ..Commands::default()
+        },
+        check: None,
     })
 }
 

@@ -50,6 +50,9 @@ pub struct Policy {
     pub(crate) declared_attributes: Option<Vec<String>>,
     /// Declared attribute types (`attributes: {tenant: integer}`).
     pub(crate) attribute_types: HashMap<String, AttributeType>,
+    /// Whether any rule governs writes (else every write is refused as
+    /// not read-only, as before write rules existed).
+    pub(crate) writes: bool,
     pub(crate) functions: FunctionPolicy,
 }
 
@@ -565,6 +568,8 @@ pub struct Sandbox {
     /// The group's restrictive rules on the table: ANDed on top of every
     /// permissive grant the principal has on it, from any group.
     pub restrictive: Vec<Arc<Rule>>,
+    /// The group's rules that govern writes (permissive and restrictive).
+    pub writes: Vec<Arc<Rule>>,
 }
 
 /// A row rule (`rules:` or `sandbox: {filter: …}`).
@@ -592,6 +597,63 @@ pub struct Rule {
     pub parameters: Vec<Parameter>,
     /// Declared tables the filter reads (normalised).
     pub reads: Vec<TableKey>,
+    /// The statements it governs.
+    pub commands: Commands,
+    /// For writes: the condition written rows must meet (`check:`, else
+    /// the filter itself), compiled like a rule.
+    pub check: Option<Arc<Rule>>,
+}
+
+/// The statements a rule governs (`commands:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Commands {
+    /// Reads.
+    pub select: bool,
+    /// `INSERT`.
+    pub insert: bool,
+    /// `UPDATE`.
+    pub update: bool,
+    /// `DELETE`.
+    pub delete: bool,
+}
+
+impl Commands {
+    /// Whether it governs any write.
+    pub fn writes(self) -> bool {
+        self.insert || self.update || self.delete
+    }
+}
+
+/// A write statement kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `INSERT`.
+    Insert,
+    /// `UPDATE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Command {
+    /// Whether `c` includes this command.
+    pub fn in_set(self, c: Commands) -> bool {
+        match self {
+            Command::Insert => c.insert,
+            Command::Update => c.update,
+            Command::Delete => c.delete,
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Command::Insert => "INSERT",
+            Command::Update => "UPDATE",
+            Command::Delete => "DELETE",
+        })
+    }
 }
 
 /// The kinds of sandbox.

@@ -320,6 +320,14 @@ pub struct RawRule {
     /// A name for explanations.
     #[serde(default)]
     pub name: Option<String>,
+    /// What it governs: `select` (default), `insert`, `update`, `delete`
+    /// or `all`; writes are refused unless a rule grants them.
+    #[serde(default)]
+    pub commands: Option<Vec<String>>,
+    /// For `insert`/`update`: the condition every written row must meet
+    /// (PostgreSQL's `WITH CHECK`); default: `filter`.
+    #[serde(default)]
+    pub check: Option<String>,
 }
 
 /// A basic sandbox (`column` + `attribute`, or `filters`) or a custom one

@@ -18,6 +18,7 @@ mod sandbox;
 mod source;
 mod system;
 pub(crate) mod walk;
+pub(crate) mod write;
 
 use std::borrow::Cow;
 use std::collections::HashSet;

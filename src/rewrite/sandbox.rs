@@ -155,7 +155,7 @@ fn and(left: Expr, right: Expr) -> Expr {
     }
 }
 
-fn and_all(mut parts: Vec<Expr>, op: BinaryOperator) -> Expr {
+pub(super) fn and_all(mut parts: Vec<Expr>, op: BinaryOperator) -> Expr {
     if parts.len() == 1 {
         return parts.remove(0);
     }
@@ -574,7 +574,7 @@ impl<'a> Rewriter<'a> {
     /// A row rule's condition with its `{{attributes}}` bound and, unless it
     /// runs `as: definer`, the tables its subqueries read replaced by their
     /// sandboxes for the same principal.
-    fn rule_predicate(
+    pub(super) fn rule_predicate(
         &mut self,
         table: &Table,
         rule: &crate::policy::Rule,
@@ -626,7 +626,7 @@ impl<'a> Rewriter<'a> {
 }
 
 /// `(x)` → `x`, so that it is not parenthesised twice.
-fn unnest(e: Expr) -> Expr {
+pub(super) fn unnest(e: Expr) -> Expr {
     match e {
         Expr::Nested(inner) => *inner,
         other => other,
