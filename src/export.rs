@@ -43,6 +43,7 @@ use crate::principal::{Principal, Scalar};
 
 #[cfg(feature = "live")]
 pub mod live;
+pub mod mysql;
 
 /// The longest identifier PostgreSQL keeps without truncating it.
 const MAX_IDENT: usize = 63;

@@ -170,7 +170,7 @@ enum Command {
         /// The policy file.
         #[arg(long)]
         policy: String,
-        /// The target: `postgres` (alias `postgres-rls`).
+        /// The target: `postgres` (alias `postgres-rls`) or `mysql` (alias `mariadb`).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// Export only this policy database.
@@ -215,6 +215,9 @@ enum ExportFormat {
     /// PostgreSQL roles, grants, row level security and views.
     #[value(alias = "postgres-rls")]
     Postgres,
+    /// MySQL/MariaDB definer views over a mapping table, roles and logins.
+    #[value(alias = "mariadb")]
+    Mysql,
 }
 
 fn key_values(
@@ -679,6 +682,17 @@ fn export(
                 sqlsandbox::export::export_postgres_with(&policy, &opts)?
             ),
         },
+        ExportFormat::Mysql => {
+            if live.is_some() {
+                return Err(Error::Unsupported {
+                    construct: "--plan/--apply for MySQL (PostgreSQL only)".into(),
+                });
+            }
+            print!(
+                "{}",
+                sqlsandbox::export::mysql::export_mysql(&policy, &opts)?
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
