@@ -17,7 +17,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use sqlsandbox::export::{export_postgres_with, live, role_name, service_role, ExportOptions};
+use sqlsandbox::export::{
+    export_postgres_with, live, role_name, service_role, tenant_role, ExportOptions,
+};
 use sqlsandbox::Policy;
 
 const BASE: &str = r#"
@@ -26,6 +28,7 @@ databases:
   warehouse:
     dialect: postgres
     default_schema: public
+    tenant_roles: tenant
     tables:
       public.accounts: {columns: {id: integer, email: text, plan: text, tenant_id: integer, created_at: timestamp}}
       public.orders: {columns: {id: integer, account_id: integer, product_id: integer, total: decimal, tenant_id: integer, status: text}}
@@ -45,6 +48,11 @@ questions:
     sql: SELECT id, account_id, product_id, total, tenant_id, status FROM orders WHERE tenant_id = {{tenant}} AND status = 'paid'
 groups:
 "#;
+
+/// A declared customer: the export gives tenant 42 a login role with the
+/// attribute preset (a role setting).
+const USERS: &str =
+    "users:\n  alice: {groups: [customers], attributes: {tenant: 42, region: eu}}\n";
 
 /// A group name that needs quoting everywhere (role, policy, schema).
 const HOSTILE: &str = "o'brien \"ops\"; --";
@@ -244,7 +252,7 @@ fn run(url: &str, db: &str, cli: &Cli, pid: u32) {
 
     let mut fresh_dbs = 0;
     for (i, (what, groups)) in steps().iter().enumerate() {
-        let yaml = format!("{BASE}{groups}");
+        let yaml = format!("{BASE}{groups}{USERS}");
         let policy = Policy::from_yaml(&yaml, "drift.yaml").unwrap();
         if i > 0 {
             // The policy changed: drift sees it before the apply.
@@ -270,6 +278,23 @@ fn run(url: &str, db: &str, cli: &Cli, pid: u32) {
             plan.contains("BEGIN;") && plan.contains("COMMIT;"),
             "{plan}"
         );
+        if i == 4 {
+            // The removed group's role and view schema are dropped.
+            let r = role_name(&opts, HOSTILE).replace('"', "\"\"");
+            for stmt in [
+                format!("DROP ROLE \"{r}\";"),
+                format!("DROP SCHEMA \"{r}\";"),
+            ] {
+                assert!(
+                    plan.lines().any(|l| l == stmt),
+                    "no `{stmt}` in the plan:\n{plan}"
+                );
+            }
+            assert!(
+                plan.contains("-- - role "),
+                "the plan lists no removed role:\n{plan}"
+            );
+        }
         cli.apply(&yaml, db);
         let (code, out) = cli.drift(&yaml, db);
         assert_eq!(
@@ -365,7 +390,9 @@ fn run(url: &str, db: &str, cli: &Cli, pid: u32) {
                         live::Item::Rls { .. } => "rls",
                     })
                     .collect();
-                for k in ["role", "member", "grant", "policy", "view", "schema", "rls"] {
+                for k in [
+                    "role", "setting", "member", "grant", "policy", "view", "schema", "rls",
+                ] {
                     assert!(kinds.contains(k), "no {k} in the model: {model:#?}");
                 }
             }
@@ -403,6 +430,10 @@ fn run(url: &str, db: &str, cli: &Cli, pid: u32) {
                     (
                         format!("REVOKE \"{}\" FROM \"{customers}\"", role("all_users")),
                         format!("+ membership \"{}\" TO \"{customers}\"", role("all_users")),
+                    ),
+                    (
+                        format!("ALTER ROLE \"{}\" SET sqlsandbox.tenant = '7'", tenant_role(&opts, "42")),
+                        format!("- role \"{}\" SET \"sqlsandbox.tenant=7\"", tenant_role(&opts, "42")),
                     ),
                     (
                         "ALTER TABLE public.orders DISABLE ROW LEVEL SECURITY".to_string(),
@@ -454,7 +485,7 @@ fn run(url: &str, db: &str, cli: &Cli, pid: u32) {
     common::mark_done(
         "postgres-export-drift",
         &format!(
-            "{} policy steps applied with no drift after each and the same model as {fresh_dbs} fresh databases; 8 manual changes reported and undone",
+            "{} policy steps applied with no drift after each and the same model as {fresh_dbs} fresh databases; 9 manual changes reported and undone",
             steps().len()
         ),
     );
