@@ -111,9 +111,8 @@ fn compare(
     let ddl = export_mysql(policy, opts).unwrap();
     apply(&mut root, &ddl);
     apply(&mut root, &ddl);
-    let (base, _) = url.rsplit_once('@').unwrap();
+    // `mysql://root@host:port/db`: the logins connect to the same server.
     let (host, _) = url.split_once('@').unwrap().1.split_once('/').unwrap();
-    let _ = base;
     let (mut same, mut refused) = (0, 0);
     for user in policy.user_names() {
         let p = Principal::from_user(policy, user).unwrap();
