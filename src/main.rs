@@ -170,10 +170,38 @@ enum Command {
         /// The policy file.
         #[arg(long)]
         policy: String,
-        /// The target: `postgres` (alias `postgres-rls`).
+        /// The target: `postgres` (alias `postgres-rls`) or `mysql` (alias `mariadb`).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// Export only this policy database.
+        #[arg(long)]
+        database: Option<String>,
+        /// Prefix of the role names.
+        #[arg(long, default_value = "sqlsandbox_")]
+        role_prefix: String,
+        /// A live PostgreSQL database to migrate (with --plan or --apply).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Print the migration from the live database to the policy's
+        /// export, dropping what sqlsandbox created that the policy no
+        /// longer has (needs --database-url; changes nothing).
+        #[arg(long, requires = "database_url", conflicts_with = "apply")]
+        plan: bool,
+        /// Run that migration in one transaction (needs --database-url).
+        #[arg(long, requires = "database_url")]
+        apply: bool,
+    },
+    /// Report how a live PostgreSQL database differs from the policy's
+    /// export (`-` live only, `+` missing); exits 1 when it does.
+    Drift {
+        /// The policy file.
+        #[arg(long)]
+        policy: String,
+        /// `postgres://user@host/db`.
+        #[arg(long)]
+        database_url: String,
+        /// The policy database the live one stands for (default: the only
+        /// PostgreSQL one).
         #[arg(long)]
         database: Option<String>,
         /// Prefix of the role names.
@@ -187,6 +215,9 @@ enum ExportFormat {
     /// PostgreSQL roles, grants, row level security and views.
     #[value(alias = "postgres-rls")]
     Postgres,
+    /// MySQL/MariaDB definer views over a mapping table, roles and logins.
+    #[value(alias = "mariadb")]
+    Mysql,
 }
 
 fn key_values(
@@ -495,8 +526,102 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             format,
             database,
             role_prefix,
-        } => export(&policy, format, database, role_prefix),
+            database_url,
+            plan,
+            apply,
+        } => {
+            let live = match (database_url, plan, apply) {
+                (Some(url), true, _) => Some((url, LiveExport::Plan)),
+                (Some(url), _, true) => Some((url, LiveExport::Apply)),
+                (Some(_), false, false) => {
+                    return Err(Error::Unknown {
+                        kind: "option",
+                        name: "--database-url without --plan or --apply".into(),
+                    })
+                }
+                (None, ..) => None,
+            };
+            export(&policy, format, database, role_prefix, live)
+        }
+        Command::Drift {
+            policy,
+            database_url,
+            database,
+            role_prefix,
+        } => drift(&policy, &database_url, database, role_prefix),
     }
+}
+
+/// What `export --database-url` does.
+#[derive(Clone, Copy)]
+enum LiveExport {
+    Plan,
+    Apply,
+}
+
+#[cfg(feature = "live")]
+fn live_export(
+    policy: &Policy,
+    opts: &sqlsandbox::export::ExportOptions,
+    url: &str,
+    what: LiveExport,
+) -> Result<ExitCode, Error> {
+    use sqlsandbox::export::live;
+    match what {
+        LiveExport::Plan => print!("{}", live::plan(url, policy, opts)?.script()),
+        LiveExport::Apply => {
+            let plan = live::apply(url, policy, opts)?;
+            if plan.diff.is_empty() {
+                println!("applied: nothing changed");
+            } else {
+                print!("applied:\n{}", plan.diff);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "live"))]
+fn live_export(
+    _policy: &Policy,
+    _opts: &sqlsandbox::export::ExportOptions,
+    _url: &str,
+    _what: LiveExport,
+) -> Result<ExitCode, Error> {
+    Err(no_live())
+}
+
+#[cfg(feature = "live")]
+fn drift(
+    policy: &str,
+    url: &str,
+    database: Option<String>,
+    role_prefix: String,
+) -> Result<ExitCode, Error> {
+    let policy = Policy::from_path(policy)?;
+    let opts = sqlsandbox::export::ExportOptions {
+        role_prefix,
+        database,
+        ..Default::default()
+    };
+    let diff = sqlsandbox::export::live::drift(url, &policy, &opts)?;
+    if diff.is_empty() {
+        println!("no drift");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        print!("{diff}");
+        Ok(ExitCode::from(1))
+    }
+}
+
+#[cfg(not(feature = "live"))]
+fn drift(
+    _policy: &str,
+    _url: &str,
+    _database: Option<String>,
+    _role_prefix: String,
+) -> Result<ExitCode, Error> {
+    Err(no_live())
 }
 
 #[cfg(feature = "live")]
@@ -541,6 +666,7 @@ fn export(
     format: ExportFormat,
     database: Option<String>,
     role_prefix: String,
+    live: Option<(String, LiveExport)>,
 ) -> Result<ExitCode, Error> {
     let policy = Policy::from_path(policy)?;
     let opts = sqlsandbox::export::ExportOptions {
@@ -549,10 +675,24 @@ fn export(
         ..Default::default()
     };
     match format {
-        ExportFormat::Postgres => print!(
-            "{}",
-            sqlsandbox::export::export_postgres_with(&policy, &opts)?
-        ),
+        ExportFormat::Postgres => match live {
+            Some((url, what)) => return live_export(&policy, &opts, &url, what),
+            None => print!(
+                "{}",
+                sqlsandbox::export::export_postgres_with(&policy, &opts)?
+            ),
+        },
+        ExportFormat::Mysql => {
+            if live.is_some() {
+                return Err(Error::Unsupported {
+                    construct: "--plan/--apply for MySQL (PostgreSQL only)".into(),
+                });
+            }
+            print!(
+                "{}",
+                sqlsandbox::export::mysql::export_mysql(&policy, &opts)?
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -109,3 +109,63 @@ fn session_settings_refuse_commas() {
     .unwrap();
     assert!(sqlsandbox::export::session_settings(&p, &opts).is_err());
 }
+
+#[test]
+fn mysql_export_quotes_hostile_names_and_values() {
+    let src = |group: &str, user: &str| {
+        format!(
+            r#"
+version: 1
+databases:
+  db: {{dialect: mysql, default_schema: app, tables: {{"app.t": {{columns: {{id: integer, region: text}}}}}}}}
+groups:
+  {group:?}: {{data: {{db: {{app: {{t: {{sandbox: {{column: region, attribute: region}}}}}}}}}}}}
+users:
+  {user}: {{groups: [{group:?}], attributes: {{region: ["eu' OR '1'='1", "x\\'); DROP TABLE t; --", "`"]}}}}
+"#
+        )
+    };
+    let opts = ExportOptions::default();
+    let p = Policy::from_yaml(&src("g`; DROP DATABASE x; --", "ann"), "hostile.yaml").unwrap();
+    let ddl = sqlsandbox::export::mysql::export_mysql(&p, &opts).unwrap();
+    assert!(
+        ddl.contains("VIEW `sqlsandbox_g``; DROP DATABASE x; --`.`t` AS"),
+        "{ddl}"
+    );
+    // Values appear only as hex literals.
+    for v in ["eu' OR", "DROP TABLE"] {
+        assert!(!ddl.contains(v), "raw value `{v}` in\n{ddl}");
+    }
+    assert!(ddl.contains("_utf8mb4 X'6575"), "{ddl}");
+    // Names MySQL cannot hold, and logins that are not plain, are refused.
+    let dotted = Policy::from_yaml(&src("a.b", "ann"), "hostile.yaml").unwrap();
+    assert!(sqlsandbox::export::mysql::export_mysql(&dotted, &opts).is_err());
+    let quoted = Policy::from_yaml(&src("g", "\"o'neil\""), "hostile.yaml").unwrap();
+    assert!(sqlsandbox::export::mysql::export_mysql(&quoted, &opts).is_err());
+    // A PostgreSQL-only policy has nothing to export to MySQL.
+    let pg = policy("saas.yaml");
+    assert!(sqlsandbox::export::mysql::export_mysql(&pg, &opts).is_err());
+    // Two group combinations whose database names would collide
+    // (`a` + `b` and `a__b`) are refused, not merged.
+    let collide = Policy::from_yaml(
+        r#"
+version: 1
+databases:
+  db: {dialect: mysql, default_schema: app, tables: {"app.t": {columns: {id: integer}}}}
+groups:
+  a: {data: {db: unrestricted}}
+  b: {data: {db: unrestricted}}
+  a__b: {}
+users:
+  u1: {groups: [a, b]}
+  u2: {groups: [a__b]}
+"#,
+        "collide.yaml",
+    )
+    .unwrap();
+    let e = sqlsandbox::export::mysql::export_mysql(&collide, &opts).unwrap_err();
+    assert!(
+        e.to_string().contains("sharing the MySQL database name"),
+        "{e}"
+    );
+}

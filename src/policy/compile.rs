@@ -1532,12 +1532,14 @@ fn commands(cx: &Ctx, path: &[&str], raw: Option<&[String]>) -> Result<Commands>
                     delete: true,
                 }
             }
-            other => return Err(cx.err(
-                path,
-                format!(
+            other => {
+                return Err(cx.err(
+                    path,
+                    format!(
                     "unknown command `{other}` (expected select, insert, update, delete or all)"
                 ),
-            )),
+                ))
+            }
         }
     }
     if c == Commands::default() {
