@@ -53,6 +53,8 @@ pub mod policytest;
 mod principal;
 mod rewrite;
 pub mod routing;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod scope;
 mod value;
 mod verify;

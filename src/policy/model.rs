@@ -68,6 +68,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
 
 /// The whole policy file.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub version: u32,
@@ -95,11 +96,13 @@ pub struct RawPolicy {
 /// An API key: the SHA-256 of the secret, the one group it acts as, and
 /// fixed attributes.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     pub group: String,
     pub sha256: String,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
     pub attributes: UMap<serde_yaml::Value>,
 }
 
@@ -136,6 +139,7 @@ impl<'de> Deserialize<'de> for RawFence {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDatabase {
     pub dialect: String,
@@ -161,6 +165,7 @@ pub struct RawDatabase {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
     pub attribute: String,
@@ -170,6 +175,8 @@ pub struct RawRouting {
 /// A destination; `database` names another declared database (which must
 /// have the router's tables) when the policy models it.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
     #[serde(default)]
@@ -177,12 +184,14 @@ pub struct RawDestination {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawImpersonation {
     pub attribute: String,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTable {
     pub columns: UMap<String>,
@@ -196,6 +205,7 @@ pub struct RawTable {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawQuestion {
     pub database: String,
@@ -213,6 +223,8 @@ pub struct RawQuestion {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawCollection {
     #[serde(default)]
@@ -220,6 +232,8 @@ pub struct RawCollection {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawGroup {
     #[serde(default)]
@@ -232,29 +246,36 @@ pub struct RawGroup {
 
 /// `unrestricted | blocked | no_access | {schema: ...}`
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawDbAccess {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "blocked", "no_access"])))]
     Level(String),
     Schemas(UMap<RawSchemaAccess>),
 }
 
 /// `unrestricted | no_access | {table: ...}`
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawSchemaAccess {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
     Tables(UMap<RawTableAccess>),
 }
 
 /// `unrestricted | no_access | {sandbox: ...}`
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawTableAccess {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
     Sandboxed(RawSandboxed),
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSandboxed {
     pub sandbox: RawSandbox,
@@ -263,6 +284,7 @@ pub struct RawSandboxed {
 /// A basic sandbox (`column` + `attribute`, or `filters`) or a custom one
 /// (`question` + `parameters`).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSandbox {
     #[serde(default)]
@@ -278,6 +300,7 @@ pub struct RawSandbox {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawFilter {
     pub column: String,
@@ -286,6 +309,7 @@ pub struct RawFilter {
 
 /// `{{variable}}: attribute` or `{{variable}}: {attribute: a, type: integer}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawParameter {
     Attribute(String),
@@ -297,17 +321,22 @@ pub enum RawParameter {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     #[serde(default)]
     pub groups: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
     pub attributes: UMap<serde_yaml::Value>,
 }
 
 /// Function policy: names added to (`allow`) and taken off (`deny`) the
 /// dialect's built-in allow-list, and the variables native SQL may read.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawFunctions {
     #[serde(default)]
