@@ -261,3 +261,54 @@ fn policy_ci_example_checks_and_tests() {
     assert!(text.contains("PASS examples/policy-ci/tests/"), "{text}");
     assert!(text.ends_with(" passed, 0 failed\n"), "{text}");
 }
+
+#[test]
+fn sqlite_file_fixture_builder_file_and_anonymous() {
+    let dir = temp_dir("sqlite_file");
+    // A database file as the fixture (opened read-only).
+    let db = dir.join("helpdesk.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+         CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id INTEGER, subject TEXT, status TEXT);
+         INSERT INTO tickets VALUES (1, 1, 'a', 'open'), (2, 1, 'b', 'open'), (3, 2, 'c', 'open');",
+    )
+    .unwrap();
+    drop(conn);
+    // A builder question in a file next to the test file.
+    std::fs::write(
+        dir.join("count.yaml"),
+        "query:\n  source-table: tickets\n  aggregation: [[count]]\n",
+    )
+    .unwrap();
+    let policy = root().join("examples/policy-ci/policy.yaml");
+    let file = dir.join("file.test.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "policy: {}\nfixture: helpdesk.sqlite\ncases:\n  - name: builder file\n    user: ana\n    builder: count.yaml\n    expect:\n      rows: [[2]]\n  - name: wrong count\n    user: ben\n    builder: count.yaml\n    expect:\n      rows: [[2]]\n  - name: anonymous\n    anonymous: true\n    builder: count.yaml\n    expect: {{refused: SB201}}\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let out = sqlsandbox(&["test", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("PASS "), "{text}");
+    assert!(text.contains(": builder file\n"), "{text}");
+    assert!(
+        text.contains("FAIL ") && text.contains(": wrong count\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing row\n        - [2]\n    unexpected row\n        + [1]"),
+        "{text}"
+    );
+    assert!(text.ends_with("2 passed, 1 failed\n"), "{text}");
+    // The fixture is opened read-only: it is unchanged.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+}
