@@ -334,7 +334,9 @@ pub fn load(path: &Path) -> Result<TestFile> {
 pub fn parse(source: &str, path: &Path) -> Result<TestFile> {
     let file = path.display().to_string();
     let text = crate::input::strip_bom(source);
-    crate::input::check_shape(text, crate::input::Syntax::Yaml, "test file")?;
+    // Too large or too deep is a broken file here (exit 2), not a refusal.
+    crate::input::check_shape(text, crate::input::Syntax::Yaml, "test file")
+        .map_err(|e| file_error(&file, None, "", e.to_string()))?;
     let doc = crate::policy::parse_yaml_document(text)
         .map_err(|m| file_error(&file, None, "", format!("not valid YAML: {m}")))?;
     let raw: RawFile =

@@ -208,8 +208,13 @@ fn broken_files_exit_2() {
         ("not_yaml", "cases: [\n", "not valid YAML"),
         ("duplicate_key", "cases:\n  - user: alice\n    user: bob\n    sql: SELECT 1\n    expect: {refused: SB201}\n", "duplicate"),
     ];
+    let deep = format!(
+        "cases:\n  - user: alice\n    sql: SELECT 1\n    expect: {{refused: SB201}}\n    x: {}\n",
+        "[".repeat(150)
+    );
+    let too_deep = [("too_deep", deep.as_str(), "nests deeper")];
     let policy = root().join("policies/saas.yaml");
-    for (name, text, message) in cases {
+    for (name, text, message) in cases.iter().chain(&too_deep) {
         let file = dir.join(format!("{name}.test.yaml"));
         std::fs::write(&file, text).unwrap();
         let out = sqlsandbox(&[
