@@ -170,6 +170,10 @@ enum Command {
         /// Also write a JUnit XML report to this file.
         #[arg(long)]
         junit: Option<String>,
+        /// Run `rows` cases on this live database (`postgres://...` or
+        /// `mysql://...`; feature `live`) instead of the fixtures.
+        #[arg(long)]
+        database_url: Option<String>,
         /// Test files, or directories searched for `*.test.yaml`.
         #[arg(required = true)]
         files: Vec<String>,
@@ -436,8 +440,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             policy,
             update,
             junit,
+            database_url,
             files,
-        } => policy_test(policy, update, junit, &files),
+        } => policy_test(policy, update, junit, database_url, &files),
         Command::Schema { database_url } => schema(&database_url),
         Command::Check {
             policy: path,
@@ -500,6 +505,7 @@ fn policy_test(
     policy: Option<String>,
     update: bool,
     junit: Option<String>,
+    database_url: Option<String>,
     files: &[String],
 ) -> Result<ExitCode, Error> {
     use sqlsandbox::policytest;
@@ -507,6 +513,7 @@ fn policy_test(
     let opts = policytest::RunOptions {
         policy: policy.map(Into::into),
         update,
+        database_url,
     };
     // Every file is parsed before any runs: a broken one stops the run.
     let loaded = policytest::discover(&paths)?

@@ -36,7 +36,11 @@
 //! are 1/0. A `rows` case is rewritten for SQLite unless it names another
 //! dialect; a script fixture runs into a fresh in-memory SQLite database
 //! (`ATTACH DATABASE ':memory:' AS public;` gives it a `public` schema),
-//! a `.sqlite`/`.db` file is opened read-only.
+//! a `.sqlite`/`.db` file is opened read-only. With
+//! [`RunOptions::database_url`] (`--database-url`, feature `live`), `rows`
+//! cases run on that PostgreSQL or MySQL/MariaDB database instead,
+//! rewritten for the policy's dialect, each in a read-only transaction that
+//! is rolled back; values arrive as text and compare as above.
 //!
 //! A malformed file is [`Error::TestFile`] (`SB004`, CLI exit code 2);
 //! failing cases are reported per case ([`FileReport`]), as text
@@ -180,6 +184,12 @@ pub struct RunOptions {
     pub policy: Option<PathBuf>,
     /// Rewrite failing `sql` expectations in place.
     pub update: bool,
+    /// Run `rows` cases on this live database (`postgres://…` or
+    /// `mysql://…`, feature `live`) instead of the fixtures, rewritten for
+    /// the policy's dialect, each in a read-only transaction rolled back
+    /// afterwards. The database must hold the tables and rows the cases
+    /// expect.
+    pub database_url: Option<String>,
 }
 
 // ----- discovery -------------------------------------------------------------
@@ -497,11 +507,6 @@ fn case(
         }
     };
     let fixture = rc.fixture.map(|f| dir.join(f)).or(file_fixture.cloned());
-    if matches!(expect, Expect::Rows { .. }) && fixture.is_none() {
-        return Err(format!(
-            "case `{name}` expects rows but neither it nor the file names a `fixture`"
-        ));
-    }
     Ok(Case {
         name,
         line,
@@ -562,6 +567,26 @@ pub fn run_file(file: &TestFile, opts: &RunOptions) -> Result<FileReport> {
     })?;
     let policy = Policy::from_path(&policy_path)?;
     let mut fixtures = Fixtures::default();
+    match &opts.database_url {
+        Some(url) => fixtures.live = Some(live::connect(url)?),
+        None => {
+            if let Some(case) = file
+                .cases
+                .iter()
+                .find(|c| matches!(c.expect, Expect::Rows { .. }) && c.fixture.is_none())
+            {
+                return Err(file_error(
+                    &name,
+                    case.line,
+                    "",
+                    format!(
+                        "case `{}` expects rows but neither it nor the file names a `fixture` (and no --database-url is given)",
+                        case.name
+                    ),
+                ));
+            }
+        }
+    }
     let mut reports = Vec::new();
     let mut updates: Vec<(usize, String)> = Vec::new();
     for (i, case) in file.cases.iter().enumerate() {
@@ -613,12 +638,13 @@ fn fail(message: String) -> Failure {
     }
 }
 
-fn query(policy: &Policy, case: &Case) -> Got {
+fn query(policy: &Policy, case: &Case, live: bool) -> Got {
     let opts = Options {
         database: case.database.clone(),
-        // Rows run on SQLite: rewrite for it unless the case says otherwise.
+        // Rows run on a SQLite fixture: rewrite for it unless the case says
+        // otherwise (on a live database, the policy's dialect).
         dialect: case.dialect.or(match case.expect {
-            Expect::Rows { .. } => Some(Dialect::Sqlite),
+            Expect::Rows { .. } if !live => Some(Dialect::Sqlite),
             _ => None,
         }),
         fence: case.fence,
@@ -640,7 +666,7 @@ fn run_case(
     case: &Case,
     fixtures: &mut Fixtures,
 ) -> std::result::Result<(), Failure> {
-    let got = query(policy, case);
+    let got = query(policy, case, fixtures.live.is_some());
     match (&case.expect, got) {
         (Expect::Refused(code), Got::Refused(e)) if e.code() == code => Ok(()),
         (Expect::Refused(code), Got::Refused(e)) => Err(fail(format!(
@@ -666,13 +692,12 @@ fn run_case(
             }
         }
         (Expect::Rows { rows, ordered }, Got::Sql(sql)) => {
-            let path = case
-                .fixture
-                .as_ref()
-                .ok_or_else(|| fail("no fixture".into()))?;
-            let actual = fixtures
-                .query(path, &sql)
-                .map_err(|m| fail(format!("{m}\n  sql: {sql}")))?;
+            let actual = match (&mut fixtures.live, &case.fixture) {
+                (Some(db), _) => db.query(&sql),
+                (None, Some(path)) => fixtures.query(path, &sql),
+                (None, None) => Err("no fixture".into()),
+            }
+            .map_err(|m| fail(format!("{m}\n  sql: {sql}")))?;
             compare_rows(rows, &actual, *ordered).map_err(|m| fail(format!("{m}\n  sql: {sql}")))
         }
     }
@@ -687,10 +712,12 @@ fn indent(text: &str, prefix: &str) -> String {
 
 // ----- fixtures and rows ----------------------------------------------------------
 
-/// One SQLite connection per fixture file, opened on first use.
+/// One SQLite connection per fixture file, opened on first use; or the
+/// live database.
 #[derive(Default)]
 struct Fixtures {
     open: HashMap<PathBuf, std::result::Result<rusqlite::Connection, String>>,
+    live: Option<live::Live>,
 }
 
 /// A cell of a result row.
@@ -790,7 +817,15 @@ fn cell_matches(want: &Value, got: &Cell) -> bool {
         (Value::Null, Cell::Null) => true,
         (Value::Null, _) | (_, Cell::Null) => false,
         (Value::Bool(b), Cell::Int(i)) => *i == i64::from(*b),
-        (Value::Bool(b), Cell::Text(t)) => t == if *b { "true" } else { "false" },
+        (Value::Bool(b), Cell::Text(t)) => {
+            // SQLite text, PostgreSQL's text form (`t`/`f`), MySQL's 1/0.
+            let t = t.as_str();
+            if *b {
+                matches!(t, "true" | "t" | "1")
+            } else {
+                matches!(t, "false" | "f" | "0")
+            }
+        }
         (Value::Number(n), Cell::Int(i)) => {
             n.as_i64() == Some(*i)
                 || (!n.is_i64() && n.as_f64().is_some_and(|f| close(f, *i as f64)))
@@ -893,6 +928,130 @@ fn compare_rows(
             if ordered { ", in order" } else { "" },
             msg.trim_end().replace('\n', "\n  ")
         ))
+    }
+}
+
+/// Rows from a live database (feature `live`): every value in its text form.
+#[cfg(feature = "live")]
+mod live {
+    use super::Cell;
+    use crate::error::{Error, Result};
+    use mysql::prelude::Queryable;
+
+    /// A connection to the database of `--database-url`.
+    pub(super) enum Live {
+        Pg(Box<postgres::Client>),
+        My(Box<mysql::Conn>),
+    }
+
+    fn connect_error(e: impl std::fmt::Display) -> Error {
+        Error::Io {
+            path: "--database-url".into(),
+            message: format!("cannot connect: {e}"),
+        }
+    }
+
+    /// Connects to a `postgres://` or `mysql://` (`mariadb://`) URL.
+    pub(super) fn connect(url: &str) -> Result<Live> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let c = postgres::Client::connect(url, postgres::NoTls).map_err(connect_error)?;
+            Ok(Live::Pg(Box::new(c)))
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            let opts = mysql::Opts::from_url(&url).map_err(connect_error)?;
+            Ok(Live::My(Box::new(
+                mysql::Conn::new(opts).map_err(connect_error)?,
+            )))
+        } else {
+            let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
+            Err(Error::Unknown {
+                kind: "database URL scheme",
+                name: format!("{scheme} (expected postgres://... or mysql://...)"),
+            })
+        }
+    }
+
+    impl Live {
+        /// Runs `sql` in a read-only transaction that is rolled back.
+        pub(super) fn query(&mut self, sql: &str) -> std::result::Result<Vec<Vec<Cell>>, String> {
+            let run =
+                |e: &dyn std::fmt::Display| format!("the rewritten SQL fails on the database: {e}");
+            match self {
+                Live::Pg(c) => {
+                    c.simple_query("BEGIN READ ONLY").map_err(|e| run(&e))?;
+                    let result = c.simple_query(sql);
+                    let rollback = c.simple_query("ROLLBACK");
+                    let messages = result.map_err(|e| run(&e))?;
+                    rollback.map_err(|e| run(&e))?;
+                    let mut out = Vec::new();
+                    for m in messages {
+                        if let postgres::SimpleQueryMessage::Row(r) = m {
+                            let mut cells = Vec::with_capacity(r.len());
+                            for i in 0..r.len() {
+                                cells.push(match r.try_get(i).map_err(|e| run(&e))? {
+                                    None => Cell::Null,
+                                    Some(t) => Cell::Text(t.to_string()),
+                                });
+                            }
+                            out.push(cells);
+                        }
+                    }
+                    Ok(out)
+                }
+                Live::My(c) => {
+                    c.query_drop("START TRANSACTION READ ONLY")
+                        .map_err(|e| run(&e))?;
+                    let result: std::result::Result<Vec<mysql::Row>, _> = c.query(sql);
+                    let rollback = c.query_drop("ROLLBACK");
+                    let rows = result.map_err(|e| run(&e))?;
+                    rollback.map_err(|e| run(&e))?;
+                    Ok(rows
+                        .iter()
+                        .map(|row| {
+                            (0..row.len())
+                                .map(|i| match row.as_ref(i) {
+                                    None | Some(mysql::Value::NULL) => Cell::Null,
+                                    Some(mysql::Value::Bytes(b)) => {
+                                        Cell::Text(String::from_utf8_lossy(b).into_owned())
+                                    }
+                                    Some(mysql::Value::Int(n)) => Cell::Int(*n),
+                                    Some(mysql::Value::UInt(n)) => {
+                                        i64::try_from(*n).map_or(Cell::Real(*n as f64), Cell::Int)
+                                    }
+                                    Some(mysql::Value::Float(f)) => Cell::Real(f64::from(*f)),
+                                    Some(mysql::Value::Double(f)) => Cell::Real(*f),
+                                    Some(v) => {
+                                        Cell::Text(v.as_sql(true).trim_matches('\'').to_string())
+                                    }
+                                })
+                                .collect()
+                        })
+                        .collect())
+                }
+            }
+        }
+    }
+}
+
+/// Without the `live` feature, `--database-url` is refused.
+#[cfg(not(feature = "live"))]
+mod live {
+    use super::Cell;
+    use crate::error::{Error, Result};
+
+    /// Never built: there is no database client.
+    pub(super) enum Live {}
+
+    pub(super) fn connect(_url: &str) -> Result<Live> {
+        Err(Error::Unsupported {
+            construct: "a live database (built without the `live` feature)".into(),
+        })
+    }
+
+    impl Live {
+        pub(super) fn query(&mut self, _sql: &str) -> std::result::Result<Vec<Vec<Cell>>, String> {
+            match *self {}
+        }
     }
 }
 

@@ -317,3 +317,130 @@ fn sqlite_file_fixture_builder_file_and_anonymous() {
         .unwrap();
     assert_eq!(n, 3);
 }
+
+/// Drops the test's PostgreSQL schema, also when the test fails.
+#[cfg(feature = "live")]
+struct DropSchema {
+    url: String,
+    schema: String,
+}
+
+#[cfg(feature = "live")]
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        }
+    }
+}
+
+/// `--database-url`: `rows` cases run on PostgreSQL, rewritten for its
+/// dialect (when `SQLSANDBOX_PG_URL` is set; skipped otherwise).
+#[cfg(feature = "live")]
+#[test]
+fn live_postgres_rows() {
+    let Ok(url) = std::env::var("SQLSANDBOX_PG_URL") else {
+        eprintln!("SKIPPED live_postgres_rows (set SQLSANDBOX_PG_URL)");
+        return;
+    };
+    let schema = format!("sqlsandbox_ptest_{}", std::process::id());
+    let _guard = DropSchema {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.tickets (id integer, customer_id integer, subject text, urgent boolean, cost numeric(8,2));
+         INSERT INTO {schema}.tickets VALUES (1, 1, 'a', true, 1.50), (2, 1, 'b', false, NULL), (3, 2, 'c', true, 7);"
+    ))
+    .expect("setup");
+    let dir = temp_dir("live_pg");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\ndatabases:\n  db:\n    dialect: postgres\n    default_schema: {schema}\n    tables:\n      {schema}.tickets: {{columns: {{id: integer, customer_id: integer, subject: text, urgent: boolean, cost: decimal}}}}\ngroups:\n  customers:\n    data: {{db: {{{schema}: {{tickets: {{sandbox: {{column: customer_id, attribute: customer_id}}}}}}}}}}\n    native: {{db: true}}\n  agents:\n    data: {{db: unrestricted}}\n    native: {{db: true}}\nusers:\n  ana: {{groups: [customers], attributes: {{customer_id: 1}}}}\n  zoe: {{groups: [agents]}}\n"
+        ),
+    )
+    .unwrap();
+    let file = dir.join("live.test.yaml");
+    std::fs::write(
+        &file,
+        "policy: policy.yaml\ncases:\n  - name: ana's tickets\n    user: ana\n    sql: SELECT id, subject, urgent, cost FROM tickets ORDER BY id\n    expect:\n      rows: [[1, a, true, 1.5], [2, b, false, null]]\n      ordered: true\n  - name: agents count all\n    user: zoe\n    sql: SELECT count(*) FROM tickets\n    expect:\n      rows: [[3]]\n  - name: wrong on purpose\n    user: ana\n    sql: SELECT id FROM tickets\n    expect:\n      rows: [[3]]\n",
+    )
+    .unwrap();
+    let out = sqlsandbox(&["test", "--database-url", &url, file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.ends_with("2 passed, 1 failed\n"), "{text}");
+    // Rewritten for PostgreSQL, not SQLite: the schema is the policy's.
+    assert!(
+        text.contains(&format!(
+            "sql: SELECT id FROM (SELECT * FROM {schema}.tickets WHERE customer_id = 1) AS tickets"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("missing row\n        - [3]"), "{text}");
+    // Without a fixture and without --database-url, the file cannot run.
+    let out = sqlsandbox(&["test", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no --database-url"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `--database-url` on MariaDB/MySQL (when `SQLSANDBOX_MYSQL_URL` is set).
+#[cfg(feature = "live")]
+#[test]
+fn live_mysql_rows() {
+    use mysql::prelude::Queryable;
+    let Ok(url) = std::env::var("SQLSANDBOX_MYSQL_URL") else {
+        eprintln!("SKIPPED live_mysql_rows (set SQLSANDBOX_MYSQL_URL)");
+        return;
+    };
+    struct DropDb(mysql::Pool, String);
+    impl Drop for DropDb {
+        fn drop(&mut self) {
+            if let Ok(mut c) = self.0.get_conn() {
+                let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", self.1));
+            }
+        }
+    }
+    let db = format!("sqlsandbox_ptest_{}", std::process::id());
+    let pool = mysql::Pool::new(mysql::Opts::from_url(&url).expect("url")).expect("pool");
+    let guard = DropDb(pool.clone(), db.clone());
+    let mut c = guard.0.get_conn().expect("connect");
+    for stmt in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+        format!("CREATE TABLE {db}.tickets (id integer, customer_id integer, subject text, urgent boolean, cost decimal(8,2))"),
+        format!("INSERT INTO {db}.tickets VALUES (1, 1, 'a', true, 1.50), (2, 1, 'b', false, NULL), (3, 2, 'c', true, 7)"),
+    ] {
+        c.query_drop(stmt).expect("setup");
+    }
+    let dir = temp_dir("live_mysql");
+    std::fs::write(
+        dir.join("policy.yaml"),
+        format!(
+            "version: 1\ndatabases:\n  db:\n    dialect: mysql\n    default_schema: {db}\n    tables:\n      {db}.tickets: {{columns: {{id: integer, customer_id: integer, subject: text, urgent: boolean, cost: decimal}}}}\ngroups:\n  customers:\n    data: {{db: {{{db}: {{tickets: {{sandbox: {{column: customer_id, attribute: customer_id}}}}}}}}}}\n    native: {{db: true}}\nusers:\n  ana: {{groups: [customers], attributes: {{customer_id: 1}}}}\n"
+        ),
+    )
+    .unwrap();
+    let file = dir.join("live.test.yaml");
+    std::fs::write(
+        &file,
+        "policy: policy.yaml\ncases:\n  - name: ana's tickets\n    user: ana\n    sql: SELECT id, subject, urgent, cost FROM tickets ORDER BY id\n    expect:\n      rows: [[1, a, true, 1.5], [2, b, false, null]]\n      ordered: true\n  - name: wrong on purpose\n    user: ana\n    sql: SELECT id FROM tickets\n    expect:\n      rows: [[3]]\n",
+    )
+    .unwrap();
+    let out = sqlsandbox(&["test", "--database-url", &url, file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
+    assert!(
+        text.contains(&format!("FROM {db}.tickets WHERE customer_id = 1")),
+        "{text}"
+    );
+}
