@@ -68,6 +68,16 @@ pub enum Error {
         /// The OS error.
         message: String,
     },
+    /// A policy test file (`sqlsandbox test`, [`crate::policytest`]) is
+    /// malformed: not YAML, an unknown key, a case without a principal, a
+    /// query or exactly one expectation, or a policy it cannot find.
+    #[error("{location}: invalid test file: {message}")]
+    TestFile {
+        /// Where (`key` is `cases[2]` for the third case).
+        location: Location,
+        /// What is wrong.
+        message: String,
+    },
     /// The SQL text does not parse in the dialect.
     #[error("cannot parse SQL ({dialect}): {message}")]
     SqlParse {
@@ -232,6 +242,7 @@ impl Error {
             Error::PolicySyntax { .. } => "SB001",
             Error::PolicyInvalid { .. } => "SB002",
             Error::Io { .. } => "SB003",
+            Error::TestFile { .. } => "SB004",
             Error::SqlParse { .. } => "SB101",
             Error::Unknown { .. } => "SB102",
             Error::DatabaseRequired { .. } => "SB103",
@@ -262,6 +273,7 @@ impl Error {
             Error::PolicySyntax { .. }
                 | Error::PolicyInvalid { .. }
                 | Error::Io { .. }
+                | Error::TestFile { .. }
                 | Error::SqlParse { .. }
                 | Error::Unknown { .. }
                 | Error::DatabaseRequired { .. }

@@ -48,12 +48,17 @@ pub mod introspect;
 pub mod lint;
 mod pipeline;
 pub mod policy;
+#[cfg(feature = "cli")]
+pub mod policytest;
 mod principal;
 mod rewrite;
 pub mod routing;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod scope;
 mod value;
 mod verify;
+pub mod who;
 
 pub use bind::BoundParam;
 pub use dialect::{Dialect, Fence};

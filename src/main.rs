@@ -7,9 +7,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sqlsandbox::{
-    explain, lint, AttributeValue, Dialect, Error, Options, Policy, Principal, Scalar,
-};
+use sqlsandbox::who::{key_values, Who as Caller};
+use sqlsandbox::{explain, lint, AttributeValue, Dialect, Error, Options, Policy, Principal};
 
 #[derive(Parser)]
 #[command(
@@ -158,6 +157,27 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
+    /// Run policy test files: each case names a principal and a query and
+    /// expects a refusal code, the exact rewritten SQL, or rows on a
+    /// fixture. Exits 1 when a case fails, 2 on a bad test file or policy.
+    Test {
+        /// The policy (default: each file's `policy:` key).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Rewrite failing `sql:` expectations in place with the SQL produced.
+        #[arg(long)]
+        update: bool,
+        /// Also write a JUnit XML report to this file.
+        #[arg(long)]
+        junit: Option<String>,
+        /// Run `rows` cases on this live database (`postgres://...` or
+        /// `mysql://...`; feature `live`) instead of the fixtures.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Test files, or directories searched for `*.test.yaml`.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
     /// Print the `databases:` section of a policy for a live database.
     Schema {
         /// `postgres://user@host/db` or `mysql://user@host/db`.
@@ -220,28 +240,6 @@ enum ExportFormat {
     Mysql,
 }
 
-fn key_values(
-    items: &[String],
-    what: &'static str,
-) -> Result<Vec<(String, AttributeValue)>, Error> {
-    let mut out: Vec<(String, AttributeValue)> = Vec::new();
-    for a in items {
-        let (k, v) = a.split_once('=').ok_or_else(|| Error::Unknown {
-            kind: what,
-            name: format!("{a} (expected key=value)"),
-        })?;
-        match out.iter_mut().find(|(x, _)| x == k) {
-            Some((_, existing)) => {
-                let mut vals: Vec<Scalar> = existing.values().into_iter().cloned().collect();
-                vals.push(Scalar::Text(v.to_string()));
-                *existing = AttributeValue::Many(vals);
-            }
-            None => out.push((k.to_string(), AttributeValue::text(v))),
-        }
-    }
-    Ok(out)
-}
-
 fn read(path: &str) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::Io {
         path: path.to_string(),
@@ -250,37 +248,34 @@ fn read(path: &str) -> Result<String, Error> {
 }
 
 fn principal(policy: &Policy, who: &Who) -> Result<Principal, Error> {
-    if let Some(u) = &who.user {
-        return Principal::from_user(policy, u);
-    }
-    if who.anonymous {
-        return Ok(Principal::anonymous());
-    }
-    if let Some(path) = &who.claims {
-        let text = read(path)?;
-        return Principal::from_claims_json(policy, &text).map_err(|e| match e {
-            Error::Unknown { kind, name } => Error::Unknown {
-                kind,
-                name: format!("{path}: {name}"),
-            },
-            other => other,
-        });
-    }
-    if let Some(secret) = &who.api_key {
-        return Principal::from_api_key(policy, secret);
-    }
-    if who.group.is_empty() && who.attr.is_empty() {
+    let caller = if let Some(u) = &who.user {
+        Caller::User(u.clone())
+    } else if who.anonymous {
+        Caller::Anonymous
+    } else if let Some(path) = &who.claims {
+        return Caller::ClaimsJson(read(path)?)
+            .principal(policy)
+            .map_err(|e| match e {
+                Error::Unknown { kind, name } => Error::Unknown {
+                    kind,
+                    name: format!("{path}: {name}"),
+                },
+                other => other,
+            });
+    } else if let Some(secret) = &who.api_key {
+        Caller::ApiKey(secret.clone())
+    } else if who.group.is_empty() && who.attr.is_empty() {
         return Err(Error::Unknown {
             kind: "principal",
             name: "(give --user, --claims, --api-key or --group/--attr)".into(),
         });
-    }
-    Principal::new(
-        policy,
-        "cli",
-        who.group.iter().map(String::as_str),
-        key_values(&who.attr, "attribute")?,
-    )
+    } else {
+        Caller::Groups {
+            groups: who.group.clone(),
+            attributes: key_values(&who.attr, "attribute")?,
+        }
+    };
+    caller.principal(policy)
 }
 
 fn read_sql(sql: Option<&str>) -> Result<String, Error> {
@@ -472,6 +467,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 _ => ExitCode::SUCCESS,
             })
         }
+        Command::Test {
+            policy,
+            update,
+            junit,
+            database_url,
+            files,
+        } => policy_test(policy, update, junit, database_url, &files),
         Command::Schema { database_url } => schema(&database_url),
         Command::Check {
             policy: path,
@@ -622,6 +624,43 @@ fn drift(
     _role_prefix: String,
 ) -> Result<ExitCode, Error> {
     Err(no_live())
+}
+
+fn policy_test(
+    policy: Option<String>,
+    update: bool,
+    junit: Option<String>,
+    database_url: Option<String>,
+    files: &[String],
+) -> Result<ExitCode, Error> {
+    use sqlsandbox::policytest;
+    let paths: Vec<std::path::PathBuf> = files.iter().map(Into::into).collect();
+    let opts = policytest::RunOptions {
+        policy: policy.map(Into::into),
+        update,
+        database_url,
+    };
+    // Every file is parsed before any runs: a broken one stops the run.
+    let loaded = policytest::discover(&paths)?
+        .iter()
+        .map(|p| policytest::load(p))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let reports = loaded
+        .iter()
+        .map(|f| policytest::run_file(f, &opts))
+        .collect::<Result<Vec<_>, Error>>()?;
+    print!("{}", policytest::text_report(&reports));
+    if let Some(path) = junit {
+        std::fs::write(&path, policytest::junit(&reports)).map_err(|e| Error::Io {
+            path,
+            message: e.to_string(),
+        })?;
+    }
+    Ok(if reports.iter().any(|r| r.failures() > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(feature = "live")]

@@ -14,7 +14,7 @@
 
 mod compile;
 pub(crate) mod locate;
-mod model;
+pub(crate) mod model;
 pub(crate) mod question;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

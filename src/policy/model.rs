@@ -68,6 +68,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
 
 /// The whole policy file.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub version: u32,
@@ -99,6 +100,7 @@ pub struct RawPolicy {
 
 /// `attributes:` as written: names, or names with types.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawAttributes {
     /// `[tenant, region]`: declared, untyped.
@@ -110,6 +112,7 @@ pub enum RawAttributes {
 /// One attribute's declared type: `integer`, `text[]`, `list<text>` or
 /// `[text]`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawAttrType {
     /// `integer`, `text[]`, `list<text>`.
@@ -121,11 +124,13 @@ pub enum RawAttrType {
 /// An API key: the SHA-256 of the secret, the one group it acts as, and
 /// fixed attributes.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     pub group: String,
     pub sha256: String,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
     pub attributes: UMap<serde_yaml::Value>,
 }
 
@@ -162,6 +167,7 @@ impl<'de> Deserialize<'de> for RawFence {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDatabase {
     pub dialect: String,
@@ -191,6 +197,7 @@ pub struct RawDatabase {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
     pub attribute: String,
@@ -200,6 +207,8 @@ pub struct RawRouting {
 /// A destination; `database` names another declared database (which must
 /// have the router's tables) when the policy models it.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
     #[serde(default)]
@@ -207,12 +216,14 @@ pub struct RawDestination {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawImpersonation {
     pub attribute: String,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTable {
     pub columns: UMap<String>,
@@ -230,6 +241,7 @@ pub struct RawTable {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawQuestion {
     pub database: String,
@@ -247,6 +259,8 @@ pub struct RawQuestion {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawCollection {
     #[serde(default)]
@@ -254,6 +268,8 @@ pub struct RawCollection {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawGroup {
     #[serde(default)]
@@ -266,24 +282,30 @@ pub struct RawGroup {
 
 /// `unrestricted | blocked | no_access | {schema: ...}`
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawDbAccess {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "blocked", "no_access"])))]
     Level(String),
     Schemas(UMap<RawSchemaAccess>),
 }
 
 /// `unrestricted | no_access | {table: ...}`
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawSchemaAccess {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
     Tables(UMap<RawTableAccess>),
 }
 
 /// `unrestricted | no_access | {sandbox: ...}`
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawTableAccess {
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
     Sandboxed(RawSandboxed),
 }
@@ -291,6 +313,7 @@ pub enum RawTableAccess {
 /// `{sandbox: …}`, `{rules: […]}`, or both (a sandbox with restrictive
 /// rules on top).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSandboxed {
     #[serde(default)]
@@ -302,6 +325,7 @@ pub struct RawSandboxed {
 /// A row rule: a boolean SQL expression over the table's columns with
 /// `{{attribute}}` parameters.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// The condition.
@@ -333,6 +357,7 @@ pub struct RawRule {
 /// A basic sandbox (`column` + `attribute`, or `filters`) or a custom one
 /// (`question` + `parameters`).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSandbox {
     #[serde(default)]
@@ -354,6 +379,7 @@ pub struct RawSandbox {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawFilter {
     pub column: String,
@@ -362,6 +388,7 @@ pub struct RawFilter {
 
 /// `{{variable}}: attribute` or `{{variable}}: {attribute: a, type: integer}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum RawParameter {
     Attribute(String),
@@ -373,17 +400,22 @@ pub enum RawParameter {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     #[serde(default)]
     pub groups: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
     pub attributes: UMap<serde_yaml::Value>,
 }
 
 /// Function policy: names added to (`allow`) and taken off (`deny`) the
 /// dialect's built-in allow-list, and the variables native SQL may read.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("type" = ["object", "null"])))]
 #[serde(deny_unknown_fields)]
 pub struct RawFunctions {
     #[serde(default)]
