@@ -42,6 +42,21 @@ const CATEGORIES: &[(Option<i32>, Option<&str>)] = &[
     (None, Some("orphan")),
 ];
 
+/// `member(cid, who)`: who belongs to which category (a third table, read
+/// by category rules, so that a document rule reading `category` as
+/// invoker reads `member` two sandboxes deep).
+const MEMBERS: &[(Option<i32>, Option<&str>)] = &[
+    (Some(11), Some("ann")),
+    (Some(22), Some("ann")),
+    (Some(33), Some("Ann")),
+    (Some(44), Some("o'neil")),
+    (Some(55), Some("bob")),
+    (None, Some("cy")),
+    (Some(11), None),
+    (Some(77), Some("zed")),
+    (Some(22), Some("ann ")),
+];
+
 /// `document` rows: ids 1..=84, with categories that exist, one that does
 /// not (77) and NULL; levels 0–3 and NULL; authors differing in case, with
 /// a quote, and NULL; drafts, `public` and `Public`, NULL statuses.
@@ -77,8 +92,8 @@ fn documents() -> Vec<String> {
         .collect()
 }
 
-/// The queries every user runs (unqualified names: the app connection and
-/// the user's have the scratch schema as `search_path`).
+/// The queries every user runs (`{s}` for the scratch schema; unqualified
+/// names: the app connection and the user's have it as `search_path`).
 const CORPUS: &[&str] = &[
     "SELECT * FROM document",
     "SELECT did, dtitle FROM document WHERE dlevel >= 1 AND status IS NOT NULL",
@@ -94,6 +109,10 @@ const CORPUS: &[&str] = &[
     "SELECT dauthor, count(DISTINCT cid) AS cats FROM document GROUP BY dauthor",
     "SELECT c.cname, count(d.did) AS n FROM category c LEFT JOIN document d ON d.cid = c.cid GROUP BY c.cname",
     "SELECT did FROM document WHERE EXISTS (SELECT 1 FROM category c WHERE c.cid = document.cid AND c.cname <> 'beta')",
+    "SELECT m.who, c.cname FROM member m JOIN category c ON c.cid = m.cid",
+    "SELECT a.did, b.did AS other FROM document a JOIN document b ON a.cid = b.cid AND a.did < b.did WHERE a.dlevel = 0",
+    "SELECT cid FROM document UNION SELECT cid FROM category",
+    "SELECT count(*) AS n, count(dauthor) AS authors FROM {s}.document WHERE status <> 'draft'",
     "WITH x AS (SELECT cid, dlevel FROM document WHERE dlevel IS NOT NULL) SELECT cid, sum(dlevel) AS s FROM x GROUP BY cid",
     "SELECT did, row_number() OVER (PARTITION BY cid ORDER BY did) AS r FROM document",
     // An expression that can fail: `fence: auto` fences the sandboxes.
@@ -138,6 +157,19 @@ enum Grant {
     Rules(Vec<Rule>),
     /// `{sandbox: {filter: …}}` (one permissive rule).
     Sandbox(Rule),
+    /// A basic sandbox `{sandbox: {column: …, attribute: …}, rules: […]}`
+    /// with restrictive rules on top.
+    Basic(&'static str, &'static str, Vec<Rule>),
+}
+
+/// The native condition of a basic sandbox.
+fn basic_native(column: &str, attribute: &str) -> Rule {
+    let native = if attribute == "cats" {
+        format!("{column} = ANY(@cats)")
+    } else {
+        format!("{column} = @{attribute}")
+    };
+    rule(&format!("{column} = {{{{{attribute}}}}}"), &native)
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +177,7 @@ struct Group {
     name: String,
     document: Grant,
     category: Grant,
+    member: Grant,
 }
 
 fn group(name: &str, document: Grant, category: Grant) -> Group {
@@ -152,6 +185,21 @@ fn group(name: &str, document: Grant, category: Grant) -> Group {
         name: name.into(),
         document,
         category,
+        member: Grant::None,
+    }
+}
+
+impl Group {
+    fn with_member(self, member: Grant) -> Group {
+        Group { member, ..self }
+    }
+
+    fn grants(&self) -> [(&'static str, &Grant); 3] {
+        [
+            ("document", &self.document),
+            ("category", &self.category),
+            ("member", &self.member),
+        ]
     }
 }
 
@@ -226,6 +274,20 @@ fn grant_yaml(g: &Grant) -> Option<String> {
             "{{rules: [{}]}}",
             rules.iter().map(rule_yaml).collect::<Vec<_>>().join(", ")
         )),
+        Grant::Basic(column, attribute, restrictive) => {
+            let mut s = format!("{{sandbox: {{column: {column}, attribute: {attribute}}}");
+            if !restrictive.is_empty() {
+                s += &format!(
+                    ", rules: [{}]",
+                    restrictive
+                        .iter()
+                        .map(rule_yaml)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Some(s + "}")
+        }
         Grant::Sandbox(r) => {
             assert!(!r.restrictive);
             let mut s = format!("{{sandbox: {{filter: {}", quoted(&r.filter));
@@ -262,13 +324,15 @@ impl Case {
         }
         let _ = write!(
             y,
-            "    default_schema: {schema}\n    tables:\n      {schema}.category: {{columns: {{cid: integer, cname: text}}{}}}\n      {schema}.document: {{columns: {{did: integer, cid: integer, dlevel: integer, dauthor: text, dtitle: text, status: text}}{}}}\n",
+            "    default_schema: {schema}\n    tables:\n      {schema}.category: {{columns: {{cid: integer, cname: text}}{}}}\n      {schema}.document: {{columns: {{did: integer, cid: integer, dlevel: integer, dauthor: text, dtitle: text, status: text}}{}}}\n      {schema}.member: {{columns: {{cid: integer, who: text}}{}}}\n",
             table_opts(false),
-            table_opts(true)
+            table_opts(true),
+            table_opts(false)
         );
         y += "groups:\n";
         for g in &self.groups {
-            let tables: Vec<String> = [("document", &g.document), ("category", &g.category)]
+            let tables: Vec<String> = g
+                .grants()
                 .into_iter()
                 .filter_map(|(t, grant)| grant_yaml(grant).map(|s| format!("{t}: {s}")))
                 .collect();
@@ -323,6 +387,7 @@ fn native_expr(r: &Rule, schema: &str) -> String {
         .replace("@cats", "current_setting('app.cats')::int[]")
         .replace("@is_admin", "current_setting('app.is_admin')::boolean")
         .replace("@category", &category)
+        .replace("@member", &format!("{schema}.member"))
 }
 
 // ----- the server -----------------------------------------------------------------
@@ -385,26 +450,28 @@ impl Lab {
             roles: Vec::new(),
             cases: 0,
         };
-        let categories: Vec<String> = CATEGORIES
-            .iter()
-            .map(|(id, name)| {
-                format!(
-                    "({}, {})",
-                    id.map_or("NULL".into(), |i| i.to_string()),
-                    name.map_or("NULL".into(), |n| format!("'{n}'"))
-                )
-            })
-            .collect();
+        let values = |rows: &[(Option<i32>, Option<&str>)]| {
+            rows.iter()
+                .map(|(id, name)| {
+                    format!(
+                        "({}, {})",
+                        id.map_or("NULL".into(), |i| i.to_string()),
+                        name.map_or("NULL".into(), |n| format!("'{}'", n.replace('\'', "''")))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let setup = [
             format!("CREATE SCHEMA {s}"),
             format!("CREATE TABLE {s}.category (cid int, cname text)"),
             format!(
                 "CREATE TABLE {s}.document (did int, cid int, dlevel int, dauthor text, dtitle text, status text)"
             ),
-            format!(
-                "INSERT INTO {s}.category VALUES {}",
-                categories.join(", ")
-            ),
+            format!("INSERT INTO {s}.category VALUES {}", values(CATEGORIES)),
+            format!("CREATE TABLE {s}.member (cid int, who text)"),
+            format!("INSERT INTO {s}.member VALUES {}", values(MEMBERS)),
+            format!("ALTER TABLE {s}.member ENABLE ROW LEVEL SECURITY"),
             format!(
                 "INSERT INTO {s}.document VALUES {}",
                 documents().join(", ")
@@ -454,13 +521,20 @@ impl Lab {
             self.roles.push(r.clone());
             ddl.push(format!("CREATE ROLE {r} NOLOGIN NOBYPASSRLS"));
             ddl.push(format!("GRANT USAGE ON SCHEMA {s} TO {r}"));
-            ddl.push(format!("GRANT SELECT ON {s}.document, {s}.category TO {r}"));
-            for (table, grant) in [("document", &g.document), ("category", &g.category)] {
+            ddl.push(format!(
+                "GRANT SELECT ON {s}.document, {s}.category, {s}.member TO {r}"
+            ));
+            for (table, grant) in g.grants() {
                 let rules = match grant {
                     Grant::None => vec![],
                     Grant::Unrestricted => vec![rule("true", "true")],
                     Grant::Rules(rules) => rules.clone(),
                     Grant::Sandbox(r) => vec![r.clone()],
+                    Grant::Basic(column, attribute, restrictive) => {
+                        let mut rules = vec![basic_native(column, attribute)];
+                        rules.extend(restrictive.iter().cloned());
+                        rules
+                    }
                 };
                 for (i, r) in rules.iter().enumerate() {
                     ddl.push(format!(
@@ -622,6 +696,8 @@ struct Stats {
     both_empty: usize,
     /// Refused with SB201; the user saw no row of the table natively.
     denied: usize,
+    /// Rewrites run and compared (pairs × modes).
+    compared: usize,
 }
 
 /// How sqlsandbox rewrites: literals or bind parameters, and the fence.
@@ -668,6 +744,7 @@ fn run_case(
             .unwrap_or_else(|e| panic!("case {}: principal {name}: {e}", case.name));
         lab.become_user(role, u);
         for query in CORPUS {
+            let query = &query.replace("{s}", &s);
             let context = |what: String| {
                 format!(
                     "case `{}`, user {name} {u:?}\n  query: {query}\n  {what}\n  policy:\n{}",
@@ -703,7 +780,7 @@ fn run_case(
                         // No group grants a table the query reads: the user
                         // must see none of its rows natively.
                         let msg = e.to_string();
-                        let table = ["document", "category"]
+                        let table = ["document", "category", "member"]
                             .into_iter()
                             .find(|t| msg.contains(&format!("{s}.{t}")));
                         match table {
@@ -749,6 +826,7 @@ fn run_case(
                         continue;
                     }
                 };
+                stats.compared += 1;
                 if got != native {
                     problems.push(context(format!(
                         "rows differ ({mode:?}):\n  native {:?}: {} rows {:?}\n  sqlsandbox {:?}: {} rows {:?}\n  rewritten: {}\n  params: {:?}",
@@ -947,6 +1025,25 @@ fn hand_cases() -> Vec<Case> {
             people(&[&["g"], &["g"], &["g"], &["g"]]),
         ),
         case(
+            "invoker reads two sandboxes deep",
+            vec![
+                group(
+                    "g",
+                    Grant::Rules(vec![rule(
+                        "EXISTS (SELECT 1 FROM category c WHERE c.cid = document.cid)",
+                        "EXISTS (SELECT 1 FROM @category c WHERE c.cid = document.cid)",
+                    )]),
+                    Grant::Rules(vec![rule(
+                        "EXISTS (SELECT 1 FROM member m WHERE m.cid = category.cid)",
+                        "EXISTS (SELECT 1 FROM @member m WHERE m.cid = category.cid)",
+                    )]),
+                )
+                .with_member(Grant::Sandbox(rule("who = {{user}}", "who = @user"))),
+                group("h", Grant::None, Grant::None).with_member(Grant::Unrestricted),
+            ],
+            people(&[&["g"], &["g", "h"], &["h"], &["g"]]),
+        ),
+        case(
             "definer read",
             vec![group(
                 "g",
@@ -1095,7 +1192,33 @@ fn condition(rng: &mut Rng, depth: usize) -> (String, String) {
         };
     }
     let same = |s: String| (s.clone(), s);
-    match rng.below(11) {
+    match rng.below(16) {
+        11 => {
+            let op = rng.pick(OPS);
+            (
+                format!("{{{{level}}}} {op} dlevel"),
+                format!("@level {op} dlevel"),
+            )
+        }
+        12 => {
+            let k = rng.below(3);
+            (
+                format!("dlevel - {{{{level}}}} < {k}"),
+                format!("dlevel - @level < {k}"),
+            )
+        }
+        13 => (
+            "dlevel BETWEEN {{level}} - 1 AND {{level}} + 1".into(),
+            "dlevel BETWEEN @level - 1 AND @level + 1".into(),
+        ),
+        14 => (
+            "lower(dauthor) LIKE lower({{user}}) || '%'".into(),
+            "lower(dauthor) LIKE lower(@user) || '%'".into(),
+        ),
+        15 => (
+            "CASE WHEN {{is_admin}} THEN true ELSE dlevel = 0 END".into(),
+            "CASE WHEN @is_admin THEN true ELSE dlevel = 0 END".into(),
+        ),
         0 => {
             let op = rng.pick(OPS);
             (
@@ -1165,6 +1288,12 @@ fn generated_case(n: usize, rng: &mut Rng) -> Case {
     for g in 0..ngroups {
         let document = if rng.chance(1, 8) {
             Grant::Unrestricted
+        } else if rng.chance(1, 8) {
+            let (column, attribute) = *rng.pick(&[("dauthor", "user"), ("cid", "cats")]);
+            let restrictive = (0..rng.below(2))
+                .map(|_| generated_rule(rng, true))
+                .collect();
+            Grant::Basic(column, attribute, restrictive)
         } else {
             let mut rules = Vec::new();
             for _ in 0..rng.below(3) {
@@ -1179,8 +1308,12 @@ fn generated_case(n: usize, rng: &mut Rng) -> Case {
                 Grant::Rules(rules)
             }
         };
-        let category = match rng.below(5) {
+        let category = match rng.below(6) {
             0 => Grant::None,
+            5 => Grant::Rules(vec![rule(
+                "EXISTS (SELECT 1 FROM member m WHERE m.cid = category.cid)",
+                "EXISTS (SELECT 1 FROM @member m WHERE m.cid = category.cid)",
+            )]),
             1 => Grant::Unrestricted,
             2 => Grant::Sandbox(rule("cid IN ({{cats}})", "cid = ANY(@cats)")),
             3 => Grant::Rules(vec![rule("cname <> 'secret'", "cname <> 'secret'")]),
@@ -1189,7 +1322,16 @@ fn generated_case(n: usize, rng: &mut Rng) -> Case {
                 restrictive("cname IS NOT NULL", "cname IS NOT NULL"),
             ]),
         };
-        groups.push(group(&format!("g{g}"), document, category));
+        let member = match rng.below(4) {
+            0 => Grant::None,
+            1 => Grant::Unrestricted,
+            2 => Grant::Sandbox(rule("who = {{user}}", "who = @user")),
+            _ => Grant::Rules(vec![
+                rule("cid IN ({{cats}})", "cid = ANY(@cats)"),
+                restrictive("who IS NOT NULL", "who IS NOT NULL"),
+            ]),
+        };
+        groups.push(group(&format!("g{g}"), document, category).with_member(member));
     }
     let names = ["ann", "Ann", "bob", "o'neil", "cy", "zed", "ann "];
     let cats = [11, 22, 33, 44, 55, 77];
@@ -1205,7 +1347,7 @@ fn generated_case(n: usize, rng: &mut Rng) -> Case {
             User {
                 groups: gs,
                 user: rng.pick(&names).to_string(),
-                level: rng.below(4) as i64,
+                level: rng.below(5) as i64 - 1,
                 cats: cats.iter().copied().filter(|_| rng.chance(1, 3)).collect(),
                 is_admin: rng.chance(1, 4),
             }
