@@ -398,6 +398,29 @@ impl Case {
         permissive >= 2 && !grants.iter().any(|g| matches!(g, Grant::Unrestricted))
     }
 
+    /// Whether `query` reads `table` for `u`: it names it, or a rule of
+    /// one of `u`'s groups reads it as invoker (a definer read never makes
+    /// the query depend on the user's grant on it).
+    fn reads(&self, u: &User, query: &str, table: &str) -> bool {
+        let words = |text: &str, t: &str| {
+            text.split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|w| w == t)
+        };
+        words(query, table)
+            || self
+                .groups
+                .iter()
+                .filter(|g| u.groups.contains(&g.name))
+                .flat_map(|g| g.grants())
+                .flat_map(|(_, grant)| match grant {
+                    Grant::Rules(rules) => rules.clone(),
+                    Grant::Sandbox(r) => vec![r.clone()],
+                    Grant::Basic(_, _, rules) => rules.clone(),
+                    Grant::None | Grant::Unrestricted => vec![],
+                })
+                .any(|r| !r.definer && r.filter.contains(&format!("FROM {table} ")))
+    }
+
     fn policy(&self, schema: &str) -> Policy {
         let yaml = self.yaml(schema);
         Policy::from_yaml(&yaml, "pg_rules.yaml")
@@ -818,6 +841,10 @@ fn run_case(
                             .into_iter()
                             .find(|t| msg.contains(&format!("{s}.{t}")));
                         match table {
+                            Some(t) if !case.reads(u, query, t) => problems.push(context(format!(
+                                "sqlsandbox refused [{}] {e}, but neither the query nor a rule the user reads as invoker reads {t}",
+                                e.code()
+                            ))),
                             Some(t) => {
                                 let count = format!("SELECT count(*) FROM {s}.{t}");
                                 match run(lab.user_client(), &count, &[]) {
@@ -1133,8 +1160,8 @@ fn hand_cases() -> Vec<Case> {
             )
         },
     ];
-    // The user-visible attribute `user` compared case-sensitively, with a
-    // quote in one value.
+    // The text attribute among constants of an IN list, compared
+    // case-sensitively (`ann`, `Ann`), one value with a quote.
     cases.push(one(
         "text attribute in an IN list with constants",
         rule("dauthor IN ('zed', {{user}})", "dauthor IN ('zed', @user)"),
