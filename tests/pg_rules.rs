@@ -1465,3 +1465,37 @@ fn generated_rules_match_row_level_security() {
     assert!(stats.rows > 0 && stats.both_empty > 0, "{stats:?}");
     mark_done("postgres-rules-generated", &format!("{stats:?}"));
 }
+
+/// Without a server: a sandbox nested in another (a table a rule reads as
+/// invoker, two deep) is left as built when the outer one is fenced, so
+/// that the verifier recognises the outer one (it refused every such query
+/// with SB901 under `fence: always`, and under `auto` when it fenced).
+#[test]
+fn nested_invoker_sandboxes_survive_fencing() {
+    let c = hand_cases()
+        .into_iter()
+        .find(|c| c.name == "invoker reads two sandboxes deep")
+        .unwrap();
+    let policy = c.policy("s");
+    let who = Principal::from_user(&policy, "u1").unwrap();
+    for (query, fence) in [
+        ("SELECT * FROM document", Some(FenceMode::Always)),
+        (
+            "SELECT did FROM document WHERE 12 / (did % 7 + 1) > 2",
+            None,
+        ),
+    ] {
+        let opts = Options {
+            fence,
+            ..Options::default()
+        };
+        let rw = policy
+            .rewrite(&who, query, &opts)
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert!(rw.fencing.fenced, "{}", rw.sql);
+        assert_eq!(rw.sql.matches("OFFSET 0").count(), 1, "{}", rw.sql);
+        policy
+            .recheck(&who, &rw.sql, &opts)
+            .unwrap_or_else(|e| panic!("{}: {e}", rw.sql));
+    }
+}
