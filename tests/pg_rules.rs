@@ -1455,8 +1455,16 @@ fn generated_rules_match_row_level_security() {
     let mut lab = Lab::new(&url);
     let mut stats = Stats::default();
     let mut problems = Vec::new();
-    let mut rng = Rng(0x5eed_2026_1203_0f0f);
-    for n in 0..40 {
+    // More cases or another seed for a longer search:
+    // SQLSANDBOX_RULES_CASES=400 SQLSANDBOX_RULES_SEED=7.
+    let env = |var: &str, default: u64| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng(env("SQLSANDBOX_RULES_SEED", 0x5eed_2026_1203_0f0f).max(1));
+    for n in 0..env("SQLSANDBOX_RULES_CASES", 40) as usize {
         let c = generated_case(n, &mut rng);
         problems.extend(run_case(&mut lab, &c, MODES, true, &mut stats));
     }
