@@ -253,6 +253,7 @@ impl<'a> Rewriter<'a> {
             pushes: exposure.pushes,
             top_n: exposure.top_n,
             clause,
+            depth: 0,
         };
         walk::walk(q, &mut fencer)?;
         Ok(report)
@@ -847,12 +848,22 @@ struct Fencer<'r> {
         sqlparser::ast::LimitClause,
     )>,
     clause: crate::dialect::Fence,
+    /// How many sandboxes enclose the current query.
+    depth: usize,
 }
 
 impl walk::Hooks for Fencer<'_> {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
         let ptr = q as *const Query;
         if !self.generated.contains(&ptr) {
+            return ControlFlow::Continue(());
+        }
+        self.depth += 1;
+        if self.depth > 1 {
+            // A sandbox inside a sandbox (a table a row rule reads as
+            // invoker) is part of the outer one as built, which the
+            // verifier compares whole; only the policy's own conditions
+            // are near it.
             return ControlFlow::Continue(());
         }
         let mine: Vec<Expr> = self
@@ -874,6 +885,13 @@ impl walk::Hooks for Fencer<'_> {
             q.limit_clause = Some(limit.clone());
         }
         fence_clause(q, self.clause);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<Error> {
+        if self.generated.contains(&(q as *const Query)) {
+            self.depth -= 1;
+        }
         ControlFlow::Continue(())
     }
 }
