@@ -48,6 +48,7 @@ pub mod introspect;
 pub mod lint;
 mod pipeline;
 pub mod policy;
+pub mod policydiff;
 mod principal;
 mod rewrite;
 pub mod routing;
