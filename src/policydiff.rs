@@ -873,11 +873,16 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
                         }
                     };
                     verb.map(|(class, verb)| {
-                        (
-                            class,
-                            format!("{subject}: {verb}: {od} → {nd}"),
-                            Kind::Sandbox,
-                        )
+                        let message = if od == nd {
+                            // Same description, different rule: a custom
+                            // sandbox's question or its bindings.
+                            format!(
+                                "{subject}: {verb}: {od} (its question's SQL or parameters changed)"
+                            )
+                        } else {
+                            format!("{subject}: {verb}: {od} → {nd}")
+                        };
+                        (class, message, Kind::Sandbox)
                     })
                 }
                 (State::Denied, State::Refused(_)) | (State::Refused(_), State::Denied)
