@@ -36,9 +36,15 @@ fn diff(new: &str, extra: &[&str]) -> (i32, String, String) {
     run(&fixtures(), &args)
 }
 
-/// Each fixture with the lines its text output must hold (class, line
-/// after the class) and its summary line.
-const EXPECTED: &[(&str, &[(&str, &str)], &str)] = &[
+/// A fixture, the lines its text output must hold (class, line after the
+/// class) and its summary line.
+type Expected = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+const EXPECTED: &[Expected] = &[
     (
         "unrestricted.yaml",
         &[
