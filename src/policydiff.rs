@@ -10,7 +10,8 @@
 //!
 //! - `widen`: someone can read more (access gained, a sandbox lifted or
 //!   changed in a way that cannot be proven narrower, a column newly
-//!   visible, native SQL gained, a collection level up, a new principal, a
+//!   visible, native SQL gained, a collection level up, a saved question
+//!   that may now be run, a new principal, a
 //!   different routing destination or role, a fence turned off, a function
 //!   allowed);
 //! - `narrow`: someone can read less, provably;
@@ -98,6 +99,9 @@ pub enum Kind {
     Native,
     /// The permission level on a collection.
     Collection,
+    /// Whether a saved question may be run by name (view on its
+    /// collection, its database not `blocked`).
+    Question,
     /// Where and as which role a principal's queries run.
     Route,
     /// A database declared, dropped or changed (dialect).
@@ -129,6 +133,9 @@ pub struct Change {
     /// The collection, when the change is about one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
+    /// The saved question, when the change is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
     /// What changed.
     pub kind: Kind,
     /// Widen, narrow or neutral.
@@ -426,6 +433,8 @@ struct View {
     routes: BTreeMap<String, std::result::Result<String, String>>,
     /// collection → level.
     collections: BTreeMap<String, CollectionLevel>,
+    /// saved question → may be run by name.
+    questions: BTreeMap<String, bool>,
 }
 
 impl View {
@@ -476,6 +485,10 @@ impl View {
         for c in policy.collections.keys() {
             view.collections
                 .insert(c.clone(), access::collection_level(policy, &p, c));
+        }
+        for (name, q) in &policy.questions {
+            view.questions
+                .insert(name.clone(), access::check_question(policy, &p, q).is_ok());
         }
         Ok(view)
     }
@@ -687,6 +700,7 @@ impl Emit<'_> {
             database: database.map(str::to_string),
             table: table.map(str::to_string),
             collection: collection.map(str::to_string),
+            question: None,
             kind,
             class,
             old,
@@ -976,6 +990,34 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
                 vec![],
                 format!("collection {c}: {os} → {ns}"),
             );
+        }
+    }
+
+    // Saved questions run by name.
+    let qs: BTreeSet<&String> = old.questions.keys().chain(new.questions.keys()).collect();
+    for q in qs {
+        let o = old.questions.get(q).copied().unwrap_or(false);
+        let n = new.questions.get(q).copied().unwrap_or(false);
+        if o != n {
+            let (class, verb) = if n {
+                (Class::Widen, "may now be run")
+            } else {
+                (Class::Narrow, "may no longer be run")
+            };
+            let allowed = |b: bool| Some(if b { "allowed" } else { "denied" }.to_string());
+            e.out.push(Change {
+                principal: e.principal.clone(),
+                database: None,
+                table: None,
+                collection: None,
+                question: Some(q.clone()),
+                kind: Kind::Question,
+                class,
+                old: allowed(o),
+                new: allowed(n),
+                columns: vec![],
+                message: format!("question {q} {verb} (its SQL is sandboxed like any other)"),
+            });
         }
     }
 }

@@ -104,8 +104,9 @@ const EXPECTED: &[Expected] = &[
             ("widen", "shop.public.orders: access gained: denied → sandboxed by basic sandbox (tenant_id = attribute `tenant`) binding tenant = 9"),
             ("narrow", "user removed"),
             ("narrow", "shop.public.orders: access lost: sandboxed by basic sandbox (region = attribute `regions`) binding regions = [\"north\", \"east\"] → denied"),
+            ("widen", "question own_accounts may now be run (its SQL is sandboxed like any other)"),
         ],
-        "8 changes: 6 widen, 2 narrow, 0 neutral",
+        "9 changes: 7 widen, 2 narrow, 0 neutral",
     ),
     (
         "union.yaml",
@@ -114,8 +115,9 @@ const EXPECTED: &[Expected] = &[
             ("narrow", "shop.public.accounts: access lost: sandboxed by custom sandbox (question `own_accounts`) binding tenant = 3 → denied"),
             ("narrow", "shop.public.orders: sandbox narrowed: sandboxed by basic sandbox (tenant_id = attribute `tenant`) OR basic sandbox (region = attribute `regions`) binding tenant = 3, regions = [\"west\"] → sandboxed by basic sandbox (region = attribute `regions`) binding regions = [\"west\"]"),
             ("narrow", "collection reports: view → none"),
+            ("narrow", "question own_accounts may no longer be run (its SQL is sandboxed like any other)"),
         ],
-        "6 changes: 0 widen, 5 narrow, 1 neutral",
+        "7 changes: 0 widen, 6 narrow, 1 neutral",
     ),
     (
         "routing.yaml",
@@ -147,7 +149,7 @@ const EXPECTED: &[Expected] = &[
             ("narrow", "shop.public.orders: access lost: sandboxed by basic sandbox (region = attribute `regions`) binding regions = [\"south\"] → refused (queries on it are refused: query requires user attribute `tenant` (sandbox on public.orders), which this principal does not have)"),
             ("widen", "shop.public.products: access gained: denied → unrestricted"),
         ],
-        "7 changes: 3 widen, 1 narrow, 3 neutral",
+        "8 changes: 4 widen, 1 narrow, 3 neutral",
     ),
     (
         "functions.yaml",
