@@ -129,6 +129,16 @@ const EXPECTED: &[Expected] = &[
         "3 changes: 3 widen, 0 narrow, 0 neutral",
     ),
     (
+        "role.yaml",
+        &[("widen", "ops: route changed (treated as widening): this database as role `support_ro` → this database as role `support_rw`")],
+        "1 change: 1 widen, 0 narrow, 0 neutral",
+    ),
+    (
+        "impersonation_off.yaml",
+        &[("widen", "database ops: impersonation role from attribute `db_role` → none (changed, treated as widening)")],
+        "1 change: 1 widen, 0 narrow, 0 neutral",
+    ),
+    (
         "tables.yaml",
         &[
             ("neutral", "database archive declared (who may read it is listed per principal)"),
@@ -162,7 +172,7 @@ const EXPECTED: &[Expected] = &[
     (
         "all_users.yaml",
         &[("widen", "shop.public.products: access gained: denied → unrestricted")],
-        "4 changes: 4 widen, 0 narrow, 0 neutral",
+        "6 changes: 6 widen, 0 narrow, 0 neutral",
     ),
 ];
 
@@ -194,11 +204,13 @@ fn text_groups_changes_by_principal() {
     assert_eq!(
         out,
         "diff base.yaml → all_users.yaml\n\
+         user:olga:\n  widen    shop.public.products: access gained: denied → unrestricted\n\
          user:rita:\n  widen    shop.public.products: access gained: denied → unrestricted\n\
          group:all_users:\n  widen    shop.public.products: access gained: denied → unrestricted\n\
+         group:operations:\n  widen    shop.public.products: access gained: denied → unrestricted\n\
          group:regional:\n  widen    shop.public.products: access gained: denied → unrestricted\n\
          anonymous:\n  widen    shop.public.products: access gained: denied → unrestricted\n\
-         4 changes: 4 widen, 0 narrow, 0 neutral\n"
+         6 changes: 6 widen, 0 narrow, 0 neutral\n"
     );
 }
 
