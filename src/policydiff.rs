@@ -470,10 +470,20 @@ impl View {
                     |d| d.native,
                 ),
             );
+            let by_name: BTreeMap<&str, &explain::TableExplanation> = ex
+                .map(|d| d.tables.iter().map(|x| (x.table.as_str(), x)).collect())
+                .unwrap_or_default();
             for t in db.tables() {
-                let te = ex.and_then(|d| d.tables.iter().find(|x| x.table == t.qualified()));
-                let tv = table_view(policy, &p, concrete, db, t, te);
-                view.tables.insert((db.name.clone(), t.qualified()), tv);
+                let name = t.qualified();
+                let tv = table_view(
+                    policy,
+                    &p,
+                    concrete,
+                    db,
+                    t,
+                    by_name.get(name.as_str()).copied(),
+                );
+                view.tables.insert((db.name.clone(), name), tv);
             }
             if concrete && (db.routing.is_some() || db.impersonation.is_some()) {
                 let route = routing::route(policy, &p, db)
@@ -1110,20 +1120,16 @@ fn policy_wide(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
             );
         }
         routing_rules(&mut e, name, o, n);
-        let tables: BTreeSet<String> = o
-            .tables()
-            .iter()
-            .chain(n.tables().iter())
-            .map(|t| t.qualified())
-            .collect();
+        let columns = |d: &Database| -> BTreeMap<String, BTreeMap<String, String>> {
+            d.tables()
+                .into_iter()
+                .map(|t| (t.qualified(), all_columns(t)))
+                .collect()
+        };
+        let (co, cn) = (columns(o), columns(n));
+        let tables: BTreeSet<&String> = co.keys().chain(cn.keys()).collect();
         for t in tables {
-            let find = |d: &Database| {
-                d.tables()
-                    .into_iter()
-                    .find(|x| x.qualified() == t)
-                    .map(|x| all_columns(x))
-            };
-            match (find(o), find(n)) {
+            match (co.get(t), cn.get(t)) {
                 (Some(a), Some(b)) => {
                     for (cols, verb) in [
                         (
