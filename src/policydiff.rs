@@ -1152,7 +1152,7 @@ fn policy_wide(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
                                 format!("{name}.{t}: columns {verb}: {}", cols.join(", "));
                             e.push(
                                 Some(name),
-                                Some(&t),
+                                Some(t),
                                 None,
                                 Kind::Columns,
                                 Class::Neutral,
@@ -1168,7 +1168,7 @@ fn policy_wide(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
                     let verb = if b.is_some() { "declared" } else { "dropped" };
                     e.push(
                         Some(name),
-                        Some(&t),
+                        Some(t),
                         None,
                         Kind::Table,
                         Class::Neutral,
