@@ -48,6 +48,7 @@ pub mod introspect;
 pub mod lint;
 mod pipeline;
 pub mod policy;
+pub mod policydiff;
 #[cfg(feature = "cli")]
 pub mod policytest;
 mod principal;

@@ -228,6 +228,41 @@ enum Command {
         #[arg(long, default_value = "sqlsandbox_")]
         role_prefix: String,
     },
+    /// What a policy change does, per principal and table: access gained or
+    /// lost, sandboxes, visible columns, native SQL, collections, routes;
+    /// each change classified widen, narrow or neutral.
+    Diff {
+        /// The old policy: a file, or `REV:path` (read with `git show`).
+        /// With --git, the only argument: the working policy file.
+        #[arg(value_name = "OLD")]
+        first: String,
+        /// The new policy: a file, or `REV:path`.
+        #[arg(
+            value_name = "NEW",
+            required_unless_present = "git",
+            conflicts_with = "git"
+        )]
+        second: Option<String>,
+        /// Compare the file as committed at this git revision with the
+        /// working file (`diff --git HEAD policy.yaml`).
+        #[arg(long, value_name = "REV")]
+        git: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+        /// Exit 1 when a change of this class exists (`widen`, or `any`).
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
+    },
+}
+
+/// Which changes make `diff` exit 1.
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOn {
+    /// A change that lets someone read more.
+    Widen,
+    /// Any change at all.
+    Any,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -551,6 +586,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             database,
             role_prefix,
         } => drift(&policy, &database_url, database, role_prefix),
+        Command::Diff {
+            first,
+            second,
+            git,
+            format,
+            fail_on,
+        } => policy_diff(&first, second.as_deref(), git.as_deref(), format, fail_on),
     }
 }
 
@@ -657,6 +699,42 @@ fn policy_test(
         })?;
     }
     Ok(if reports.iter().any(|r| r.failures() > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `sqlsandbox diff`: OLD NEW, or --git REV NEW.
+fn policy_diff(
+    first: &str,
+    second: Option<&str>,
+    git: Option<&str>,
+    format: TextOrJson,
+    fail_on: Option<FailOn>,
+) -> Result<ExitCode, Error> {
+    use sqlsandbox::policydiff;
+    let (old, new) = match (git, second) {
+        (Some(rev), _) => (policydiff::load_git(rev, first)?, Policy::from_path(first)?),
+        (None, Some(new)) => (policydiff::load(first)?, policydiff::load(new)?),
+        (None, None) => {
+            return Err(Error::Unknown {
+                kind: "argument",
+                name: "(give OLD NEW, or --git REV NEW)".into(),
+            })
+        }
+    };
+    let report = policydiff::diff(&old, &new)?;
+    match format {
+        TextOrJson::Text => print!("{}", report.to_text()),
+        TextOrJson::Json => println!("{}", json(&report)),
+    }
+    let fail = match fail_on {
+        None => false,
+        Some(FailOn::Widen) => report.has(policydiff::Class::Widen),
+        Some(FailOn::Any) => !report.changes.is_empty(),
+    };
+    Ok(if fail {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

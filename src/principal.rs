@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::policy::{Policy, ADMINISTRATORS, ALL_USERS};
+use crate::policy::{ApiKey, Policy, ADMINISTRATORS, ALL_USERS};
 pub use crate::value::{AttributeValue, Scalar};
 
 /// The person (or service) a query runs for.
@@ -164,13 +164,20 @@ impl Principal {
                 kind: "API key",
                 name: "(no key with that secret)".into(),
             })?;
-        Ok(Principal {
+        Ok(Principal::of_api_key(key))
+    }
+
+    /// The principal of a declared API key, without its secret: what
+    /// [`Principal::from_api_key`] returns for the key's secret (used by
+    /// `diff`, which compares what every key may read).
+    pub fn of_api_key(key: &ApiKey) -> Principal {
+        Principal {
             name: format!("api-key:{}", key.name),
             groups: vec![key.group.clone()],
             attributes: key.attributes.clone(),
             admin: key.group == ADMINISTRATORS,
             anonymous: false,
-        })
+        }
     }
 
     /// The anonymous principal of public embedding: only `all_users`, no
