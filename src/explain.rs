@@ -43,7 +43,9 @@ pub struct RuleExplanation {
     pub group: String,
     /// Its name.
     pub name: String,
-    /// `permissive` (ORed with the others) or `restrictive` (ANDed).
+    /// `permissive` (ORed with the others) or `restrictive` (ANDed) for
+    /// reads; `insert`, `update`, `delete` (with `(restrictive)`) for
+    /// write rules.
     pub kind: &'static str,
     /// The condition as written.
     pub filter: String,
@@ -152,6 +154,50 @@ pub struct Explanation {
 }
 
 fn explain_table(
+    policy: &Policy,
+    p: &Principal,
+    db: &crate::policy::Database,
+    t: &crate::policy::Table,
+) -> TableExplanation {
+    let mut out = explain_read(policy, p, db, t);
+    // Write rules, per command, after the read rules.
+    use crate::policy::Command;
+    for c in [Command::Insert, Command::Update, Command::Delete] {
+        if let Ok((perm, restr)) = access::decide_write(policy, p, db, t, c) {
+            for (r, restrictive) in perm
+                .iter()
+                .map(|r| (r, false))
+                .chain(restr.iter().map(|r| (r, true)))
+            {
+                let check = match (&r.check, c) {
+                    (Some(k), Command::Insert | Command::Update) => {
+                        format!(" CHECK {}", k.filter.trim())
+                    }
+                    _ => String::new(),
+                };
+                out.rules.push(RuleExplanation {
+                    group: r.group.clone(),
+                    name: r.name.clone(),
+                    kind: match (c, restrictive) {
+                        (Command::Insert, false) => "insert",
+                        (Command::Insert, true) => "insert (restrictive)",
+                        (Command::Update, false) => "update",
+                        (Command::Update, true) => "update (restrictive)",
+                        (Command::Delete, false) => "delete",
+                        (Command::Delete, true) => "delete (restrictive)",
+                    },
+                    filter: format!("{}{check}", r.filter.trim()),
+                    columns: None,
+                    definer: r.definer,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The read decision on one table, explained.
+fn explain_read(
     policy: &Policy,
     p: &Principal,
     db: &crate::policy::Database,

@@ -747,7 +747,11 @@ fn write_view(
                     .map_or_else(String::new, |c| format!(" check {}", c.filter.trim()));
                 format!("{} ({}){check}", r.filter.trim(), r.group)
             };
-            let mut text = perm.iter().map(|r| describe(r)).collect::<Vec<_>>().join(" OR ");
+            let mut text = perm
+                .iter()
+                .map(|r| describe(r))
+                .collect::<Vec<_>>()
+                .join(" OR ");
             for r in &restr {
                 let _ = write!(text, " AND restrictive {}", describe(r));
             }
@@ -1048,7 +1052,9 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
         for command in ["INSERT", "UPDATE", "DELETE"] {
             let (ow, nw) = (o.writes.get(command), n.writes.get(command));
             let change = match (ow, nw) {
-                (None, Some(w)) => Some((Class::Widen, format!("{subject}: {command} gained: {w}"))),
+                (None, Some(w)) => {
+                    Some((Class::Widen, format!("{subject}: {command} gained: {w}")))
+                }
                 (Some(w), None) => Some((Class::Narrow, format!("{subject}: {command} lost: {w}"))),
                 (Some(a), Some(b)) if a != b => Some((
                     Class::Widen,

@@ -518,3 +518,40 @@ fn git_revisions() {
 
     std::fs::remove_dir_all(&repo).expect("clean up");
 }
+
+/// Row rules and write rules: a removed restrictive rule widens (the
+/// sandbox changed), a removed write rule narrows, an added write command
+/// widens.
+#[test]
+fn row_and_write_rule_changes_are_classified() {
+    use sqlsandbox::policydiff::{self, Class};
+    let src = std::fs::read_to_string(root().join("policies/rules.yaml")).unwrap();
+    let old = sqlsandbox::Policy::from_yaml(&src, "rules.yaml").unwrap();
+    let change = |from: &str, to: &str| {
+        assert!(src.contains(from), "{from}");
+        let new = sqlsandbox::Policy::from_yaml(&src.replace(from, to), "new.yaml").unwrap();
+        policydiff::diff(&old, &new).unwrap()
+    };
+    // Drafts no longer hidden from readers.
+    let r = change(
+        "                filter: \"status <> 'draft'\"\n                restrictive: true\n",
+        "                filter: \"status <> 'draft'\"\n                restrictive: false\n",
+    );
+    assert!(r.has(Class::Widen), "{}", r.to_text());
+    assert!(
+        r.to_text().contains("user:rita") && r.to_text().contains("public.document"),
+        "{}",
+        r.to_text()
+    );
+    // Authors may no longer insert.
+    let r = change("commands: [insert]\n", "commands: [select]\n");
+    let text = r.to_text();
+    assert!(text.contains("INSERT lost"), "{text}");
+    // Authors may now delete what they file.
+    let r = change("commands: [insert]\n", "commands: [insert, delete]\n");
+    let text = r.to_text();
+    assert!(
+        r.has(Class::Widen) && text.contains("DELETE rules changed"),
+        "{text}"
+    );
+}
