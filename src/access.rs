@@ -176,6 +176,10 @@ pub fn decide(
     Ok(Decision::Sandboxed(out))
 }
 
+/// A principal's write rules for one command on one table: permissive
+/// (ORed), restrictive (ANDed).
+pub type WriteRules = (Vec<Arc<crate::policy::Rule>>, Vec<Arc<crate::policy::Rule>>);
+
 /// The write rules that let `principal` run `command` on `table`:
 /// permissive ones (ORed) and restrictive ones (ANDed), from all its
 /// groups. Writes are refused unless some group's rule grants them —
@@ -186,7 +190,7 @@ pub fn decide_write(
     db: &Database,
     table: &Table,
     command: crate::policy::Command,
-) -> Result<(Vec<Arc<crate::policy::Rule>>, Vec<Arc<crate::policy::Rule>>)> {
+) -> Result<WriteRules> {
     let mut permissive: Vec<Arc<crate::policy::Rule>> = Vec::new();
     let mut restrictive: Vec<Arc<crate::policy::Rule>> = Vec::new();
     if !principal.is_admin() {

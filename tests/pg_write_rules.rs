@@ -106,7 +106,7 @@ fn write_rules_match_postgres_policies() {
         return;
     };
     let name = format!("sqlsandbox_writes_{}", std::process::id());
-    let result = common::with_scratch_pg_database(&url, &name, |db_url| run(db_url));
+    let result = common::with_scratch_pg_database(&url, &name, run);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     for r in ["sqlsb_w_authors", "sqlsb_w_readers"] {
         let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {r}"));
