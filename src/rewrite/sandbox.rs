@@ -770,12 +770,17 @@ impl<'b> BindVars<'_, '_, 'b> {
                     }
                 }
                 if out.is_empty() {
-                    if *negated {
-                        return Err(Error::unsupported(
-                            "an empty multi-valued attribute in NOT IN of a sandbox question",
-                        ));
-                    }
-                    *e = eq_zero();
+                    // `x NOT IN ()` holds for every row (NULL included:
+                    // there is nothing to compare with), `x IN ()` for none.
+                    *e = if *negated {
+                        Expr::BinaryOp {
+                            left: Box::new(Expr::value(Value::Number("1".into(), false))),
+                            op: BinaryOperator::Eq,
+                            right: Box::new(Expr::value(Value::Number("1".into(), false))),
+                        }
+                    } else {
+                        eq_zero()
+                    };
                 } else {
                     *list = out;
                 }
