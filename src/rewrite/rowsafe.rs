@@ -385,8 +385,8 @@ pub(crate) fn is_row_safe_with(
 }
 
 /// Whether scalar `e` (a select-list item of a derived table, CTE or view
-/// that an outer predicate may reach) is row-safe on `dialect`.
-#[cfg(test)]
+/// that an outer predicate may reach, or an UPDATE's new value put into
+/// a write rule's check) is row-safe on `dialect`.
 pub(crate) fn is_row_safe_value(e: &Expr, dialect: Dialect, columns: ColumnsFn<'_>) -> bool {
     value_state(e, dialect, columns, &no_subquery) != ColState::Unsafe
 }

@@ -121,12 +121,13 @@ fn substitute(
     dialect: Dialect,
     values: &[(String, Expr)],
     keep_others: bool,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     struct S<'s> {
         table: &'s Table,
         dialect: Dialect,
         values: &'s [(String, Expr)],
         keep_others: bool,
+        used: Vec<String>,
     }
     impl VisitorMut for S<'_> {
         type Break = Error;
@@ -145,7 +146,10 @@ fn substitute(
                 return ControlFlow::Continue(());
             };
             match self.values.iter().find(|(c, _)| *c == col) {
-                Some((_, v)) => *e = Expr::Nested(Box::new(v.clone())),
+                Some((_, v)) => {
+                    *e = Expr::Nested(Box::new(v.clone()));
+                    self.used.push(col);
+                }
                 None if self.keep_others => {}
                 None => {
                     return ControlFlow::Break(Error::unsupported(format!(
@@ -157,14 +161,16 @@ fn substitute(
             ControlFlow::Continue(())
         }
     }
-    match e.visit(&mut S {
+    let mut sub = S {
         table,
         dialect,
         values,
         keep_others,
-    }) {
+        used: Vec::new(),
+    };
+    match e.visit(&mut sub) {
         ControlFlow::Break(err) => Err(err),
-        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Continue(()) => Ok(sub.used),
     }
 }
 
@@ -455,7 +461,21 @@ impl<'a> Rewriter<'a> {
             let check = |rw: &mut Self, r: &Rule, bindings: &mut Vec<Binding>| {
                 let rule: &Rule = r.check.as_deref().unwrap_or(r);
                 let mut e = rw.rule_predicate(table, rule, bindings)?;
-                substitute(&mut e, table, rw.dialect, values, keep_others)?;
+                let used = substitute(&mut e, table, rw.dialect, values, keep_others)?;
+                // An UPDATE's new value moves into its WHERE, where the
+                // database may compute it on rows the rules exclude: it
+                // must be row-safe there (an INSERT's values read no row).
+                if keep_others {
+                    let dialect = rw.dialect;
+                    let cols = |parts: &[Ident]| column_state(table, dialect, parts);
+                    for (c, v) in values.iter().filter(|(c, _)| used.contains(c)) {
+                        if !rowsafe::is_row_safe_value(v, dialect, &cols) {
+                            return Err(Error::unsupported(format!(
+                                "the new value `{v}` of `{c}`, which a write rule checks: the check runs in the UPDATE's WHERE, where the value must be row-safe (it could fail on rows the rules exclude)"
+                            )));
+                        }
+                    }
+                }
                 Ok::<Expr, Error>(e)
             };
             let mut or = Vec::new();
@@ -582,6 +602,19 @@ impl Rewriter<'_> {
     }
 }
 
+/// Whether `(v)` occurs in `e`.
+fn contains_nested(e: &Expr, v: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        if matches!(x, Expr::Nested(inner) if **inner == *v) {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
 /// Whether `e` names a column of `table`.
 fn reads_a_column(e: &Expr, table: &Table, dialect: Dialect) -> bool {
     let mut found = false;
@@ -700,8 +733,14 @@ pub(crate) fn verify_write(
             if !u.table.joins.is_empty() || u.from.is_some() || u.returning.is_some() {
                 return fail("has a clause it may not have");
             }
+            let cols = |parts: &[Ident]| column_state(w.table, dialect, parts);
             for a in &u.assignments {
                 user(&a.value)?;
+                if !rowsafe::is_row_safe_value(&a.value, dialect, &cols)
+                    && contains_nested(&w.guard, &a.value)
+                {
+                    return fail("computes a value that is not row-safe in its WHERE");
+                }
             }
             user_where(&u.selection)
         }
