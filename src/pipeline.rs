@@ -191,12 +191,36 @@ fn rewrite_write(
         max_depth: opts.max_depth.saturating_mul(2),
         ..opts.clone()
     };
-    if params.is_empty() && crate::frontend::sql::parse_write(&sql, dialect, &reopts)? != stmt {
+    if crate::frontend::sql::parse_write(&sql, dialect, &reopts)? != stmt {
         return Err(Error::unsupported(
             "a write statement that cannot be printed back unambiguously",
         ));
     }
-    let applied = rw.applied;
+    let fencing = Fencing {
+        mode: opts.fence.unwrap_or(db.fence),
+        fenced: false,
+        reason: None,
+        pushed: 0,
+    };
+    finish(
+        policy, principal, db, dialect, sql, params, rw.applied, fencing, opts,
+    )
+}
+
+/// Routing, the role statement and the fingerprint: the end every rewrite
+/// shares.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    dialect: Dialect,
+    sql: String,
+    params: Vec<BoundParam>,
+    applied: Vec<Applied>,
+    fencing: Fencing,
+    opts: &Options,
+) -> Result<Rewritten> {
     let route = routing::route(policy, principal, db)?;
     let role_statement = route
         .role
@@ -204,7 +228,7 @@ fn rewrite_write(
         .map(|r| routing::role_statement(dialect, r, opts.local_role))
         .transpose()?;
     let sql = match (&role_statement, opts.emit_role) {
-        (Some(s), true) => format!("{s};\n{sql}"),
+        (Some(stmt), true) => format!("{stmt};\n{sql}"),
         _ => sql,
     };
     Ok(Rewritten {
@@ -217,12 +241,7 @@ fn rewrite_write(
         role: route.role,
         role_statement,
         applied,
-        fencing: Fencing {
-            mode: opts.fence.unwrap_or(db.fence),
-            fenced: false,
-            reason: None,
-            pushed: 0,
-        },
+        fencing,
     })
 }
 
@@ -416,29 +435,9 @@ fn rewrite_checked(
             )));
         }
     }
-    let applied = rw.applied;
-    let route = routing::route(policy, principal, db)?;
-    let role_statement = route
-        .role
-        .as_deref()
-        .map(|r| routing::role_statement(dialect, r, opts.local_role))
-        .transpose()?;
-    let sql = match (&role_statement, opts.emit_role) {
-        (Some(stmt), true) => format!("{stmt};\n{sql}"),
-        _ => sql,
-    };
-    Ok(Rewritten {
-        fingerprint: fingerprint(&db.name, &route, &applied),
-        sql,
-        params,
-        database: db.name.clone(),
-        dialect,
-        destination: route.destination,
-        role: route.role,
-        role_statement,
-        applied,
-        fencing,
-    })
+    finish(
+        policy, principal, db, dialect, sql, params, rw.applied, fencing, opts,
+    )
 }
 
 /// See [`Policy::recheck`].

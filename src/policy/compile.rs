@@ -1577,8 +1577,8 @@ fn compile_rule(
     number: usize,
 ) -> Result<Rule> {
     use sqlparser::ast::{
-        visit_expressions, visit_relations, Expr, ObjectNamePart, SetExpr, TableFactor,
-        TableWithJoins, Visit, Visitor,
+        visit_expressions, visit_relations, Expr, ObjectNamePart, SetExpr, TableFactor, Visit,
+        Visitor,
     };
     use std::ops::ControlFlow;
 
@@ -1608,25 +1608,14 @@ fn compile_rule(
         .map_err(|m| Error::Verification(format!("rule template: {m}")))?;
     if let SetExpr::Select(select) = query.body.as_mut() {
         select.selection = Some(expr);
-        select.from = vec![TableWithJoins {
-            relation: TableFactor::Table {
-                name: sqlparser::ast::ObjectName(vec![
-                    ObjectNamePart::Identifier(db.dialect.ident(&table.schema)),
-                    ObjectNamePart::Identifier(db.dialect.ident(&table.name)),
-                ]),
-                alias: None,
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_directives: vec![],
-                inheritance: None,
-            },
-            joins: vec![],
-        }];
+        if let Some(TableFactor::Table { name, .. }) =
+            select.from.first_mut().map(|f| &mut f.relation)
+        {
+            *name = sqlparser::ast::ObjectName(vec![
+                ObjectNamePart::Identifier(db.dialect.ident(&table.schema)),
+                ObjectNamePart::Identifier(db.dialect.ident(&table.name)),
+            ]);
+        }
     }
     question::qualify_tables(&mut query, db).map_err(fail)?;
     let found = question::markers_in(&query);

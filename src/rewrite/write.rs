@@ -99,6 +99,34 @@ fn plain_user_expr(e: &Expr, command: Command) -> Result<()> {
     v.0.map_or(Ok(()), Err)
 }
 
+/// Adds the new value `v` of column `col` (one plain name, a declared
+/// column of `table`, named once) to `values`, checking it is plain.
+fn add_value(
+    values: &mut Vec<(String, Expr)>,
+    col: &ObjectName,
+    v: &Expr,
+    table: &Table,
+    dialect: Dialect,
+    command: Command,
+) -> Result<()> {
+    let key = match col.0.as_slice() {
+        [ObjectNamePart::Identifier(c)] => dialect.normalize(c).into_owned(),
+        _ => return Err(unsupported(command)),
+    };
+    if table.column(&key).is_none() {
+        return Err(Error::unsupported(format!(
+            "{command} of `{col}`, which is not a declared column of {}",
+            table.qualified()
+        )));
+    }
+    if values.iter().any(|(c, _)| *c == key) {
+        return Err(Error::unsupported(format!("{command} names `{col}` twice")));
+    }
+    plain_user_expr(v, command)?;
+    values.push((key, v.clone()));
+    Ok(())
+}
+
 /// The declared columns of `table` by name (`col` or `table.col`), typed,
 /// for the row-safety of the user's WHERE.
 fn column_state(table: &Table, dialect: Dialect, parts: &[Ident]) -> ColState {
@@ -250,21 +278,7 @@ impl<'a> Rewriter<'a> {
                     let AssignmentTarget::ColumnName(col) = &a.target else {
                         return Err(unsupported(command));
                     };
-                    let key = match col.0.as_slice() {
-                        [ObjectNamePart::Identifier(c)] => dialect.normalize(c).into_owned(),
-                        _ => return Err(unsupported(command)),
-                    };
-                    if table.column(&key).is_none() {
-                        return Err(Error::unsupported(format!(
-                            "UPDATE of `{col}`, which is not a declared column of {}",
-                            table.qualified()
-                        )));
-                    }
-                    if values.iter().any(|(c, _)| *c == key) {
-                        return Err(Error::unsupported(format!("UPDATE sets `{col}` twice")));
-                    }
-                    plain_user_expr(&a.value, command)?;
-                    values.push((key, a.value.clone()));
+                    add_value(&mut values, col, &a.value, table, dialect, command)?;
                 }
                 if let Some(w) = &u.selection {
                     plain_user_expr(w, command)?;
@@ -338,21 +352,7 @@ impl<'a> Rewriter<'a> {
                 }
                 let mut values = Vec::new();
                 for (col, v) in i.columns.iter().zip(row) {
-                    let key = match col.0.as_slice() {
-                        [ObjectNamePart::Identifier(c)] => dialect.normalize(c).into_owned(),
-                        _ => return Err(unsupported(command)),
-                    };
-                    if table.column(&key).is_none() {
-                        return Err(Error::unsupported(format!(
-                            "INSERT into `{col}`, which is not a declared column of {}",
-                            table.qualified()
-                        )));
-                    }
-                    if values.iter().any(|(c, _)| *c == key) {
-                        return Err(Error::unsupported(format!("INSERT names `{col}` twice")));
-                    }
-                    plain_user_expr(v, command)?;
-                    values.push((key, v.clone()));
+                    add_value(&mut values, col, v, table, dialect, command)?;
                 }
                 let guard = self.guard(table, command, Some(&values), false, false)?;
                 let select_sql = if dialect == Dialect::Mysql {
@@ -548,11 +548,7 @@ impl Rewriter<'_> {
                     let AssignmentTarget::ColumnName(col) = &a.target else {
                         return Err(unsupported(Command::Update));
                     };
-                    let key = match col.0.as_slice() {
-                        [ObjectNamePart::Identifier(c)] => dialect.normalize(c).into_owned(),
-                        _ => return Err(unsupported(Command::Update)),
-                    };
-                    values.push((key, a.value.clone()));
+                    add_value(&mut values, col, &a.value, table, dialect, Command::Update)?;
                 }
                 // The guard alone, or (user) AND (guard): try the split
                 // the statement shows; a user WHERE reads the rows.
@@ -577,14 +573,14 @@ impl Rewriter<'_> {
                     ));
                 };
                 let mut values = Vec::new();
+                if i.columns.len() != s.projection.len() {
+                    return Err(unsupported(Command::Insert));
+                }
                 for (col, item) in i.columns.iter().zip(&s.projection) {
-                    let (ObjectNamePart::Identifier(c), SelectItem::UnnamedExpr(e)) = (
-                        col.0.first().ok_or_else(|| unsupported(Command::Insert))?,
-                        item,
-                    ) else {
+                    let SelectItem::UnnamedExpr(e) = item else {
                         return Err(unsupported(Command::Insert));
                     };
-                    values.push((dialect.normalize(c).into_owned(), e.clone()));
+                    add_value(&mut values, col, e, table, dialect, Command::Insert)?;
                 }
                 (
                     Command::Insert,
