@@ -281,3 +281,41 @@ fn repeated_keys_are_refused_in_json_inputs() {
         .unwrap_err();
     assert_eq!(e.code(), "SB104");
 }
+
+/// `recheck` proves write statements only in the shape the rewrite makes:
+/// crafted ones that read or change other tables, skip the checks or hide
+/// clauses are refused (red-team findings), and what the rewrite prints
+/// passes.
+#[test]
+fn recheck_refuses_crafted_writes() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/rules.yaml"))
+        .unwrap();
+    let p = Policy::from_yaml(&src, "rules.yaml").unwrap();
+    let alan = Principal::from_user(&p, "alan").unwrap();
+    let o = Options::default();
+    let guard = "((dauthor) = 'alan' AND (dlevel) <= 1) AND ((cid) IS NULL OR (cid) <> 44)";
+    for bad in [
+        // A CTE named like MySQL's DUAL copying a table alan may not read.
+        format!("INSERT INTO public.document (did, dauthor, dlevel, cid, dtitle) WITH dual AS (SELECT id AS did, 'alan' AS dauthor, 1 AS dlevel, 11 AS cid, email AS dtitle FROM public.customers) SELECT did, dauthor, dlevel, cid, dtitle FROM dual WHERE {guard}"),
+        format!("INSERT INTO public.document (did, dauthor, dlevel, cid) SELECT 1, 'alan', 1, 11 WHERE {guard} HAVING (SELECT count(*) FROM public.customers) > 0"),
+        format!("INSERT INTO public.document (did, dauthor, dlevel, cid) SELECT 1, 'alan', 1, 11 FROM public.customers WHERE {guard}"),
+        "INSERT INTO public.document (did, dauthor, dlevel, cid) SELECT 1, 'alan', 1, 44".to_string(),
+        "UPDATE public.document SET cid = 11, cid = 44 WHERE (dauthor = 'alan') AND (cid IS NULL OR cid <> 44) AND (dauthor = 'alan' AND status <> 'public') AND ((CAST((11) AS BIGINT)) IS NULL OR (CAST((11) AS BIGINT)) <> 44)".to_string(),
+        "UPDATE public.document SET nosuchcol = 44".to_string(),
+        "DELETE FROM public.document".to_string(),
+        "DELETE FROM public.document WHERE did = 1 RETURNING *".to_string(),
+        "UPDATE public.customers SET email = 'x'".to_string(),
+    ] {
+        assert!(p.recheck(&alan, &bad, &o).is_err(), "recheck accepts {bad}");
+    }
+    for good in [
+        "INSERT INTO document (did, dauthor, dlevel, cid) VALUES (9, 'alan', 1, 11)",
+        "UPDATE document SET status = 'draft' WHERE did = 1",
+        "UPDATE document SET dtitle = 'x'",
+        "DELETE FROM document WHERE did = 1",
+    ] {
+        let out = p.rewrite(&alan, good, &o).unwrap();
+        p.recheck(&alan, &out.sql, &o)
+            .unwrap_or_else(|e| panic!("recheck refuses the rewrite of {good}: {e}\n{}", out.sql));
+    }
+}

@@ -580,6 +580,17 @@ impl<'a> Rewriter<'a> {
         rule: &crate::policy::Rule,
         bindings: &mut Vec<Binding>,
     ) -> Result<Expr> {
+        if self.dialect != self.db.dialect {
+            // A rule was parsed, and means what it says, in the database's
+            // dialect: `a || b` concatenates on PostgreSQL and is OR on
+            // MySQL.
+            return Err(Error::unsupported(format!(
+                "the {} dialect for a query on {}, whose row rules are written in the database's {} dialect (an operator can mean another thing there)",
+                self.dialect,
+                table.qualified(),
+                self.db.dialect
+            )));
+        }
         let mut holder = template()?.clone();
         if let SetExpr::Select(select) = holder.body.as_mut() {
             select.selection = Some(rule.expr.clone());

@@ -99,6 +99,41 @@ fn plain_user_expr(e: &Expr, command: Command) -> Result<()> {
     v.0.map_or(Ok(()), Err)
 }
 
+/// `CAST((v) AS <the column's declared type>)` in `dialect`.
+fn cast_to(v: &Expr, ty: Option<crate::policy::ColumnType>, dialect: Dialect) -> Expr {
+    use crate::policy::ColumnType as T;
+    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, TimezoneInfo};
+    let nested = Expr::Nested(Box::new(v.clone()));
+    let Some(ty) = ty else {
+        return nested;
+    };
+    let data_type = match (dialect, ty) {
+        (Dialect::Mysql, T::Integer | T::Boolean) => DataType::Signed,
+        (Dialect::Mysql, T::Decimal) => {
+            DataType::Decimal(ExactNumberInfo::PrecisionAndScale(65, 30))
+        }
+        (Dialect::Mysql, T::Text | T::Uuid) => DataType::Char(None),
+        (Dialect::Mysql, T::Date) => DataType::Date,
+        (Dialect::Mysql, T::Timestamp) => DataType::Datetime(Some(6)),
+        (Dialect::Sqlite, T::Integer | T::Boolean) => DataType::Integer(None),
+        (Dialect::Sqlite, T::Decimal) => DataType::Numeric(ExactNumberInfo::None),
+        (Dialect::Sqlite, T::Text | T::Uuid | T::Date | T::Timestamp) => DataType::Text,
+        (_, T::Integer) => DataType::BigInt(None),
+        (_, T::Decimal) => DataType::Numeric(ExactNumberInfo::None),
+        (_, T::Text) => DataType::Text,
+        (_, T::Boolean) => DataType::Boolean,
+        (_, T::Date) => DataType::Date,
+        (_, T::Timestamp) => DataType::Timestamp(None, TimezoneInfo::None),
+        (_, T::Uuid) => DataType::Uuid,
+    };
+    Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(nested),
+        data_type,
+        format: None,
+    }
+}
+
 /// Adds the new value `v` of column `col` (one plain name, a declared
 /// column of `table`, named once) to `values`, checking it is plain.
 fn add_value(
@@ -280,6 +315,18 @@ impl<'a> Rewriter<'a> {
                     };
                     add_value(&mut values, col, &a.value, table, dialect, command)?;
                 }
+                if dialect == Dialect::Mysql
+                    && values
+                        .iter()
+                        .any(|(_, v)| reads_a_column(v, table, dialect))
+                {
+                    // MySQL assigns left to right: a later value sees an
+                    // earlier one's new value, which the check, computed
+                    // on the old row, would not.
+                    return Err(Error::unsupported(
+                        "an UPDATE on MySQL/MariaDB whose new values read columns under write rules (MySQL assigns left to right, so the check could see other values than the row gets)",
+                    ));
+                }
                 if let Some(w) = &u.selection {
                     plain_user_expr(w, command)?;
                     self.row_safe_where(w, table, command)?;
@@ -457,23 +504,44 @@ impl<'a> Rewriter<'a> {
             }
         }
         if let Some(values) = values {
+            // Each new value as the column will store it: the check must
+            // see `CAST(43.6 AS BIGINT)` (44), not `43.6`, and on SQLite
+            // `'44'` stored in an integer column as 44.
+            let typed: Vec<(String, Expr)> = values
+                .iter()
+                .map(|(c, v)| {
+                    let ty = table.column(c).map(|col| col.ty);
+                    (c.clone(), cast_to(v, ty, self.dialect))
+                })
+                .collect();
+            let raw = values;
+            let values = typed.as_slice();
             let keep_others = command == Command::Update;
             let check = |rw: &mut Self, r: &Rule, bindings: &mut Vec<Binding>| {
                 let rule: &Rule = r.check.as_deref().unwrap_or(r);
                 let mut e = rw.rule_predicate(table, rule, bindings)?;
                 let used = substitute(&mut e, table, rw.dialect, values, keep_others)?;
-                // An UPDATE's new value moves into its WHERE, where the
-                // database may compute it on rows the rules exclude: it
-                // must be row-safe there (an INSERT's values read no row).
-                if keep_others {
-                    let dialect = rw.dialect;
-                    let cols = |parts: &[Ident]| column_state(table, dialect, parts);
-                    for (c, v) in values.iter().filter(|(c, _)| used.contains(c)) {
-                        if !rowsafe::is_row_safe_value(v, dialect, &cols) {
-                            return Err(Error::unsupported(format!(
-                                "the new value `{v}` of `{c}`, which a write rule checks: the check runs in the UPDATE's WHERE, where the value must be row-safe (it could fail on rows the rules exclude)"
-                            )));
-                        }
+                // A new value the check reads is computed there as well as
+                // where it is stored: it must be row-safe (an UPDATE's
+                // WHERE may compute it on rows the rules exclude) and so
+                // deterministic (`random()` is not: the check and the row
+                // would see two values).
+                let dialect = rw.dialect;
+                let cols = |parts: &[Ident]| column_state(table, dialect, parts);
+                for ((c, v), (_, cast)) in raw
+                    .iter()
+                    .zip(values)
+                    .filter(|((c, _), _)| used.contains(c))
+                {
+                    // The cast of a constant fails for every row or none;
+                    // of a column, it must be total.
+                    let safe = rowsafe::is_row_safe_value(v, dialect, &cols)
+                        && (!reads_a_column(v, table, dialect)
+                            || rowsafe::is_row_safe_value(cast, dialect, &cols));
+                    if !safe {
+                        return Err(Error::unsupported(format!(
+                            "the new value `{v}` of `{c}`, which a write rule checks: it is computed in the check too, so it must be row-safe and deterministic"
+                        )));
                     }
                 }
                 Ok::<Expr, Error>(e)
@@ -615,11 +683,16 @@ fn contains_nested(e: &Expr, v: &Expr) -> bool {
 fn reads_a_column(e: &Expr, table: &Table, dialect: Dialect) -> bool {
     let mut found = false;
     let _ = sqlparser::ast::visit_expressions(e, |x| {
-        let hit = match x {
-            Expr::Identifier(c) => table.column(&dialect.normalize(c)).is_some(),
-            Expr::CompoundIdentifier(_) => true,
-            _ => false,
-        };
+        // Any name reads the row: a column, or the whole row by the
+        // table's name (`'a' || document`), or `t.*`.
+        let _ = (table, dialect);
+        let hit = matches!(
+            x,
+            Expr::Identifier(_)
+                | Expr::CompoundIdentifier(_)
+                | Expr::Wildcard(_)
+                | Expr::QualifiedWildcard(..)
+        );
         if hit {
             found = true;
             return ControlFlow::Break(());
@@ -720,6 +793,73 @@ pub(crate) fn verify_write(
             _ => fail("lost the rules' condition"),
         }
     };
+    // The statement must be exactly the one the rewrite builds from its
+    // parts: rebuilt from the templates, anything else it holds (a CTE in
+    // INSERT's SELECT, HAVING, REPLACE, RETURNING, a join) makes them
+    // differ.
+    let canonical = match stmt {
+        Statement::Update(u) => {
+            let mut c = template("UPDATE t SET a = 1", dialect)?;
+            if let (Statement::Update(t), TableFactor::Table { name, .. }) =
+                (&mut c, &u.table.relation)
+            {
+                if let Some(n) = table_factor_name(&mut t.table.relation) {
+                    *n = name.clone();
+                }
+                t.assignments = u.assignments.clone();
+                t.selection = u.selection.clone();
+            }
+            c
+        }
+        Statement::Delete(d) => {
+            let mut c = template("DELETE FROM t", dialect)?;
+            let user = match &d.from {
+                FromTable::WithFromKeyword(f) => f.first().and_then(|x| match &x.relation {
+                    TableFactor::Table { name, .. } => Some(name.clone()),
+                    _ => None,
+                }),
+                FromTable::WithoutKeyword(_) => None,
+            };
+            if let (Statement::Delete(t), Some(user)) = (&mut c, user) {
+                if let FromTable::WithFromKeyword(f) = &mut t.from {
+                    if let Some(n) = f
+                        .first_mut()
+                        .and_then(|x| table_factor_name(&mut x.relation))
+                    {
+                        *n = user;
+                    }
+                }
+                t.selection = d.selection.clone();
+            }
+            c
+        }
+        Statement::Insert(i) => {
+            let mut c = template(
+                if dialect == Dialect::Mysql {
+                    "INSERT INTO t (a) SELECT 1 FROM DUAL WHERE 1 = 1"
+                } else {
+                    "INSERT INTO t (a) SELECT 1 WHERE 1 = 1"
+                },
+                dialect,
+            )?;
+            if let Statement::Insert(t) = &mut c {
+                t.table = i.table.clone();
+                t.columns = i.columns.clone();
+                if let (Some(SetExpr::Select(ts)), Some(SetExpr::Select(us))) = (
+                    t.source.as_mut().map(|q| q.body.as_mut()),
+                    i.source.as_ref().map(|q| q.body.as_ref()),
+                ) {
+                    ts.projection = us.projection.clone();
+                    ts.selection = us.selection.clone();
+                }
+            }
+            c
+        }
+        _ => return fail("is not a write"),
+    };
+    if canonical != *stmt {
+        return fail("holds a clause the rewrite does not make");
+    }
     match (stmt, w.command) {
         (Statement::Update(u), Command::Update) => {
             match &u.table.relation {
@@ -730,7 +870,12 @@ pub(crate) fn verify_write(
                 return fail("has a clause it may not have");
             }
             let cols = |parts: &[Ident]| column_state(w.table, dialect, parts);
+            let mut seen = Vec::new();
             for a in &u.assignments {
+                let AssignmentTarget::ColumnName(col) = &a.target else {
+                    return fail("assigns something other than a column");
+                };
+                add_value(&mut seen, col, &a.value, w.table, dialect, w.command)?;
                 user(&a.value)?;
                 if !rowsafe::is_row_safe_value(&a.value, dialect, &cols)
                     && contains_nested(&w.guard, &a.value)
@@ -776,9 +921,13 @@ pub(crate) fn verify_write(
             }) {
                 return fail("inserts something other than one row of values");
             }
-            for item in &s.projection {
+            let mut seen = Vec::new();
+            for (col, item) in i.columns.iter().zip(&s.projection) {
                 match item {
-                    SelectItem::UnnamedExpr(e) => user(e)?,
+                    SelectItem::UnnamedExpr(e) => {
+                        add_value(&mut seen, col, e, w.table, dialect, w.command)?;
+                        user(e)?
+                    }
                     _ => return fail("inserts something other than values"),
                 }
             }
