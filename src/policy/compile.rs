@@ -505,6 +505,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         None => FunctionPolicy::default(),
         Some(f) => compile_functions(&cx, f)?,
     };
+    rule_functions(&cx, &databases, &groups, &functions)?;
 
     Ok(Policy {
         file: file.to_string(),
@@ -2016,6 +2017,58 @@ fn rule_cycles(
                     names.join(" → ")
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Every function a row rule calls must be on its dialect's allow-list (as
+/// amended by `functions:`), as in native SQL: the verifier does not look
+/// inside the sandboxes it accepts, so the rules are held to it here.
+fn rule_functions(
+    cx: &Ctx,
+    databases: &BTreeMap<String, Database>,
+    groups: &BTreeMap<String, Group>,
+    functions: &FunctionPolicy,
+) -> Result<()> {
+    use sqlparser::ast::visit_expressions;
+    use std::ops::ControlFlow;
+    for g in groups.values() {
+        for (dbname, grant) in &g.data {
+            let (DbGrant::Schemas(schemas), Some(db)) = (grant, databases.get(dbname)) else {
+                continue;
+            };
+            for sg in schemas.values() {
+                let SchemaGrant::Tables(tables) = sg else { continue };
+                for tg in tables.values() {
+                    let TableGrant::Sandbox(sb) = tg else { continue };
+                    let permissive: &[Arc<Rule>] = match &sb.kind {
+                        SandboxKind::Rules(r) => r,
+                        _ => &[],
+                    };
+                    let rules = permissive
+                        .iter()
+                        .chain(&sb.restrictive)
+                        .chain(&sb.writes)
+                        .flat_map(|r| std::iter::once(r).chain(r.check.as_ref()));
+                    for r in rules {
+                        let mut err = None;
+                        let _ = visit_expressions(&r.expr, |e| {
+                            if let Err(e) = crate::functions::check_expr(e, db.dialect, functions) {
+                                err = Some(e);
+                                return ControlFlow::Break(());
+                            }
+                            ControlFlow::Continue(())
+                        });
+                        if let Some(e) = err {
+                            return Err(cx.err(
+                                &["groups", g.name.as_str(), "data", dbname.as_str()],
+                                format!("rule `{}` of group `{}` on {}.{}: {e}", r.name, g.name, r.table.schema, r.table.name),
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(())
