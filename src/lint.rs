@@ -118,8 +118,15 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                     if sa.kind == sb.kind {
                         continue;
                     }
-                    let unionable = |k: &SandboxKind| {
-                        matches!(k, SandboxKind::Basic(_) | SandboxKind::Rules(_))
+                    let unionable = |k: &SandboxKind| match k {
+                        SandboxKind::Basic(_) | SandboxKind::Rules(_) => true,
+                        SandboxKind::Custom { question, .. } => {
+                            policy.questions.get(question).is_some_and(|q| {
+                                crate::policy::question::filter_of(&q.query, t, db.dialect)
+                                    .is_some()
+                            })
+                        }
+                        SandboxKind::All | SandboxKind::Empty => false,
                     };
                     let combinable = t.combine == crate::policy::Combine::Union
                         && unionable(&sa.kind)

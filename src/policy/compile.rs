@@ -1251,15 +1251,17 @@ fn compile_sandbox(
             SandboxKind::Basic(filters)
         }
         (Some(qname), false) => {
-            if table.combine == Combine::Union {
-                return Err(cx.err(
-                    &spath,
-                    format!("table `{tname}` has `combine: union`, which combines basic sandboxes only; a custom sandbox cannot be combined"),
-                ));
-            }
             let q = questions.get(qname).ok_or_else(|| {
                 cx.err(&spath, format!("sandbox names unknown question `{qname}`"))
             })?;
+            if table.combine == Combine::Union
+                && question::filter_of(&q.query, table, db.dialect).is_none()
+            {
+                return Err(cx.err(
+                    &spath,
+                    format!("table `{tname}` has `combine: union`, which ORs conditions on the table's rows; the sandbox question `{qname}` does more than filter the table (`SELECT <its columns> FROM {tname} WHERE …`), so its rows cannot be combined with another sandbox's"),
+                ));
+            }
             if q.database != db.name {
                 return Err(cx.err(
                     &spath,

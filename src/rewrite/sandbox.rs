@@ -406,7 +406,7 @@ impl<'a> Rewriter<'a> {
         }
         // Basic sandboxes and row rules (several combined by union), every
         // restrictive rule ANDed on top.
-        let mut units: Vec<(Expr, Option<&[String]>)> = Vec::new();
+        let mut units: Vec<(Expr, Option<Vec<String>>)> = Vec::new();
         let mut all_rows = false;
         let mut kind = if sandboxes.len() > 1 {
             "union"
@@ -424,7 +424,7 @@ impl<'a> Rewriter<'a> {
                     }
                     for r in rules {
                         let e = self.rule_predicate(table, r, &mut bindings)?;
-                        units.push((e, r.columns.as_deref()));
+                        units.push((e, r.columns.clone()));
                     }
                 }
                 SandboxKind::All => {
@@ -432,10 +432,17 @@ impl<'a> Rewriter<'a> {
                     kind = "restricted";
                 }
                 SandboxKind::Empty => kind = "empty",
-                SandboxKind::Custom { .. } => {
-                    return Err(Error::Verification(
-                        "custom sandboxes cannot be combined".into(),
-                    ))
+                SandboxKind::Custom {
+                    question,
+                    parameters,
+                } => {
+                    // Under `combine: union`, a question that only filters
+                    // the table (checked by `access`) is its condition and
+                    // its columns.
+                    let (e, cols) =
+                        self.question_filter(table, question, parameters, &mut bindings)?;
+                    let all = table.columns.iter().all(|c| cols.contains(&c.key));
+                    units.push((e, (!all).then_some(cols)));
                 }
             }
         }
@@ -455,7 +462,7 @@ impl<'a> Rewriter<'a> {
                 let reveal: Vec<usize> = units
                     .iter()
                     .enumerate()
-                    .filter(|(_, (_, cs))| cs.is_none_or(|cs| cs.contains(&c.key)))
+                    .filter(|(_, (_, cs))| cs.as_ref().is_none_or(|cs| cs.contains(&c.key)))
                     .map(|(i, _)| i)
                     .collect();
                 if reveal.is_empty() {
@@ -563,12 +570,66 @@ impl<'a> Rewriter<'a> {
                         n += 1;
                     }
                 }
-                _ => {}
+                SandboxKind::Custom {
+                    question,
+                    parameters,
+                } => {
+                    if n == i {
+                        return self
+                            .question_filter(table, question, parameters, bindings)
+                            .map(|(e, _)| e);
+                    }
+                    n += 1;
+                }
+                SandboxKind::All | SandboxKind::Empty => {}
             }
         }
         Err(Error::Verification(format!(
             "permissive condition {i} vanished"
         )))
+    }
+
+    /// A custom sandbox that only filters `table`, as (its condition with
+    /// its variables bound, its columns).
+    fn question_filter(
+        &mut self,
+        table: &Table,
+        question: &str,
+        parameters: &[crate::policy::Parameter],
+        bindings: &mut Vec<Binding>,
+    ) -> Result<(Expr, Vec<String>)> {
+        let policy: &crate::policy::Policy = self.policy;
+        let q = policy
+            .questions
+            .get(question)
+            .ok_or_else(|| Error::Verification(format!("question `{question}` vanished")))?;
+        let mut query = q.query.clone();
+        let mut bind = BindVars {
+            rw: self,
+            source: VarSource::Sandbox { table, parameters },
+            bindings,
+        };
+        super::walk::walk(&mut query, &mut bind)?;
+        let condition = question::filter_of(&query, table, self.db.dialect).ok_or_else(|| {
+            Error::Verification(format!(
+                "question `{question}` does not only filter {}",
+                table.qualified()
+            ))
+        })?;
+        let cols = q
+            .columns
+            .as_ref()
+            .map(|c| c.iter().map(|(k, _)| k.clone()).collect())
+            .ok_or_else(|| Error::Verification(format!("columns of question `{question}` unknown")))?;
+        let one = || Expr::value(Value::Number("1".into(), false));
+        Ok((
+            condition.unwrap_or_else(|| Expr::BinaryOp {
+                left: Box::new(one()),
+                op: BinaryOperator::Eq,
+                right: Box::new(one()),
+            }),
+            cols,
+        ))
     }
 
     /// A row rule's condition with its `{{attributes}}` bound and, unless it
