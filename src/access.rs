@@ -131,12 +131,11 @@ pub fn decide(
         [a, b, ..] => {
             let unionable = permissive.iter().all(|s| match &s.kind {
                 SandboxKind::Basic(_) | SandboxKind::Rules(_) => true,
-                SandboxKind::Custom { question, .. } => policy
-                    .questions
-                    .get(question)
-                    .is_some_and(|q| {
+                SandboxKind::Custom { question, .. } => {
+                    policy.questions.get(question).is_some_and(|q| {
                         crate::policy::question::filter_of(&q.query, table, db.dialect).is_some()
-                    }),
+                    })
+                }
                 SandboxKind::All | SandboxKind::Empty => false,
             });
             if table.combine == Combine::Union && unionable {

@@ -172,7 +172,10 @@ impl<'n> Compiler<'_> {
                 // Custom sandboxes combined by union: their questions' columns.
                 SandboxKind::Custom { question, .. } if sandboxes.len() > 1 => {
                     match (
-                        self.policy.questions.get(question).and_then(|q| q.columns.as_ref()),
+                        self.policy
+                            .questions
+                            .get(question)
+                            .and_then(|q| q.columns.as_ref()),
                         revealed.as_mut(),
                     ) {
                         (Some(cols), Some(v)) => v.extend(cols.iter().map(|(c, _)| c)),

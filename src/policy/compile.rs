@@ -2041,9 +2041,13 @@ fn rule_functions(
                 continue;
             };
             for sg in schemas.values() {
-                let SchemaGrant::Tables(tables) = sg else { continue };
+                let SchemaGrant::Tables(tables) = sg else {
+                    continue;
+                };
                 for tg in tables.values() {
-                    let TableGrant::Sandbox(sb) = tg else { continue };
+                    let TableGrant::Sandbox(sb) = tg else {
+                        continue;
+                    };
                     let permissive: &[Arc<Rule>] = match &sb.kind {
                         SandboxKind::Rules(r) => r,
                         _ => &[],
@@ -2065,7 +2069,10 @@ fn rule_functions(
                         if let Some(e) = err {
                             return Err(cx.err(
                                 &["groups", g.name.as_str(), "data", dbname.as_str()],
-                                format!("rule `{}` of group `{}` on {}.{}: {e}", r.name, g.name, r.table.schema, r.table.name),
+                                format!(
+                                    "rule `{}` of group `{}` on {}.{}: {e}",
+                                    r.name, g.name, r.table.schema, r.table.name
+                                ),
                             ));
                         }
                     }

@@ -835,6 +835,97 @@ pub(crate) fn qualify_tables(query: &mut Query, db: &Database) -> Result<(), Str
     }
 }
 
+/// If `query` only filters `table` — `SELECT <its columns> FROM
+/// schema.table [WHERE <condition>]`, nothing else — its condition (with
+/// `{{variable}}` markers). Such a custom sandbox can be ORed with others
+/// under `combine: union` (its rows are the table's rows meeting the
+/// condition, so "rows of either" is the OR of the conditions).
+pub(crate) fn filter_of(
+    query: &Query,
+    table: &super::Table,
+    dialect: Dialect,
+) -> Option<Option<Expr>> {
+    use sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
+    if query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+        || !query.locks.is_empty()
+        || query.for_clause.is_some()
+        || query.settings.is_some()
+        || query.format_clause.is_some()
+        || !query.pipe_operators.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(s) = query.body.as_ref() else {
+        return None;
+    };
+    let plain_group =
+        matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if s.distinct.is_some()
+        || s.top.is_some()
+        || s.into.is_some()
+        || !s.lateral_views.is_empty()
+        || s.prewhere.is_some()
+        || !plain_group
+        || !s.cluster_by.is_empty()
+        || !s.distribute_by.is_empty()
+        || !s.sort_by.is_empty()
+        || s.having.is_some()
+        || !s.named_window.is_empty()
+        || s.qualify.is_some()
+        || !s.connect_by.is_empty()
+    {
+        return None;
+    }
+    let [from] = s.from.as_slice() else {
+        return None;
+    };
+    if !from.joins.is_empty() {
+        return None;
+    }
+    let TableFactor::Table {
+        name,
+        alias: None,
+        args: None,
+        with_hints,
+        version: None,
+        with_ordinality: false,
+        partitions,
+        json_path: None,
+        sample: None,
+        index_directives,
+        inheritance: None,
+    } = &from.relation
+    else {
+        return None;
+    };
+    if !with_hints.is_empty() || !partitions.is_empty() || !index_directives.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(|i| dialect.normalize(i).into_owned())
+        .collect();
+    if parts != [table.key.schema.clone(), table.key.name.clone()] {
+        return None;
+    }
+    let plain_column = |e: &Expr| matches!(e, Expr::Identifier(i) if table.column(&dialect.normalize(i)).is_some());
+    let columns_only = s.projection.iter().all(|item| match item {
+        SelectItem::UnnamedExpr(e) => plain_column(e),
+        SelectItem::ExprWithAlias { expr, alias } => {
+            plain_column(expr)
+                && matches!(expr, Expr::Identifier(i) if dialect.normalize(i) == dialect.normalize(alias))
+        }
+        SelectItem::Wildcard(o) => o.opt_exclude.is_none() && o.opt_except.is_none() && o.opt_replace.is_none() && o.opt_rename.is_none() && o.opt_ilike.is_none(),
+        _ => false,
+    });
+    columns_only.then(|| s.selection.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,91 +1007,4 @@ mod tests {
         assert_eq!((u("d").untyped, u("d").predicate), (1, 0));
         assert_eq!((u("e").untyped, u("s").untyped), (1, 1));
     }
-}
-
-/// If `query` only filters `table` — `SELECT <its columns> FROM
-/// schema.table [WHERE <condition>]`, nothing else — its condition (with
-/// `{{variable}}` markers). Such a custom sandbox can be ORed with others
-/// under `combine: union` (its rows are the table's rows meeting the
-/// condition, so "rows of either" is the OR of the conditions).
-pub(crate) fn filter_of(query: &Query, table: &super::Table, dialect: Dialect) -> Option<Option<Expr>> {
-    use sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
-    if query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-        || query.fetch.is_some()
-        || !query.locks.is_empty()
-        || query.for_clause.is_some()
-        || query.settings.is_some()
-        || query.format_clause.is_some()
-        || !query.pipe_operators.is_empty()
-    {
-        return None;
-    }
-    let SetExpr::Select(s) = query.body.as_ref() else {
-        return None;
-    };
-    let plain_group =
-        matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
-    if s.distinct.is_some()
-        || s.top.is_some()
-        || s.into.is_some()
-        || !s.lateral_views.is_empty()
-        || s.prewhere.is_some()
-        || !plain_group
-        || !s.cluster_by.is_empty()
-        || !s.distribute_by.is_empty()
-        || !s.sort_by.is_empty()
-        || s.having.is_some()
-        || !s.named_window.is_empty()
-        || s.qualify.is_some()
-        || !s.connect_by.is_empty()
-    {
-        return None;
-    }
-    let [from] = s.from.as_slice() else {
-        return None;
-    };
-    if !from.joins.is_empty() {
-        return None;
-    }
-    let TableFactor::Table {
-        name,
-        alias: None,
-        args: None,
-        with_hints,
-        version: None,
-        with_ordinality: false,
-        partitions,
-        json_path: None,
-        sample: None,
-        index_directives,
-        inheritance: None,
-    } = &from.relation
-    else {
-        return None;
-    };
-    if !with_hints.is_empty() || !partitions.is_empty() || !index_directives.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .filter_map(|p| p.as_ident())
-        .map(|i| dialect.normalize(i).into_owned())
-        .collect();
-    if parts != [table.key.schema.clone(), table.key.name.clone()] {
-        return None;
-    }
-    let plain_column = |e: &Expr| matches!(e, Expr::Identifier(i) if table.column(&dialect.normalize(i)).is_some());
-    let columns_only = s.projection.iter().all(|item| match item {
-        SelectItem::UnnamedExpr(e) => plain_column(e),
-        SelectItem::ExprWithAlias { expr, alias } => {
-            plain_column(expr)
-                && matches!(expr, Expr::Identifier(i) if dialect.normalize(i) == dialect.normalize(alias))
-        }
-        SelectItem::Wildcard(o) => o.opt_exclude.is_none() && o.opt_except.is_none() && o.opt_replace.is_none() && o.opt_rename.is_none() && o.opt_ilike.is_none(),
-        _ => false,
-    });
-    columns_only.then(|| s.selection.clone())
 }

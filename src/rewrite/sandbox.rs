@@ -620,7 +620,9 @@ impl<'a> Rewriter<'a> {
             .columns
             .as_ref()
             .map(|c| c.iter().map(|(k, _)| k.clone()).collect())
-            .ok_or_else(|| Error::Verification(format!("columns of question `{question}` unknown")))?;
+            .ok_or_else(|| {
+                Error::Verification(format!("columns of question `{question}` unknown"))
+            })?;
         let one = || Expr::value(Value::Number("1".into(), false));
         Ok((
             condition.unwrap_or_else(|| Expr::BinaryOp {

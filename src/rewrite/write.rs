@@ -99,6 +99,78 @@ fn plain_user_expr(e: &Expr, command: Command) -> Result<()> {
     v.0.map_or(Ok(()), Err)
 }
 
+/// A new value a check reads is computed there as well as where it is
+/// stored: it must be row-safe (an UPDATE's WHERE may compute it on rows
+/// the rules exclude) and so deterministic (`random()` is not: the check
+/// and the row would see two values). `raw` and `typed` are the values as
+/// written and as cast to their columns' types; `used`, the columns the
+/// check read.
+fn new_values_safe(
+    raw: &[(String, Expr)],
+    typed: &[(String, Expr)],
+    used: &[String],
+    table: &Table,
+    dialect: Dialect,
+) -> Result<()> {
+    let cols = |parts: &[Ident]| column_state(table, dialect, parts);
+    for ((c, v), (_, cast)) in raw.iter().zip(typed).filter(|((c, _), _)| used.contains(c)) {
+        // The cast of a constant fails for every row or none; of a
+        // column, it must be total.
+        let safe = rowsafe::is_row_safe_value(v, dialect, &cols)
+            && (!reads_a_column(v, table, dialect)
+                || rowsafe::is_row_safe_value(cast, dialect, &cols));
+        if !safe {
+            return Err(Error::unsupported(format!(
+                "the new value `{v}` of `{c}`, which a write rule checks: it is computed in the check too, so it must be row-safe and deterministic"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` holds a subquery.
+fn contains_query(e: &Expr) -> bool {
+    struct Q(bool);
+    impl Visitor for Q {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+            self.0 = true;
+            ControlFlow::Break(())
+        }
+    }
+    let mut q = Q(false);
+    let _ = e.visit(&mut q);
+    q.0
+}
+
+/// Checks a RETURNING list: plain expressions, `*` or `t.*` (the read
+/// rules' columns are all visible, or the write is refused).
+fn returning_items(items: &Option<Vec<SelectItem>>, command: Command) -> Result<()> {
+    for item in items.iter().flatten() {
+        match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                plain_user_expr(e, command)?
+            }
+            SelectItem::Wildcard(o) | SelectItem::QualifiedWildcard(_, o)
+                if o.opt_exclude.is_none()
+                    && o.opt_except.is_none()
+                    && o.opt_replace.is_none()
+                    && o.opt_rename.is_none()
+                    && o.opt_ilike.is_none() => {}
+            _ => return Err(unsupported(command)),
+        }
+    }
+    Ok(())
+}
+
+/// The expressions of a RETURNING list.
+fn returning_exprs(items: &Option<Vec<SelectItem>>) -> impl Iterator<Item = &Expr> {
+    items.iter().flatten().filter_map(|i| match i {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    })
+}
+
 /// `CAST((v) AS <the column's declared type>)` in `dialect`.
 fn cast_to(v: &Expr, ty: Option<crate::policy::ColumnType>, dialect: Dialect) -> Expr {
     use crate::policy::ColumnType as T;
@@ -256,6 +328,7 @@ impl<'a> Rewriter<'a> {
                     }
                     t.assignments = u.assignments.clone();
                     t.selection = u.selection.clone();
+                    t.returning = u.returning.clone();
                 }
                 (Command::Update, c)
             }
@@ -279,6 +352,7 @@ impl<'a> Rewriter<'a> {
                         }
                     }
                     t.selection = d.selection.clone();
+                    t.returning = d.returning.clone();
                 }
                 (Command::Delete, c)
             }
@@ -294,6 +368,7 @@ impl<'a> Rewriter<'a> {
                             v.rows = u.rows.clone();
                         }
                     }
+                    t.returning = i.returning.clone();
                 }
                 (Command::Insert, c)
             }
@@ -331,11 +406,21 @@ impl<'a> Rewriter<'a> {
                     plain_user_expr(w, command)?;
                     self.row_safe_where(w, table, command)?;
                 }
+                returning_items(&u.returning, command)?;
+                let returning = u.returning.is_some();
                 let reads_columns = u.selection.is_some()
+                    || returning
                     || values
                         .iter()
                         .any(|(_, v)| reads_a_column(v, table, dialect));
-                let guard = self.guard(table, command, Some(&values), true, reads_columns)?;
+                let guard = self.guard(
+                    table,
+                    command,
+                    Some(&values),
+                    true,
+                    reads_columns,
+                    returning,
+                )?;
                 u.selection = Some(match u.selection.take() {
                     Some(w) => and_all(vec![w, guard.clone()], BinaryOperator::And),
                     None => guard.clone(),
@@ -359,8 +444,9 @@ impl<'a> Rewriter<'a> {
                     plain_user_expr(w, command)?;
                     self.row_safe_where(w, table, command)?;
                 }
-                let reads_columns = d.selection.is_some();
-                let guard = self.guard(table, command, None, true, reads_columns)?;
+                returning_items(&d.returning, command)?;
+                let reads_columns = d.selection.is_some() || d.returning.is_some();
+                let guard = self.guard(table, command, None, true, reads_columns, false)?;
                 d.selection = Some(match d.selection.take() {
                     Some(w) => and_all(vec![w, guard.clone()], BinaryOperator::And),
                     None => guard.clone(),
@@ -401,7 +487,9 @@ impl<'a> Rewriter<'a> {
                 for (col, v) in i.columns.iter().zip(row) {
                     add_value(&mut values, col, v, table, dialect, command)?;
                 }
-                let guard = self.guard(table, command, Some(&values), false, false)?;
+                returning_items(&i.returning, command)?;
+                let returning = i.returning.is_some();
+                let guard = self.guard(table, command, Some(&values), false, false, returning)?;
                 let select_sql = if dialect == Dialect::Mysql {
                     "SELECT 1 FROM DUAL WHERE 1 = 1"
                 } else {
@@ -480,6 +568,7 @@ impl<'a> Rewriter<'a> {
         values: Option<&[(String, Expr)]>,
         using: bool,
         reads: bool,
+        returning: bool,
     ) -> Result<Expr> {
         let (permissive, restrictive) =
             access::decide_write(self.policy, self.principal, self.db, table, command)?;
@@ -526,24 +615,7 @@ impl<'a> Rewriter<'a> {
                 // WHERE may compute it on rows the rules exclude) and so
                 // deterministic (`random()` is not: the check and the row
                 // would see two values).
-                let dialect = rw.dialect;
-                let cols = |parts: &[Ident]| column_state(table, dialect, parts);
-                for ((c, v), (_, cast)) in raw
-                    .iter()
-                    .zip(values)
-                    .filter(|((c, _), _)| used.contains(c))
-                {
-                    // The cast of a constant fails for every row or none;
-                    // of a column, it must be total.
-                    let safe = rowsafe::is_row_safe_value(v, dialect, &cols)
-                        && (!reads_a_column(v, table, dialect)
-                            || rowsafe::is_row_safe_value(cast, dialect, &cols));
-                    if !safe {
-                        return Err(Error::unsupported(format!(
-                            "the new value `{v}` of `{c}`, which a write rule checks: it is computed in the check too, so it must be row-safe and deterministic"
-                        )));
-                    }
-                }
+                new_values_safe(raw, values, &used, table, rw.dialect)?;
                 Ok::<Expr, Error>(e)
             };
             let mut or = Vec::new();
@@ -553,6 +625,22 @@ impl<'a> Rewriter<'a> {
             parts.push(unnest(and_all(or, BinaryOperator::Or)));
             for r in &restrictive {
                 parts.push(check(self, r, &mut bindings)?);
+            }
+            if returning {
+                // RETURNING shows the new row: it must be one the
+                // principal may read (PostgreSQL checks SELECT policies on
+                // it), so the read rules are a check too.
+                if let Some(mut p) = self.read_predicate(table)? {
+                    if contains_query(&p) {
+                        return Err(Error::unsupported(format!(
+                            "RETURNING from a write on {}, whose read rules read other tables (the new row cannot be checked against them)",
+                            table.qualified()
+                        )));
+                    }
+                    let used = substitute(&mut p, table, self.dialect, values, keep_others)?;
+                    new_values_safe(raw, values, &used, table, self.dialect)?;
+                    parts.push(p);
+                }
             }
         }
         let mut groups: Vec<String> = permissive
@@ -620,18 +708,29 @@ impl Rewriter<'_> {
                 }
                 // The guard alone, or (user) AND (guard): try the split
                 // the statement shows; a user WHERE reads the rows.
+                returning_items(&u.returning, Command::Update)?;
+                let returning = u.returning.is_some();
                 let reads = user_part(&u.selection)
+                    || returning
                     || values
                         .iter()
                         .any(|(_, v)| reads_a_column(v, table, dialect));
-                let guard = self.guard(table, Command::Update, Some(&values), true, reads)?;
+                let guard = self.guard(
+                    table,
+                    Command::Update,
+                    Some(&values),
+                    true,
+                    reads,
+                    returning,
+                )?;
                 (Command::Update, guard)
             }
             Statement::Delete(d) => {
-                let reads = user_part(&d.selection);
+                returning_items(&d.returning, Command::Delete)?;
+                let reads = user_part(&d.selection) || d.returning.is_some();
                 (
                     Command::Delete,
-                    self.guard(table, Command::Delete, None, true, reads)?,
+                    self.guard(table, Command::Delete, None, true, reads, false)?,
                 )
             }
             Statement::Insert(i) => {
@@ -650,9 +749,18 @@ impl Rewriter<'_> {
                     };
                     add_value(&mut values, col, e, table, dialect, Command::Insert)?;
                 }
+                returning_items(&i.returning, Command::Insert)?;
+                let returning = i.returning.is_some();
                 (
                     Command::Insert,
-                    self.guard(table, Command::Insert, Some(&values), false, false)?,
+                    self.guard(
+                        table,
+                        Command::Insert,
+                        Some(&values),
+                        false,
+                        false,
+                        returning,
+                    )?,
                 )
             }
             _ => return Err(Error::Verification("not a write".into())),
@@ -808,6 +916,7 @@ pub(crate) fn verify_write(
                 }
                 t.assignments = u.assignments.clone();
                 t.selection = u.selection.clone();
+                t.returning = u.returning.clone();
             }
             c
         }
@@ -830,6 +939,7 @@ pub(crate) fn verify_write(
                     }
                 }
                 t.selection = d.selection.clone();
+                t.returning = d.returning.clone();
             }
             c
         }
@@ -852,6 +962,7 @@ pub(crate) fn verify_write(
                     ts.projection = us.projection.clone();
                     ts.selection = us.selection.clone();
                 }
+                t.returning = i.returning.clone();
             }
             c
         }
@@ -866,8 +977,12 @@ pub(crate) fn verify_write(
                 TableFactor::Table { name, .. } if expected_name(name) => {}
                 _ => return fail("targets another table"),
             }
-            if !u.table.joins.is_empty() || u.from.is_some() || u.returning.is_some() {
+            if !u.table.joins.is_empty() || u.from.is_some() {
                 return fail("has a clause it may not have");
+            }
+            returning_items(&u.returning, w.command)?;
+            for e in returning_exprs(&u.returning) {
+                user(e)?;
             }
             let cols = |parts: &[Ident]| column_state(w.table, dialect, parts);
             let mut seen = Vec::new();
@@ -896,8 +1011,12 @@ pub(crate) fn verify_write(
                 },
                 FromTable::WithoutKeyword(_) => return fail("has no FROM"),
             }
-            if d.using.is_some() || d.returning.is_some() || d.limit.is_some() {
+            if d.using.is_some() || d.limit.is_some() {
                 return fail("has a clause it may not have");
+            }
+            returning_items(&d.returning, w.command)?;
+            for e in returning_exprs(&d.returning) {
+                user(e)?;
             }
             user_where(&d.selection)
         }
@@ -906,8 +1025,12 @@ pub(crate) fn verify_write(
                 TableObject::TableName(name) if expected_name(name) => {}
                 _ => return fail("targets another table"),
             }
-            if i.on.is_some() || i.returning.is_some() {
+            if i.on.is_some() {
                 return fail("has a clause it may not have");
+            }
+            returning_items(&i.returning, w.command)?;
+            for e in returning_exprs(&i.returning) {
+                user(e)?;
             }
             let Some(SetExpr::Select(s)) = i.source.as_ref().map(|q| q.body.as_ref()) else {
                 return fail("is not INSERT … SELECT … WHERE <check>");
