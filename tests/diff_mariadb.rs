@@ -104,6 +104,10 @@ fn drop_stale(app: &mut Conn) {
 impl Drop for Maria {
     fn drop(&mut self) {
         self.oracle = None;
+        // SQLSANDBOX_DIFF_KEEP=1 leaves the databases for a replay by hand.
+        if std::env::var_os("SQLSANDBOX_DIFF_KEEP").is_some() {
+            return;
+        }
         let _ = self
             .app
             .query_drop(format!("DROP DATABASE IF EXISTS {}", self.views));
@@ -189,6 +193,28 @@ impl Backend for Maria {
             sql,
             params.iter().map(|p| value(&p.value)).collect(),
         )
+    }
+
+    /// MariaDB 10.11 (seen on 10.11.19) returns too few rows for a join of
+    /// merged derived tables with a window function and a correlated EXISTS
+    /// when it turns the EXISTS into a semi-join (`exists_to_in`); the same
+    /// query over base tables, or with the setting off, is right. Sandboxes
+    /// are derived tables, so the corpus can meet it (README: Known engine
+    /// bugs).
+    fn run_app_sidestepping_bug(
+        &mut self,
+        sql: &str,
+        params: &[BoundParam],
+    ) -> Option<(&'static str, Result<Rows, String>)> {
+        let sql = format!("SET STATEMENT optimizer_switch='exists_to_in=off' FOR {sql}");
+        Some((
+            "MariaDB exists_to_in wrong-result bug",
+            run(
+                &mut self.app,
+                &sql,
+                params.iter().map(|p| value(&p.value)).collect(),
+            ),
+        ))
     }
 
     fn become_user(&mut self, user: &TestUser) -> Result<String, String> {

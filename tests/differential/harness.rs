@@ -48,6 +48,17 @@ pub trait Backend {
     fn run_oracle(&mut self, sql: &str) -> Result<Rows, String>;
     /// Adds an event row whose region is bound as a parameter.
     fn insert_event(&mut self, id: i64, tenant: i64, region: &str) -> Result<(), String>;
+    /// Runs SQL on the application's connection with the optimiser setting
+    /// that sidesteps a known wrong-result bug of this engine, and names the
+    /// bug; `None` where no such bug is known. Only used to tell an engine
+    /// bug from a sqlsandbox one after results differed.
+    fn run_app_sidestepping_bug(
+        &mut self,
+        _sql: &str,
+        _params: &[BoundParam],
+    ) -> Option<(&'static str, Result<Rows, String>)> {
+        None
+    }
 }
 
 fn options(params: bool) -> Options {
@@ -196,6 +207,21 @@ pub fn compare(
                 got
             };
         if let Some(diff) = difference(&expected, &got, ordered) {
+            // A result the engine gets right once its known bug is sidestepped
+            // is the engine's bug, not the rewrite's: reported, not failed.
+            if let Some((bug, Ok(again))) = b.run_app_sidestepping_bug(&rw.sql, &rw.params) {
+                let again = Rows {
+                    columns: expected.columns.clone(),
+                    ..again
+                };
+                if difference(&expected, &again, ordered).is_none() {
+                    super::notice(&context(&format!(
+                        "{bug}: the rewrite is right with it sidestepped\n  rewritten: {}",
+                        short(&rw.sql)
+                    )));
+                    continue;
+                }
+            }
             return Err(context(&format!(
                 "results differ (params: {params}, fence: {fence:?})\n  rewritten: {}\n  params: {}\n  {diff}",
                 short(&rw.sql),
