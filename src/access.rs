@@ -72,7 +72,11 @@ pub fn decide(
                     }
                 }
                 let grants_rows = !matches!(&s.kind, SandboxKind::Rules(r) if r.is_empty());
-                if grants_rows && !permissive.iter().any(|x| x.kind == s.kind) {
+                if grants_rows
+                    && !permissive
+                        .iter()
+                        .any(|x| x.kind == s.kind && same_masks(&x.masks, &s.masks))
+                {
                     permissive.push(if s.restrictive.is_empty() {
                         s
                     } else {
@@ -81,6 +85,7 @@ pub fn decide(
                             kind: clone_kind(&s.kind),
                             restrictive: Vec::new(),
                             writes: Vec::new(),
+                            masks: s.masks.clone(),
                         })
                     });
                 }
@@ -94,6 +99,7 @@ pub fn decide(
             kind,
             restrictive: restrictive.clone(),
             writes: Vec::new(),
+            masks: Vec::new(),
         })
     };
     if let Some(group) = unrestricted {
@@ -114,6 +120,7 @@ pub fn decide(
                 kind: SandboxKind::Empty,
                 restrictive: Vec::new(),
                 writes: Vec::new(),
+                masks: Vec::new(),
             })]))
         }
         [] => {
@@ -130,13 +137,14 @@ pub fn decide(
         [_] => permissive,
         [a, b, ..] => {
             let unionable = permissive.iter().all(|s| match &s.kind {
-                SandboxKind::Basic(_) | SandboxKind::Rules(_) => true,
+                // `All` here is a masks-only grant: every row, masked.
+                SandboxKind::Basic(_) | SandboxKind::Rules(_) | SandboxKind::All => true,
                 SandboxKind::Custom { question, .. } => {
                     policy.questions.get(question).is_some_and(|q| {
                         crate::policy::question::filter_of(&q.query, table, db.dialect).is_some()
                     })
                 }
-                SandboxKind::All | SandboxKind::Empty => false,
+                SandboxKind::Empty => false,
             });
             if table.combine == Combine::Union && unionable {
                 permissive
@@ -144,9 +152,9 @@ pub fn decide(
                 return Err(Error::SandboxConflict {
                     table: table.qualified(),
                     group_a: a.group.clone(),
-                    sandbox_a: a.kind.describe(),
+                    sandbox_a: a.describe(),
                     group_b: b.group.clone(),
-                    sandbox_b: b.kind.describe(),
+                    sandbox_b: b.describe(),
                 });
             }
         }
@@ -176,6 +184,7 @@ pub fn decide(
                 kind: clone_kind(&first.kind),
                 restrictive,
                 writes: Vec::new(),
+                masks: first.masks.clone(),
             });
         }
     }
@@ -235,6 +244,17 @@ pub fn decide_write(
         });
     }
     Ok((permissive, restrictive))
+}
+
+/// Whether two grants mask the same columns the same way.
+fn same_masks(a: &[Arc<crate::policy::Mask>], b: &[Arc<crate::policy::Mask>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.column == y.column
+                && x.kind == y.kind
+                && x.value == y.value
+                && x.unless.as_ref().map(|u| &u.expr) == y.unless.as_ref().map(|u| &u.expr)
+        })
 }
 
 /// A copy of a sandbox kind (its rules shared).

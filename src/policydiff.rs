@@ -416,6 +416,8 @@ struct TableView {
     visible: BTreeMap<String, String>,
     /// Per write command the principal may run: its rules, described.
     writes: BTreeMap<&'static str, String>,
+    /// Masked columns: normalised name → the masks, described.
+    masked: BTreeMap<String, String>,
 }
 
 /// Everything one principal may do under one policy.
@@ -653,6 +655,7 @@ fn table_view(
         state,
         visible: BTreeMap::new(),
         writes: writes.clone(),
+        masked: BTreeMap::new(),
     };
     let view = match access::decide(policy, p, db, t) {
         Err(e @ Error::SandboxConflict { .. }) => none(State::Refused(e.to_string())),
@@ -661,6 +664,7 @@ fn table_view(
             state: State::Unrestricted,
             visible: all_columns(t),
             writes: BTreeMap::new(),
+            masked: BTreeMap::new(),
         },
         Ok(Decision::Sandboxed(sandboxes)) => {
             if concrete {
@@ -670,6 +674,7 @@ fn table_view(
             }
             let mut rules = Vec::new();
             let mut visible = all_columns(t);
+            let mut masked: BTreeMap<String, String> = BTreeMap::new();
             for sb in &sandboxes {
                 // Every field named: a field added to `Sandbox` (say,
                 // rules ANDed on top) fails to compile here until the
@@ -680,7 +685,15 @@ fn table_view(
                     restrictive,
                     // Compared per command in `write_view`.
                     writes: _,
+                    masks,
                 } = sb.as_ref();
+                for m in masks {
+                    let entry = masked.entry(m.column.clone()).or_default();
+                    if !entry.is_empty() {
+                        entry.push_str(" / ");
+                    }
+                    let _ = write!(entry, "{} ({})", m.describe(), m.group);
+                }
                 let (r, cols) = rule(policy, kind, restrictive);
                 if let Some(cols) = cols {
                     visible.retain(|k, _| cols.contains(k));
@@ -714,10 +727,13 @@ fn table_view(
             } else {
                 None
             };
+            // A column some grant of a union shows unmasked is masked on
+            // the other grants' rows only: still a mask.
             TableView {
                 state: State::Sandboxed { rules, bound, text },
                 visible,
                 writes: BTreeMap::new(),
+                masked,
             }
         }
     };
@@ -964,6 +980,7 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
         },
         visible: BTreeMap::new(),
         writes: BTreeMap::new(),
+        masked: BTreeMap::new(),
     };
     let (missing_old, missing_new) = (missing(old), missing(new));
     for key in keys {
@@ -1089,9 +1106,28 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
                 .filter(|(k, _)| !n.visible.contains_key(*k))
                 .map(|(_, v)| v.clone())
                 .collect();
+            // Masks: one removed or changed may show more (a change is
+            // never proven narrower); one added shows less.
+            let mut unmasked = Vec::new();
+            let mut changed = Vec::new();
+            let mut masked = Vec::new();
+            for (k, name) in &n.visible {
+                if !o.visible.contains_key(k) {
+                    continue;
+                }
+                match (o.masked.get(k), n.masked.get(k)) {
+                    (Some(_), None) => unmasked.push(name.clone()),
+                    (None, Some(m)) => masked.push(format!("{name} ({m})")),
+                    (Some(a), Some(b)) if a != b => changed.push(format!("{name} ({a} → {b})")),
+                    _ => {}
+                }
+            }
             for (cols, class, verb) in [
                 (shown, Class::Widen, "columns newly visible"),
                 (hidden, Class::Narrow, "columns hidden"),
+                (unmasked, Class::Widen, "columns unmasked"),
+                (changed, Class::Widen, "masks changed"),
+                (masked, Class::Narrow, "columns newly masked"),
             ] {
                 if !cols.is_empty() {
                     let message = format!("{subject}: {verb}: {}", cols.join(", "));

@@ -1348,6 +1348,7 @@ fn compile_sandbox(
         kind,
         restrictive: Vec::new(),
         writes: Vec::new(),
+        masks: Vec::new(),
     })
 }
 
@@ -1499,17 +1500,259 @@ fn compile_table_access(
             ))
         }
         Some(kind) => kind,
+        None if permissive.is_empty()
+            && restrictive.is_empty()
+            && writes.is_empty()
+            && raw.masks.is_empty() =>
+        {
+            return Err(cx.err(
+                tpath,
+                "a table grant needs `sandbox`, `rules` or `masks`",
+            ))
+        }
+        // Masks alone: every row, the columns masked.
         None if permissive.is_empty() && restrictive.is_empty() && writes.is_empty() => {
-            return Err(cx.err(tpath, "a table grant needs `sandbox` or `rules`"))
+            SandboxKind::All
         }
         None => SandboxKind::Rules(permissive),
     };
+    let masks = compile_masks(cx, tpath, env, &raw.masks)?;
+    if matches!(&kind, SandboxKind::Rules(r) if r.is_empty()) && !masks.is_empty() {
+        return Err(cx.err(
+            tpath,
+            format!("table `{tname}`: masks belong to a grant that grants rows (this one has no permissive rule to read by)"),
+        ));
+    }
+    if let (SandboxKind::Custom { question, .. }, false) = (&kind, masks.is_empty()) {
+        return Err(cx.err(
+            tpath,
+            format!("table `{tname}`: masks cannot apply on top of a custom sandbox (question `{question}` decides the columns; write the mask into it, or use row rules)"),
+        ));
+    }
     Ok(Sandbox {
         group: env.group.to_string(),
         kind,
         restrictive,
         writes,
+        masks,
     })
+}
+
+/// A grant's `masks:`, in the table's column order.
+fn compile_masks(
+    cx: &Ctx,
+    tpath: &[&str],
+    env: &RuleEnv,
+    raw: &UMap<Option<RawMask>>,
+) -> Result<Vec<Arc<Mask>>> {
+    let db = env.db;
+    let table = env.table;
+    let tname = table.qualified();
+    let mut out: Vec<Arc<Mask>> = Vec::new();
+    for (cname, spec) in raw {
+        let mut mpath = tpath.to_vec();
+        mpath.push("masks");
+        mpath.push(cname);
+        let fail = |m: String| cx.err(&mpath, format!("mask on `{tname}.{cname}`: {m}"));
+        let key = db.dialect.normalize_policy_name(cname);
+        let Some(column) = table.column(&key) else {
+            return Err(fail(format!(
+                "`{cname}` is not a declared column of the table (columns: {})",
+                table
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if out.iter().any(|m| m.column == key) {
+            return Err(fail("the column has two masks".into()));
+        }
+        let default_spec = RawMaskSpec::default();
+        let (kind_name, spec) = match spec {
+            None => (Some("null"), &default_spec),
+            Some(RawMask::Kind(k)) => (Some(k.as_str()), &default_spec),
+            Some(RawMask::Spec(s)) => (None, s),
+        };
+        let mut kinds: Vec<MaskKind> = Vec::new();
+        let mut value: Option<(crate::value::Scalar, ColumnType)> = None;
+        let declared_ty = match &spec.ty {
+            None => None,
+            Some(t) => Some(ColumnType::parse(t).ok_or_else(|| {
+                fail(format!(
+                    "unknown type `{t}` (expected integer, decimal, text, boolean, date, timestamp or uuid)"
+                ))
+            })?),
+        };
+        match kind_name {
+            Some("null") => kinds.push(MaskKind::Null),
+            Some("email") => kinds.push(MaskKind::Email),
+            Some("hash") => {
+                return Err(fail(
+                    "a `hash` mask needs a key: `{hash: {key_env: VARIABLE}}` (or `{hash: {key: …}}`)".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(fail(format!(
+                    "unknown mask `{other}` (expected null, email, or a map with one of null, constant, hash, first, last, email, truncate, bucket, expression)"
+                )))
+            }
+            None => {}
+        }
+        if spec.null == Some(true) {
+            kinds.push(MaskKind::Null);
+        }
+        if spec.email == Some(true) {
+            kinds.push(MaskKind::Email);
+        }
+        if spec.null == Some(false) || spec.email == Some(false) {
+            return Err(fail("`null: false` and `email: false` mean nothing; leave the key out".into()));
+        }
+        if let Some(c) = &spec.constant {
+            let scalar = match AttributeValue::from_yaml(c) {
+                Some(AttributeValue::Single(s)) => s,
+                _ => return Err(fail("`constant` must be one scalar value".into())),
+            };
+            let ty = declared_ty.unwrap_or(column.ty);
+            let what = || format!("the constant of the mask on {tname}.{cname}");
+            let target = crate::bind::Target {
+                attribute: "constant",
+                what: &what,
+            };
+            let coerced = crate::bind::coerce(&scalar, Some(ty), &target).map_err(|e| {
+                fail(format!(
+                    "{e} (declare the masked type with `type:` when it is not the column's)"
+                ))
+            })?;
+            kinds.push(MaskKind::Constant(scalar.to_string()));
+            value = Some((coerced, ty));
+        }
+        if let Some(h) = &spec.hash {
+            let key = match (&h.key, &h.key_env) {
+                (Some(k), None) => k.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    fail(format!(
+                        "the hash key's environment variable `{var}` is not set (or not UTF-8)"
+                    ))
+                })?,
+                _ => {
+                    return Err(fail(
+                        "a `hash` mask takes exactly one of `key` and `key_env`".into(),
+                    ))
+                }
+            };
+            if key.chars().count() < 16 {
+                return Err(fail(
+                    "the hash key is shorter than 16 characters: a short key lets anyone hash guesses and join them with the masked values".into(),
+                ));
+            }
+            kinds.push(MaskKind::Hash);
+            value = Some((crate::value::Scalar::Text(key), ColumnType::Text));
+        }
+        if let Some(n) = spec.first {
+            kinds.push(MaskKind::First(n));
+        }
+        if let Some(n) = spec.last {
+            kinds.push(MaskKind::Last(n));
+        }
+        if let Some(u) = &spec.truncate {
+            kinds.push(MaskKind::Truncate(u.to_ascii_lowercase()));
+        }
+        if let Some(b) = &spec.bucket {
+            let size = match b {
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::String(s) => s.clone(),
+                _ => return Err(fail("`bucket` must be a positive number".into())),
+            };
+            kinds.push(MaskKind::Bucket(size));
+        }
+        if let Some(e) = &spec.expression {
+            kinds.push(MaskKind::Expression(e.clone()));
+        }
+        let kind = match kinds.len() {
+            1 => kinds.remove(0),
+            0 => return Err(fail("no mask kind given (null, constant, hash, first, last, email, truncate, bucket or expression)".into())),
+            _ => return Err(fail("several mask kinds given; a column has one mask".into())),
+        };
+        if declared_ty.is_some()
+            && !matches!(kind, MaskKind::Expression(_) | MaskKind::Constant(_))
+        {
+            return Err(fail(
+                "`type` belongs to `expression` and `constant` masks (the others know their type)".into(),
+            ));
+        }
+        if spec.run_as.is_some() && spec.unless.is_none() {
+            return Err(fail("`as` belongs to `unless`".into()));
+        }
+        let ident = db.dialect.ident(&column.name);
+        let (expr, ty, custom) = match &kind {
+            MaskKind::Expression(text) => {
+                let rule = compile_rule(
+                    cx,
+                    &mpath,
+                    env,
+                    text,
+                    false,
+                    None,
+                    false,
+                    Some(&format!("mask on {cname}")),
+                    1,
+                )?;
+                if !rule.reads.is_empty() {
+                    return Err(fail(
+                        "an expression mask reads its own row only (no subqueries)".into(),
+                    ));
+                }
+                let ty = declared_ty.unwrap_or(column.ty);
+                (rule.expr.clone(), ty, Some(Arc::new(rule)))
+            }
+            other => {
+                let value_ty = value.as_ref().map_or(column.ty, |(_, t)| *t);
+                let (sql, ty) =
+                    super::mask::template(other, db.dialect, column.ty, value_ty).map_err(fail)?;
+                let expr = super::mask::parse_template(&sql, db.dialect, ident)
+                    .map_err(Error::Verification)?;
+                (expr, ty, None)
+            }
+        };
+        let unless = match &spec.unless {
+            None => None,
+            Some(text) => {
+                let definer = run_as(cx, &mpath, spec.run_as.as_deref())?;
+                Some(Arc::new(compile_rule(
+                    cx,
+                    &mpath,
+                    env,
+                    text,
+                    false,
+                    None,
+                    definer,
+                    Some(&format!("unless of the mask on {cname}")),
+                    1,
+                )?))
+            }
+        };
+        if unless.is_some() && ty != column.ty {
+            return Err(fail(format!(
+                "with `unless`, the masked values ({ty}) and the column's ({}) must have one type, since a row shows one or the other",
+                column.ty
+            )));
+        }
+        out.push(Arc::new(Mask {
+            group: env.group.to_string(),
+            table: table.key.clone(),
+            column: key,
+            kind,
+            ty,
+            expr,
+            value,
+            custom,
+            unless,
+        }));
+    }
+    out.sort_by_key(|m| table.columns.iter().position(|c| c.key == m.column));
+    Ok(out)
 }
 
 /// `commands:`: default `[select]`.
@@ -1968,7 +2211,8 @@ fn rule_cycles(
                     let rules = match &sb.kind {
                         SandboxKind::Rules(r) => r.iter().chain(sb.restrictive.iter()),
                         _ => [].iter().chain(sb.restrictive.iter()),
-                    };
+                    }
+                    .chain(sb.masks.iter().flat_map(|m| m.rules()));
                     for r in rules.filter(|r| !r.definer) {
                         let from = key(dbname, &r.table);
                         for to in &r.reads {
@@ -2056,6 +2300,7 @@ fn rule_functions(
                         .iter()
                         .chain(&sb.restrictive)
                         .chain(&sb.writes)
+                        .chain(sb.masks.iter().flat_map(|m| m.rules()))
                         .flat_map(|r| std::iter::once(r).chain(r.check.as_ref()));
                     for r in rules {
                         let mut err = None;

@@ -14,6 +14,7 @@
 
 mod compile;
 pub(crate) mod locate;
+pub(crate) mod mask;
 pub(crate) mod model;
 pub(crate) mod question;
 
@@ -570,7 +571,11 @@ pub struct Sandbox {
     pub restrictive: Vec<Arc<Rule>>,
     /// The group's rules that govern writes (permissive and restrictive).
     pub writes: Vec<Arc<Rule>>,
+    /// The group's column masks on the table (table column order).
+    pub masks: Vec<Arc<Mask>>,
 }
+
+pub use mask::{Mask, MaskKind};
 
 /// A row rule (`rules:` or `sandbox: {filter: …}`).
 #[derive(Debug, PartialEq)]
@@ -705,6 +710,20 @@ impl SandboxKind {
 }
 
 impl Sandbox {
+    /// The grant described: its rows, and its masks if any.
+    pub fn describe(&self) -> String {
+        let rows = match &self.kind {
+            SandboxKind::All if !self.masks.is_empty() => "every row".to_string(),
+            k => k.describe(),
+        };
+        if self.masks.is_empty() {
+            rows
+        } else {
+            let masks: Vec<String> = self.masks.iter().map(|m| m.describe()).collect();
+            format!("{rows}, masks ({})", masks.join("; "))
+        }
+    }
+
     /// The attributes it binds: (attribute, type it binds as, where),
     /// restrictive rules included.
     pub fn attributes(&self, table: &str) -> Vec<(String, Option<ColumnType>, String)> {
@@ -750,7 +769,11 @@ impl Sandbox {
             }
             SandboxKind::All | SandboxKind::Empty => {}
         }
-        for r in &self.restrictive {
+        for r in self
+            .restrictive
+            .iter()
+            .chain(self.masks.iter().flat_map(|m| m.rules()))
+        {
             rule(r, &mut out);
         }
         out

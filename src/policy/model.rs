@@ -320,6 +320,85 @@ pub struct RawSandboxed {
     pub sandbox: Option<RawSandbox>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Column masks: column → mask (`null`, `email`, `{first: 2}`, …).
+    /// Alone, the grant is every row with these columns masked.
+    #[serde(default)]
+    pub masks: UMap<Option<RawMask>>,
+}
+
+/// A column mask as written: a kind's name (`null`, `email`) or a map
+/// with one kind (`{first: 2}`, `{hash: {key_env: K}}`, `{expression: …}`)
+/// and optionally `type` and `unless`. A YAML `null` is the `null` mask.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum RawMask {
+    /// `null` or `email`.
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["null", "email"])))]
+    Kind(String),
+    /// One kind with its argument.
+    Spec(RawMaskSpec),
+}
+
+/// A mask with its argument; exactly one kind is given.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawMaskSpec {
+    /// `null: true`: every value becomes NULL.
+    #[serde(default)]
+    pub null: Option<bool>,
+    /// Every value (NULL included) becomes this one.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<serde_json::Value>"))]
+    pub constant: Option<serde_yaml::Value>,
+    /// A keyed SHA-256 of the value, as hex text.
+    #[serde(default)]
+    pub hash: Option<RawHash>,
+    /// Keep the first N characters, then `***`.
+    #[serde(default)]
+    pub first: Option<u32>,
+    /// `***`, then the last N characters.
+    #[serde(default)]
+    pub last: Option<u32>,
+    /// `email: true`: `***@` and the domain.
+    #[serde(default)]
+    pub email: Option<bool>,
+    /// Dates and timestamps: `year`, `month`, `day`, `hour` or `minute`.
+    #[serde(default)]
+    pub truncate: Option<String>,
+    /// Numbers: rounded down to a multiple of this size.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<serde_json::Value>"))]
+    pub bucket: Option<serde_yaml::Value>,
+    /// A SQL expression over the table's columns (and `{{attributes}}`).
+    #[serde(default)]
+    pub expression: Option<String>,
+    /// The masked values' type when it is not the column's.
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    /// A condition (a row rule over columns and `{{attributes}}`) under
+    /// which the value is shown unmasked.
+    #[serde(default)]
+    pub unless: Option<String>,
+    /// With `unless`: `invoker` (default) or `definer`, for the tables
+    /// it reads.
+    #[serde(default, rename = "as")]
+    pub run_as: Option<String>,
+}
+
+/// The key of a hash mask: written in the policy, or read from an
+/// environment variable when the policy loads.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawHash {
+    /// The key itself.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The environment variable holding the key.
+    #[serde(default)]
+    pub key_env: Option<String>,
 }
 
 /// A row rule: a boolean SQL expression over the table's columns with

@@ -15,7 +15,10 @@ use super::Rewriter;
 use crate::bind::Target;
 use crate::dialect::{Dialect, Fence};
 use crate::error::{Error, Result};
-use crate::policy::{question, BasicFilter, ColumnType, Question, Sandbox, SandboxKind, Table};
+use crate::policy::mask::VALUE_MARKER;
+use crate::policy::{
+    question, BasicFilter, ColumnType, Mask, Question, Sandbox, SandboxKind, Table,
+};
 use crate::value::AttributeValue;
 
 /// A sandbox's visible columns when it does not show all of the table's:
@@ -24,6 +27,8 @@ pub(super) type Visible<'a> = Option<(&'a str, Cols<'a>)>;
 
 /// The name [`Visible`] gives row rules with `columns:`.
 pub(super) const RULES: &str = "row rules";
+/// The name [`Visible`] gives sandboxes that mask columns (and hide none).
+pub(super) const MASKS: &str = "column masks";
 
 /// A column list: the policy's (a question's output), or one built for
 /// this principal (row rules' `columns:` combined).
@@ -115,6 +120,49 @@ fn plain_table(name: ObjectName, inheritance: Option<TableInheritance>) -> Table
         sample: None,
         index_directives: vec![],
         inheritance,
+    }
+}
+
+/// How one permissive unit shows one column.
+enum View<'a> {
+    /// As stored.
+    Shown,
+    /// Masked.
+    Masked(&'a Arc<Mask>),
+    /// Not at all (row rules' `columns:`).
+    Hidden,
+}
+
+/// Whether two masks give the same values.
+fn same_mask(a: &Mask, b: &Mask) -> bool {
+    std::ptr::eq(a, b)
+        || (a.kind == b.kind
+            && a.value == b.value
+            && a.unless.as_ref().map(|u| &u.expr) == b.unless.as_ref().map(|u| &u.expr))
+}
+
+/// `CASE WHEN c1 THEN r1 … [ELSE e] END`.
+fn case_when(branches: Vec<(Expr, Expr)>, else_result: Option<Expr>) -> Expr {
+    use sqlparser::ast::helpers::attached_token::AttachedToken;
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: branches
+            .into_iter()
+            .map(|(condition, result)| sqlparser::ast::CaseWhen { condition, result })
+            .collect(),
+        else_result: else_result.map(Box::new),
+    }
+}
+
+/// `1 = 1`: every row.
+fn one_eq_one() -> Expr {
+    let one = || Expr::value(Value::Number("1".into(), false));
+    Expr::BinaryOp {
+        left: Box::new(one()),
+        op: BinaryOperator::Eq,
+        right: Box::new(one()),
     }
 }
 
@@ -405,8 +453,9 @@ impl<'a> Rewriter<'a> {
             }
         }
         // Basic sandboxes and row rules (several combined by union), every
-        // restrictive rule ANDed on top.
-        let mut units: Vec<(Expr, Option<Vec<String>>)> = Vec::new();
+        // restrictive rule ANDed on top. Each unit: its condition, the
+        // columns it reveals (`None`: all), the grant's masks.
+        let mut units: Vec<(Expr, Option<Vec<String>>, &[Arc<Mask>])> = Vec::new();
         let mut all_rows = false;
         let mut kind = if sandboxes.len() > 1 {
             "union"
@@ -414,18 +463,28 @@ impl<'a> Rewriter<'a> {
             "basic"
         };
         for sb in sandboxes {
+            let masks: &[Arc<Mask>] = &sb.masks;
             match &sb.kind {
-                SandboxKind::Basic(filters) => {
-                    units.push((self.basic_predicate(table, filters, &mut bindings)?, None))
-                }
+                SandboxKind::Basic(filters) => units.push((
+                    self.basic_predicate(table, filters, &mut bindings)?,
+                    None,
+                    masks,
+                )),
                 SandboxKind::Rules(rules) => {
                     if sandboxes.len() == 1 {
                         kind = "rules";
                     }
                     for r in rules {
                         let e = self.rule_predicate(table, r, &mut bindings)?;
-                        units.push((e, r.columns.clone()));
+                        units.push((e, r.columns.clone(), masks));
                     }
+                }
+                // A masks-only grant: every row, masked.
+                SandboxKind::All if !masks.is_empty() => {
+                    if sandboxes.len() == 1 {
+                        kind = "masked";
+                    }
+                    units.push((one_eq_one(), None, masks));
                 }
                 SandboxKind::All => {
                     all_rows = true;
@@ -442,7 +501,7 @@ impl<'a> Rewriter<'a> {
                     let (e, cols) =
                         self.question_filter(table, question, parameters, &mut bindings)?;
                     let all = table.columns.iter().all(|c| cols.contains(&c.key));
-                    units.push((e, (!all).then_some(cols)));
+                    units.push((e, (!all).then_some(cols), masks));
                 }
             }
         }
@@ -450,59 +509,120 @@ impl<'a> Rewriter<'a> {
         for r in sandboxes.iter().flat_map(|s| s.restrictive.iter()) {
             restrictive.push(self.rule_predicate(table, r, &mut bindings)?);
         }
-        // Columns some rules do not reveal: shown on the rows of those that
-        // do (`CASE WHEN … THEN col END`), hidden when none does.
-        let partial = !all_rows && units.iter().any(|(_, c)| c.is_some());
+        // Per column and unit: shown, masked or hidden. A column every
+        // unit shows stays as it is; one some units do not reveal is shown
+        // on the rows of those that do (`CASE WHEN … THEN col END`), hidden
+        // when none does; a masked one is computed here, inside the
+        // sandbox, so that every clause of the query sees the mask. Under
+        // a union the least-masked view a row qualifies for wins: the
+        // stored value on the rows of units that show it, else the mask of
+        // the first unit that masks it.
+        let reshaped = !all_rows
+            && units
+                .iter()
+                .any(|(_, cols, masks)| cols.is_some() || !masks.is_empty());
         let mut projection = None;
         let mut visible: Visible<'a> = None;
-        if partial {
+        if reshaped {
+            let hides = units.iter().any(|(_, c, _)| c.is_some());
             let mut items = Vec::new();
             let mut cols = Vec::new();
             for c in &table.columns {
-                let reveal: Vec<usize> = units
+                let views: Vec<View> = units
                     .iter()
-                    .enumerate()
-                    .filter(|(_, (_, cs))| cs.as_ref().is_none_or(|cs| cs.contains(&c.key)))
-                    .map(|(i, _)| i)
+                    .map(|(_, cs, masks)| {
+                        if cs.as_ref().is_some_and(|cs| !cs.contains(&c.key)) {
+                            View::Hidden
+                        } else {
+                            masks
+                                .iter()
+                                .find(|m| m.column == c.key)
+                                .map_or(View::Shown, View::Masked)
+                        }
+                    })
                     .collect();
-                if reveal.is_empty() {
+                if views.iter().all(|v| matches!(v, View::Hidden)) {
                     continue;
                 }
+                let mut ty: Option<ColumnType> = None;
+                for v in &views {
+                    let t = match v {
+                        View::Hidden => continue,
+                        View::Shown => c.ty,
+                        View::Masked(m) => m.ty,
+                    };
+                    match ty {
+                        Some(seen) if seen != t => {
+                            return Err(Error::unsupported(format!(
+                                "column {}.{} is {seen} under one of this principal's grants and {t} under another (a mask changes its type); the grants cannot be combined",
+                                table.qualified(),
+                                c.name
+                            )))
+                        }
+                        _ => ty = Some(t),
+                    }
+                }
                 let ident = Expr::Identifier(self.dialect.ident(&c.name));
-                let item = if reveal.len() == units.len() {
+                let alias = self.dialect.ident(&c.name);
+                let item = if views.iter().all(|v| matches!(v, View::Shown)) {
                     sqlparser::ast::SelectItem::UnnamedExpr(ident)
+                } else if let (Some(View::Masked(m)), true) = (
+                    views.first(),
+                    views.windows(2).all(|w| match (&w[0], &w[1]) {
+                        (View::Masked(a), View::Masked(b)) => same_mask(a, b),
+                        _ => false,
+                    }),
+                ) {
+                    let expr = self.mask_expr(table, m, &mut bindings)?;
+                    sqlparser::ast::SelectItem::ExprWithAlias { expr, alias }
                 } else {
-                    // Bound again, not cloned: a positional placeholder
-                    // (`?`) takes one value per occurrence.
-                    let mut conds = Vec::new();
-                    for i in reveal {
-                        conds.push(self.unit_again(table, sandboxes, i, &mut bindings)?);
+                    // Conditions are bound again, not cloned: a positional
+                    // placeholder (`?`) takes one value per occurrence.
+                    let mut branches = Vec::new();
+                    let shown: Vec<usize> = (0..views.len())
+                        .filter(|i| matches!(views.get(*i), Some(View::Shown)))
+                        .collect();
+                    if !shown.is_empty() {
+                        let mut conds = Vec::new();
+                        for i in shown {
+                            conds.push(self.unit_again(table, sandboxes, i, &mut bindings)?);
+                        }
+                        branches.push((and_all(conds, BinaryOperator::Or), ident.clone()));
+                    }
+                    let mut done: Vec<usize> = Vec::new();
+                    for (i, v) in views.iter().enumerate() {
+                        let View::Masked(m) = v else { continue };
+                        if done.contains(&i) {
+                            continue;
+                        }
+                        let same: Vec<usize> = views
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, w)| matches!(w, View::Masked(x) if same_mask(x, m)))
+                            .map(|(k, _)| k)
+                            .collect();
+                        let mut conds = Vec::new();
+                        for k in &same {
+                            conds.push(self.unit_again(table, sandboxes, *k, &mut bindings)?);
+                        }
+                        done.extend(same);
+                        let masked = self.mask_expr(table, m, &mut bindings)?;
+                        branches.push((and_all(conds, BinaryOperator::Or), masked));
                     }
                     sqlparser::ast::SelectItem::ExprWithAlias {
-                        expr: Expr::Case {
-                            case_token:
-                                sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-                            end_token:
-                                sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-                            operand: None,
-                            conditions: vec![sqlparser::ast::CaseWhen {
-                                condition: and_all(conds, BinaryOperator::Or),
-                                result: ident,
-                            }],
-                            else_result: None,
-                        },
-                        alias: self.dialect.ident(&c.name),
+                        expr: case_when(branches, None),
+                        alias,
                     }
                 };
                 items.push(item);
-                cols.push((c.key.clone(), Some(c.ty)));
+                cols.push((c.key.clone(), ty));
             }
             projection = Some(items);
-            visible = Some((RULES, Cols::Built(cols.into())));
+            visible = Some((if hides { RULES } else { MASKS }, Cols::Built(cols.into())));
         }
         let permissive = (!all_rows).then(|| {
             and_all(
-                units.into_iter().map(|(e, _)| e).collect(),
+                units.into_iter().map(|(e, _, _)| e).collect(),
                 BinaryOperator::Or,
             )
         });
@@ -544,6 +664,60 @@ impl<'a> Rewriter<'a> {
         Ok((Box::new(query), visible))
     }
 
+    /// A mask's expression over its column, its value and attributes
+    /// bound; with `unless`, the stored value where that holds.
+    fn mask_expr(&mut self, table: &Table, m: &Mask, bindings: &mut Vec<Binding>) -> Result<Expr> {
+        if self.dialect != self.db.dialect {
+            // Built, and meaning what it says, in the database's dialect.
+            return Err(Error::unsupported(format!(
+                "the {} dialect for a query on {}, whose column masks are written in the database's {} dialect",
+                self.dialect,
+                table.qualified(),
+                self.db.dialect
+            )));
+        }
+        let masked = match (&m.custom, &m.value) {
+            (Some(rule), _) => self.rule_predicate(table, rule, bindings)?,
+            (None, None) => m.expr.clone(),
+            (None, Some((value, ty))) => {
+                let mut e = m.expr.clone();
+                let what = || format!("the mask on {}.{}", table.qualified(), m.column);
+                let target = Target {
+                    attribute: "mask value",
+                    what: &what,
+                };
+                let bound = self.binder.bind(value, Some(*ty), &target)?;
+                let mut put = PutValue {
+                    value: bound,
+                    count: 0,
+                };
+                let _ = sqlparser::ast::VisitMut::visit(&mut e, &mut put);
+                if put.count != 1 {
+                    return Err(Error::Verification(format!(
+                        "the mask on {}.{} holds its value {} times",
+                        table.qualified(),
+                        m.column,
+                        put.count
+                    )));
+                }
+                e
+            }
+        };
+        Ok(match &m.unless {
+            None => masked,
+            Some(rule) => {
+                let shown = self.rule_predicate(table, rule, bindings)?;
+                let column = table
+                    .column(&m.column)
+                    .ok_or_else(|| Error::Verification(format!("masked column `{}` vanished", m.column)))?;
+                case_when(
+                    vec![(shown, Expr::Identifier(self.dialect.ident(&column.name)))],
+                    Some(masked),
+                )
+            }
+        })
+    }
+
     /// The permissive condition number `i` of `sandboxes` (as numbered by
     /// `build_sandbox`), bound again.
     fn unit_again(
@@ -578,6 +752,12 @@ impl<'a> Rewriter<'a> {
                         return self
                             .question_filter(table, question, parameters, bindings)
                             .map(|(e, _)| e);
+                    }
+                    n += 1;
+                }
+                SandboxKind::All if !sb.masks.is_empty() => {
+                    if n == i {
+                        return Ok(one_eq_one());
                     }
                     n += 1;
                 }
@@ -623,15 +803,7 @@ impl<'a> Rewriter<'a> {
             .ok_or_else(|| {
                 Error::Verification(format!("columns of question `{question}` unknown"))
             })?;
-        let one = || Expr::value(Value::Number("1".into(), false));
-        Ok((
-            condition.unwrap_or_else(|| Expr::BinaryOp {
-                left: Box::new(one()),
-                op: BinaryOperator::Eq,
-                right: Box::new(one()),
-            }),
-            cols,
-        ))
+        Ok((condition.unwrap_or_else(one_eq_one), cols))
     }
 
     /// A row rule's condition with its `{{attributes}}` bound and, unless it
@@ -696,6 +868,23 @@ impl<'a> Rewriter<'a> {
             r?;
         }
         Ok(e)
+    }
+}
+
+/// Puts a bound value where a mask's template holds [`VALUE_MARKER`].
+struct PutValue {
+    value: Expr,
+    count: usize,
+}
+
+impl sqlparser::ast::VisitorMut for PutValue {
+    type Break = ();
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if matches!(e, Expr::Identifier(i) if i.value == VALUE_MARKER) {
+            *e = self.value.clone();
+            self.count += 1;
+        }
+        ControlFlow::Continue(())
     }
 }
 
