@@ -578,15 +578,26 @@ impl<'a> Rewriter<'a> {
                 } else {
                     // Conditions are bound again, not cloned: a positional
                     // placeholder (`?`) takes one value per occurrence.
+                    // The stored value on the rows of units that show it,
+                    // and of units whose mask's `unless` holds there.
                     let mut branches = Vec::new();
-                    let shown: Vec<usize> = (0..views.len())
-                        .filter(|i| matches!(views.get(*i), Some(View::Shown)))
-                        .collect();
-                    if !shown.is_empty() {
-                        let mut conds = Vec::new();
-                        for i in shown {
-                            conds.push(self.unit_again(table, sandboxes, i, &mut bindings)?);
+                    let mut conds = Vec::new();
+                    for (i, v) in views.iter().enumerate() {
+                        match v {
+                            View::Shown => {
+                                conds.push(self.unit_again(table, sandboxes, i, &mut bindings)?)
+                            }
+                            View::Masked(m) => {
+                                if let Some(rule) = &m.unless {
+                                    let unit = self.unit_again(table, sandboxes, i, &mut bindings)?;
+                                    let unless = self.rule_predicate(table, rule, &mut bindings)?;
+                                    conds.push(and_all(vec![unit, unless], BinaryOperator::And));
+                                }
+                            }
+                            View::Hidden => {}
                         }
+                    }
+                    if !conds.is_empty() {
                         branches.push((and_all(conds, BinaryOperator::Or), ident.clone()));
                     }
                     let mut done: Vec<usize> = Vec::new();
