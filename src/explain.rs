@@ -32,6 +32,9 @@ pub struct TableExplanation {
     /// Per column, when rules reveal some columns on some rows only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnExplanation>,
+    /// Column masks that apply, from which group.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masks: Vec<MaskExplanation>,
     /// Why, in a sentence.
     pub reason: String,
 }
@@ -54,6 +57,23 @@ pub struct RuleExplanation {
     pub columns: Option<Vec<String>>,
     /// Whether tables it reads are read unrestricted.
     pub definer: bool,
+}
+
+/// One column mask that applies to the principal.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskExplanation {
+    /// The column.
+    pub column: String,
+    /// The group whose grant masks it.
+    pub group: String,
+    /// The mask (`email`, `first 2`, `hash`, …).
+    pub mask: String,
+    /// The masked values' type.
+    #[serde(rename = "type")]
+    pub ty: crate::policy::ColumnType,
+    /// Where the stored value shows instead (`unless`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
 }
 
 /// Who reveals one column of a table under row rules with `columns:`.
@@ -213,6 +233,7 @@ fn explain_read(
             bound: vec![],
             rules: vec![],
             columns: vec![],
+            masks: vec![],
             reason: if group == ADMINISTRATORS {
                 "administrators bypass data permissions".into()
             } else {
@@ -255,9 +276,22 @@ fn explain_read(
             }
             let sandbox = sbs
                 .iter()
-                .map(|s| s.kind.describe())
+                .map(|s| s.describe())
                 .collect::<Vec<_>>()
                 .join(" OR ");
+            let masks: Vec<MaskExplanation> = sbs
+                .iter()
+                .flat_map(|s| s.masks.iter())
+                .map(|m| MaskExplanation {
+                    column: t
+                        .column(&m.column)
+                        .map_or_else(|| m.column.clone(), |c| c.name.clone()),
+                    group: m.group.clone(),
+                    mask: m.kind.to_string(),
+                    ty: m.ty,
+                    unless: m.unless.as_ref().map(|u| u.filter.trim().to_string()),
+                })
+                .collect();
             let groups: Vec<String> = sbs
                 .iter()
                 .map(|s| s.group.clone())
@@ -285,6 +319,12 @@ fn explain_read(
                     Some(crate::policy::SandboxKind::Empty) => {
                         "no group grants it, and it is `on_denied: empty`: it reads as having no rows".to_string()
                     }
+                    Some(crate::policy::SandboxKind::All) if !masks.is_empty() => format!(
+                        "group{} `{}` grant{} every row with masked columns{narrowed}",
+                        if groups.len() > 1 { "s" } else { "" },
+                        groups.join("`, `"),
+                        if groups.len() > 1 { "" } else { "s" }
+                    ),
                     Some(crate::policy::SandboxKind::All) => format!(
                         "group `{}` grants it unrestricted{narrowed}",
                         groups.join("`, `")
@@ -305,6 +345,7 @@ fn explain_read(
                     bound,
                     rules,
                     columns,
+                    masks,
                 }
             } else {
                 TableExplanation {
@@ -315,6 +356,7 @@ fn explain_read(
                     bound,
                     rules,
                     columns,
+                    masks,
                     reason: format!("queries on it are refused: {}", problems.join("; ")),
                 }
             }
@@ -339,6 +381,7 @@ fn explain_read(
             bound: vec![],
             rules: vec![],
             columns: vec![],
+            masks: vec![],
             reason: format!("queries on it are refused: {e}"),
         },
         Err(_) => {
@@ -369,6 +412,7 @@ fn explain_read(
                 bound: vec![],
                 rules: vec![],
                 columns: vec![],
+                masks: vec![],
             }
         }
     }
@@ -451,6 +495,20 @@ impl Explanation {
                         if i == 0 { "columns:" } else { "        " },
                         c.column,
                         c.shown
+                    );
+                }
+                for (i, m) in t.masks.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "      {} {}: {} ({}, group {}){}",
+                        if i == 0 { "masks:  " } else { "        " },
+                        m.column,
+                        m.mask,
+                        m.ty,
+                        m.group,
+                        m.unless
+                            .as_ref()
+                            .map_or_else(String::new, |u| format!(" unless {u}"))
                     );
                 }
                 let _ = writeln!(s, "      why:     {}", t.reason);

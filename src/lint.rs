@@ -115,18 +115,18 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
             // L001: conflicting sandboxes.
             for (i, (ga, sa)) in sandboxing.iter().enumerate() {
                 for (gb, sb) in sandboxing.iter().skip(i + 1) {
-                    if sa.kind == sb.kind {
+                    if sa.kind == sb.kind && sa.masks == sb.masks {
                         continue;
                     }
                     let unionable = |k: &SandboxKind| match k {
-                        SandboxKind::Basic(_) | SandboxKind::Rules(_) => true,
+                        SandboxKind::Basic(_) | SandboxKind::Rules(_) | SandboxKind::All => true,
                         SandboxKind::Custom { question, .. } => {
                             policy.questions.get(question).is_some_and(|q| {
                                 crate::policy::question::filter_of(&q.query, t, db.dialect)
                                     .is_some()
                             })
                         }
-                        SandboxKind::All | SandboxKind::Empty => false,
+                        SandboxKind::Empty => false,
                     };
                     let combinable = t.combine == crate::policy::Combine::Union
                         && unionable(&sa.kind)
@@ -198,6 +198,15 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                     }
                 }
             }
+            // L016: a hash mask whose key is written in the policy file.
+            for (g, sb) in &sandboxing {
+                for m in sb.masks.iter().filter(|m| m.key_in_file) {
+                    l.push("L016", Severity::Warning, &["groups", *g, "data", db.name.as_str()], format!(
+                        "the hash mask of `{g}` on {table}.{} has its key in the policy file: whoever reads the file can hash guesses and match them (use `key_env`)",
+                        m.column
+                    ));
+                }
+            }
             // L015: an attribute declared with another type than the column
             // a sandbox compares it with.
             for (g, sb) in &sandboxing {
@@ -230,8 +239,17 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                         } else {
                             both.join(", ")
                         };
+                        let what = if sandboxing
+                            .iter()
+                            .any(|(g, s)| g == gs && !s.masks.is_empty())
+                        {
+                            "the sandbox and column masks"
+                        } else {
+                            "the sandbox"
+                        };
                         l.push("L002", Severity::Warning, &["groups", gs, "data", db.name.as_str()], format!(
-                            "the sandbox of `{gs}` on {table} is pointless for {who}: group `{gu}` grants the table unrestricted, and the most permissive grant wins"
+                            "{what} of `{gs}` on {table} {} pointless for {who}: group `{gu}` grants the table unrestricted, and the most permissive grant wins",
+                            if what == "the sandbox" { "is" } else { "are" }
                         ));
                     }
                 }

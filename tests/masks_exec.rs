@@ -306,7 +306,8 @@ fn oracle_row(user: &str, p: &Person, sqlite: bool) -> Option<Vec<V>> {
     let raw_t = |v: Option<&str>| t(v, str::to_string);
     let support = |p: &Person| -> Vec<V> {
         vec![
-            p.age.map_or(V::Null, |a| V::I(bucket(a as f64, 10.0) as i64)),
+            p.age
+                .map_or(V::Null, |a| V::I(bucket(a as f64, 10.0) as i64)),
             t(p.born, |b| trunc(b, 4, "0000-01-01")),
             t(p.email, email),
             V::I(p.id),
@@ -437,7 +438,10 @@ fn corpus(dialect: Dialect) -> Vec<(String, bool)> {
             false,
         ));
         q.push(("SELECT (p).ssn FROM people p".into(), false));
-        q.push(("SELECT row_to_json(p)::text LIKE '%secret%' FROM people p".into(), false));
+        q.push((
+            "SELECT row_to_json(p)::text LIKE '%secret%' FROM people p".into(),
+            false,
+        ));
     }
     q
 }
@@ -465,12 +469,17 @@ fn qualify(sql: &str, schema: &str, dialect: Dialect) -> String {
     let _ = visit_relations_mut(&mut stmts, |name| {
         if let [ObjectNamePart::Identifier(i)] = name.0.as_slice() {
             if i.value == "people" || i.value == "guesses" {
-                name.0.insert(0, ObjectNamePart::Identifier(Ident::new(schema)));
+                name.0
+                    .insert(0, ObjectNamePart::Identifier(Ident::new(schema)));
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    stmts.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; ")
+    stmts
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 // ----- engines ---------------------------------------------------------------------
@@ -507,7 +516,13 @@ fn render_f(x: f64) -> String {
 /// Numbers compared as numbers; everything else as text.
 fn norm(cell: String) -> String {
     match cell.parse::<f64>() {
-        Ok(x) if cell.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => render_f(x),
+        Ok(x)
+            if cell
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') =>
+        {
+            render_f(x)
+        }
         _ => cell,
     }
 }
@@ -557,9 +572,15 @@ fn install(e: &mut dyn Engine) {
     for (schema, user) in schemas {
         e.create_schema(&schema);
         e.exec(&cols(&schema));
-        e.exec(&format!("CREATE TABLE {schema}.guesses (v {})", if ty == 2 { "VARCHAR(200)" } else { "TEXT" }));
+        e.exec(&format!(
+            "CREATE TABLE {schema}.guesses (v {})",
+            if ty == 2 { "VARCHAR(200)" } else { "TEXT" }
+        ));
         for g in guesses() {
-            e.exec(&format!("INSERT INTO {schema}.guesses VALUES ({})", lit(&V::T(g))));
+            e.exec(&format!(
+                "INSERT INTO {schema}.guesses VALUES ({})",
+                lit(&V::T(g))
+            ));
         }
         for p in people() {
             let row = match user {
@@ -592,6 +613,8 @@ fn install(e: &mut dyn Engine) {
 }
 
 /// Runs the corpus for every user; returns (queries compared, refused).
+// `Options` is built field by field: it may not take struct literals.
+#[allow(clippy::field_reassign_with_default)]
 fn run(e: &mut dyn Engine) -> (usize, usize) {
     install(e);
     let dialect = e.dialect();
@@ -621,7 +644,10 @@ fn run(e: &mut dyn Engine) -> (usize, usize) {
                     Ok(rw) => rw,
                     Err(err) => {
                         refused += 1;
-                        eprintln!("[{dialect:?}] refused for {user}: {sql}: [{}] {err}", err.code());
+                        eprintln!(
+                            "[{dialect:?}] refused for {user}: {sql}: [{}] {err}",
+                            err.code()
+                        );
                         continue;
                     }
                 };
@@ -669,7 +695,12 @@ fn run(e: &mut dyn Engine) -> (usize, usize) {
         failures.is_empty(),
         "{} failures:\n{}",
         failures.len(),
-        failures.iter().take(8).cloned().collect::<Vec<_>>().join("\n\n")
+        failures
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
     (compared, refused)
 }
@@ -688,7 +719,9 @@ impl Engine for Lite {
         3
     }
     fn exec(&mut self, sql: &str) {
-        self.conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.conn
+            .execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     fn data(&self) -> String {
         "main".into()
@@ -823,7 +856,10 @@ fn masks_on_postgres() {
     };
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let stale: Vec<String> = client
-        .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sqlsandbox_diff_%'", &[])
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sqlsandbox_diff_%'",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -951,7 +987,10 @@ fn masks_on_mariadb() {
     };
     let mut conn = mysql::Conn::new(mysql::Opts::from_url(&url).unwrap()).unwrap();
     let names: Vec<String> = conn.query("SHOW DATABASES").unwrap();
-    for n in names.iter().filter(|n| n.starts_with(PREFIX) && is_stale(n)) {
+    for n in names
+        .iter()
+        .filter(|n| n.starts_with(PREFIX) && is_stale(n))
+    {
         let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {n}"));
     }
     conn.query_drop("SET NAMES utf8mb4").unwrap();

@@ -231,6 +231,16 @@ impl<'n> Compiler<'_> {
         alias: &str,
     ) -> Result<(Source, Box<TableFactor>)> {
         let hidden = self.hidden(table)?;
+        // A mask may change a column's type for this principal (`hash`
+        // gives text): the question is typed as the sandbox returns it.
+        let mut masked: Vec<(String, ColumnType)> = Vec::new();
+        if let Ok(Decision::Sandboxed(sbs)) =
+            access::decide(self.policy, self.principal, self.db, table)
+        {
+            for m in sbs.iter().flat_map(|s| s.masks.iter()) {
+                masked.push((m.column.clone(), m.ty));
+            }
+        }
         let columns = table
             .columns
             .iter()
@@ -238,7 +248,12 @@ impl<'n> Compiler<'_> {
             .map(|c| Column {
                 name: c.name.clone(),
                 key: c.key.clone(),
-                ty: Some(c.ty),
+                ty: Some(
+                    masked
+                        .iter()
+                        .find(|(k, _)| *k == c.key)
+                        .map_or(c.ty, |(_, t)| *t),
+                ),
                 origin: Some(Origin {
                     table: table.clone(),
                     column: c.key.clone(),

@@ -1573,10 +1573,11 @@ fn compile_masks(
         let (kind_name, spec) = match spec {
             None => (Some("null"), &default_spec),
             Some(RawMask::Kind(k)) => (Some(k.as_str()), &default_spec),
-            Some(RawMask::Spec(s)) => (None, s),
+            Some(RawMask::Spec(s)) => (None, &**s),
         };
         let mut kinds: Vec<MaskKind> = Vec::new();
         let mut value: Option<(crate::value::Scalar, ColumnType)> = None;
+        let mut key_in_file = false;
         let declared_ty = match &spec.ty {
             None => None,
             Some(t) => Some(ColumnType::parse(t).ok_or_else(|| {
@@ -1607,7 +1608,9 @@ fn compile_masks(
             kinds.push(MaskKind::Email);
         }
         if spec.null == Some(false) || spec.email == Some(false) {
-            return Err(fail("`null: false` and `email: false` mean nothing; leave the key out".into()));
+            return Err(fail(
+                "`null: false` and `email: false` mean nothing; leave the key out".into(),
+            ));
         }
         if let Some(c) = &spec.constant {
             let scalar = match AttributeValue::from_yaml(c) {
@@ -1630,7 +1633,10 @@ fn compile_masks(
         }
         if let Some(h) = &spec.hash {
             let key = match (&h.key, &h.key_env) {
-                (Some(k), None) => k.clone(),
+                (Some(k), None) => {
+                    key_in_file = true;
+                    k.clone()
+                }
                 (None, Some(var)) => std::env::var(var).map_err(|_| {
                     fail(format!(
                         "the hash key's environment variable `{var}` is not set (or not UTF-8)"
@@ -1675,11 +1681,11 @@ fn compile_masks(
             0 => return Err(fail("no mask kind given (null, constant, hash, first, last, email, truncate, bucket or expression)".into())),
             _ => return Err(fail("several mask kinds given; a column has one mask".into())),
         };
-        if declared_ty.is_some()
-            && !matches!(kind, MaskKind::Expression(_) | MaskKind::Constant(_))
+        if declared_ty.is_some() && !matches!(kind, MaskKind::Expression(_) | MaskKind::Constant(_))
         {
             return Err(fail(
-                "`type` belongs to `expression` and `constant` masks (the others know their type)".into(),
+                "`type` belongs to `expression` and `constant` masks (the others know their type)"
+                    .into(),
             ));
         }
         if spec.run_as.is_some() && spec.unless.is_none() {
@@ -1749,6 +1755,7 @@ fn compile_masks(
             value,
             custom,
             unless,
+            key_in_file,
         }));
     }
     out.sort_by_key(|m| table.columns.iter().position(|c| c.key == m.column));

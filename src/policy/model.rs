@@ -337,7 +337,7 @@ pub enum RawMask {
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["null", "email"])))]
     Kind(String),
     /// One kind with its argument.
-    Spec(RawMaskSpec),
+    Spec(Box<RawMaskSpec>),
 }
 
 /// A mask with its argument; exactly one kind is given.

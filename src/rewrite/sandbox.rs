@@ -123,6 +123,10 @@ fn plain_table(name: ObjectName, inheritance: Option<TableInheritance>) -> Table
     }
 }
 
+/// One permissive unit of a sandbox: its condition, the columns it
+/// reveals (`None`: all), its grant's masks.
+type Unit<'s> = (Expr, Option<Vec<String>>, &'s [Arc<Mask>]);
+
 /// How one permissive unit shows one column.
 enum View<'a> {
     /// As stored.
@@ -455,7 +459,7 @@ impl<'a> Rewriter<'a> {
         // Basic sandboxes and row rules (several combined by union), every
         // restrictive rule ANDed on top. Each unit: its condition, the
         // columns it reveals (`None`: all), the grant's masks.
-        let mut units: Vec<(Expr, Option<Vec<String>>, &[Arc<Mask>])> = Vec::new();
+        let mut units: Vec<Unit> = Vec::new();
         let mut all_rows = false;
         let mut kind = if sandboxes.len() > 1 {
             "union"
@@ -568,10 +572,13 @@ impl<'a> Rewriter<'a> {
                     sqlparser::ast::SelectItem::UnnamedExpr(ident)
                 } else if let (Some(View::Masked(m)), true) = (
                     views.first(),
-                    views.windows(2).all(|w| match (&w[0], &w[1]) {
-                        (View::Masked(a), View::Masked(b)) => same_mask(a, b),
-                        _ => false,
-                    }),
+                    views
+                        .iter()
+                        .zip(views.iter().skip(1))
+                        .all(|pair| match pair {
+                            (View::Masked(a), View::Masked(b)) => same_mask(a, b),
+                            _ => false,
+                        }),
                 ) {
                     let expr = self.mask_expr(table, m, &mut bindings)?;
                     sqlparser::ast::SelectItem::ExprWithAlias { expr, alias }
@@ -589,7 +596,8 @@ impl<'a> Rewriter<'a> {
                             }
                             View::Masked(m) => {
                                 if let Some(rule) = &m.unless {
-                                    let unit = self.unit_again(table, sandboxes, i, &mut bindings)?;
+                                    let unit =
+                                        self.unit_again(table, sandboxes, i, &mut bindings)?;
                                     let unless = self.rule_predicate(table, rule, &mut bindings)?;
                                     conds.push(and_all(vec![unit, unless], BinaryOperator::And));
                                 }
@@ -718,9 +726,9 @@ impl<'a> Rewriter<'a> {
             None => masked,
             Some(rule) => {
                 let shown = self.rule_predicate(table, rule, bindings)?;
-                let column = table
-                    .column(&m.column)
-                    .ok_or_else(|| Error::Verification(format!("masked column `{}` vanished", m.column)))?;
+                let column = table.column(&m.column).ok_or_else(|| {
+                    Error::Verification(format!("masked column `{}` vanished", m.column))
+                })?;
                 case_when(
                     vec![(shown, Expr::Identifier(self.dialect.ident(&column.name)))],
                     Some(masked),
