@@ -651,6 +651,18 @@ fn run(e: &mut dyn Engine) -> (usize, usize) {
                         continue;
                     }
                 };
+                // The independent verifier accepts the printed SQL again
+                // (literals: a printed placeholder is not the policy's).
+                let recheck = if params {
+                    Ok(())
+                } else {
+                    policy.recheck(&principal, &rw.sql, &o)
+                };
+                if let Err(err) = recheck {
+                    failures.push(format!(
+                        "[{dialect:?}] {user}: recheck refused the rewrite: {err}\n  query: {sql}"
+                    ));
+                }
                 let got = match e.query(None, &rw.sql, &rw.params) {
                     Ok(r) => r,
                     Err(err) => {

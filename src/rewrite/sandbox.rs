@@ -394,6 +394,10 @@ impl<'a> Rewriter<'a> {
         alias: &sqlparser::ast::TableAlias,
     ) -> Result<()> {
         match visible {
+            Some((MASKS, _)) if !alias.columns.is_empty() => Err(Error::unsupported(format!(
+                "the column-list alias `{alias}` on sandboxed table {}: it renames columns by position, and the masking sandbox lists the policy's columns in the policy's order, which need not be the table's (name the columns in a derived table instead)",
+                table.qualified()
+            ))),
             Some((RULES, _)) if !alias.columns.is_empty() => Err(Error::unsupported(format!(
                 "the column-list alias `{alias}` on sandboxed table {}: it renames columns by position, and the row rules' `columns` may hide some (name the columns in a derived table instead)",
                 table.qualified()

@@ -830,9 +830,14 @@ impl<'a> Rewriter<'a> {
         }
         let alias = self.dialect.ident(&table.name);
         let (q, visible) = self.build_sandbox(table, &sbs, None, &alias)?;
-        if visible.is_some() {
+        if let Some((label, _)) = visible {
+            let what = if label == super::sandbox::MASKS {
+                "some columns masked (the write would compare or return their stored values)"
+            } else {
+                "some columns only"
+            };
             return Err(Error::unsupported(format!(
-                "a write on {} that reads its rows, of which the principal sees some columns only",
+                "a write on {} that reads its rows, of which the principal sees {what}",
                 table.qualified()
             )));
         }
