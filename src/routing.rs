@@ -5,7 +5,7 @@ use sqlparser::ast::Ident;
 
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
-use crate::policy::{Database, Policy, ROUTER};
+use crate::policy::{Database, Policy, METABASE_ROUTER, ROUTER};
 use crate::principal::{AttributeValue, Principal, Scalar};
 
 /// Where and as whom a query runs.
@@ -42,7 +42,8 @@ fn text(s: &Scalar) -> String {
 /// Decides the destination and the role for `principal` on `db`.
 ///
 /// Routing order (as Metabase's database routing): an anonymous principal
-/// uses the router database; the value `__ROUTER__` uses it; an
+/// is refused unless the routing allows it (then it uses the router
+/// database); the value `__ROUTER__` (or `__METABASE_ROUTER__`) uses it; an
 /// administrator without the attribute uses it; a non-administrator without
 /// the attribute, or with a slug that names no destination, is refused.
 pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Route> {
@@ -53,7 +54,12 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
             reason,
         };
         match principal.attribute(&r.attribute) {
-            _ if principal.is_anonymous() => {}
+            _ if principal.is_anonymous() && r.allow_anonymous => {}
+            _ if principal.is_anonymous() => {
+                return Err(refuse(
+                    "an anonymous principal (static embedding) cannot be routed: nobody says whose database it is (the routing's `allow_anonymous: true` runs it on the router database)".to_string(),
+                ))
+            }
             None if principal.is_admin() => {}
             None => {
                 return Err(refuse(format!(
@@ -69,7 +75,7 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
             }
             Some(v) => {
                 let slug = text(single(v, &r.attribute, "the routing destination")?);
-                if slug != ROUTER {
+                if slug != ROUTER && slug != METABASE_ROUTER {
                     if !r.destinations.contains_key(&slug) {
                         return Err(refuse(format!(
                             "attribute `{}` is {slug:?}, which names no destination (destinations: {})",

@@ -55,6 +55,9 @@ struct Case {
     /// A principal from an API key secret.
     #[serde(default)]
     api_key: Option<String>,
+    /// The anonymous principal (public or static embedding).
+    #[serde(default)]
+    anonymous: bool,
     /// `rewrite` (default), `explain`, `explain-json`, `matrix`, `check`,
     /// `check-json`.
     #[serde(default)]
@@ -91,6 +94,9 @@ fn principal(case: &Case, policy: &Policy) -> Result<Principal, sqlsandbox::Erro
     if let Some(c) = &case.claims {
         return Principal::from_claims(policy, c);
     }
+    if case.anonymous {
+        return Ok(Principal::anonymous());
+    }
     if let Some(k) = &case.api_key {
         return Principal::from_api_key(policy, k);
     }
@@ -107,7 +113,7 @@ fn principal(case: &Case, policy: &Policy) -> Result<Principal, sqlsandbox::Erro
                 )
             }),
         ),
-        _ => panic!("a case needs `user`, `groups`, `claims` or `api_key`"),
+        _ => panic!("a case needs `user`, `groups`, `claims`, `api_key` or `anonymous`"),
     }
 }
 

@@ -910,13 +910,17 @@ fn compile_database(
                     "routing needs at least one destination",
                 ));
             }
-            if r.destinations.contains_key(ROUTER) {
+            if let Some(reserved) = [ROUTER, METABASE_ROUTER]
+                .into_iter()
+                .find(|k| r.destinations.contains_key(*k))
+            {
                 return Err(cx.err(
                     &["databases", name, "routing", "destinations"],
-                    format!("`{ROUTER}` is reserved for the router database itself"),
+                    format!("`{reserved}` is reserved for the router database itself"),
                 ));
             }
             Some(Routing {
+                allow_anonymous: r.allow_anonymous,
                 attribute: r.attribute.clone(),
                 destinations: r
                     .destinations
@@ -1149,13 +1153,13 @@ fn compile_group(
             return Err(cx.err(&path, format!("unknown collection `{cname}`")));
         }
         let l = match level.as_str() {
-            "curate" => CollectionLevel::Curate,
-            "view" => CollectionLevel::View,
+            "curate" | "write" => CollectionLevel::Curate,
+            "view" | "read" => CollectionLevel::View,
             "none" | "no_access" => CollectionLevel::None,
             other => {
                 return Err(cx.err(
                     &path,
-                    format!("collection access must be curate, view or none, not `{other}`"),
+                    format!("collection access must be curate, view or none (Metabase's write, read, none), not `{other}`"),
                 ))
             }
         };

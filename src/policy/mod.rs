@@ -191,10 +191,15 @@ pub struct Routing {
     pub attribute: String,
     /// Destination slugs (with the policy database each stands for, if any).
     pub destinations: BTreeMap<String, Option<String>>,
+    /// Whether an anonymous principal runs on the router database
+    /// (`allow_anonymous: true`); refused otherwise.
+    pub allow_anonymous: bool,
 }
 
 /// The slug that selects the router database itself.
 pub const ROUTER: &str = "__ROUTER__";
+/// Metabase's name for [`ROUTER`], accepted beside it.
+pub const METABASE_ROUTER: &str = "__METABASE_ROUTER__";
 
 /// Connection impersonation: the database role comes from an attribute.
 #[derive(Debug, Clone)]

@@ -202,6 +202,11 @@ pub struct RawDatabase {
 pub struct RawRouting {
     pub attribute: String,
     pub destinations: UMap<RawDestination>,
+    /// Whether an anonymous principal (static embedding, no viewer) runs
+    /// on the router database; by default it is refused, as Metabase cannot
+    /// route for a viewer it does not know.
+    #[serde(default)]
+    pub allow_anonymous: bool,
 }
 
 /// A destination; `database` names another declared database (which must
