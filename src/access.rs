@@ -191,6 +191,32 @@ pub fn decide(
     Ok(Decision::Sandboxed(out))
 }
 
+/// What a non-administrator is told about a table it may not read: the
+/// same whether the table is not declared or no group of theirs grants
+/// it, and named as the query wrote it, so that a refusal tells nothing
+/// about which tables exist (`explain` tells an administrator why).
+pub(crate) fn invisible_table(principal: &Principal, written: &str, db: &Database) -> Error {
+    Error::AccessDenied {
+        principal: principal.name().to_string(),
+        object: format!("table {written}"),
+        reason: format!(
+            "database `{}` has no table of that name that this principal may read (undeclared tables, tables no group of theirs grants, system catalogs and information_schema are refused alike)",
+            db.name
+        ),
+    }
+}
+
+/// What a non-administrator is told about a saved question it may not run:
+/// the same whether it does not exist or sits in a collection they may not
+/// view (naming the collection would reveal another client's).
+pub(crate) fn invisible_question(principal: &Principal, name: &str) -> Error {
+    Error::AccessDenied {
+        principal: principal.name().to_string(),
+        object: format!("question `{name}`"),
+        reason: "there is no such question that this principal may run".to_string(),
+    }
+}
+
 /// A principal's write rules for one command on one table: permissive
 /// (ORed), restrictive (ANDed).
 pub type WriteRules = (Vec<Arc<crate::policy::Rule>>, Vec<Arc<crate::policy::Rule>>);

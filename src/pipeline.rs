@@ -254,11 +254,20 @@ pub(crate) fn rewrite_saved_question(
     values: &BTreeMap<String, AttributeValue>,
     opts: &Options,
 ) -> Result<Rewritten> {
-    let q = policy.questions.get(name).ok_or_else(|| Error::Unknown {
-        kind: "question",
-        name: name.to_string(),
+    let q = match policy.questions.get(name) {
+        Some(q) => q,
+        None if !principal.is_admin() => return Err(access::invisible_question(principal, name)),
+        None => {
+            return Err(Error::Unknown {
+                kind: "question",
+                name: name.to_string(),
+            })
+        }
+    };
+    access::check_question(policy, principal, q).map_err(|e| match e {
+        Error::AccessDenied { .. } => access::invisible_question(principal, name),
+        other => other,
     })?;
-    access::check_question(policy, principal, q)?;
     let db = pick_database(policy, Some(&q.database))?;
     if let Some(v) = values.keys().find(|v| !q.variables.contains(v)) {
         return Err(Error::Unknown {

@@ -509,19 +509,21 @@ impl<'a> Rewriter<'a> {
                         sources.push(self.opaque(alias.as_ref(), Some(last)));
                         return Ok(());
                     }
-                    return Err(Error::AccessDenied {
-                        principal: self.principal.name().to_string(),
-                        object: format!("table {name}"),
-                        reason: format!(
-                            "it is not declared in the policy for database `{}` (undeclared tables, system catalogs and information_schema are refused)",
-                            self.db.name
-                        ),
-                    });
+                    return Err(access::invisible_table(
+                        self.principal,
+                        &name.to_string(),
+                        self.db,
+                    ));
                 };
                 let table: &'a Table = table;
                 let qualified = schema_part.is_some();
                 let bare = last.clone();
-                let decision = self.decision(table)?;
+                let decision = self.decision(table).map_err(|e| match e {
+                    Error::AccessDenied { .. } if !self.principal.is_admin() => {
+                        access::invisible_table(self.principal, &name.to_string(), self.db)
+                    }
+                    other => other,
+                })?;
                 match &*decision {
                     Decision::Unrestricted { .. } => {
                         if !qualified {

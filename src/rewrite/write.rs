@@ -234,6 +234,26 @@ fn add_value(
     Ok(())
 }
 
+/// The declared columns of `table` that `e` names (by their last part).
+fn columns_named(e: &Expr, table: &Table, dialect: Dialect) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        let last = match x {
+            Expr::Identifier(i) => Some(i),
+            Expr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        if let Some(i) = last {
+            let key = dialect.normalize(i).into_owned();
+            if table.column(&key).is_some() && !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
 /// The declared columns of `table` by name (`col` or `table.col`), typed,
 /// for the row-safety of the user's WHERE.
 fn column_state(table: &Table, dialect: Dialect, parts: &[Ident]) -> ColState {
@@ -390,6 +410,7 @@ impl<'a> Rewriter<'a> {
                     };
                     add_value(&mut values, col, &a.value, table, dialect, command)?;
                 }
+                self.no_mask_oracle(table, &values, command)?;
                 if dialect == Dialect::Mysql
                     && values
                         .iter()
@@ -487,6 +508,7 @@ impl<'a> Rewriter<'a> {
                 for (col, v) in i.columns.iter().zip(row) {
                     add_value(&mut values, col, v, table, dialect, command)?;
                 }
+                self.no_mask_oracle(table, &values, command)?;
                 returning_items(&i.returning, command)?;
                 let returning = i.returning.is_some();
                 let guard = self.guard(table, command, Some(&values), false, false, returning)?;
@@ -808,6 +830,52 @@ fn reads_a_column(e: &Expr, table: &Table, dialect: Dialect) -> bool {
         ControlFlow::Continue(())
     });
     found
+}
+
+impl Rewriter<'_> {
+    /// Refuses a write that assigns a column one of the principal's masks
+    /// on the table could be probed through: the column of a `hash` mask
+    /// (writing a chosen value and reading its hash tests guesses against
+    /// the other rows' hashes), and any column an `unless` or an
+    /// `expression` mask reads besides its own (writing it could lift the
+    /// mask, or show through it).
+    fn no_mask_oracle(
+        &mut self,
+        table: &Table,
+        values: &[(String, Expr)],
+        command: Command,
+    ) -> Result<()> {
+        let Ok(access::Decision::Sandboxed(sbs)) =
+            access::decide(self.policy, self.principal, self.db, table)
+        else {
+            return Ok(());
+        };
+        for m in sbs.iter().flat_map(|s| s.masks.iter()) {
+            let mut reads: Vec<String> = Vec::new();
+            if m.kind == crate::policy::MaskKind::Hash {
+                reads.push(m.column.clone());
+            }
+            for r in m.unless.iter() {
+                reads.extend(columns_named(&r.expr, table, self.db.dialect));
+            }
+            for r in m.custom.iter() {
+                reads.extend(
+                    columns_named(&r.expr, table, self.db.dialect)
+                        .into_iter()
+                        .filter(|c| *c != m.column),
+                );
+            }
+            if let Some((col, _)) = values.iter().find(|(c, _)| reads.contains(c)) {
+                return Err(Error::unsupported(format!(
+                    "{command} that assigns column {}.{col}, which the principal's mask on `{}` reads ({}): a write of a chosen value there could be used to test guesses or lift the mask",
+                    table.qualified(),
+                    m.column,
+                    m.kind
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Rewriter<'a> {
