@@ -1607,7 +1607,9 @@ fn compile_masks(
             kinds.push(MaskKind::Email);
         }
         if spec.null == Some(false) || spec.email == Some(false) {
-            return Err(fail("`null: false` and `email: false` mean nothing; leave the key out".into()));
+            return Err(fail(
+                "`null: false` and `email: false` mean nothing; leave the key out".into(),
+            ));
         }
         if let Some(c) = &spec.constant {
             let scalar = match AttributeValue::from_yaml(c) {
@@ -1675,11 +1677,11 @@ fn compile_masks(
             0 => return Err(fail("no mask kind given (null, constant, hash, first, last, email, truncate, bucket or expression)".into())),
             _ => return Err(fail("several mask kinds given; a column has one mask".into())),
         };
-        if declared_ty.is_some()
-            && !matches!(kind, MaskKind::Expression(_) | MaskKind::Constant(_))
+        if declared_ty.is_some() && !matches!(kind, MaskKind::Expression(_) | MaskKind::Constant(_))
         {
             return Err(fail(
-                "`type` belongs to `expression` and `constant` masks (the others know their type)".into(),
+                "`type` belongs to `expression` and `constant` masks (the others know their type)"
+                    .into(),
             ));
         }
         if spec.run_as.is_some() && spec.unless.is_none() {

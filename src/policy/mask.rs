@@ -113,7 +113,13 @@ const UNITS: &[(&str, bool, &str, &str, &str)] = &[
     ("month", true, "%Y-%m-01", "%Y-%m-01", "%Y-%m-01 00:00:00"),
     ("day", false, "%Y-%m-%d", "", "%Y-%m-%d 00:00:00"),
     ("hour", false, "%Y-%m-%d %H:00:00", "", "%Y-%m-%d %H:00:00"),
-    ("minute", false, "%Y-%m-%d %H:%i:00", "", "%Y-%m-%d %H:%M:00"),
+    (
+        "minute",
+        false,
+        "%Y-%m-%d %H:%i:00",
+        "",
+        "%Y-%m-%d %H:%M:00",
+    ),
 ];
 
 /// PostgreSQL's name of a declared type, for a cast.
@@ -382,11 +388,23 @@ mod tests {
             ColumnType::Date
         )
         .contains("date"));
-        assert!(t(MaskKind::Bucket("0".into()), Dialect::Mysql, ColumnType::Integer)
-            .contains("positive"));
-        assert!(t(MaskKind::Bucket("-5".into()), Dialect::Mysql, ColumnType::Integer)
-            .contains("positive"));
-        assert!(t(MaskKind::Bucket("1e9".into()), Dialect::Mysql, ColumnType::Integer)
-            .contains("positive"));
+        assert!(t(
+            MaskKind::Bucket("0".into()),
+            Dialect::Mysql,
+            ColumnType::Integer
+        )
+        .contains("positive"));
+        assert!(t(
+            MaskKind::Bucket("-5".into()),
+            Dialect::Mysql,
+            ColumnType::Integer
+        )
+        .contains("positive"));
+        assert!(t(
+            MaskKind::Bucket("1e9".into()),
+            Dialect::Mysql,
+            ColumnType::Integer
+        )
+        .contains("positive"));
     }
 }

@@ -707,9 +707,9 @@ impl<'a> Rewriter<'a> {
             None => masked,
             Some(rule) => {
                 let shown = self.rule_predicate(table, rule, bindings)?;
-                let column = table
-                    .column(&m.column)
-                    .ok_or_else(|| Error::Verification(format!("masked column `{}` vanished", m.column)))?;
+                let column = table.column(&m.column).ok_or_else(|| {
+                    Error::Verification(format!("masked column `{}` vanished", m.column))
+                })?;
                 case_when(
                     vec![(shown, Expr::Identifier(self.dialect.ident(&column.name)))],
                     Some(masked),
