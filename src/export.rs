@@ -44,6 +44,9 @@ use crate::principal::{Principal, Scalar};
 #[cfg(feature = "live")]
 pub mod live;
 pub mod mysql;
+mod pgmask;
+
+pub use pgmask::{masked_schema, masking_role};
 
 /// The longest identifier PostgreSQL keeps without truncating it.
 const MAX_IDENT: usize = 63;
@@ -232,6 +235,12 @@ pub(crate) fn render_postgres(policy: &Policy, opts: &ExportOptions) -> Result<O
     }
     let admin = role_name(opts, ADMINISTRATORS);
     create_role(&mut out, &admin, "NOLOGIN BYPASSRLS")?;
+    if pg.iter().any(|db| pgmask::has_masks(policy, db)) {
+        pgmask::check_names(opts, &groups)?;
+        // Owns the masking views: not a superuser, no BYPASSRLS, no
+        // member, so row level security applies to what the views read.
+        create_role(&mut out, &masking_role(opts), "NOLOGIN")?;
+    }
     let mut members = vec![all.clone()];
     members.extend(groups.iter().map(|g| role_name(opts, g)));
     members.push(admin.clone());
@@ -378,21 +387,25 @@ fn export_database(
         }
         per_table.push((t, acc));
     }
+    // Column masks: the masking role reads every declared table (under
+    // row level security, as the caller: see `pgmask`).
+    let masker = if pgmask::has_masks(policy, db) {
+        pgmask::check_database(policy, db)?;
+        Some(masking_role(opts))
+    } else {
+        None
+    };
+    let readers = match &masker {
+        Some(m) => format!("{service}, {admin}, {}", ident(m)?),
+        None => format!("{service}, {admin}"),
+    };
 
     out.push_str("\n-- Schemas and tables: the service and the administrators.\n");
     for s in &schemas {
-        let _ = writeln!(
-            out,
-            "GRANT USAGE ON SCHEMA {} TO {service}, {admin};",
-            ident(s)?
-        );
+        let _ = writeln!(out, "GRANT USAGE ON SCHEMA {} TO {readers};", ident(s)?);
     }
     for t in &tables {
-        let _ = writeln!(
-            out,
-            "GRANT SELECT ON {} TO {service}, {admin};",
-            qualified(t)?
-        );
+        let _ = writeln!(out, "GRANT SELECT ON {} TO {readers};", qualified(t)?);
     }
 
     out.push_str("\n-- Group grants.\n");
@@ -403,6 +416,8 @@ fn export_database(
     }
     let mut views: Vec<(String, &Table, &Sandbox, &str)> = Vec::new();
     for (t, acc) in &per_table {
+        let masked = pgmask::masked_columns(acc.iter().map(|a| &a.grant));
+        let masker = masker.as_deref();
         let rls = acc
             .iter()
             .any(|a| matches!(&a.grant, TableGrant::Sandbox(s) if matches!(s.kind, SandboxKind::Basic(_) | SandboxKind::Rules(_)) || !s.writes.is_empty()))
@@ -417,12 +432,7 @@ fn export_database(
         if t.on_denied == crate::policy::OnDenied::Empty {
             // Readable by everyone, and under row level security without a
             // policy for them: no rows, as `on_denied: empty` says.
-            let _ = writeln!(
-                out,
-                "GRANT SELECT ON {} TO {};",
-                qualified(t)?,
-                ident(&role_name(opts, ALL_USERS))?
-            );
+            grant_select(out, t, &role_name(opts, ALL_USERS), None, &masked)?;
         }
         for a in acc {
             let role = ident(&a.role)?;
@@ -430,51 +440,41 @@ fn export_database(
             match &a.grant {
                 TableGrant::NoAccess => {}
                 TableGrant::Unrestricted => {
-                    let _ = writeln!(out, "GRANT SELECT ON {} TO {role};", qualified(t)?);
+                    grant_select(out, t, &a.role, None, &masked)?;
                     if rls {
-                        let _ = writeln!(
-                            out,
-                            "DROP POLICY IF EXISTS {policy_name} ON {};",
-                            qualified(t)?
-                        );
-                        let _ = writeln!(
-                            out,
-                            "CREATE POLICY {policy_name} ON {} AS PERMISSIVE FOR SELECT TO {role} USING (true);",
-                            qualified(t)?
-                        );
-                        comment_on_policy(out, &policy_name, t)?;
+                        select_policy(out, masker, &policy_name, t, false, &a.role, "true")?;
                     }
                 }
                 TableGrant::Sandbox(s) => match &s.kind {
                     SandboxKind::Basic(filters) => {
-                        let mut conds = Vec::new();
-                        for f in filters {
-                            conds.push(format!(
-                                "{} = ANY (string_to_array({}, ',')::{}[])",
-                                ident(&f.column)?,
-                                setting(opts, &f.attribute)?,
-                                pg_type(f.ty)
-                            ));
-                        }
-                        let _ = writeln!(out, "GRANT SELECT ON {} TO {role};", qualified(t)?);
-                        let _ = writeln!(
+                        grant_select(out, t, &a.role, None, &masked)?;
+                        select_policy(
                             out,
-                            "DROP POLICY IF EXISTS {policy_name} ON {};",
-                            qualified(t)?
-                        );
-                        let _ = writeln!(
-                            out,
-                            "CREATE POLICY {policy_name} ON {} AS PERMISSIVE FOR SELECT TO {role} USING ({});",
-                            qualified(t)?,
-                            conds.join(" AND ")
-                        );
-                        comment_on_policy(out, &policy_name, t)?;
+                            masker,
+                            &policy_name,
+                            t,
+                            false,
+                            &a.role,
+                            &basic_condition(opts, filters)?,
+                        )?;
                     }
                     SandboxKind::Custom { .. } => {
                         views.push((a.role.clone(), t, s, a.group));
                     }
                     SandboxKind::Rules(rules) => {
-                        rule_policies(out, opts, t, &role, a.group, rules, &s.restrictive)?;
+                        let cx = PolicyCx {
+                            masker,
+                            masked: &masked,
+                        };
+                        rule_policies(out, opts, &cx, t, &a.role, a.group, rules, &s.restrictive)?;
+                    }
+                    // Masks alone: every row, the masked columns through
+                    // the masking view only.
+                    SandboxKind::All if !s.masks.is_empty() => {
+                        grant_select(out, t, &a.role, None, &masked)?;
+                        if rls {
+                            select_policy(out, masker, &policy_name, t, false, &a.role, "true")?;
+                        }
                     }
                     SandboxKind::All | SandboxKind::Empty => {
                         return Err(Error::Verification(
@@ -485,7 +485,11 @@ fn export_database(
             }
             if let TableGrant::Sandbox(s) = &a.grant {
                 if matches!(s.kind, SandboxKind::Basic(_)) && !s.restrictive.is_empty() {
-                    rule_policies(out, opts, t, &role, a.group, &[], &s.restrictive)?;
+                    let cx = PolicyCx {
+                        masker,
+                        masked: &masked,
+                    };
+                    rule_policies(out, opts, &cx, t, &a.role, a.group, &[], &s.restrictive)?;
                 }
                 write_policies(out, opts, t, &role, a.group, &s.writes)?;
             }
@@ -529,6 +533,9 @@ fn export_database(
         }
         out.push_str("RESET search_path;\n");
     }
+    if masker.is_some() {
+        pgmask::views(opts, db, &per_table, out)?;
+    }
     Ok(())
 }
 
@@ -537,24 +544,23 @@ fn export_database(
 /// and one restrictive policy per restrictive rule. Rules that read other
 /// tables as invoker work as in the rewrite: PostgreSQL applies those
 /// tables' policies to the subquery for the same role.
+#[allow(clippy::too_many_arguments)]
 fn rule_policies(
     out: &mut Out,
     opts: &ExportOptions,
+    cx: &PolicyCx,
     t: &Table,
-    role: &str,
+    role_raw: &str,
     group: &str,
     rules: &[std::sync::Arc<crate::policy::Rule>],
     restrictive: &[std::sync::Arc<crate::policy::Rule>],
 ) -> Result<()> {
-    let table = qualified(t)?;
+    let role = &ident(role_raw)?;
     let column_sets: BTreeSet<Option<&Vec<String>>> =
         rules.iter().map(|r| r.columns.as_ref()).collect();
-    let grant = match column_sets.into_iter().collect::<Vec<_>>().as_slice() {
-        [] | [None] => format!("GRANT SELECT ON {table} TO {role};"),
-        [Some(cols)] => {
-            let cols = cols.iter().map(|c| ident(c)).collect::<Result<Vec<_>>>()?;
-            format!("GRANT SELECT ({}) ON {table} TO {role};", cols.join(", "))
-        }
+    match column_sets.into_iter().collect::<Vec<_>>().as_slice() {
+        [] | [None] => grant_select(out, t, role_raw, None, cx.masked)?,
+        [Some(cols)] => grant_select(out, t, role_raw, Some(cols), cx.masked)?,
         _ => {
             return Err(Error::Unsupported {
                 construct: format!(
@@ -563,8 +569,7 @@ fn rule_policies(
                 ),
             })
         }
-    };
-    let _ = writeln!(out, "{grant}");
+    }
     for (i, r) in rules.iter().chain(restrictive).enumerate() {
         if r.definer {
             // A policy's subquery runs with the reader's rights (and the
@@ -591,20 +596,127 @@ fn rule_policies(
             }
         }
         let name = ident(&format!("{}{}_{}", opts.role_prefix, group, i + 1))?;
-        let _ = writeln!(out, "DROP POLICY IF EXISTS {name} ON {table};");
-        let _ = writeln!(
+        select_policy(
             out,
-            "CREATE POLICY {name} ON {table} AS {} FOR SELECT TO {role} USING ({});",
-            if r.restrictive {
-                "RESTRICTIVE"
-            } else {
-                "PERMISSIVE"
-            },
-            rule_condition(opts, r)?
-        );
-        comment_on_policy(out, &name, t)?;
+            cx.masker,
+            &name,
+            t,
+            r.restrictive,
+            role_raw,
+            &rule_condition(opts, r)?,
+        )?;
     }
     Ok(())
+}
+
+/// A basic sandbox's condition: each filter's column equal to one of its
+/// setting's values, ANDed.
+fn basic_condition(opts: &ExportOptions, filters: &[crate::policy::BasicFilter]) -> Result<String> {
+    let mut conds = Vec::new();
+    for f in filters {
+        conds.push(format!(
+            "{} = ANY (string_to_array({}, ',')::{}[])",
+            ident(&f.column)?,
+            setting(opts, &f.attribute)?,
+            pg_type(f.ty)
+        ));
+    }
+    Ok(conds.join(" AND "))
+}
+
+/// What the SELECT policies and grants of one table need to know about
+/// column masks.
+struct PolicyCx<'a> {
+    /// The masking role, when the database has masks.
+    masker: Option<&'a str>,
+    /// The table's masked columns (normalised names; empty: none).
+    masked: &'a BTreeSet<String>,
+}
+
+/// `GRANT SELECT` on `t` to `role` (only `columns` when given); on a
+/// table with masked columns, only its other columns, after revoking
+/// what an earlier export granted (a table-wide grant would include them).
+fn grant_select(
+    out: &mut Out,
+    t: &Table,
+    role: &str,
+    columns: Option<&Vec<String>>,
+    masked: &BTreeSet<String>,
+) -> Result<()> {
+    let table = qualified(t)?;
+    let r = ident(role)?;
+    if masked.is_empty() {
+        match columns {
+            None => {
+                let _ = writeln!(out, "GRANT SELECT ON {table} TO {r};");
+            }
+            Some(cols) => {
+                let cols = cols.iter().map(|c| ident(c)).collect::<Result<Vec<_>>>()?;
+                let _ = writeln!(out, "GRANT SELECT ({}) ON {table} TO {r};", cols.join(", "));
+            }
+        }
+        return Ok(());
+    }
+    let mut cols = Vec::new();
+    for c in &t.columns {
+        let revealed = columns.is_none_or(|cs| cs.contains(&c.key));
+        if revealed && !masked.contains(&c.key) {
+            cols.push(ident(&c.name)?);
+        }
+    }
+    let _ = writeln!(out, "REVOKE SELECT ON {table} FROM {r};");
+    if !cols.is_empty() {
+        let _ = writeln!(out, "GRANT SELECT ({}) ON {table} TO {r};", cols.join(", "));
+    }
+    Ok(())
+}
+
+/// A SELECT policy of `role` on `t`, dropped first. In a database with
+/// column masks it also applies to the masking role, for the rows of
+/// callers that are members of `role` (`pg_has_role(current_user, …,
+/// 'USAGE')`, the membership by which PostgreSQL applies a policy): the
+/// masking views run with their owner's rights, and `current_user` in
+/// them is still the caller, so that they see the caller's rows.
+#[allow(clippy::too_many_arguments)]
+fn select_policy(
+    out: &mut Out,
+    masker: Option<&str>,
+    name: &str,
+    t: &Table,
+    restrictive: bool,
+    role: &str,
+    cond: &str,
+) -> Result<()> {
+    let table = qualified(t)?;
+    let r = ident(role)?;
+    let kind = if restrictive {
+        "RESTRICTIVE"
+    } else {
+        "PERMISSIVE"
+    };
+    let _ = writeln!(out, "DROP POLICY IF EXISTS {name} ON {table};");
+    match masker {
+        None => {
+            let _ = writeln!(
+                out,
+                "CREATE POLICY {name} ON {table} AS {kind} FOR SELECT TO {r} USING ({cond});"
+            );
+        }
+        Some(m) => {
+            let member = pgmask::member_of(role);
+            let using = if restrictive {
+                format!("NOT {member} OR ({cond})")
+            } else {
+                format!("{member} AND ({cond})")
+            };
+            let _ = writeln!(
+                out,
+                "CREATE POLICY {name} ON {table} AS {kind} FOR SELECT TO {r}, {} USING ({using});",
+                ident(m)?
+            );
+        }
+    }
+    comment_on_policy(out, name, t)
 }
 
 /// A group's write rules on one table: the privileges for the commands

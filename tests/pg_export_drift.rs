@@ -388,6 +388,9 @@ fn run(url: &str, db: &str, cli: &Cli, pid: u32) {
                         live::Item::View { .. } => "view",
                         live::Item::Schema { .. } => "schema",
                         live::Item::Rls { .. } => "rls",
+                        // Column masks (tests/pg_export_masks.rs).
+                        live::Item::ColumnGrant { .. } => "column grant",
+                        live::Item::Table { .. } => "table",
                     })
                     .collect();
                 for k in [

@@ -123,6 +123,30 @@ pub enum Item {
         /// `relforcerowsecurity`.
         forced: bool,
     },
+    /// A column privilege granted to an owned role (the masked columns of
+    /// a table are not granted, the others are).
+    ColumnGrant {
+        /// `SELECT`, `INSERT`, ...
+        privilege: String,
+        /// The schema of the table.
+        schema: String,
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The owned role.
+        grantee: String,
+    },
+    /// A table carrying the marker (the hash keys of column masks).
+    Table {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+        /// An MD5 digest of its rows: a changed key is drift (the
+        /// digest is never printed).
+        digest: String,
+    },
 }
 
 impl fmt::Display for Item {
@@ -187,6 +211,19 @@ impl fmt::Display for Item {
                 on(*enabled, "enabled", "disabled"),
                 on(*forced, ", forced", "")
             ),
+            Item::ColumnGrant {
+                privilege,
+                schema,
+                table,
+                column,
+                grantee,
+            } => write!(
+                f,
+                "grant {privilege} ({column:?}) ON TABLE {schema:?}.{table:?} TO {grantee:?}"
+            ),
+            Item::Table { schema, name, .. } => {
+                write!(f, "owned table {schema:?}.{name:?} and its rows")
+            }
         }
     }
 }
@@ -412,6 +449,53 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
             grantee: r.get(4),
         });
     }
+    for r in c
+        .query(
+            "SELECT a.privilege_type, n.nspname::text, c.relname::text, att.attname::text, g.rolname::text \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped \
+             CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND g.rolname::text = ANY($1)",
+            &[&roles],
+        )
+        .map_err(db_error)?
+    {
+        items.insert(Item::ColumnGrant {
+            privilege: r.get(0),
+            schema: r.get(1),
+            table: r.get(2),
+            column: r.get(3),
+            grantee: r.get(4),
+        });
+    }
+    let owned_tables: Vec<(String, String)> = c
+        .query(
+            "SELECT n.nspname::text, c.relname::text \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND pg_catalog.obj_description(c.oid, 'pg_class') = $1",
+            &[&mark],
+        )
+        .map_err(db_error)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (schema, name) in owned_tables {
+        let digest: String = c
+            .query_one(
+                &format!(
+                    "SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {} t",
+                    quoted_qualified(&schema, &name)?
+                ),
+                &[],
+            )
+            .map_err(db_error)?
+            .get(0);
+        items.insert(Item::Table {
+            schema,
+            name,
+            digest,
+        });
+    }
     let mut foreign_policy_tables = BTreeSet::new();
     for r in c
         .query(
@@ -506,11 +590,31 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
     })
 }
 
+/// Whether a privilege name read from the catalog can be printed as is.
+fn is_privilege(p: &str) -> bool {
+    !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c == ' ')
+}
+
+/// Whether the plan drops relation `schema.name` (an owned view or table),
+/// its grants with it.
+fn dropped(live: &Live, schema: &str, name: &str) -> bool {
+    live.model.items.iter().any(|i| match i {
+        Item::View {
+            schema: s, name: n, ..
+        }
+        | Item::Table {
+            schema: s, name: n, ..
+        } => s == schema && n == name,
+        _ => false,
+    })
+}
+
 /// The statements that take the live state to the policy's export.
 fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<String> {
     let export = render_postgres(policy, opts)?;
     let mut policies = String::new();
     let mut views = String::new();
+    let mut tables = String::new();
     let mut revokes = String::new();
     let mut members = String::new();
     let mut settings = BTreeSet::new();
@@ -544,19 +648,12 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                 object,
                 grantee,
             } => {
-                if privilege.is_empty()
-                    || !privilege
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c == ' ')
-                {
+                if !is_privilege(privilege) {
                     return Err(Error::Unsupported {
                         construct: format!("the privilege `{privilege}` in the catalog"),
                     });
                 }
-                let dropped_view = live.model.items.iter().any(|i| {
-                    matches!(i, Item::View { schema: s, name: n, .. } if s == schema && n == object)
-                });
-                if kind == "TABLE" && dropped_view {
+                if kind == "TABLE" && dropped(live, schema, object) {
                     // Its grants go with it.
                     continue;
                 }
@@ -568,6 +665,34 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                 revokes.push_str(&format!(
                     "REVOKE {privilege} ON {on} FROM {};\n",
                     ident(grantee)?
+                ));
+            }
+            Item::ColumnGrant {
+                privilege,
+                schema,
+                table,
+                column,
+                grantee,
+            } => {
+                if !is_privilege(privilege) {
+                    return Err(Error::Unsupported {
+                        construct: format!("the privilege `{privilege}` in the catalog"),
+                    });
+                }
+                if dropped(live, schema, table) {
+                    continue;
+                }
+                revokes.push_str(&format!(
+                    "REVOKE {privilege} ({}) ON TABLE {} FROM {};\n",
+                    ident(column)?,
+                    quoted_qualified(schema, table)?,
+                    ident(grantee)?
+                ));
+            }
+            Item::Table { schema, name, .. } => {
+                tables.push_str(&format!(
+                    "DROP TABLE IF EXISTS {};\n",
+                    quoted_qualified(schema, name)?
                 ));
             }
             Item::Member { role, member } => {
@@ -613,7 +738,7 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
     let mut out = String::from(
         "-- Remove what sqlsandbox owns (the export below creates again what the policy keeps).\n",
     );
-    for part in [&policies, &views, &revokes, &members] {
+    for part in [&policies, &views, &tables, &revokes, &members] {
         out.push_str(part);
     }
     for r in &settings {

@@ -44,8 +44,8 @@ use crate::access::{decide, Decision};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::{
-    BasicFilter, ColumnType, Database, Policy, SandboxKind, Table, ADMINISTRATORS, ALL_USERS,
-    VAR_PREFIX,
+    BasicFilter, ColumnType, Database, Mask, MaskKind, Policy, SandboxKind, Table, ADMINISTRATORS,
+    ALL_USERS, VAR_PREFIX,
 };
 use crate::principal::{Principal, Scalar};
 
@@ -242,6 +242,137 @@ fn custom(policy: &Policy, map: &str, question: &str, sandbox: &SandboxKind) -> 
     Ok(out)
 }
 
+/// The select list of a view with column masks: as the rewrite under
+/// `combine: union`, a column every grant shows as stored, one every grant
+/// masks the same way masked, else `CASE WHEN <grants showing it> THEN col
+/// WHEN <grants with one mask> THEN mask … END` (grants in the
+/// combination's group order).
+fn masked_projection(t: &Table, units: &[(String, &[std::sync::Arc<Mask>])]) -> Result<String> {
+    let mut items = Vec::new();
+    for c in &t.columns {
+        let col = ident(&c.name)?;
+        let mut shown: Vec<&str> = Vec::new();
+        let mut masks: Vec<(&Mask, Vec<&str>)> = Vec::new();
+        for (cond, ms) in units {
+            match ms.iter().find(|m| m.column == c.key) {
+                None => shown.push(cond),
+                Some(m) => match masks.iter_mut().find(|(x, _)| same_mask(x, m)) {
+                    Some((_, conds)) => conds.push(cond),
+                    None => masks.push((m, vec![cond])),
+                },
+            }
+        }
+        let expr = match (shown.is_empty(), masks.as_slice()) {
+            (_, []) => {
+                items.push(format!("s.{col}"));
+                continue;
+            }
+            (true, [(m, _)]) => mask_sql(t, m)?,
+            _ => {
+                let mut case = String::from("CASE");
+                if !shown.is_empty() {
+                    let _ = write!(case, " WHEN {} THEN s.{col}", shown.join(" OR "));
+                }
+                for (m, conds) in &masks {
+                    let _ = write!(
+                        case,
+                        " WHEN {} THEN {}",
+                        conds.join(" OR "),
+                        mask_sql(t, m)?
+                    );
+                }
+                case.push_str(" END");
+                case
+            }
+        };
+        items.push(format!("{expr} AS {col}"));
+    }
+    Ok(items.join(", "))
+}
+
+/// Whether two masks give the same values.
+fn same_mask(a: &Mask, b: &Mask) -> bool {
+    std::ptr::eq(a, b)
+        || (a.kind == b.kind
+            && a.value == b.value
+            && a.unless.as_ref().map(|u| &u.expr) == b.unless.as_ref().map(|u| &u.expr))
+}
+
+/// A built-in mask's SQL over the stored column, its constant or hash key
+/// as a literal. The key is in the view's definition, which the group's
+/// role (`SELECT` only, no `SHOW VIEW`) cannot read. `unless` and
+/// `expression` masks are row rules, which this export does not
+/// translate: refused, naming the column.
+fn mask_sql(t: &Table, m: &Mask) -> Result<String> {
+    use sqlparser::ast::{Expr, Ident, VisitMut, VisitorMut};
+    if m.unless.is_some() || m.custom.is_some() {
+        return Err(Error::Unsupported {
+            construct: format!(
+                "the mask of group `{}` on {}.{} in the MySQL export (`unless` and `expression` masks are row rules, which it does not translate; use the PostgreSQL export, or the rewrite)",
+                m.group,
+                t.qualified(),
+                m.column
+            ),
+        });
+    }
+    let Some((value, ty)) = &m.value else {
+        return Ok(format!("{}", m.expr));
+    };
+    let with = match (value, ty, &m.kind) {
+        (_, _, MaskKind::Hash) => literal(&scalar_text(value)),
+        (Scalar::Integer(i), _, _) => i.to_string(),
+        (Scalar::Number(n), _, _)
+            if !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-') =>
+        {
+            format!("CAST({n} AS DECIMAL(65,30))")
+        }
+        (Scalar::Bool(b), _, _) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+        (v, ColumnType::Date, _) => format!("CAST({} AS DATE)", literal(&scalar_text(v))),
+        (v, ColumnType::Timestamp, _) => {
+            format!("CAST({} AS DATETIME(6))", literal(&scalar_text(v)))
+        }
+        (v, _, _) => literal(&scalar_text(v)),
+    };
+    struct Put {
+        with: String,
+        count: usize,
+    }
+    impl VisitorMut for Put {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            if matches!(e, Expr::Identifier(i) if i.value == crate::policy::mask::VALUE_MARKER) {
+                // Printed as is: a hex literal or a checked number.
+                *e = Expr::Identifier(Ident::new(self.with.clone()));
+                self.count += 1;
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut e = m.expr.clone();
+    let mut put = Put { with, count: 0 };
+    let _ = e.visit(&mut put);
+    if put.count != 1 {
+        return Err(Error::Verification(format!(
+            "the mask on {}.{} holds its value {} times",
+            t.qualified(),
+            m.column,
+            put.count
+        )));
+    }
+    Ok(e.to_string())
+}
+
+fn scalar_text(v: &Scalar) -> String {
+    match v {
+        Scalar::Text(s) => s.clone(),
+        Scalar::Integer(i) => i.to_string(),
+        Scalar::Number(n) => n.clone(),
+        Scalar::Bool(b) => b.to_string(),
+    }
+}
+
 fn view_name(db: &Database, t: &Table) -> String {
     if t.key.schema == db.default_schema {
         t.key.name.clone()
@@ -347,10 +478,19 @@ pub fn export_mysql(policy: &Policy, opts: &ExportOptions) -> Result<String> {
                     Ok(Decision::Sandboxed(sandboxes)) => {
                         let mut basics = Vec::new();
                         let mut view = None;
+                        // Per permissive grant: its condition and masks.
+                        let mut units: Vec<(String, &[std::sync::Arc<Mask>])> = Vec::new();
                         for s in &sandboxes {
                             match &s.kind {
                                 SandboxKind::Basic(filters) => {
-                                    basics.push(format!("({})", basic(&map, filters)?))
+                                    let cond = format!("({})", basic(&map, filters)?);
+                                    units.push((cond.clone(), &s.masks));
+                                    basics.push(cond)
+                                }
+                                // Masks alone: every row, masked.
+                                SandboxKind::All if !s.masks.is_empty() => {
+                                    units.push(("(1 = 1)".to_string(), &s.masks));
+                                    basics.push("(1 = 1)".to_string())
                                 }
                                 SandboxKind::Custom { question, .. } => {
                                     view = Some(custom(policy, &map, question, &s.kind)?)
@@ -375,8 +515,15 @@ pub fn export_mysql(policy: &Policy, opts: &ExportOptions) -> Result<String> {
                                 });
                             }
                         }
+                        let masked = units.iter().any(|(_, m)| !m.is_empty());
                         match view {
                             Some(v) => v,
+                            None if masked => format!(
+                                "SELECT {} FROM {} s WHERE {}",
+                                masked_projection(t, &units)?,
+                                qualified(t)?,
+                                basics.join(" OR ")
+                            ),
                             None => format!(
                                 "SELECT s.* FROM {} s WHERE {}",
                                 qualified(t)?,
