@@ -1762,6 +1762,24 @@ fn compile_masks(
             key_in_file,
         }));
     }
+    // An expression or an `unless` that reads another column this grant
+    // masks would show it (or a bit of it) through this one.
+    for m in &out {
+        for r in m.rules() {
+            let masked_read = super::mask::columns_read(&r.expr, table, db.dialect)
+                .into_iter()
+                .find(|c| *c != m.column && out.iter().any(|o| o.column == *c));
+            if let Some(c) = masked_read {
+                let col = m.column.as_str();
+                return Err(cx.err(
+                    &[tpath, &["masks", col]].concat(),
+                    format!(
+                        "mask on `{tname}.{col}`: it reads `{c}`, which this grant masks too: the stored value of `{c}` would show through the mask on `{col}`"
+                    ),
+                ));
+            }
+        }
+    }
     out.sort_by_key(|m| table.columns.iter().position(|c| c.key == m.column));
     Ok(out)
 }

@@ -108,6 +108,27 @@ impl Mask {
     }
 }
 
+/// The declared columns of `table` that `e` names (by their last part;
+/// conservative: a name in a subquery counts too).
+pub(crate) fn columns_read(e: &Expr, table: &super::Table, dialect: Dialect) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        let last = match x {
+            Expr::Identifier(i) => Some(i),
+            Expr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        if let Some(i) = last {
+            let key = dialect.normalize(i).into_owned();
+            if table.column(&key).is_some() && !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
 /// Truncation units and their formats: (unit, for dates, MySQL format,
 /// SQLite format for dates, SQLite format for timestamps).
 const UNITS: &[(&str, bool, &str, &str, &str)] = &[
@@ -280,6 +301,13 @@ pub(crate) fn template(
             if !is_bucket_size(size) {
                 return Err(format!(
                     "bucket size `{size}` is not a positive number (`10`, `0.5`)"
+                ));
+            }
+            if ty == T::Integer
+                && (size.contains('.') || size.trim_start_matches('0') == "1")
+            {
+                return Err(format!(
+                    "bucket size `{size}` on an integer column: only a whole number of 2 or more masks anything there (`{size}` gives every value back)"
                 ));
             }
             match dialect {

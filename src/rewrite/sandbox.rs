@@ -612,9 +612,23 @@ impl<'a> Rewriter<'a> {
                     if !conds.is_empty() {
                         branches.push((and_all(conds, BinaryOperator::Or), ident.clone()));
                     }
+                    // Masks in the order of their groups' names, not of
+                    // the principal's groups (a claim's order): the same
+                    // for everyone, and what the export does.
+                    let mut order: Vec<(&str, usize)> = views
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| match v {
+                            View::Masked(m) => Some((m.group.as_str(), i)),
+                            _ => None,
+                        })
+                        .collect();
+                    order.sort();
                     let mut done: Vec<usize> = Vec::new();
-                    for (i, v) in views.iter().enumerate() {
-                        let View::Masked(m) = v else { continue };
+                    for (_, i) in order {
+                        let Some(View::Masked(m)) = views.get(i) else {
+                            continue;
+                        };
                         if done.contains(&i) {
                             continue;
                         }

@@ -234,26 +234,6 @@ fn add_value(
     Ok(())
 }
 
-/// The declared columns of `table` that `e` names (by their last part).
-fn columns_named(e: &Expr, table: &Table, dialect: Dialect) -> Vec<String> {
-    let mut out = Vec::new();
-    let _ = sqlparser::ast::visit_expressions(e, |x| {
-        let last = match x {
-            Expr::Identifier(i) => Some(i),
-            Expr::CompoundIdentifier(parts) => parts.last(),
-            _ => None,
-        };
-        if let Some(i) = last {
-            let key = dialect.normalize(i).into_owned();
-            if table.column(&key).is_some() && !out.contains(&key) {
-                out.push(key);
-            }
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    out
-}
-
 /// The declared columns of `table` by name (`col` or `table.col`), typed,
 /// for the row-safety of the user's WHERE.
 fn column_state(table: &Table, dialect: Dialect, parts: &[Ident]) -> ColState {
@@ -856,11 +836,15 @@ impl Rewriter<'_> {
                 reads.push(m.column.clone());
             }
             for r in m.unless.iter() {
-                reads.extend(columns_named(&r.expr, table, self.db.dialect));
+                reads.extend(crate::policy::mask::columns_read(
+                    &r.expr,
+                    table,
+                    self.db.dialect,
+                ));
             }
             for r in m.custom.iter() {
                 reads.extend(
-                    columns_named(&r.expr, table, self.db.dialect)
+                    crate::policy::mask::columns_read(&r.expr, table, self.db.dialect)
                         .into_iter()
                         .filter(|c| *c != m.column),
                 );
