@@ -300,6 +300,25 @@ fn clone_kind(k: &SandboxKind) -> SandboxKind {
     }
 }
 
+/// Whether `principal` may create query-builder questions on `db` (some
+/// group's `queries:` level is `builder` or `native`).
+pub fn check_builder(policy: &Policy, principal: &Principal, db: &Database) -> Result<()> {
+    if principal.is_admin()
+        || principal
+            .groups()
+            .iter()
+            .filter_map(|g| policy.groups.get(g))
+            .any(|g| g.query_level(&db.name) >= crate::policy::QueryLevel::Builder)
+    {
+        Ok(())
+    } else {
+        Err(Error::BuilderDenied {
+            principal: principal.name().to_string(),
+            database: db.name.clone(),
+        })
+    }
+}
+
 /// Whether `principal` may send native SQL to `db`.
 pub fn check_native(policy: &Policy, principal: &Principal, db: &Database) -> Result<()> {
     if principal.is_admin()

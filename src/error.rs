@@ -139,6 +139,15 @@ pub enum Error {
         /// The database.
         database: String,
     },
+    /// The principal may not create query-builder questions there (only
+    /// run saved questions).
+    #[error("query creation denied: {principal} may not create questions on database `{database}` (its groups' `queries:` level is none); run saved questions instead")]
+    BuilderDenied {
+        /// Who asked.
+        principal: String,
+        /// The database.
+        database: String,
+    },
     /// Two groups sandbox the same table differently.
     #[error("sandbox conflict on {table}: group `{group_a}` applies {sandbox_a} and group `{group_b}` applies {sandbox_b}; declare the table with `combine: union` to show rows visible under either, or remove one")]
     SandboxConflict {
@@ -253,6 +262,7 @@ impl Error {
             Error::Routing { .. } => "SB204",
             Error::Impersonation { .. } => "SB205",
             Error::WriteDenied { .. } => "SB206",
+            Error::BuilderDenied { .. } => "SB207",
             Error::MissingAttribute { .. } => "SB301",
             Error::AttributeType { .. } => "SB302",
             Error::HiddenColumn { .. } => "SB303",

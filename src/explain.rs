@@ -156,6 +156,8 @@ pub struct DatabaseExplanation {
     pub database: String,
     /// Whether the principal may send native SQL there.
     pub native: bool,
+    /// Whether the principal may create query-builder questions there.
+    pub builder: bool,
     /// Per table, sorted by name.
     pub tables: Vec<TableExplanation>,
 }
@@ -426,6 +428,7 @@ pub fn explain(policy: &Policy, principal: &Principal) -> Explanation {
         .map(|db| DatabaseExplanation {
             database: db.name.clone(),
             native: access::check_native(policy, principal, db).is_ok(),
+            builder: access::check_builder(policy, principal, db).is_ok(),
             tables: db
                 .tables()
                 .into_iter()
@@ -457,10 +460,11 @@ impl Explanation {
                 s,
                 "database {}: native SQL {}",
                 db.database,
-                if db.native {
-                    "allowed"
-                } else {
-                    "not allowed (query-builder questions only)"
+                match (db.native, db.builder) {
+                    (true, _) => "allowed",
+                    (false, true) => "not allowed (query-builder questions only)",
+                    (false, false) =>
+                        "not allowed, nor query-builder questions (saved questions only)",
                 }
             );
             for t in &db.tables {

@@ -128,6 +128,9 @@ pub(crate) fn compile<'p>(
         (None, o) => o.as_deref(),
     };
     let db = pipeline::pick_database(policy, name)?;
+    // Before anything about the question is looked at: who may not create
+    // questions learns nothing from one.
+    crate::access::check_builder(policy, principal, db)?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     let q = root.key("query").ok_or_else(|| {
         root.err("a builder question needs `query` (an object with `source-table`, …)")

@@ -1146,6 +1146,46 @@ fn compile_group(
             native.insert(dbname.clone());
         }
     }
+    let mut queries = HashMap::new();
+    for (dbname, level) in &raw.queries {
+        let path = ["groups", name, "queries", dbname.as_str()];
+        if !databases.contains_key(dbname) {
+            return Err(cx.err(
+                &path,
+                format!("group `{name}` sets query creation on unknown database `{dbname}`"),
+            ));
+        }
+        let l = match level.as_str() {
+            "none" | "no" => QueryLevel::None,
+            "builder" | "query-builder" => QueryLevel::Builder,
+            "native" | "query-builder-and-native" => QueryLevel::Native,
+            other => {
+                return Err(cx.err(
+                    &path,
+                    format!("query creation must be none, builder or native (Metabase's no, query-builder, query-builder-and-native), not `{other}`"),
+                ))
+            }
+        };
+        match (l, native.contains(dbname), raw.native.get(dbname)) {
+            (QueryLevel::Native, _, Some(false)) => {
+                return Err(cx.err(
+                    &path,
+                    format!("group `{name}`: `queries: native` and `native: false` contradict each other on `{dbname}`"),
+                ))
+            }
+            (QueryLevel::None | QueryLevel::Builder, true, _) => {
+                return Err(cx.err(
+                    &path,
+                    format!("group `{name}`: `queries: {level}` and `native: true` contradict each other on `{dbname}`"),
+                ))
+            }
+            (QueryLevel::Native, _, _) => {
+                native.insert(dbname.clone());
+            }
+            _ => {}
+        }
+        queries.insert(dbname.clone(), l);
+    }
     let mut colls = HashMap::new();
     for (cname, level) in &raw.collections {
         let path = ["groups", name, "collections", cname.as_str()];
@@ -1181,6 +1221,7 @@ fn compile_group(
         name: name.to_string(),
         data,
         native,
+        queries,
         collections: colls,
     })
 }

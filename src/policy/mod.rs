@@ -502,13 +502,43 @@ pub struct Group {
     pub(crate) sandboxed_dbs: HashSet<String>,
     pub(crate) data: HashMap<String, DbGrant>,
     pub(crate) native: HashSet<String>,
+    /// Query creation per database, as declared (`queries:`).
+    pub(crate) queries: HashMap<String, QueryLevel>,
     pub(crate) collections: HashMap<String, CollectionLevel>,
+}
+
+/// What a group may create on a database (Metabase's "create queries").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryLevel {
+    /// Nothing: saved questions in viewable collections only.
+    None,
+    /// Query-builder questions.
+    Builder,
+    /// Query-builder questions and native SQL.
+    Native,
 }
 
 impl Group {
     /// Whether the group may send native SQL to `database`.
     pub fn native(&self, database: &str) -> bool {
         self.native.contains(database)
+    }
+
+    /// What the group may create on `database`: as declared in `queries:`,
+    /// else native SQL where `native:` grants it, query-builder questions
+    /// where the group has data access, nothing otherwise.
+    pub fn query_level(&self, database: &str) -> QueryLevel {
+        if let Some(l) = self.queries.get(database) {
+            return *l;
+        }
+        if self.native.contains(database) {
+            return QueryLevel::Native;
+        }
+        match self.data.get(database) {
+            None | Some(DbGrant::NoAccess) | Some(DbGrant::Blocked) => QueryLevel::None,
+            Some(_) => QueryLevel::Builder,
+        }
     }
 
     /// The group's own permission on a collection (no inheritance).

@@ -281,6 +281,13 @@ pub struct RawGroup {
     pub data: UMap<RawDbAccess>,
     #[serde(default)]
     pub native: UMap<bool>,
+    /// Query creation per database (Metabase's "create queries"): `none`
+    /// (run saved questions only), `builder` (query-builder questions) or
+    /// `native` (SQL too; same as `native: true`). Default: `native` where
+    /// `native:` says so, `builder` where the group has data access, else
+    /// `none`.
+    #[serde(default)]
+    pub queries: UMap<String>,
     #[serde(default)]
     pub collections: UMap<String>,
 }
