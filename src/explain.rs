@@ -158,6 +158,16 @@ pub struct DatabaseExplanation {
     pub native: bool,
     /// Whether the principal may create query-builder questions there.
     pub builder: bool,
+    /// The routing destination its queries run on (`None`: this database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// The database role its queries run as (connection impersonation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Why every query on the database is refused (routing or
+    /// impersonation), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Per table, sorted by name.
     pub tables: Vec<TableExplanation>,
 }
@@ -425,15 +435,25 @@ pub fn explain(policy: &Policy, principal: &Principal) -> Explanation {
     let databases = policy
         .databases
         .values()
-        .map(|db| DatabaseExplanation {
-            database: db.name.clone(),
-            native: access::check_native(policy, principal, db).is_ok(),
-            builder: access::check_builder(policy, principal, db).is_ok(),
-            tables: db
-                .tables()
-                .into_iter()
-                .map(|t| explain_table(policy, principal, db, t))
-                .collect(),
+        .map(|db| {
+            let route = crate::routing::route(policy, principal, db);
+            let (destination, role, refused) = match route {
+                Ok(r) => (r.destination, r.role, None),
+                Err(e) => (None, None, Some(format!("[{}] {e}", e.code()))),
+            };
+            DatabaseExplanation {
+                database: db.name.clone(),
+                native: access::check_native(policy, principal, db).is_ok(),
+                builder: access::check_builder(policy, principal, db).is_ok(),
+                destination,
+                role,
+                refused,
+                tables: db
+                    .tables()
+                    .into_iter()
+                    .map(|t| explain_table(policy, principal, db, t))
+                    .collect(),
+            }
         })
         .collect();
     Explanation {
@@ -467,6 +487,15 @@ impl Explanation {
                         "not allowed, nor query-builder questions (saved questions only)",
                 }
             );
+            if let Some(d) = &db.destination {
+                let _ = writeln!(s, "  routed to destination `{d}`");
+            }
+            if let Some(r) = &db.role {
+                let _ = writeln!(s, "  runs as database role `{r}` (impersonation)");
+            }
+            if let Some(why) = &db.refused {
+                let _ = writeln!(s, "  REFUSED: every query on it is refused: {why}");
+            }
             for t in &db.tables {
                 let _ = writeln!(s, "  {:<28} {}", t.table, t.decision.to_uppercase());
                 if let Some(sb) = &t.sandbox {
