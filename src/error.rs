@@ -95,7 +95,7 @@ pub enum Error {
         name: String,
     },
     /// The policy declares several databases and the call named none.
-    #[error("the policy declares several databases ({choices}); name the one the query runs on")]
+    #[error("the policy declares several databases; name the one the query runs on ({choices})")]
     DatabaseRequired {
         /// The declared databases.
         choices: String,

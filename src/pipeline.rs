@@ -119,6 +119,56 @@ pub(crate) fn pick_database<'p>(policy: &'p Policy, name: Option<&str>) -> Resul
     }
 }
 
+/// For a non-administrator, a database that does not exist is refused as
+/// one they may not query (`native`: SQL, else query-builder questions),
+/// and the databases to choose from are those they may query: a refusal
+/// does not list or confirm other clients' databases.
+pub(crate) fn invisible_database(
+    policy: &Policy,
+    principal: &Principal,
+    e: Error,
+    native: bool,
+) -> Error {
+    if principal.is_admin() {
+        return e;
+    }
+    match e {
+        Error::Unknown {
+            kind: "database",
+            name,
+        } if native => Error::NativeDenied {
+            principal: principal.name().to_string(),
+            database: name,
+        },
+        Error::Unknown {
+            kind: "database",
+            name,
+        } => Error::BuilderDenied {
+            principal: principal.name().to_string(),
+            database: name,
+        },
+        Error::DatabaseRequired { .. } => Error::DatabaseRequired {
+            choices: format!(
+                "the ones this principal may query: {}",
+                policy
+                    .databases
+                    .values()
+                    .filter(|db| {
+                        if native {
+                            access::check_native(policy, principal, db).is_ok()
+                        } else {
+                            access::check_builder(policy, principal, db).is_ok()
+                        }
+                    })
+                    .map(|db| db.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        other => other,
+    }
+}
+
 /// Rewrites native SQL for a principal. See [`Policy::rewrite`].
 pub(crate) fn rewrite_sql(
     policy: &Policy,
@@ -126,7 +176,8 @@ pub(crate) fn rewrite_sql(
     sql: &str,
     opts: &Options,
 ) -> Result<Rewritten> {
-    let db = pick_database(policy, opts.database.as_deref())?;
+    let db = pick_database(policy, opts.database.as_deref())
+        .map_err(|e| invisible_database(policy, principal, e, true))?;
     let dialect = opts.dialect.unwrap_or(db.dialect);
     access::check_native(policy, principal, db)?;
     let (query, delicate, shape) = match parse_query(sql, dialect, opts) {

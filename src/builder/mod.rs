@@ -127,7 +127,8 @@ pub(crate) fn compile<'p>(
         (Some(n), None) => Some(n.str("`database`")?),
         (None, o) => o.as_deref(),
     };
-    let db = pipeline::pick_database(policy, name)?;
+    let db = pipeline::pick_database(policy, name)
+        .map_err(|e| pipeline::invisible_database(policy, principal, e, false))?;
     // Before anything about the question is looked at: who may not create
     // questions learns nothing from one.
     crate::access::check_builder(policy, principal, db)?;
