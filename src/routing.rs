@@ -43,7 +43,9 @@ fn text(s: &Scalar) -> String {
 ///
 /// Routing order (as Metabase's database routing): an anonymous principal
 /// is refused unless the routing allows it (then it uses the router
-/// database); the value `__ROUTER__` (or `__METABASE_ROUTER__`) uses it; an
+/// database); the value `__ROUTER__` (or `__METABASE_ROUTER__`) uses it; a
+/// principal without the attribute whose groups the routing maps goes to
+/// their destination (several different ones are refused); an
 /// administrator without the attribute uses it; a non-administrator without
 /// the attribute, or with a slug that names no destination, is refused.
 pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Route> {
@@ -59,6 +61,27 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
                 return Err(refuse(
                     "an anonymous principal (static embedding) cannot be routed: nobody says whose database it is (the routing's `allow_anonymous: true` runs it on the router database)".to_string(),
                 ))
+            }
+            None if principal.groups().iter().any(|g| r.groups.contains_key(g)) => {
+                let mut slugs: Vec<&String> = principal
+                    .groups()
+                    .iter()
+                    .filter_map(|g| r.groups.get(g))
+                    .collect();
+                slugs.sort();
+                slugs.dedup();
+                match slugs.as_slice() {
+                    [slug] if **slug == ROUTER || **slug == METABASE_ROUTER => {}
+                    [slug] => out.destination = Some((*slug).clone()),
+                    _ => {
+                        return Err(refuse(format!(
+                            "{}'s groups route it to several destinations ({}); give it the `{}` attribute to choose",
+                            principal.name(),
+                            slugs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                            r.attribute
+                        )))
+                    }
+                }
             }
             None if principal.is_admin() => {}
             None => {

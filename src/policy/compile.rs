@@ -919,7 +919,23 @@ fn compile_database(
                     format!("`{reserved}` is reserved for the router database itself"),
                 ));
             }
+            for (g, slug) in &r.groups {
+                if !r.destinations.contains_key(slug) && slug != ROUTER && slug != METABASE_ROUTER {
+                    return Err(cx.err(
+                        &["databases", name, "routing", "groups", g.as_str()],
+                        format!(
+                            "group `{g}` is routed to `{slug}`, which names no destination (destinations: {})",
+                            r.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
             Some(Routing {
+                groups: r
+                    .groups
+                    .iter()
+                    .map(|(g, d)| (g.clone(), d.clone()))
+                    .collect(),
                 allow_anonymous: r.allow_anonymous,
                 attribute: r.attribute.clone(),
                 destinations: r

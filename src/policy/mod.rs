@@ -194,6 +194,8 @@ pub struct Routing {
     /// Whether an anonymous principal runs on the router database
     /// (`allow_anonymous: true`); refused otherwise.
     pub allow_anonymous: bool,
+    /// Group → destination slug, for principals without the attribute.
+    pub groups: BTreeMap<String, String>,
 }
 
 /// The slug that selects the router database itself.

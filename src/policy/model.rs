@@ -207,6 +207,11 @@ pub struct RawRouting {
     /// route for a viewer it does not know.
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Destinations by group ("change the target warehouse for certain
+    /// teams"): a principal without the routing attribute is routed by its
+    /// groups; groups naming different destinations are refused.
+    #[serde(default)]
+    pub groups: UMap<String>,
 }
 
 /// A destination; `database` names another declared database (which must
