@@ -230,6 +230,9 @@ fn rewrite_write(
     );
     let write = rw.write(&mut stmt)?;
     crate::rewrite::write::verify_write(&stmt, &write, dialect, &policy.functions)?;
+    if let Some(schema) = routing::route(policy, principal, db)?.schema {
+        routing::rename_schema(&mut stmt, db, dialect, &schema);
+    }
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -444,6 +447,9 @@ fn rewrite_checked(
             fencing
         }
     };
+    if let Some(schema) = routing::route(policy, principal, db)?.schema {
+        routing::rename_schema(&mut query, db, dialect, &schema);
+    }
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -515,15 +521,24 @@ pub(crate) fn recheck(
         max_operators: usize::MAX,
         ..opts.clone()
     };
+    // A schema destination: the SQL must name the destination's schema
+    // only; it is proven as the router's SQL it was printed from.
+    let schema = routing::route(policy, principal, db)?.schema;
     let (mut query, _, _) = match parse_query(sql, dialect, &reopts) {
         Ok(parsed) => parsed,
         Err(Error::NotReadOnly(_)) if policy.writes => {
-            let stmt = crate::frontend::sql::parse_write(sql, dialect, &reopts)?;
+            let mut stmt = crate::frontend::sql::parse_write(sql, dialect, &reopts)?;
+            if let Some(s) = &schema {
+                routing::unrename_schema(&mut stmt, db, dialect, s)?;
+            }
             let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
             return rw.recheck_write(&stmt);
         }
         Err(e) => return Err(e),
     };
+    if let Some(s) = &schema {
+        routing::unrename_schema(&mut query, db, dialect, s)?;
+    }
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
     let sandboxes = rw.all_sandboxes();
     let mode = opts.fence.unwrap_or(db.fence);

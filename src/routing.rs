@@ -15,6 +15,71 @@ pub struct Route {
     pub destination: Option<String>,
     /// The database role to run as (connection impersonation).
     pub role: Option<String>,
+    /// The schema the destination's tables are in (schema-per-tenant):
+    /// the rewritten SQL names it instead of the router's.
+    pub schema: Option<String>,
+}
+
+/// The inverse of [`rename_schema`] for [`crate::Policy::recheck`]: names
+/// `db`'s schema instead of `from` in every relation; refused when a
+/// relation names `db`'s own schema (the destination's SQL reads the
+/// destination's tables only).
+pub(crate) fn unrename_schema<N: sqlparser::ast::VisitMut>(
+    node: &mut N,
+    db: &Database,
+    dialect: Dialect,
+    from: &str,
+) -> Result<()> {
+    use sqlparser::ast::ObjectNamePart;
+    let Some(router) = db.schemas.iter().next() else {
+        return Ok(());
+    };
+    let from = dialect.normalize(&dialect.ident(from)).into_owned();
+    let mut bad = None;
+    let _ = sqlparser::ast::visit_relations_mut(node, |name| {
+        let n = name.0.len();
+        if let Some(ObjectNamePart::Identifier(i)) =
+            n.checked_sub(2).and_then(|k| name.0.get_mut(k))
+        {
+            let key = dialect.normalize(i).into_owned();
+            if key == from {
+                *i = dialect.ident(router);
+            } else if db.schemas.contains(&key) {
+                bad = Some(name.to_string());
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    match bad {
+        Some(name) => Err(Error::Verification(format!(
+            "`{name}` names the router's schema, but this principal's queries run on the schema `{from}`"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Names `to` instead of `db`'s schema in every relation of `node` with a
+/// schema part (the rewrite names every table it reads with its schema),
+/// for a schema destination. Runs on the proven tree, before printing.
+pub(crate) fn rename_schema<N: sqlparser::ast::VisitMut>(
+    node: &mut N,
+    db: &Database,
+    dialect: Dialect,
+    to: &str,
+) {
+    use sqlparser::ast::ObjectNamePart;
+    let _ = sqlparser::ast::visit_relations_mut(node, |name| {
+        let n = name.0.len();
+        if let Some(ObjectNamePart::Identifier(i)) =
+            n.checked_sub(2).and_then(|k| name.0.get_mut(k))
+        {
+            if db.schemas.contains(dialect.normalize(i).as_ref()) {
+                *i = dialect.ident(to);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 fn single<'a>(v: &'a AttributeValue, attribute: &str, what: &str) -> Result<&'a Scalar> {
@@ -72,7 +137,10 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
                 slugs.dedup();
                 match slugs.as_slice() {
                     [slug] if **slug == ROUTER || **slug == METABASE_ROUTER => {}
-                    [slug] => out.destination = Some((*slug).clone()),
+                    [slug] => {
+                        out.schema = r.schemas.get(*slug).cloned();
+                        out.destination = Some((*slug).clone());
+                    }
                     _ => {
                         return Err(refuse(format!(
                             "{}'s groups route it to several destinations ({}); give it the `{}` attribute to choose",
@@ -106,6 +174,7 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
                             r.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
                         )));
                     }
+                    out.schema = r.schemas.get(&slug).cloned();
                     out.destination = Some(slug);
                 }
             }

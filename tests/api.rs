@@ -319,3 +319,63 @@ fn recheck_refuses_crafted_writes() {
             .unwrap_or_else(|e| panic!("recheck refuses the rewrite of {good}: {e}\n{}", out.sql));
     }
 }
+
+/// A schema destination: the rewrite names the destination's schema; the
+/// recheck proves it as the router's SQL and refuses SQL that reads the
+/// router's own schema or another tenant's.
+#[test]
+fn schema_destination_rewrites_and_rechecks() {
+    let p = Policy::from_yaml(
+        r#"
+version: 1
+databases:
+  router:
+    dialect: postgres
+    tables: {public.invoices: {columns: {id: integer, region: text}}}
+    routing:
+      attribute: tenant
+      destinations: {acme: {schema: tenant_acme}, globex: {schema: tenant_globex}}
+groups:
+  customers:
+    data: {router: {public: {invoices: {sandbox: {column: region, attribute: region}}}}}
+    native: {router: true}
+"#,
+        "routed.yaml",
+    )
+    .unwrap();
+    let acme = Principal::new(
+        &p,
+        "ann",
+        ["customers"],
+        [
+            (
+                "tenant",
+                AttributeValue::Single(Scalar::Text("acme".into())),
+            ),
+            (
+                "region",
+                AttributeValue::Single(Scalar::Text("west".into())),
+            ),
+        ],
+    )
+    .unwrap();
+    let o = Options::default();
+    let out = p
+        .rewrite(&acme, "SELECT count(*) FROM invoices", &o)
+        .unwrap();
+    assert!(out.sql.contains("tenant_acme.invoices"), "{}", out.sql);
+    assert!(!out.sql.contains("public."), "{}", out.sql);
+    p.recheck(&acme, &out.sql, &o).unwrap();
+    for bad in [
+        out.sql.replace("tenant_acme", "public"),
+        format!("{} UNION ALL SELECT count(*) FROM public.invoices", out.sql),
+    ] {
+        assert!(p.recheck(&acme, &bad, &o).is_err(), "recheck accepts {bad}");
+    }
+    // Another tenant's schema is not a table the policy declares.
+    let other = out.sql.replace("tenant_acme", "tenant_globex");
+    assert!(
+        p.recheck(&acme, &other, &o).is_err(),
+        "recheck accepts {other}"
+    );
+}

@@ -930,7 +930,34 @@ fn compile_database(
                     ));
                 }
             }
+            let mut schemas = BTreeMap::new();
+            for (slug, d) in &r.destinations {
+                let Some(schema) = &d.schema else { continue };
+                let path = ["databases", name, "routing", "destinations", slug.as_str()];
+                if d.database.is_some() {
+                    return Err(cx.err(
+                        &path,
+                        format!("destination `{slug}` names a database and a schema; it is one or the other"),
+                    ));
+                }
+                let declared: HashSet<&str> =
+                    tables.values().map(|t| t.key.schema.as_str()).collect();
+                if declared.len() != 1 {
+                    return Err(cx.err(
+                        &path,
+                        format!("a schema destination replaces the schema of every table, and database `{name}` has tables in {} schemas (one is needed)", declared.len()),
+                    ));
+                }
+                if schema.trim().is_empty() {
+                    return Err(cx.err(
+                        &path,
+                        format!("destination `{slug}` has an empty schema name"),
+                    ));
+                }
+                schemas.insert(slug.clone(), schema.clone());
+            }
             Some(Routing {
+                schemas,
                 groups: r
                     .groups
                     .iter()

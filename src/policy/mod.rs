@@ -196,6 +196,9 @@ pub struct Routing {
     pub allow_anonymous: bool,
     /// Group → destination slug, for principals without the attribute.
     pub groups: BTreeMap<String, String>,
+    /// Destination slug → the schema its queries read (schema-per-tenant:
+    /// every table's schema is replaced by it in the rewritten SQL).
+    pub schemas: BTreeMap<String, String>,
 }
 
 /// The slug that selects the router database itself.

@@ -223,6 +223,10 @@ pub struct RawRouting {
 pub struct RawDestination {
     #[serde(default)]
     pub database: Option<String>,
+    /// Schema-per-tenant: the schema that stands for the router database's
+    /// (one-schema) tables on this destination.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
