@@ -554,46 +554,192 @@ impl Explanation {
 /// The who-sees-what matrix over the policy's users.
 #[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
-    /// Users, in column order.
+    /// Principals, in column order: declared users, then API keys
+    /// (`api-key:NAME`).
     pub users: Vec<String>,
-    /// One row per `database.schema.table`: the cell per user.
+    /// One row per `database.schema.table`, per database's query creation
+    /// and routing, and per collection: the cell per principal, as text.
     pub rows: Vec<(String, Vec<String>)>,
+    /// The same rows with structured cells (for `--format json`).
+    pub cells: Vec<MatrixRow>,
+    /// Each group with the number of declared users and API keys in it.
+    pub members: Vec<(String, usize)>,
 }
 
-/// Builds the matrix for every user declared in the policy.
+/// One row of the matrix with structured cells.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixRow {
+    /// `table`, `queries`, `route` or `collection`.
+    pub kind: &'static str,
+    /// What the row is about (`warehouse.public.orders`, `warehouse`, a
+    /// collection name).
+    pub object: String,
+    /// One cell per principal, in [`Matrix::users`] order.
+    pub cells: Vec<MatrixCell>,
+}
+
+/// One principal's access to one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixCell {
+    /// `unrestricted`, `sandboxed`, `denied`, `error` (tables); `native`,
+    /// `builder`, `none` (queries); `router`, a destination slug or
+    /// `refused` (routes); `curate`, `view`, `none` (collections).
+    pub decision: String,
+    /// Attribute values a sandbox binds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bound: Vec<(String, AttributeValue)>,
+    /// Masked columns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<String>,
+    /// Why, where it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Builds the matrix for every user and API key declared in the policy.
 pub fn matrix(policy: &Policy) -> Result<Matrix, Error> {
-    let users: Vec<String> = policy
+    let mut users: Vec<String> = policy
         .user_names()
         .into_iter()
         .map(str::to_string)
         .collect();
-    let principals: Vec<Principal> = users
+    let mut principals: Vec<Principal> = users
         .iter()
         .map(|u| Principal::from_user(policy, u))
         .collect::<Result<_, _>>()?;
-    let mut rows = Vec::new();
+    for k in &policy.api_keys {
+        users.push(format!("api-key:{}", k.name));
+        principals.push(Principal::of_api_key(k));
+    }
+    let mut cells_rows: Vec<MatrixRow> = Vec::new();
+    let cell = |decision: &str| MatrixCell {
+        decision: decision.to_string(),
+        bound: Vec::new(),
+        masked: Vec::new(),
+        reason: None,
+    };
     for db in policy.databases.values() {
         for t in db.tables() {
             let cells = principals
                 .iter()
                 .map(|p| {
                     let te = explain_table(policy, p, db, t);
-                    match te.decision.as_str() {
-                        "sandboxed" => {
-                            let vals: Vec<String> =
-                                te.bound.iter().map(|(a, v)| format!("{a}={v}")).collect();
-                            format!("rows: {}", vals.join(","))
-                        }
-                        "unrestricted" => "all".into(),
-                        "denied" => "-".into(),
-                        _ => "ERROR".into(),
+                    MatrixCell {
+                        reason: (te.decision == "error").then(|| te.reason.clone()),
+                        masked: te.masks.iter().map(|m| m.column.clone()).collect(),
+                        bound: te.bound,
+                        decision: te.decision,
                     }
                 })
                 .collect();
-            rows.push((format!("{}.{}", db.name, t.qualified()), cells));
+            cells_rows.push(MatrixRow {
+                kind: "table",
+                object: format!("{}.{}", db.name, t.qualified()),
+                cells,
+            });
+        }
+        cells_rows.push(MatrixRow {
+            kind: "queries",
+            object: db.name.clone(),
+            cells: principals
+                .iter()
+                .map(|p| {
+                    cell(if access::check_native(policy, p, db).is_ok() {
+                        "native"
+                    } else if access::check_builder(policy, p, db).is_ok() {
+                        "builder"
+                    } else {
+                        "none"
+                    })
+                })
+                .collect(),
+        });
+        if db.routing.is_some() || db.impersonation.is_some() {
+            cells_rows.push(MatrixRow {
+                kind: "route",
+                object: db.name.clone(),
+                cells: principals
+                    .iter()
+                    .map(|p| match crate::routing::route(policy, p, db) {
+                        Ok(r) => {
+                            let mut c = cell(r.destination.as_deref().unwrap_or("router"));
+                            if let Some(role) = r.role {
+                                c.decision = format!("{} as {role}", c.decision);
+                            }
+                            c
+                        }
+                        Err(e) => MatrixCell {
+                            reason: Some(format!("[{}] {e}", e.code())),
+                            ..cell("refused")
+                        },
+                    })
+                    .collect(),
+            });
         }
     }
-    Ok(Matrix { users, rows })
+    for c in policy.collections.keys() {
+        cells_rows.push(MatrixRow {
+            kind: "collection",
+            object: c.clone(),
+            cells: principals
+                .iter()
+                .map(|p| {
+                    cell(match access::collection_level(policy, p, c) {
+                        crate::policy::CollectionLevel::Curate => "curate",
+                        crate::policy::CollectionLevel::View => "view",
+                        crate::policy::CollectionLevel::None => "none",
+                    })
+                })
+                .collect(),
+        });
+    }
+    let rows = cells_rows
+        .iter()
+        .map(|r| {
+            let name = match r.kind {
+                "table" => r.object.clone(),
+                kind => format!("{kind} {}", r.object),
+            };
+            let cells = r
+                .cells
+                .iter()
+                .map(|c| match (r.kind, c.decision.as_str()) {
+                    ("table", "sandboxed") => {
+                        let vals: Vec<String> =
+                            c.bound.iter().map(|(a, v)| format!("{a}={v}")).collect();
+                        let mut t = format!("rows: {}", vals.join(","));
+                        if !c.masked.is_empty() {
+                            t.push_str(&format!(" masked: {}", c.masked.join(",")));
+                        }
+                        t
+                    }
+                    ("table", "unrestricted") => "all".into(),
+                    ("table", "denied") => "-".into(),
+                    ("table", _) => "ERROR".into(),
+                    (_, d) => d.to_string(),
+                })
+                .collect();
+            (name, cells)
+        })
+        .collect();
+    let mut members: Vec<(String, usize)> = policy
+        .groups
+        .keys()
+        .map(|g| {
+            let n = principals
+                .iter()
+                .filter(|p| p.groups().iter().any(|x| x == g))
+                .count();
+            (g.clone(), n)
+        })
+        .collect();
+    members.sort();
+    Ok(Matrix {
+        users,
+        rows,
+        cells: cells_rows,
+        members,
+    })
 }
 
 impl Matrix {
@@ -625,6 +771,15 @@ impl Matrix {
             }
             s.push('\n');
         }
-        s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+        let mut out = s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n";
+        if !self.members.is_empty() {
+            let groups: Vec<String> = self
+                .members
+                .iter()
+                .map(|(g, n)| format!("{g} ({n})"))
+                .collect();
+            let _ = writeln!(out, "members: {}", groups.join(", "));
+        }
+        out
     }
 }
