@@ -57,6 +57,7 @@ pub mod routing;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod scope;
+pub mod suggest;
 mod value;
 mod verify;
 pub mod who;

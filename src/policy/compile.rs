@@ -8,6 +8,7 @@ use super::model::*;
 use super::question;
 use super::*;
 use crate::error::Location;
+use crate::suggest::did_you_mean;
 use crate::value::AttributeValue;
 
 /// The one place YAML is parsed (so a maintained serde_yaml fork can replace
@@ -20,6 +21,15 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
             .location()
             .map(|l| (Some(l.line()), Some(l.column())))
             .unwrap_or((None, None));
+        // The location is in `location`; serde_yaml repeats it at the end.
+        let message = e.to_string();
+        let message = match e.location() {
+            Some(l) => message
+                .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+                .map(str::to_string)
+                .unwrap_or(message),
+            None => message,
+        };
         Error::PolicySyntax {
             location: Location {
                 file: file.to_string(),
@@ -27,7 +37,7 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
                 column,
                 key: String::new(),
             },
-            message: e.to_string(),
+            message: crate::suggest::serde_message(&message),
         }
     })
 }
@@ -400,7 +410,10 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             if !groups.contains_key(g) {
                 return Err(cx.err(
                     &["users", &name, "groups"],
-                    format!("user `{name}` is in unknown group `{g}`"),
+                    format!(
+                        "user `{name}` is in unknown group `{g}`{}",
+                        did_you_mean(g, groups.keys().map(String::as_str))
+                    ),
                 ));
             }
         }
@@ -411,8 +424,9 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                     return Err(cx.err(
                         &["users", &name, "attributes", k],
                         format!(
-                            "user `{name}` has unknown attribute `{k}` (declared attributes: {})",
-                            sorted(d)
+                            "user `{name}` has unknown attribute `{k}` (declared attributes: {}){}",
+                            sorted(d),
+                            did_you_mean(k, d.iter().map(String::as_str))
                         ),
                     ));
                 }
@@ -1086,7 +1100,10 @@ fn compile_group(
         let db = databases.get(dbname).ok_or_else(|| {
             cx.err(
                 &path,
-                format!("group `{name}` grants unknown database `{dbname}`"),
+                format!(
+                    "group `{name}` grants unknown database `{dbname}`{}",
+                    did_you_mean(dbname, databases.keys().map(String::as_str))
+                ),
             )
         })?;
         let grant = match access {
@@ -1097,7 +1114,7 @@ fn compile_group(
                 other => {
                     return Err(cx.err(
                         &path,
-                        format!("database access must be unrestricted, blocked, no_access or a map of schemas, not `{other}`"),
+                        format!("database access must be unrestricted, blocked, no_access or a map of schemas, not `{other}`{}", did_you_mean(other, ["unrestricted", "blocked", "no_access"])),
                     ))
                 }
             },
@@ -1119,7 +1136,7 @@ fn compile_group(
                             other => {
                                 return Err(cx.err(
                                     &spath,
-                                    format!("schema access must be unrestricted, no_access or a map of tables, not `{other}`"),
+                                    format!("schema access must be unrestricted, no_access or a map of tables, not `{other}`{}", did_you_mean(other, ["unrestricted", "no_access"])),
                                 ))
                             }
                         },
@@ -1141,7 +1158,16 @@ fn compile_group(
                                 let table = db.table(&tkey).ok_or_else(|| {
                                     cx.err(
                                         &tpath,
-                                        format!("unknown table `{sname}.{tname}` in database `{dbname}`"),
+                                        format!(
+                                            "unknown table `{sname}.{tname}` in database `{dbname}`{}",
+                                            did_you_mean(
+                                                tname,
+                                                db.tables
+                                                    .keys()
+                                                    .filter(|k| k.schema == skey)
+                                                    .map(|k| k.name.as_str())
+                                            )
+                                        ),
                                     )
                                 })?;
                                 let tg = match tacc {
@@ -1151,7 +1177,7 @@ fn compile_group(
                                         other => {
                                             return Err(cx.err(
                                                 &tpath,
-                                                format!("table access must be unrestricted, no_access or {{sandbox: ...}}, not `{other}`"),
+                                                format!("table access must be unrestricted, no_access or {{sandbox: ...}}, not `{other}`{}", did_you_mean(other, ["unrestricted", "no_access"])),
                                             ))
                                         }
                                     },
@@ -1242,7 +1268,10 @@ fn compile_group(
             other => {
                 return Err(cx.err(
                     &path,
-                    format!("collection access must be curate, view or none (Metabase's write, read, none), not `{other}`"),
+                    format!(
+                        "collection access must be curate, view or none (Metabase's write, read, none), not `{other}`{}",
+                        did_you_mean(other, ["curate", "view", "none", "write", "read"])
+                    ),
                 ))
             }
         };
@@ -1494,8 +1523,9 @@ fn compile_table_access(
                     return Err(cx.err(
                         &spath,
                         format!(
-                            "sandbox uses unknown attribute `{a}` (declared attributes: {})",
-                            sorted(d)
+                            "sandbox uses unknown attribute `{a}` (declared attributes: {}){}",
+                            sorted(d),
+                            did_you_mean(a, d.iter().map(String::as_str))
                         ),
                     ));
                 }

@@ -301,10 +301,62 @@ pub struct RawGroup {
     pub collections: UMap<String>,
 }
 
+/// Deserializes a `Level(String) | Map(…)` enum from a YAML string or
+/// mapping. serde's untagged enums would buffer the value and replace any
+/// error inside the mapping (a misspelt `sandbox:` three levels down) by
+/// "data did not match any variant"; this keeps the inner error, its key
+/// path and its line.
+macro_rules! level_or_map {
+    ($ty:ident, $level:ident, $map:ident, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct LevelOrMap;
+                impl<'de> Visitor<'de> for LevelOrMap {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$ty, E> {
+                        Ok($ty::$level(s.to_string()))
+                    }
+                    fn visit_unit<E: serde::de::Error>(self) -> Result<$ty, E> {
+                        Deserialize::deserialize(serde::de::value::UnitDeserializer::new())
+                            .map($ty::$map)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                            .map($ty::$map)
+                    }
+                }
+                d.deserialize_any(LevelOrMap)
+            }
+        }
+    };
+}
+
+level_or_map!(
+    RawDbAccess,
+    Level,
+    Schemas,
+    "unrestricted, blocked, no_access or a map of schemas"
+);
+level_or_map!(
+    RawSchemaAccess,
+    Level,
+    Tables,
+    "unrestricted, no_access or a map of tables"
+);
+level_or_map!(
+    RawTableAccess,
+    Level,
+    Sandboxed,
+    "unrestricted, no_access or {sandbox: …} / {rules: […]}"
+);
+
 /// `unrestricted | blocked | no_access | {schema: ...}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(untagged)]
+#[cfg_attr(feature = "schema", schemars(untagged))]
 pub enum RawDbAccess {
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "blocked", "no_access"])))]
     Level(String),
@@ -312,9 +364,9 @@ pub enum RawDbAccess {
 }
 
 /// `unrestricted | no_access | {table: ...}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(untagged)]
+#[cfg_attr(feature = "schema", schemars(untagged))]
 pub enum RawSchemaAccess {
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
@@ -322,9 +374,9 @@ pub enum RawSchemaAccess {
 }
 
 /// `unrestricted | no_access | {sandbox: ...}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(untagged)]
+#[cfg_attr(feature = "schema", schemars(untagged))]
 pub enum RawTableAccess {
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
