@@ -43,6 +43,7 @@ impl fmt::Display for Location {
 /// assert!(e.is_refusal());
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The policy file is not valid YAML or does not match the policy schema.
     #[error("{location}: invalid policy: {message}")]
@@ -275,6 +276,43 @@ impl Error {
         }
     }
 
+    /// Where in a file the problem sits, for policy and test-file errors.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::PolicySyntax { location, .. }
+            | Error::PolicyInvalid { location, .. }
+            | Error::TestFile { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+
+    /// The message without the location that [`Error::location`] returns
+    /// (the `Display` text starts with it): for diagnostics that print the
+    /// location their own way.
+    ///
+    /// ```
+    /// let e = sqlsandbox::Policy::from_yaml("version: 1\nusers: {a: {groups: [nope]}}\n", "p.yaml").unwrap_err();
+    /// assert_eq!(e.location().unwrap().line, Some(2));
+    /// assert!(e.message().starts_with("user `a` is in unknown group `nope`"));
+    /// ```
+    pub fn message(&self) -> String {
+        let (text, location) = match self {
+            Error::PolicySyntax { location, message } => {
+                (format!("invalid policy: {message}"), location)
+            }
+            Error::PolicyInvalid { location, message } => (message.clone(), location),
+            Error::TestFile { location, message } => {
+                (format!("invalid test file: {message}"), location)
+            }
+            other => return other.to_string(),
+        };
+        if location.key.is_empty() {
+            text
+        } else {
+            format!("{text} (at `{}`)", location.key)
+        }
+    }
+
     /// True when the input was understood and refused (CLI exit code 1);
     /// false for bad input (exit code 2).
     pub fn is_refusal(&self) -> bool {
@@ -296,6 +334,25 @@ impl Error {
             construct: construct.into(),
         }
     }
+}
+
+/// `e` followed by its causes, `: `-separated; a cause whose text the
+/// message already contains is skipped. A database client's "error
+/// connecting to server" says nothing without its cause ("Connection
+/// refused").
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Result alias used throughout the crate.

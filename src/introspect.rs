@@ -83,10 +83,10 @@ pub fn map_type(dialect: Dialect, raw: &str) -> Option<ColumnType> {
     })
 }
 
-fn live_error(e: impl std::fmt::Display) -> Error {
+fn live_error(e: impl std::error::Error + 'static) -> Error {
     Error::Io {
         path: "live database".into(),
-        message: e.to_string(),
+        message: crate::error::chain(&e),
     }
 }
 

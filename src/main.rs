@@ -3,12 +3,35 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 use sqlsandbox::who::{key_values, Who as Caller};
 use sqlsandbox::{explain, lint, AttributeValue, Dialect, Error, Options, Policy, Principal};
+
+#[path = "cli/diag.rs"]
+mod diag;
+
+use diag::{Diagnostic, Position, Severity};
+
+/// The policy file found in the current directory when neither --policy
+/// nor SQLSANDBOX_POLICY names one.
+const DISCOVERED_POLICY: &str = "sqlsandbox.yaml";
+
+/// Writes to standard output; a closed pipe (`| head`) ends the command
+/// quietly instead of panicking as `print!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_out(format_args!($($arg)*))?
+    };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -17,8 +40,60 @@ use sqlsandbox::{explain, lint, AttributeValue, Dialect, Error, Options, Policy,
     about = "Row- and column-level security compiler for SQL analytics"
 )]
 struct Cli {
+    /// Print only what was asked for and errors: no warnings, notes or
+    /// summaries.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say more on standard error (the policy file used).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The policy file: `--policy FILE`, `--policy -` (standard input),
+/// `SQLSANDBOX_POLICY`, or `sqlsandbox.yaml` in the current directory.
+#[derive(clap::Args)]
+struct PolicyArg {
+    /// The policy file, `-` for standard input [default:
+    /// $SQLSANDBOX_POLICY, else ./sqlsandbox.yaml].
+    #[arg(long, env = "SQLSANDBOX_POLICY", value_name = "FILE")]
+    policy: Option<String>,
+}
+
+/// A dialect (`--dialect`).
+#[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    /// PostgreSQL.
+    #[value(alias = "postgresql", alias = "pg")]
+    Postgres,
+    /// MySQL and MariaDB.
+    #[value(alias = "mariadb")]
+    Mysql,
+    /// SQLite.
+    Sqlite,
+    /// ANSI SQL.
+    #[value(alias = "ansi")]
+    Generic,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(d: DialectArg) -> Dialect {
+        match d {
+            DialectArg::Postgres => Dialect::Postgres,
+            DialectArg::Mysql => Dialect::Mysql,
+            DialectArg::Sqlite => Dialect::Sqlite,
+            DialectArg::Generic => Dialect::Generic,
+        }
+    }
+}
+
+/// `key=value` for --attr and --var: a value without `=` is a usage error.
+fn key_value(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("expected key=value, got `{s}`")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,7 +134,7 @@ struct Who {
     #[arg(long)]
     group: Vec<String>,
     /// A user attribute `key=value` (repeat a key for a multi-valued attribute).
-    #[arg(long)]
+    #[arg(long, value_parser = key_value)]
     attr: Vec<String>,
 }
 
@@ -67,17 +142,16 @@ struct Who {
 enum Command {
     /// Print the sandboxed SQL for a principal.
     Rewrite {
-        /// The policy file.
-        #[arg(long)]
-        policy: String,
+        #[command(flatten)]
+        policy: PolicyArg,
         #[command(flatten)]
         who: Who,
         /// The policy database the query runs on (default: the only one).
         #[arg(long)]
         database: Option<String>,
         /// Override the database's dialect.
-        #[arg(long)]
-        dialect: Option<String>,
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
         /// Return attribute values as bind parameters.
         #[arg(long)]
         params: bool,
@@ -105,9 +179,18 @@ enum Command {
         #[arg(long, value_enum, requires = "builder")]
         builder_format: Option<BuilderFormat>,
         /// A value for a saved question's `{{variable}}`: `name=value` (repeatable).
-        #[arg(long = "var", requires = "question")]
+        #[arg(long = "var", requires = "question", value_parser = key_value)]
         vars: Vec<String>,
-        /// Output format.
+        /// Longest SQL text accepted, in bytes [default: 1048576].
+        #[arg(long, value_name = "BYTES")]
+        max_sql_bytes: Option<usize>,
+        /// Deepest nesting the parser accepts [default: 64].
+        #[arg(long, value_name = "N")]
+        max_depth: Option<usize>,
+        /// Most operators a query may contain [default: 5000].
+        #[arg(long, value_name = "N")]
+        max_operators: Option<usize>,
+        /// Output format (with `json`, errors are JSON on standard output too).
         #[arg(long, value_enum, default_value = "sql")]
         format: Format,
         /// The SQL (or `-` / nothing to read standard input).
@@ -115,9 +198,8 @@ enum Command {
     },
     /// Explain what a principal may read and why (optionally for a query).
     Explain {
-        /// The policy file.
-        #[arg(long)]
-        policy: String,
+        #[command(flatten)]
+        policy: PolicyArg,
         #[command(flatten)]
         who: Who,
         /// The who-sees-what matrix over every user of the policy.
@@ -126,7 +208,7 @@ enum Command {
         /// The policy database for the query.
         #[arg(long)]
         database: Option<String>,
-        /// Output format.
+        /// Output format (with `json`, errors are JSON on standard output too).
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
         /// A query-builder question (JSON or YAML file, `-` for standard
@@ -143,9 +225,8 @@ enum Command {
     /// Validate and lint a policy; exits 1 when a lint is an error. With
     /// --database-url, also check it against a live database.
     Check {
-        /// The policy file.
-        #[arg(long)]
-        policy: String,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// A live database (`postgres://...` or `mysql://...`) to check the
         /// policy against: tables, columns, types, custom sandboxes.
         #[arg(long)]
@@ -153,9 +234,16 @@ enum Command {
         /// The policy database the live one stands for (default: the only one).
         #[arg(long, requires = "database_url")]
         database: Option<String>,
-        /// Output format.
+        /// Output format (with `json`, errors are JSON on standard output too,
+        /// also when the policy does not load).
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        strict: bool,
+        /// Do not report this lint (`L003`; repeatable).
+        #[arg(long, value_name = "CODE")]
+        ignore: Vec<String>,
     },
     /// Run policy test files: each case names a principal and a query and
     /// expects a refusal code, the exact rewritten SQL, or rows on a
@@ -187,9 +275,8 @@ enum Command {
     /// Export DDL that makes the database enforce the policy natively
     /// (defence in depth behind the rewrite).
     Export {
-        /// The policy file.
-        #[arg(long)]
-        policy: String,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// The target: `postgres` (alias `postgres-rls`) or `mysql` (alias `mariadb`).
         #[arg(long, value_enum)]
         format: ExportFormat,
@@ -214,9 +301,8 @@ enum Command {
     /// Report how a live PostgreSQL database differs from the policy's
     /// export (`-` live only, `+` missing); exits 1 when it does.
     Drift {
-        /// The policy file.
-        #[arg(long)]
-        policy: String,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// `postgres://user@host/db`.
         #[arg(long)]
         database_url: String,
@@ -247,13 +333,22 @@ enum Command {
         /// working file (`diff --git HEAD policy.yaml`).
         #[arg(long, value_name = "REV")]
         git: Option<String>,
-        /// Output format.
+        /// Output format (with `json`, errors are JSON on standard output too).
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
         /// Exit 1 when a change of this class exists (`widen`, or `any`).
         #[arg(long, value_enum)]
         fail_on: Option<FailOn>,
     },
+    /// Print a shell completion script (`sqlsandbox completions bash >
+    /// /etc/bash_completion.d/sqlsandbox`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `sqlsandbox man | man -l -`).
+    Man,
 }
 
 /// Which changes make `diff` exit 1.
@@ -275,6 +370,97 @@ enum ExportFormat {
     Mysql,
 }
 
+/// Why a command stopped.
+enum Failure {
+    /// A library error; `source` is the text its position points into (the
+    /// policy, or the query), `hint` a "did you mean" to append.
+    Sb {
+        error: Error,
+        source: Option<(String, String)>,
+        hint: String,
+    },
+    /// Bad command-line use that clap cannot see (exit 2, with usage).
+    Usage(Box<clap::Error>),
+    /// Standard output was closed (`sqlsandbox … | head`): stop quietly.
+    BrokenPipe,
+    /// Writing standard output failed otherwise.
+    Output(std::io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Sb {
+            error,
+            source: None,
+            hint: String::new(),
+        }
+    }
+}
+
+impl Failure {
+    /// `error`, whose position points into `text` (named `name`).
+    fn in_source(error: Error, name: &str, text: &str) -> Self {
+        Failure::Sb {
+            error,
+            source: Some((name.to_string(), text.to_string())),
+            hint: String::new(),
+        }
+    }
+
+    /// `error` with "did you mean" for an unknown user, group, database or
+    /// question of `policy`.
+    fn with_hint(error: Error, policy: &Policy) -> Self {
+        let hint = match &error {
+            Error::Unknown { kind, name } => {
+                let names: Vec<&str> = match *kind {
+                    "user" => policy.user_names(),
+                    "group" => policy.group_names(),
+                    "database" => policy.database_names().collect(),
+                    "question" => policy.question_names(),
+                    _ => Vec::new(),
+                };
+                sqlsandbox::suggest::did_you_mean(name, names)
+            }
+            _ => String::new(),
+        };
+        Failure::Sb {
+            error,
+            source: None,
+            hint,
+        }
+    }
+}
+
+/// A usage error of subcommand `cmd` (exit 2, with its usage).
+fn usage(cmd: &str, kind: clap::error::ErrorKind, message: impl std::fmt::Display) -> Failure {
+    let mut top = Cli::command();
+    top.build();
+    let err = match top.find_subcommand_mut(cmd) {
+        Some(sub) => sub.error(kind, message),
+        None => top.error(kind, message),
+    };
+    Failure::Usage(Box::new(err))
+}
+
+fn write_out(args: std::fmt::Arguments) -> Result<(), Failure> {
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+            _ => Failure::Output(e),
+        })
+}
+
+/// How the command reports: JSON errors with `--format json`, `-q`, `-v`,
+/// colours on a terminal without `NO_COLOR`.
+struct Ui {
+    json: bool,
+    quiet: bool,
+    verbose: u8,
+    color: bool,
+}
+
 fn read(path: &str) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::Io {
         path: path.to_string(),
@@ -282,7 +468,53 @@ fn read(path: &str) -> Result<String, Error> {
     })
 }
 
-fn principal(policy: &Policy, who: &Who) -> Result<Principal, Error> {
+/// A policy and its text (for snippets under diagnostics).
+struct Loaded {
+    policy: Policy,
+    /// The name errors use: the path, or `<stdin>`.
+    name: String,
+    src: String,
+}
+
+impl PolicyArg {
+    /// True when the policy comes from standard input.
+    fn is_stdin(&self) -> bool {
+        self.policy.as_deref() == Some("-")
+    }
+
+    /// Loads the policy: --policy (or `SQLSANDBOX_POLICY`), `-` for standard
+    /// input, else `sqlsandbox.yaml` in the current directory.
+    fn load(&self, cmd: &str, ui: &Ui) -> Result<Loaded, Failure> {
+        let path = match &self.policy {
+            Some(p) => p.clone(),
+            None if std::path::Path::new(DISCOVERED_POLICY).is_file() => {
+                DISCOVERED_POLICY.to_string()
+            }
+            None => {
+                return Err(usage(
+                    cmd,
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!("no policy: give --policy FILE (`-` for standard input), set SQLSANDBOX_POLICY, or put {DISCOVERED_POLICY} in the current directory"),
+                ))
+            }
+        };
+        if ui.verbose > 0 {
+            eprintln!("sqlsandbox: policy {path}");
+        }
+        let (name, src) = if path == "-" {
+            ("<stdin>".to_string(), read_stdin()?)
+        } else {
+            let src = read(&path)?;
+            (path, src)
+        };
+        match Policy::from_yaml(&src, &name) {
+            Ok(policy) => Ok(Loaded { policy, name, src }),
+            Err(e) => Err(Failure::in_source(e, &name, &src)),
+        }
+    }
+}
+
+fn principal(policy: &Policy, who: &Who, cmd: &str) -> Result<Principal, Failure> {
     let caller = if let Some(u) = &who.user {
         Caller::User(u.clone())
     } else if who.anonymous {
@@ -291,41 +523,68 @@ fn principal(policy: &Policy, who: &Who) -> Result<Principal, Error> {
         return Caller::ClaimsJson(read(path)?)
             .principal(policy)
             .map_err(|e| match e {
-                Error::Unknown { kind, name } => Error::Unknown {
-                    kind,
-                    name: format!("{path}: {name}"),
-                },
-                other => other,
+                Error::Unknown { kind, name } => Failure::with_hint(
+                    Error::Unknown {
+                        kind,
+                        name: format!("{path}: {name}"),
+                    },
+                    policy,
+                ),
+                other => other.into(),
             });
     } else if let Some(secret) = &who.api_key {
         Caller::ApiKey(secret.clone())
     } else if who.group.is_empty() && who.attr.is_empty() {
-        return Err(Error::Unknown {
-            kind: "principal",
-            name: "(give --user, --claims, --api-key or --group/--attr)".into(),
-        });
+        return Err(usage(
+            cmd,
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "no principal: give --user, --anonymous, --claims, --api-key or --group/--attr",
+        ));
     } else {
         Caller::Groups {
             groups: who.group.clone(),
             attributes: key_values(&who.attr, "attribute")?,
         }
     };
-    caller.principal(policy)
+    caller
+        .principal(policy)
+        .map_err(|e| Failure::with_hint(e, policy))
 }
 
-fn read_sql(sql: Option<&str>) -> Result<String, Error> {
-    match sql {
-        None | Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Error::Io {
-                    path: "<stdin>".into(),
-                    message: e.to_string(),
-                })?;
-            Ok(s)
-        }
-        Some(s) => Ok(s.to_string()),
+fn read_stdin() -> Result<String, Error> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Error::Io {
+            path: "<stdin>".into(),
+            message: e.to_string(),
+        })?;
+    Ok(s)
+}
+
+/// The query: the argument, or standard input for `-` or none. An empty
+/// query is a usage error.
+fn read_sql(sql: Option<&str>, cmd: &str) -> Result<(String, String), Failure> {
+    let (name, text) = match sql {
+        None | Some("-") => ("<stdin>", read_stdin()?),
+        Some(s) => ("<query>", s.to_string()),
+    };
+    if text.trim().is_empty() {
+        return Err(usage(
+            cmd,
+            clap::error::ErrorKind::InvalidValue,
+            "empty query: give the SQL as an argument or on standard input",
+        ));
+    }
+    Ok((name.to_string(), text))
+}
+
+/// A query error with its position in the query text, when the parser
+/// said `Line: N, Column: M`.
+fn query_failure(error: Error, policy: &Policy, name: &str, sql: &str) -> Failure {
+    match &error {
+        Error::SqlParse { .. } => Failure::in_source(error, name, sql),
+        _ => Failure::with_hint(error, policy),
     }
 }
 
@@ -333,7 +592,7 @@ fn read_sql(sql: Option<&str>) -> Result<String, Error> {
 /// `.yaml`/`.yml` file or `--builder-format yaml`, JSON otherwise.
 fn read_builder(path: &str, format: Option<BuilderFormat>) -> Result<serde_json::Value, Error> {
     let text = if path == "-" {
-        read_sql(None)?
+        read_stdin()?
     } else {
         read(path)?
     };
@@ -352,10 +611,21 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn run(cli: Cli) -> Result<ExitCode, Error> {
+/// Whether the parsed command asked for JSON output.
+fn wants_json(cmd: &Command) -> bool {
+    match cmd {
+        Command::Rewrite { format, .. } => matches!(format, Format::Json),
+        Command::Explain { format, .. }
+        | Command::Check { format, .. }
+        | Command::Diff { format, .. } => matches!(format, TextOrJson::Json),
+        _ => false,
+    }
+}
+
+fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Rewrite {
-            policy,
+            policy: policy_arg,
             who,
             database,
             dialect,
@@ -367,36 +637,75 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             builder,
             builder_format,
             vars,
+            max_sql_bytes,
+            max_depth,
+            max_operators,
             format,
             sql,
         } => {
-            let policy = Policy::from_path(&policy)?;
-            let principal = principal(&policy, &who)?;
-            let opts = Options {
-                database,
-                dialect: dialect.map(|d| d.parse::<Dialect>()).transpose()?,
-                params,
-                emit_role,
-                local_role,
-                fence: fence.map(|f| f.parse()).transpose()?,
-                ..Options::default()
-            };
+            if !vars.is_empty() && question.is_none() {
+                return Err(usage(
+                    "rewrite",
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--var binds a saved question's variables: it needs --question",
+                ));
+            }
+            let from_stdin = question.is_none()
+                && builder.is_none()
+                && matches!(sql.as_deref(), None | Some("-"));
+            if policy_arg.is_stdin() && (from_stdin || builder.as_deref() == Some("-")) {
+                return Err(usage(
+                    "rewrite",
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--policy - reads the policy from standard input: give the query as an argument",
+                ));
+            }
+            let loaded = policy_arg.load("rewrite", ui)?;
+            let policy = &loaded.policy;
+            let principal = principal(policy, &who, "rewrite")?;
+            let mut opts = Options::default()
+                .with_params(params)
+                .with_emit_role(emit_role)
+                .with_local_role(local_role);
+            if let Some(d) = database {
+                opts = opts.with_database(d);
+            }
+            if let Some(d) = dialect {
+                opts = opts.with_dialect(d.into());
+            }
+            if let Some(f) = fence {
+                opts = opts.with_fence(f.parse()?);
+            }
+            if let Some(n) = max_sql_bytes {
+                opts = opts.with_max_sql_bytes(n);
+            }
+            if let Some(n) = max_depth {
+                opts = opts.with_max_depth(n);
+            }
+            if let Some(n) = max_operators {
+                opts = opts.with_max_operators(n);
+            }
             let out = match (question, builder) {
                 (Some(q), _) => {
                     let values: BTreeMap<String, AttributeValue> =
                         key_values(&vars, "variable")?.into_iter().collect();
-                    policy.rewrite_question(&principal, &q, &values, &opts)?
+                    policy
+                        .rewrite_question(&principal, &q, &values, &opts)
+                        .map_err(|e| Failure::with_hint(e, policy))?
                 }
-                (None, Some(path)) => policy.rewrite_builder(
-                    &principal,
-                    &read_builder(&path, builder_format)?,
-                    &opts,
-                )?,
-                (None, None) => policy.rewrite(&principal, &read_sql(sql.as_deref())?, &opts)?,
+                (None, Some(path)) => policy
+                    .rewrite_builder(&principal, &read_builder(&path, builder_format)?, &opts)
+                    .map_err(|e| Failure::with_hint(e, policy))?,
+                (None, None) => {
+                    let (name, sql) = read_sql(sql.as_deref(), "rewrite")?;
+                    policy
+                        .rewrite(&principal, &sql, &opts)
+                        .map_err(|e| query_failure(e, policy, &name, &sql))?
+                }
             };
             match format {
-                Format::Sql => println!("{}", out.sql),
-                Format::Json => println!("{}", json(&out)),
+                Format::Sql => outln!("{}", out.sql),
+                Format::Json => outln!("{}", json(&out)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -410,21 +719,22 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             builder_format,
             sql,
         } => {
-            let policy = Policy::from_path(&policy)?;
+            let loaded = policy.load("explain", ui)?;
+            let policy = &loaded.policy;
             if all_users {
-                let m = explain::matrix(&policy)?;
+                let m = explain::matrix(policy)?;
                 match format {
-                    TextOrJson::Text => print!("{}", m.to_text()),
-                    TextOrJson::Json => println!("{}", json(&m)),
+                    TextOrJson::Text => out!("{}", m.to_text()),
+                    TextOrJson::Json => outln!("{}", json(&m)),
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let principal = principal(&policy, &who)?;
-            let e = explain::explain(&policy, &principal);
-            let opts = Options {
-                database,
-                ..Options::default()
-            };
+            let principal = principal(policy, &who, "explain")?;
+            let e = explain::explain(policy, &principal);
+            let mut opts = Options::default();
+            if let Some(d) = database {
+                opts = opts.with_database(d);
+            }
             let query = match (sql, builder) {
                 (Some(s), _) => Some(policy.rewrite(&principal, &s, &opts)),
                 (None, Some(path)) => Some(
@@ -435,18 +745,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             match format {
                 TextOrJson::Text => {
-                    print!("{}", e.to_text());
+                    out!("{}", e.to_text());
                     match &query {
                         None => {}
                         Some(Ok(out)) => {
-                            println!("query: rewritten");
+                            outln!("query: rewritten");
                             for a in &out.applied {
                                 let vals: Vec<String> = a
                                     .bindings
                                     .iter()
                                     .map(|b| format!("{} = {}", b.attribute, b.value))
                                     .collect();
-                                println!(
+                                outln!(
                                     "  {} AS {}: {} sandbox from {}{}",
                                     a.table,
                                     a.alias,
@@ -466,23 +776,23 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                                 sqlsandbox::FenceMode::Never => "never",
                             };
                             match (&f.reason, f.fenced) {
-                                (_, false) => println!(
+                                (_, false) => outln!(
                                     "  fence ({mode}): none (nothing that can fail reaches the sandboxes' rows)"
                                 ),
-                                (Some(why), true) => println!(
+                                (Some(why), true) => outln!(
                                     "  fence ({mode}): fenced, because the database could evaluate {why} on rows a sandbox filters out; {} row-safe condition(s) copied inside",
                                     f.pushed
                                 ),
-                                (None, true) => println!(
+                                (None, true) => outln!(
                                     "  fence ({mode}): fenced; {} row-safe condition(s) copied inside",
                                     f.pushed
                                 ),
                             }
-                            println!("  sql: {}", out.sql);
-                            println!("  fingerprint: {}", out.fingerprint);
+                            outln!("  sql: {}", out.sql);
+                            outln!("  fingerprint: {}", out.fingerprint);
                         }
                         Some(Err(err)) => {
-                            println!("query: refused\n  error[{}]: {err}", err.code())
+                            outln!("query: refused\n  error[{}]: {err}", err.code())
                         }
                     }
                 }
@@ -491,7 +801,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         Ok(out) => serde_json::json!({"rewritten": out}),
                         Err(err) => serde_json::json!({"refused": {"code": err.code(), "message": err.to_string()}}),
                     });
-                    println!(
+                    outln!(
                         "{}",
                         json(&serde_json::json!({"explanation": e, "query": q}))
                     );
@@ -511,51 +821,51 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => policy_test(policy, update, junit, database_url, &files),
         Command::Schema { database_url } => schema(&database_url),
         Command::Check {
-            policy: path,
+            policy,
             format,
             database_url,
             database,
+            strict,
+            ignore,
         } => {
-            let src = read(&path)?;
-            let policy = Policy::from_yaml(&src, &path)?;
-            let mut findings = lint::check(&policy, &src);
+            let loaded = policy.load("check", ui)?;
+            let mut findings = lint::check(&loaded.policy, &loaded.src);
             if let Some(url) = database_url {
-                findings.extend(live_check(&policy, database.as_deref(), &url)?);
+                findings.extend(live_check(&loaded.policy, database.as_deref(), &url)?);
             }
-            let errors = findings
-                .iter()
-                .filter(|f| f.severity == lint::Severity::Error)
-                .count();
+            findings.retain(|f| !ignore.iter().any(|code| code.eq_ignore_ascii_case(f.code)));
+            let count = |s: lint::Severity| findings.iter().filter(|f| f.severity == s).count();
+            let (errors, warnings, notes) = (
+                count(lint::Severity::Error),
+                count(lint::Severity::Warning),
+                count(lint::Severity::Info),
+            );
+            let failed = errors > 0 || (strict && warnings > 0);
             match format {
                 TextOrJson::Text => {
                     for f in &findings {
-                        println!("{path}: {f}");
+                        if ui.quiet && f.severity != lint::Severity::Error {
+                            continue;
+                        }
+                        outln!("{}", finding(f, &loaded).to_text(false));
                     }
-                    println!(
-                        "{path}: {} ({} errors, {} warnings, {} notes)",
-                        if errors == 0 { "ok" } else { "FAILED" },
-                        errors,
-                        findings
-                            .iter()
-                            .filter(|f| f.severity == lint::Severity::Warning)
-                            .count(),
-                        findings
-                            .iter()
-                            .filter(|f| f.severity == lint::Severity::Info)
-                            .count()
-                    );
+                    if !ui.quiet {
+                        outln!(
+                            "{}: {} ({errors} errors, {warnings} warnings, {notes} notes)",
+                            loaded.name,
+                            if failed { "FAILED" } else { "ok" },
+                        );
+                    }
                 }
-                TextOrJson::Json => println!(
+                TextOrJson::Json => outln!(
                     "{}",
-                    json(
-                        &serde_json::json!({"file": path, "ok": errors == 0, "findings": findings})
-                    )
+                    json(&serde_json::json!({"file": loaded.name, "ok": !failed, "findings": findings}))
                 ),
             }
-            Ok(if errors == 0 {
-                ExitCode::SUCCESS
-            } else {
+            Ok(if failed {
                 ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Command::Export {
@@ -571,21 +881,26 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 (Some(url), true, _) => Some((url, LiveExport::Plan)),
                 (Some(url), _, true) => Some((url, LiveExport::Apply)),
                 (Some(_), false, false) => {
-                    return Err(Error::Unknown {
-                        kind: "option",
-                        name: "--database-url without --plan or --apply".into(),
-                    })
+                    return Err(usage(
+                        "export",
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "--database-url needs --plan or --apply",
+                    ))
                 }
                 (None, ..) => None,
             };
-            export(&policy, format, database, role_prefix, live)
+            let loaded = policy.load("export", ui)?;
+            export(&loaded.policy, format, database, role_prefix, live)
         }
         Command::Drift {
             policy,
             database_url,
             database,
             role_prefix,
-        } => drift(&policy, &database_url, database, role_prefix),
+        } => {
+            let loaded = policy.load("drift", ui)?;
+            drift(&loaded.policy, &database_url, database, role_prefix)
+        }
         Command::Diff {
             first,
             second,
@@ -593,6 +908,49 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             format,
             fail_on,
         } => policy_diff(&first, second.as_deref(), git.as_deref(), format, fail_on),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sqlsandbox", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(Failure::Output)?;
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A lint finding as a diagnostic, with the column of its key.
+fn finding<'a>(f: &lint::Finding, loaded: &'a Loaded) -> Diagnostic<'a> {
+    let column = f.line.and_then(|l| {
+        let line = loaded.src.lines().nth(l.checked_sub(1)?)?;
+        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+        let dash = usize::from(line.trim_start().starts_with("- ")) * 2;
+        Some(indent + dash + 1)
+    });
+    Diagnostic {
+        severity: match f.severity {
+            lint::Severity::Error => Severity::Error,
+            lint::Severity::Warning => Severity::Warning,
+            lint::Severity::Info => Severity::Info,
+        },
+        code: f.code.to_string(),
+        message: if f.key.is_empty() {
+            f.message.clone()
+        } else {
+            format!("{} (at `{}`)", f.message, f.key)
+        },
+        position: Some(Position {
+            path: loaded.name.clone(),
+            line: f.line,
+            column,
+        }),
+        source: Some(&loaded.src),
     }
 }
 
@@ -609,16 +967,16 @@ fn live_export(
     opts: &sqlsandbox::export::ExportOptions,
     url: &str,
     what: LiveExport,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, Failure> {
     use sqlsandbox::export::live;
     match what {
-        LiveExport::Plan => print!("{}", live::plan(url, policy, opts)?.script()),
+        LiveExport::Plan => out!("{}", live::plan(url, policy, opts)?.script()),
         LiveExport::Apply => {
             let plan = live::apply(url, policy, opts)?;
             if plan.diff.is_empty() {
-                println!("applied: nothing changed");
+                outln!("applied: nothing changed");
             } else {
-                print!("applied:\n{}", plan.diff);
+                out!("applied:\n{}", plan.diff);
             }
         }
     }
@@ -631,41 +989,40 @@ fn live_export(
     _opts: &sqlsandbox::export::ExportOptions,
     _url: &str,
     _what: LiveExport,
-) -> Result<ExitCode, Error> {
-    Err(no_live())
+) -> Result<ExitCode, Failure> {
+    Err(no_live().into())
 }
 
 #[cfg(feature = "live")]
 fn drift(
-    policy: &str,
+    policy: &Policy,
     url: &str,
     database: Option<String>,
     role_prefix: String,
-) -> Result<ExitCode, Error> {
-    let policy = Policy::from_path(policy)?;
+) -> Result<ExitCode, Failure> {
     let opts = sqlsandbox::export::ExportOptions {
         role_prefix,
         database,
         ..Default::default()
     };
-    let diff = sqlsandbox::export::live::drift(url, &policy, &opts)?;
+    let diff = sqlsandbox::export::live::drift(url, policy, &opts)?;
     if diff.is_empty() {
-        println!("no drift");
+        outln!("no drift");
         Ok(ExitCode::SUCCESS)
     } else {
-        print!("{diff}");
+        out!("{diff}");
         Ok(ExitCode::from(1))
     }
 }
 
 #[cfg(not(feature = "live"))]
 fn drift(
-    _policy: &str,
+    _policy: &Policy,
     _url: &str,
     _database: Option<String>,
     _role_prefix: String,
-) -> Result<ExitCode, Error> {
-    Err(no_live())
+) -> Result<ExitCode, Failure> {
+    Err(no_live().into())
 }
 
 fn policy_test(
@@ -674,7 +1031,7 @@ fn policy_test(
     junit: Option<String>,
     database_url: Option<String>,
     files: &[String],
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, Failure> {
     use sqlsandbox::policytest;
     let paths: Vec<std::path::PathBuf> = files.iter().map(Into::into).collect();
     let opts = policytest::RunOptions {
@@ -691,7 +1048,7 @@ fn policy_test(
         .iter()
         .map(|f| policytest::run_file(f, &opts))
         .collect::<Result<Vec<_>, Error>>()?;
-    print!("{}", policytest::text_report(&reports));
+    out!("{}", policytest::text_report(&reports));
     if let Some(path) = junit {
         std::fs::write(&path, policytest::junit(&reports)).map_err(|e| Error::Io {
             path,
@@ -712,22 +1069,23 @@ fn policy_diff(
     git: Option<&str>,
     format: TextOrJson,
     fail_on: Option<FailOn>,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, Failure> {
     use sqlsandbox::policydiff;
     let (old, new) = match (git, second) {
         (Some(rev), _) => (policydiff::load_git(rev, first)?, Policy::from_path(first)?),
         (None, Some(new)) => (policydiff::load(first)?, policydiff::load(new)?),
         (None, None) => {
-            return Err(Error::Unknown {
-                kind: "argument",
-                name: "(give OLD NEW, or --git REV NEW)".into(),
-            })
+            return Err(usage(
+                "diff",
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "give OLD NEW, or --git REV NEW",
+            ))
         }
     };
     let report = policydiff::diff(&old, &new)?;
     match format {
-        TextOrJson::Text => print!("{}", report.to_text()),
-        TextOrJson::Json => println!("{}", json(&report)),
+        TextOrJson::Text => out!("{}", report.to_text()),
+        TextOrJson::Json => outln!("{}", json(&report)),
     }
     let fail = match fail_on {
         None => false,
@@ -742,15 +1100,15 @@ fn policy_diff(
 }
 
 #[cfg(feature = "live")]
-fn schema(url: &str) -> Result<ExitCode, Error> {
+fn schema(url: &str) -> Result<ExitCode, Failure> {
     let live = sqlsandbox::introspect::introspect(url)?;
-    print!("{}", sqlsandbox::introspect::schema_yaml(&live));
+    out!("{}", sqlsandbox::introspect::schema_yaml(&live));
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(not(feature = "live"))]
-fn schema(_url: &str) -> Result<ExitCode, Error> {
-    Err(no_live())
+fn schema(_url: &str) -> Result<ExitCode, Failure> {
+    Err(no_live().into())
 }
 
 #[cfg(feature = "live")]
@@ -768,7 +1126,7 @@ fn live_check(
     _database: Option<&str>,
     _url: &str,
 ) -> Result<Vec<lint::Finding>, Error> {
-    Err(no_live())
+    Err(no_live().into())
 }
 
 #[cfg(not(feature = "live"))]
@@ -779,13 +1137,12 @@ fn no_live() -> Error {
 }
 
 fn export(
-    policy: &str,
+    policy: &Policy,
     format: ExportFormat,
     database: Option<String>,
     role_prefix: String,
     live: Option<(String, LiveExport)>,
-) -> Result<ExitCode, Error> {
-    let policy = Policy::from_path(policy)?;
+) -> Result<ExitCode, Failure> {
     let opts = sqlsandbox::export::ExportOptions {
         role_prefix,
         database,
@@ -793,33 +1150,180 @@ fn export(
     };
     match format {
         ExportFormat::Postgres => match live {
-            Some((url, what)) => return live_export(&policy, &opts, &url, what),
-            None => print!(
+            Some((url, what)) => return live_export(policy, &opts, &url, what),
+            None => out!(
                 "{}",
-                sqlsandbox::export::export_postgres_with(&policy, &opts)?
+                sqlsandbox::export::export_postgres_with(policy, &opts)?
             ),
         },
         ExportFormat::Mysql => {
             if live.is_some() {
                 return Err(Error::Unsupported {
                     construct: "--plan/--apply for MySQL (PostgreSQL only)".into(),
-                });
+                }
+                .into());
             }
-            print!(
+            out!(
                 "{}",
-                sqlsandbox::export::mysql::export_mysql(&policy, &opts)?
+                sqlsandbox::export::mysql::export_mysql(policy, &opts)?
             );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error[{}]: {e}", e.code());
-            ExitCode::from(if e.is_refusal() { 1 } else { 2 })
+/// `--format json` as given on the command line, for errors clap reports
+/// before the command is parsed.
+fn json_requested(args: &[std::ffi::OsString]) -> bool {
+    args.windows(2)
+        .any(|w| matches!(w, [flag, value] if flag == "--format" && value == "json"))
+        || args.iter().any(|a| a == "--format=json")
+}
+
+/// Prints why the command stopped and returns the exit code: 1 for a
+/// refusal (or a failed lint), 2 for bad input or usage, 0 for a closed
+/// standard output.
+fn report(mut failure: Failure, ui: &Ui) -> ExitCode {
+    // A policy error from a file read elsewhere (diff): read it again for
+    // the snippet.
+    if let Failure::Sb {
+        error,
+        source: source @ None,
+        ..
+    } = &mut failure
+    {
+        if let Some(l) = error.location() {
+            if let Ok(text) = std::fs::read_to_string(&l.file) {
+                *source = Some((l.file.clone(), text));
+            }
         }
+    }
+    let (diagnostic, refusal) = match &failure {
+        Failure::BrokenPipe => return ExitCode::SUCCESS,
+        Failure::Usage(e) => {
+            if !ui.json {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            (usage_diagnostic(e), false)
+        }
+        Failure::Output(e) => (
+            Diagnostic {
+                severity: Severity::Error,
+                code: "SB003".into(),
+                message: format!("cannot write standard output: {e}"),
+                position: None,
+                source: None,
+            },
+            false,
+        ),
+        Failure::Sb {
+            error,
+            source,
+            hint,
+        } => (error_diagnostic(error, source.as_ref(), hint), error.is_refusal()),
+    };
+    if ui.json {
+        // Standard output, like the JSON of a success: one document to parse.
+        if write_out(format_args!("{}\n", json(&diagnostic.to_json(refusal)))).is_err() {
+            return ExitCode::from(2);
+        }
+    } else {
+        let _ = writeln!(std::io::stderr(), "{}", diagnostic.to_text(ui.color));
+    }
+    ExitCode::from(if refusal { 1 } else { 2 })
+}
+
+/// A clap usage error as a diagnostic (code `usage`): its first paragraph.
+fn usage_diagnostic(e: &clap::Error) -> Diagnostic<'static> {
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or("").trim();
+    Diagnostic {
+        severity: Severity::Error,
+        code: "usage".into(),
+        message: first.strip_prefix("error: ").unwrap_or(first).to_string(),
+        position: None,
+        source: None,
+    }
+}
+
+/// A library error as a diagnostic: the policy position of SB001/SB002/
+/// SB004, or the query position of an SB101 parse error.
+fn error_diagnostic<'a>(
+    error: &Error,
+    source: Option<&'a (String, String)>,
+    hint: &str,
+) -> Diagnostic<'a> {
+    let position = match (error.location(), error) {
+        (Some(l), _) => Some(Position {
+            path: l.file.clone(),
+            line: l.line,
+            column: l.column,
+        }),
+        (None, Error::SqlParse { message, .. }) => source.and_then(|(name, _)| {
+            let (line, column) = parser_position(message);
+            line.map(|_| Position {
+                path: name.clone(),
+                line,
+                column,
+            })
+        }),
+        _ => None,
+    };
+    let source = source
+        .filter(|(name, _)| position.as_ref().is_some_and(|p| &p.path == name))
+        .map(|(_, text)| text.as_str());
+    Diagnostic {
+        severity: Severity::Error,
+        code: error.code().to_string(),
+        message: format!("{}{hint}", error.message()),
+        position,
+        source,
+    }
+}
+
+/// `Line: 1, Column: 8` in a sqlparser message.
+fn parser_position(message: &str) -> (Option<usize>, Option<usize>) {
+    let number = |key: &str| {
+        let (_, rest) = message.rsplit_once(key)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    match (number("Line: "), number("Column: ")) {
+        (Some(l), c) => (Some(l), c),
+        _ => (None, None),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let color = diag::stderr_color();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+                || !json_requested(&args)
+            {
+                e.exit();
+            }
+            let ui = Ui {
+                json: true,
+                quiet: false,
+                verbose: 0,
+                color,
+            };
+            return report(Failure::Usage(Box::new(e)), &ui);
+        }
+    };
+    let ui = Ui {
+        json: wants_json(&cli.command),
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        color,
+    };
+    match run(cli, &ui) {
+        Ok(code) => code,
+        Err(failure) => report(failure, &ui),
     }
 }

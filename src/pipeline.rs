@@ -20,7 +20,18 @@ use crate::rewrite::{Applied, Fencing, Rewriter};
 use crate::routing;
 
 /// Options of one rewrite call.
+///
+/// Built from [`Options::default`] with the `with_*` methods (the struct is
+/// `#[non_exhaustive]`, so that new options are not breaking changes):
+///
+/// ```
+/// use sqlsandbox::{Dialect, Options};
+/// let opts = Options::default().with_database("shop").with_params(true).with_dialect(Dialect::Postgres);
+/// assert_eq!(opts.database.as_deref(), Some("shop"));
+/// assert!(opts.params);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// The policy database the query runs on (may be omitted when the
     /// policy declares exactly one).
@@ -62,8 +73,65 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The policy database the query runs on.
+    pub fn with_database(mut self, database: impl Into<String>) -> Self {
+        self.database = Some(database.into());
+        self
+    }
+
+    /// Overrides the database's dialect.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = Some(dialect);
+        self
+    }
+
+    /// Attribute values as bind parameters instead of literals.
+    pub fn with_params(mut self, params: bool) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Longest SQL text accepted, in bytes.
+    pub fn with_max_sql_bytes(mut self, bytes: usize) -> Self {
+        self.max_sql_bytes = bytes;
+        self
+    }
+
+    /// Deepest nesting the parser accepts.
+    pub fn with_max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Most operators a query may contain.
+    pub fn with_max_operators(mut self, operators: usize) -> Self {
+        self.max_operators = operators;
+        self
+    }
+
+    /// Prefix the SQL with the impersonated role's statement.
+    pub fn with_emit_role(mut self, emit_role: bool) -> Self {
+        self.emit_role = emit_role;
+        self
+    }
+
+    /// `SET LOCAL ROLE` instead of `SET ROLE` (PostgreSQL).
+    pub fn with_local_role(mut self, local_role: bool) -> Self {
+        self.local_role = local_role;
+        self
+    }
+
+    /// Overrides the database's `fence:` setting.
+    pub fn with_fence(mut self, fence: FenceMode) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+}
+
 /// The result of a rewrite.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Rewritten {
     /// The sandboxed SQL.
     pub sql: String,

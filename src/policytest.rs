@@ -944,10 +944,10 @@ mod live {
         My(Box<mysql::Conn>),
     }
 
-    fn connect_error(e: impl std::fmt::Display) -> Error {
+    fn connect_error(e: impl std::error::Error + 'static) -> Error {
         Error::Io {
             path: "--database-url".into(),
-            message: format!("cannot connect: {e}"),
+            message: format!("cannot connect: {}", crate::error::chain(&e)),
         }
     }
 

@@ -31,6 +31,36 @@ impl fmt::Display for Scalar {
     }
 }
 
+impl From<i64> for Scalar {
+    fn from(v: i64) -> Self {
+        Scalar::Integer(v)
+    }
+}
+
+impl From<i32> for Scalar {
+    fn from(v: i32) -> Self {
+        Scalar::Integer(v.into())
+    }
+}
+
+impl From<bool> for Scalar {
+    fn from(v: bool) -> Self {
+        Scalar::Bool(v)
+    }
+}
+
+impl From<&str> for Scalar {
+    fn from(v: &str) -> Self {
+        Scalar::Text(v.to_string())
+    }
+}
+
+impl From<String> for Scalar {
+    fn from(v: String) -> Self {
+        Scalar::Text(v)
+    }
+}
+
 /// A user attribute: one value or several (a multi-valued attribute becomes
 /// `IN (...)`; an empty list matches no rows).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,7 +74,9 @@ pub enum AttributeValue {
 
 impl AttributeValue {
     /// Converts a YAML value; `None` for maps, nulls and nested lists.
-    pub fn from_yaml(v: &serde_yaml::Value) -> Option<AttributeValue> {
+    /// Crate-internal, so that serde_yaml stays out of the public API:
+    /// callers convert with [`AttributeValue::from_json`] or `From`.
+    pub(crate) fn from_yaml(v: &serde_yaml::Value) -> Option<AttributeValue> {
         match v {
             serde_yaml::Value::Sequence(items) => items
                 .iter()
@@ -78,6 +110,27 @@ impl AttributeValue {
             AttributeValue::Single(s) => vec![s],
             AttributeValue::Many(v) => v.iter().collect(),
         }
+    }
+}
+
+/// One value, from anything a [`Scalar`] converts from.
+///
+/// ```
+/// use sqlsandbox::{AttributeValue, Scalar};
+/// assert_eq!(AttributeValue::from(7), AttributeValue::Single(Scalar::Integer(7)));
+/// assert_eq!(AttributeValue::from("emea"), AttributeValue::text("emea"));
+/// assert_eq!(AttributeValue::from(vec![1, 2]).values().len(), 2);
+/// ```
+impl<T: Into<Scalar>> From<T> for AttributeValue {
+    fn from(v: T) -> Self {
+        AttributeValue::Single(v.into())
+    }
+}
+
+/// Several values (a multi-valued attribute: `IN (…)`).
+impl<T: Into<Scalar>> From<Vec<T>> for AttributeValue {
+    fn from(v: Vec<T>) -> Self {
+        AttributeValue::Many(v.into_iter().map(Into::into).collect())
     }
 }
 

@@ -350,7 +350,8 @@ fn bad_input_exits_2() {
     let base = fixtures().join("base.yaml");
     let (code, _, err) = run(&dir, &["diff", base.to_str().expect("utf-8"), "bad.yaml"]);
     assert_eq!(code, 2);
-    assert!(err.starts_with("error[SB002]: bad.yaml"), "{err}");
+    assert!(err.starts_with("bad.yaml:2:"), "{err}");
+    assert!(err.contains(": error[SB002]: "), "{err}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 
     // Usage: NEW is required without --git, and refused with it.

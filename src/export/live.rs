@@ -308,7 +308,7 @@ fn oneline(s: &str) -> String {
 fn db_error(e: postgres::Error) -> Error {
     let message = match e.as_db_error() {
         Some(d) => format!("{}: {}", d.code().code(), d.message()),
-        None => e.to_string(),
+        None => crate::error::chain(&e),
     };
     Error::Io {
         path: "live database".into(),

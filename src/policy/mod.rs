@@ -118,6 +118,21 @@ impl Policy {
         v
     }
 
+    /// Names of the policy's groups (`all_users` and `administrators`
+    /// included), sorted.
+    pub fn group_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Names of the saved questions, sorted.
+    pub fn question_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.questions.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
     /// The file the policy came from.
     pub fn file(&self) -> &str {
         &self.file
