@@ -30,10 +30,7 @@ fn corpus(c: &mut Criterion) {
     let policy = saas();
     let alice = Principal::from_user(&policy, "alice").unwrap();
     let opts = Options::default();
-    let params = Options {
-        params: true,
-        ..Options::default()
-    };
+    let params = Options::default().with_params(true);
     let mut g = c.benchmark_group("corpus");
     g.measurement_time(Duration::from_secs(3));
     for (name, sql) in CORPUS {

@@ -32,10 +32,7 @@ fn main() {
             .unwrap()
     };
     let alice = sqlsandbox::Principal::from_user(&policy, "alice").unwrap();
-    let opts = sqlsandbox::Options {
-        params: mode == "params",
-        ..sqlsandbox::Options::default()
-    };
+    let opts = sqlsandbox::Options::default().with_params(mode == "params");
     // Warm up outside the measured functions (the allocator consolidates
     // what loading the policy freed on the first large allocation).
     let mut bytes = policy.rewrite(&alice, &sql, &opts).unwrap().sql.len();

@@ -37,7 +37,14 @@ macro_rules! outln {
 #[command(
     name = "sqlsandbox",
     version,
-    about = "Row- and column-level security compiler for SQL analytics"
+    about = "Row- and column-level security compiler for SQL analytics",
+    long_about = "Row- and column-level security compiler for SQL analytics.\n\n\
+        The policy comes from --policy FILE (`-`: standard input), else the \
+        SQLSANDBOX_POLICY environment variable, else sqlsandbox.yaml in the \
+        current directory. Exit codes: 0 done, 1 refused (or a failed check), \
+        2 bad input or usage. Diagnostics are coloured only on a terminal and \
+        when NO_COLOR is unset or empty; with --format json, errors are JSON \
+        on standard output."
 )]
 struct Cli {
     /// Print only what was asked for and errors: no warnings, notes or
@@ -859,7 +866,9 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
                 }
                 TextOrJson::Json => outln!(
                     "{}",
-                    json(&serde_json::json!({"file": loaded.name, "ok": !failed, "findings": findings}))
+                    json(
+                        &serde_json::json!({"file": loaded.name, "ok": !failed, "findings": findings})
+                    )
                 ),
             }
             Ok(if failed {
@@ -1221,7 +1230,10 @@ fn report(mut failure: Failure, ui: &Ui) -> ExitCode {
             error,
             source,
             hint,
-        } => (error_diagnostic(error, source.as_ref(), hint), error.is_refusal()),
+        } => (
+            error_diagnostic(error, source.as_ref(), hint),
+            error.is_refusal(),
+        ),
     };
     if ui.json {
         // Standard output, like the JSON of a success: one document to parse.
@@ -1302,8 +1314,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
-                || !json_requested(&args)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) || !json_requested(&args)
             {
                 e.exit();
             }

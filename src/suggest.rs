@@ -46,7 +46,10 @@ pub(crate) fn serde_message(message: &str) -> String {
     };
     let Some(bad) = ["unknown field `", "unknown variant `"]
         .iter()
-        .find_map(|p| head.split_once(p).and_then(|(_, rest)| rest.split('`').next()))
+        .find_map(|p| {
+            head.split_once(p)
+                .and_then(|(_, rest)| rest.split('`').next())
+        })
     else {
         return message.to_string();
     };

@@ -21,10 +21,7 @@ fn fingerprint_separates_principals_and_is_stable() {
     assert_ne!(fa, p.rewrite(&carol, q, &o).unwrap().fingerprint);
     // With bind parameters the SQL text is the same for alice and bob, so
     // the fingerprint is what keeps their cached results apart.
-    let po = Options {
-        params: true,
-        ..Options::default()
-    };
+    let po = Options::default().with_params(true);
     let (ra, rb) = (
         p.rewrite(&alice, q, &po).unwrap(),
         p.rewrite(&bob, q, &po).unwrap(),
@@ -102,10 +99,7 @@ groups:
         .rewrite(
             &who,
             "SELECT * FROM t",
-            &Options {
-                params: true,
-                ..Options::default()
-            },
+            &Options::default().with_params(true),
         )
         .unwrap();
     // Literal tokens of the inline version, in text order, must equal the
@@ -170,10 +164,7 @@ fn limits_are_enforced_without_panics() {
         Err(e) => assert_eq!(e.code(), "SB404"),
         Ok(_) => panic!("a 1.2 MB query passed the default 1 MiB limit"),
     }
-    let o = Options {
-        max_sql_bytes: 10 << 20,
-        ..Options::default()
-    };
+    let o = Options::default().with_max_sql_bytes(10 << 20);
     assert!(p.rewrite(&alice, &big, &o).is_ok());
 }
 
@@ -215,10 +206,7 @@ fn recheck_catches_unsandboxed_sql() {
             .unwrap_or_else(|e| panic!("{good}: {e}"));
     }
     // With `fence: never`, unfenced sandboxes pass whatever the query holds.
-    let never = Options {
-        fence: Some(sqlsandbox::FenceMode::Never),
-        ..Options::default()
-    };
+    let never = Options::default().with_fence(sqlsandbox::FenceMode::Never);
     p.recheck(
         &alice,
         "SELECT * FROM (SELECT * FROM public.orders WHERE tenant_id = 42) AS orders WHERE 1 / (total - total) = 0",

@@ -242,10 +242,7 @@ fn user(policy: &Policy, name: &str) -> Principal {
 
 fn compile(policy: &Policy, who: &Principal, question: &str) -> sqlsandbox::Result<String> {
     let q = sqlsandbox::builder::parse_question_yaml(question)?;
-    let opts = Options {
-        dialect: Some(Dialect::Sqlite),
-        ..Options::default()
-    };
+    let opts = Options::default().with_dialect(Dialect::Sqlite);
     policy.rewrite_builder(who, &q, &opts).map(|r| r.sql)
 }
 
@@ -769,10 +766,7 @@ fn malformed_questions_never_panic() {
                     Dialect::Sqlite,
                     Dialect::Generic,
                 ] {
-                    let opts = Options {
-                        dialect: Some(dialect),
-                        ..Options::default()
-                    };
+                    let opts = Options::default().with_dialect(dialect);
                     runs += 1;
                     if let Err(sqlsandbox::Error::Builder { path, .. }) =
                         policy.rewrite_builder(&who, &q, &opts)

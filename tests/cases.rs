@@ -6,9 +6,16 @@
 //!
 //! Every rewritten SQL is parsed again in the same dialect and must print
 //! identically (the round trip sqlparser's own tests use).
+//!
+//! Each fixture is its own test (libtest-mimic, `harness = false`), named
+//! by its path under `tests/cases/`: `cargo test --test cases -- basic/`
+//! runs one folder, and a failure names its fixture. The snapshot names are
+//! those `insta::glob!` gave them (`cases@basic__x.yaml`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Failed, Trial};
 
 use serde::Deserialize;
 use sqlparser::parser::Parser;
@@ -106,15 +113,18 @@ fn principal(case: &Case, policy: &Policy) -> Result<Principal, sqlsandbox::Erro
             policy,
             "caller",
             gs.iter().map(String::as_str),
-            case.attributes.iter().map(|(k, v)| {
-                (
-                    k.clone(),
-                    AttributeValue::from_yaml(v).expect("attribute value"),
-                )
-            }),
+            case.attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), yaml_value(v).expect("attribute value"))),
         ),
         _ => panic!("a case needs `user`, `groups`, `claims`, `api_key` or `anonymous`"),
     }
+}
+
+/// A YAML attribute value, through its JSON form (serde_yaml is not in
+/// the library's public API).
+fn yaml_value(v: &serde_yaml::Value) -> Option<AttributeValue> {
+    AttributeValue::from_json(&serde_json::to_value(v).ok()?)
 }
 
 fn run(case: &Case, root: &Path) -> (bool, String) {
@@ -178,15 +188,15 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
         None | Some("rewrite") | Some("rewrite-json") => {}
         Some(other) => panic!("unknown command `{other}`"),
     }
-    let opts = Options {
-        dialect: case.dialect.as_deref().map(|d| d.parse().expect("dialect")),
-        database: case.database.clone(),
-        params: case.params,
-        fence: case
+    let opts = {
+        let mut o = Options::default().with_params(case.params);
+        o.dialect = case.dialect.as_deref().map(|d| d.parse().expect("dialect"));
+        o.database = case.database.clone();
+        o.fence = case
             .fence
             .as_deref()
-            .map(|f| f.parse().expect("fence mode")),
-        ..Options::default()
+            .map(|f| f.parse().expect("fence mode"));
+        o
     };
     let result = match (&case.sql, &case.question, &case.builder) {
         (Some(sql), None, None) => policy.rewrite(&principal, sql, &opts),
@@ -198,12 +208,7 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
             let vars = case
                 .vars
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        AttributeValue::from_yaml(v).expect("variable value"),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), yaml_value(v).expect("variable value")))
                 .collect();
             policy.rewrite_question(&principal, q, &vars, &opts)
         }
@@ -214,11 +219,12 @@ fn run(case: &Case, root: &Path) -> (bool, String) {
             round_trip(&out.sql, out.dialect);
             if !case.params {
                 // Print, parse again, and prove the sandboxes are all there.
-                let again = Options {
-                    database: Some(out.database.clone()),
-                    dialect: Some(out.dialect),
-                    fence: opts.fence,
-                    ..Options::default()
+                let again = {
+                    let mut o = Options::default()
+                        .with_database(out.database.clone())
+                        .with_dialect(out.dialect);
+                    o.fence = opts.fence;
+                    o
                 };
                 policy
                     .recheck(&principal, &out.sql, &again)
@@ -302,42 +308,93 @@ fn round_trip(sql: &str, dialect: Dialect) {
     }
 }
 
-#[test]
-fn cases() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut failures = Vec::new();
-    insta::with_settings!({
-        snapshot_path => root.join("snapshots"),
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        insta::glob!("cases/**/*.yaml", |path| {
-            let text = std::fs::read_to_string(path).unwrap();
-            let case: Case = serde_yaml::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let (ok, out) = run(&case, root);
-            let expected_ok = match case.expect.as_str() {
-                "rewrite" | "load" => true,
-                "refuse" | "reject" => false,
-                other => panic!("{}: unknown expect `{other}`", path.display()),
-            };
-            if ok != expected_ok {
-                failures.push(format!(
-                    "{}: expected `{}` ({}), got:\n{out}",
-                    path.display(),
-                    case.expect,
-                    case.why
-                ));
-            }
-            insta::assert_snapshot!(format!("{}\n-- why: {}", out, case.why));
-        });
-    });
-    assert!(
-        failures.is_empty(),
-        "{} cases had the wrong outcome:\n{}",
-        failures.len(),
-        failures.join("\n\n")
+/// One fixture: its outcome kind must match `expect`, and its output the
+/// snapshot.
+fn case(root: &Path, path: &Path) -> Result<(), Failed> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let case: Case = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let expected_ok = match case.expect.as_str() {
+        "rewrite" | "load" => true,
+        "refuse" | "reject" => false,
+        other => return Err(format!("unknown expect `{other}`").into()),
+    };
+    let (ok, out) = run(&case, root);
+    let rel = path
+        .strip_prefix(root.join("tests/cases"))
+        .map_err(|e| e.to_string())?;
+    let name = format!(
+        "cases@{}",
+        rel.to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "__")
     );
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(root.join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_input_file(path);
+    settings.bind(|| {
+        insta::assert_snapshot!(name, format!("{}\n-- why: {}", out, case.why));
+    });
+    if ok != expected_ok {
+        return Err(format!("expected `{}` ({}), got:\n{out}", case.expect, case.why).into());
+    }
+    Ok(())
+}
+
+/// Every `*.yaml` under `dir`, sorted.
+fn fixtures(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            fixtures(&p, out);
+        } else if p.extension().is_some_and(|e| e == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+/// A test body that may panic (insta, the helpers): a panic is a failure.
+fn catching(f: impl FnOnce() -> Result<(), Failed>) -> Result<(), Failed> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into());
+        Err(msg.into())
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    fixtures(&root.join("tests/cases"), &mut paths);
+    let mut trials: Vec<Trial> = paths
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .strip_prefix(root.join("tests/cases"))
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            Trial::test(name, move || catching(|| case(root, &path)))
+        })
+        .collect();
+    trials.push(Trial::test(
+        "builder_functions_are_on_every_dialects_list",
+        move || {
+            catching(|| {
+                builder_functions_are_on_every_dialects_list();
+                Ok(())
+            })
+        },
+    ));
+    libtest_mimic::run(&args, trials).exit();
 }
 
 /// Every function the query builder emits must be on the allow-list of the
@@ -345,7 +402,6 @@ fn cases() {
 /// every dialect (its policy's `dialect:` swapped), and none may be refused
 /// by the function check (SB402). Other refusals (an operator a dialect
 /// lacks, a schema the swap broke) are not this test's business.
-#[test]
 fn builder_functions_are_on_every_dialects_list() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut compiled = BTreeMap::<&str, usize>::new();
@@ -370,9 +426,10 @@ fn builder_functions_are_on_every_dialects_list() {
             let Ok(principal) = principal(&case, &policy) else {
                 continue;
             };
-            let opts = Options {
-                database: case.database.clone(),
-                ..Options::default()
+            let opts = {
+                let mut o = Options::default();
+                o.database = case.database.clone();
+                o
             };
             match policy.rewrite_builder(&principal, &question, &opts) {
                 Ok(_) => *compiled.entry(dialect.name()).or_default() += 1,

@@ -264,6 +264,7 @@ fn backend(test: &str) -> Option<Maria> {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_MYSQL_URL"]
 fn the_oracle_shows_each_user_exactly_their_rows() {
     let Some(mut b) = backend("oracle check") else {
         return;
@@ -276,6 +277,7 @@ fn the_oracle_shows_each_user_exactly_their_rows() {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_MYSQL_URL"]
 fn corpus_matches_per_user_views() {
     let Some(mut b) = backend("corpus") else {
         return;
@@ -288,6 +290,7 @@ fn corpus_matches_per_user_views() {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_MYSQL_URL"]
 fn generated_queries_match_per_user_views() {
     let Some(mut b) = backend("generated queries") else {
         return;
@@ -298,6 +301,7 @@ fn generated_queries_match_per_user_views() {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_MYSQL_URL"]
 fn hostile_attribute_values_select_exactly_their_rows() {
     let Some(mut b) = backend("hostile values") else {
         return;

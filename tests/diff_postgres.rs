@@ -353,6 +353,7 @@ fn backend(test: &str) -> Option<Pg> {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn the_oracle_shows_each_user_exactly_their_rows() {
     let Some(mut b) = backend("oracle check") else {
         return;
@@ -373,6 +374,7 @@ fn the_oracle_shows_each_user_exactly_their_rows() {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn corpus_matches_row_level_security() {
     let Some(mut b) = backend("corpus") else {
         return;
@@ -385,6 +387,7 @@ fn corpus_matches_row_level_security() {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn generated_queries_match_row_level_security() {
     let Some(mut b) = backend("generated queries") else {
         return;
@@ -395,6 +398,7 @@ fn generated_queries_match_row_level_security() {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn hostile_attribute_values_select_exactly_their_rows() {
     let Some(mut b) = backend("hostile values") else {
         return;
@@ -415,6 +419,7 @@ const REPEATED_SUBQUERIES: &[&str] = &[
 ];
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn repeated_subqueries_with_bind_parameters() {
     let Some(mut b) = backend("repeated subqueries") else {
         return;

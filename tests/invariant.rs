@@ -95,10 +95,7 @@ fn no_generated_query_leaks() {
     let policy = common::saas_policy();
     let alice = Principal::from_user(&policy, "alice").unwrap();
     let db = common::sqlite();
-    let opts = Options {
-        dialect: Some(Dialect::Sqlite),
-        ..Options::default()
-    };
+    let opts = Options::default().with_dialect(Dialect::Sqlite);
     let stats = std::cell::Cell::new((0usize, 0usize, 0usize)); // ran, refused, db error
     let bump = |i: usize| {
         let mut s = stats.get();
@@ -167,10 +164,7 @@ fn arbitrary_text_never_panics() {
     runner
         .run(&strat, |sql| {
             for d in Dialect::ALL {
-                let opts = Options {
-                    dialect: Some(d),
-                    ..Options::default()
-                };
+                let opts = Options::default().with_dialect(d);
                 let _ = policy.rewrite(&alice, &sql, &opts);
             }
             Ok(())
@@ -194,10 +188,7 @@ fn markers_detect_unsandboxed_reads() {
     }
     let policy = common::saas_policy();
     let alice = Principal::from_user(&policy, "alice").unwrap();
-    let opts = Options {
-        dialect: Some(Dialect::Sqlite),
-        ..Options::default()
-    };
+    let opts = Options::default().with_dialect(Dialect::Sqlite);
     for t in ["orders", "events", "accounts", "products"] {
         let out = policy
             .rewrite(&alice, &format!("SELECT * FROM {t}"), &opts)

@@ -83,6 +83,7 @@ fn explain(c: &mut postgres::Client, sql: &str) -> Value {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn probes_cannot_see_through_the_fence() {
     common::with_pg_dataset(
         "probes_cannot_see_through_the_fence",

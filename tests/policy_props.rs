@@ -344,10 +344,7 @@ users:
     )
     .unwrap();
     let u = sqlsandbox::Principal::from_user(&policy, "u").unwrap();
-    let opts = sqlsandbox::Options {
-        dialect: Some(sqlsandbox::Dialect::Mysql),
-        ..sqlsandbox::Options::default()
-    };
+    let opts = sqlsandbox::Options::default().with_dialect(sqlsandbox::Dialect::Mysql);
     if let Ok(out) = policy.rewrite(&u, "SELECT * FROM events", &opts) {
         assert!(
             !out.sql.contains("\"region\""),

@@ -299,11 +299,9 @@ fn short(s: &str) -> String {
 }
 
 fn options(params: bool) -> Options {
-    Options {
-        dialect: Some(Dialect::Sqlite),
-        params,
-        ..Options::default()
-    }
+    Options::default()
+        .with_dialect(Dialect::Sqlite)
+        .with_params(params)
 }
 
 /// Rewrites `sql` for `who` in both modes (literals and bind parameters),

@@ -260,10 +260,7 @@ proptest! {
         let (policy, alice) = setup();
         // Fenced, with conditions moved into the sandboxes: the most
         // elaborate form a sandbox takes.
-        let opts = Options {
-            fence: Some(sqlsandbox::FenceMode::Always),
-            ..Options::default()
-        };
+        let opts = Options::default().with_fence(sqlsandbox::FenceMode::Always);
         let out = policy.rewrite(&alice, CORPUS[which], &opts).unwrap();
         let mut q = parse(&out.sql);
         prop_assume!(mutate(&mut q, m, n));

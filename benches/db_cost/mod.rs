@@ -315,10 +315,7 @@ fn run_one(
         label: db.label(),
         ..DbReport::default()
     };
-    let opts = sqlsandbox::Options {
-        database: Some(db.policy_db().to_string()),
-        ..sqlsandbox::Options::default()
-    };
+    let opts = sqlsandbox::Options::default().with_database(db.policy_db().to_string());
     for shape in shapes {
         match run_shape(db, cfg, policy, principal, &opts, shape) {
             Ok(m) => report.measures.push(m),

@@ -25,10 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else { return };
     let (policy, alice) = setup();
     for d in Dialect::ALL {
-        let opts = Options {
-            dialect: Some(d),
-            ..Options::default()
-        };
+        let opts = Options::default().with_dialect(d);
         if let Ok(out) = policy.rewrite(alice, sql, &opts) {
             if let Err(e) = policy.recheck(alice, &out.sql, &opts) {
                 panic!("re-check failed ({d}): {e}\ninput:  {sql}\noutput: {}", out.sql);

@@ -62,10 +62,7 @@ pub trait Backend {
 }
 
 fn options(params: bool) -> Options {
-    Options {
-        params,
-        ..Options::default()
-    }
+    Options::default().with_params(params)
 }
 
 fn short(s: &str) -> String {
@@ -177,9 +174,10 @@ pub fn compare(
         (true, None),
         (false, Some(sqlsandbox::FenceMode::Always)),
     ] {
-        let opts = Options {
-            fence,
-            ..options(params)
+        let opts = {
+            let mut o = options(params);
+            o.fence = fence;
+            o
         };
         let rw = policy.rewrite(principal, &sql, &opts).map_err(|e| {
             context(&format!(

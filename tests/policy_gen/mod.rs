@@ -958,10 +958,7 @@ pub fn query(spec: &Spec, choices: &[u16]) -> GenQuery {
 
 /// Options for the SQLite rewrite.
 pub fn sqlite_opts() -> Options {
-    Options {
-        dialect: Some(Dialect::Sqlite),
-        ..Options::default()
-    }
+    Options::default().with_dialect(Dialect::Sqlite)
 }
 
 /// Loads the spec's policy: a question CTE named like a declared table must
@@ -1001,10 +998,7 @@ pub fn check_static(
     sql: &str,
 ) -> Result<Option<String>, String> {
     for d in [Dialect::Postgres, Dialect::Mysql, Dialect::Generic] {
-        let opts = Options {
-            dialect: Some(d),
-            ..Options::default()
-        };
+        let opts = Options::default().with_dialect(d);
         if let Ok(out) = policy.rewrite(user, sql, &opts) {
             policy
                 .recheck(user, &out.sql, &opts)
