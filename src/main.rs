@@ -377,15 +377,18 @@ enum ExportFormat {
     Mysql,
 }
 
+/// A library error; `source` is the text its position points into (the
+/// policy, or the query: name and text), `hint` a "did you mean" to append.
+struct SbFailure {
+    error: Error,
+    source: Option<(String, String)>,
+    hint: String,
+}
+
 /// Why a command stopped.
 enum Failure {
-    /// A library error; `source` is the text its position points into (the
-    /// policy, or the query), `hint` a "did you mean" to append.
-    Sb {
-        error: Error,
-        source: Option<(String, String)>,
-        hint: String,
-    },
+    /// A library error.
+    Sb(Box<SbFailure>),
     /// Bad command-line use that clap cannot see (exit 2, with usage).
     Usage(Box<clap::Error>),
     /// Standard output was closed (`sqlsandbox … | head`): stop quietly.
@@ -396,22 +399,22 @@ enum Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure::Sb {
+        Failure::Sb(Box::new(SbFailure {
             error,
             source: None,
             hint: String::new(),
-        }
+        }))
     }
 }
 
 impl Failure {
     /// `error`, whose position points into `text` (named `name`).
     fn in_source(error: Error, name: &str, text: &str) -> Self {
-        Failure::Sb {
+        Failure::Sb(Box::new(SbFailure {
             error,
             source: Some((name.to_string(), text.to_string())),
             hint: String::new(),
-        }
+        }))
     }
 
     /// `error` with "did you mean" for an unknown user, group, database or
@@ -430,11 +433,11 @@ impl Failure {
             }
             _ => String::new(),
         };
-        Failure::Sb {
+        Failure::Sb(Box::new(SbFailure {
             error,
             source: None,
             hint,
-        }
+        }))
     }
 }
 
@@ -1195,15 +1198,10 @@ fn json_requested(args: &[std::ffi::OsString]) -> bool {
 fn report(mut failure: Failure, ui: &Ui) -> ExitCode {
     // A policy error from a file read elsewhere (diff): read it again for
     // the snippet.
-    if let Failure::Sb {
-        error,
-        source: source @ None,
-        ..
-    } = &mut failure
-    {
-        if let Some(l) = error.location() {
+    if let Failure::Sb(f) = &mut failure {
+        if let (None, Some(l)) = (&f.source, f.error.location()) {
             if let Ok(text) = std::fs::read_to_string(&l.file) {
-                *source = Some((l.file.clone(), text));
+                f.source = Some((l.file.clone(), text));
             }
         }
     }
@@ -1226,13 +1224,9 @@ fn report(mut failure: Failure, ui: &Ui) -> ExitCode {
             },
             false,
         ),
-        Failure::Sb {
-            error,
-            source,
-            hint,
-        } => (
-            error_diagnostic(error, source.as_ref(), hint),
-            error.is_refusal(),
+        Failure::Sb(f) => (
+            error_diagnostic(&f.error, f.source.as_ref(), &f.hint),
+            f.error.is_refusal(),
         ),
     };
     if ui.json {
