@@ -155,3 +155,51 @@ pub fn stderr_color() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diagnostic(source: &str) -> Diagnostic<'_> {
+        Diagnostic {
+            severity: Severity::Warning,
+            code: "L009".into(),
+            message: "something".into(),
+            position: Some(Position {
+                path: "p.yaml".into(),
+                line: Some(2),
+                column: Some(3),
+            }),
+            source: Some(source),
+        }
+    }
+
+    #[test]
+    fn one_format_with_snippet_and_caret() {
+        let d = diagnostic("version: 1\n  dave: {groups: [g]}\n");
+        assert_eq!(
+            d.to_text(false),
+            "p.yaml:2:3: warning[L009]: something\n  |\n2 |   dave: {groups: [g]}\n  |   ^^^^"
+        );
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let d = diagnostic("version: 1\n  dave: {groups: [g]}\n");
+        assert!(!d.to_text(false).contains('\u{1b}'));
+        assert!(d.to_text(true).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn positions_past_the_text_print_no_snippet() {
+        let mut d = diagnostic("short\n");
+        d.position = Some(Position {
+            path: "p.yaml".into(),
+            line: Some(9),
+            column: Some(99),
+        });
+        assert_eq!(d.to_text(false), "p.yaml:9:99: warning[L009]: something");
+        let d = diagnostic("x\n  ümlaut: 1\n");
+        assert!(d.to_text(false).contains("^^^^^^"), "{}", d.to_text(false));
+    }
+}
