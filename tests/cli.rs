@@ -132,7 +132,7 @@ fn policy_errors_name_the_key_with_a_snippet() {
     );
     assert!(
         err.contains(
-            "unknown field `sandbx`, expected `sandbox` or `rules`; did you mean `sandbox`?"
+            "unknown field `sandbx`, expected one of `sandbox`, `rules`, `masks`; did you mean `sandbox`?"
         ),
         "{err}"
     );

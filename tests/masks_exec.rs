@@ -856,6 +856,7 @@ impl Engine for Pg {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
 fn masks_on_postgres() {
     let Some(url) = server_url("SQLSANDBOX_PG_URL", "PostgreSQL mask tests") else {
         return;
@@ -986,6 +987,7 @@ impl Engine for Maria {
 }
 
 #[test]
+#[ignore = "needs SQLSANDBOX_MYSQL_URL"]
 fn masks_on_mariadb() {
     use mysql::prelude::Queryable;
     let Some(url) = server_url("SQLSANDBOX_MYSQL_URL", "MariaDB mask tests") else {
