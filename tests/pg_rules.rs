@@ -837,9 +837,11 @@ fn run_case(
                         // No group grants a table the query reads: the user
                         // must see none of its rows natively.
                         let msg = e.to_string();
-                        let table = ["document", "category", "member"]
-                            .into_iter()
-                            .find(|t| msg.contains(&format!("{s}.{t}")));
+                        // Named as the query (or the rule) wrote it.
+                        let table = ["document", "category", "member"].into_iter().find(|t| {
+                            msg.contains(&format!("table {t}:"))
+                                || msg.contains(&format!("table {s}.{t}:"))
+                        });
                         match table {
                             Some(t) if !case.reads(u, query, t) => problems.push(context(format!(
                                 "sqlsandbox refused [{}] {e}, but neither the query nor a rule the user reads as invoker reads {t}",

@@ -291,7 +291,7 @@ fn sqlite_file_fixture_builder_file_and_anonymous() {
     std::fs::write(
         &file,
         format!(
-            "policy: {}\nfixture: helpdesk.sqlite\ncases:\n  - name: builder file\n    user: ana\n    builder: count.yaml\n    expect:\n      rows: [[2]]\n  - name: wrong count\n    user: ben\n    builder: count.yaml\n    expect:\n      rows: [[2]]\n  - name: anonymous\n    anonymous: true\n    builder: count.yaml\n    expect: {{refused: SB201}}\n",
+            "policy: {}\nfixture: helpdesk.sqlite\ncases:\n  - name: builder file\n    user: ana\n    builder: count.yaml\n    expect:\n      rows: [[2]]\n  - name: wrong count\n    user: ben\n    builder: count.yaml\n    expect:\n      rows: [[2]]\n  - name: anonymous\n    anonymous: true\n    builder: count.yaml\n    expect: {{refused: SB207}}\n",
             policy.display()
         ),
     )
