@@ -195,20 +195,20 @@ impl Backend for Maria {
         )
     }
 
-    /// MariaDB 10.11 (seen on 10.11.19) returns too few rows for a join of
-    /// merged derived tables with a window function and a correlated EXISTS
-    /// when it turns the EXISTS into a semi-join (`exists_to_in`); the same
-    /// query over base tables, or with the setting off, is right. Sandboxes
-    /// are derived tables, so the corpus can meet it (README: Known engine
-    /// bugs).
+    /// MariaDB 10.11 (seen on 10.11.19) returns too few rows (often none)
+    /// for a query with a window function over merged derived tables and
+    /// a correlated `EXISTS` or an `IN (SELECT …)` that it runs as a
+    /// materialised semi-join; the same query over base tables, or with
+    /// `materialization=off`, is right. Sandboxes are derived tables, so
+    /// the corpus can meet it (README: Known engine bugs).
     fn run_app_sidestepping_bug(
         &mut self,
         sql: &str,
         params: &[BoundParam],
     ) -> Option<(&'static str, Result<Rows, String>)> {
-        let sql = format!("SET STATEMENT optimizer_switch='exists_to_in=off' FOR {sql}");
+        let sql = format!("SET STATEMENT optimizer_switch='materialization=off' FOR {sql}");
         Some((
-            "MariaDB exists_to_in wrong-result bug",
+            "MariaDB semi-join materialisation wrong-result bug",
             run(
                 &mut self.app,
                 &sql,
