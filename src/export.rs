@@ -1005,17 +1005,9 @@ fn check_prefix(p: &str, what: &str) -> Result<()> {
     }
 }
 
-/// The PostgreSQL type a sandbox value is cast to.
+/// The PostgreSQL type a sandbox value is cast to (as the masks' casts).
 fn pg_type(ty: ColumnType) -> &'static str {
-    match ty {
-        ColumnType::Integer => "bigint",
-        ColumnType::Decimal => "numeric",
-        ColumnType::Text => "text",
-        ColumnType::Boolean => "boolean",
-        ColumnType::Date => "date",
-        ColumnType::Timestamp => "timestamp",
-        ColumnType::Uuid => "uuid",
-    }
+    crate::policy::mask::pg_type(ty)
 }
 
 /// A double-quoted PostgreSQL identifier; refuses names PostgreSQL would

@@ -146,7 +146,7 @@ const UNITS: &[(&str, bool, &str, &str, &str)] = &[
 ];
 
 /// PostgreSQL's name of a declared type, for a cast.
-fn pg_type(ty: ColumnType) -> &'static str {
+pub(crate) fn pg_type(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Integer => "bigint",
         ColumnType::Decimal => "numeric",
