@@ -382,11 +382,7 @@ pub fn check_question(policy: &Policy, principal: &Principal, q: &Question) -> R
         object: format!("question `{}`", q.name),
         reason,
     };
-    let Some(collection) = &q.collection else {
-        return Err(denied(
-            "it is in no collection, so only administrators may run it".into(),
-        ));
-    };
+    let collection = &q.collection;
     if collection_level(policy, principal, collection) < CollectionLevel::View {
         return Err(denied(format!(
             "no group of [{}] may view collection `{collection}`",

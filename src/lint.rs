@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::access::{self, collection_level, group_grant};
 use crate::bind::{coerce, Target};
-use crate::policy::{
+use crate::policy::{ROOT_COLLECTION, 
     locate::locate, CollectionLevel, DbGrant, Policy, SandboxKind, TableGrant, ALL_USERS,
 };
 use crate::principal::Principal;
@@ -303,7 +303,7 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
         let Some(q) = policy.questions.get(qname) else {
             continue;
         };
-        let Some(c) = &q.collection else { continue };
+        let c = &q.collection;
         let Some(db) = policy.databases.get(&q.database) else {
             continue;
         };
@@ -417,9 +417,15 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
         used_attrs.extend(db.impersonation.iter().map(|i| i.attribute.clone()));
     }
     for (name, q) in &policy.questions {
-        if !used_questions.contains(name) && q.collection.is_none() {
+        if !used_questions.contains(name)
+            && q.collection == ROOT_COLLECTION
+            && !policy
+                .groups
+                .values()
+                .any(|g| g.collection_level(ROOT_COLLECTION) > Some(CollectionLevel::None))
+        {
             l.push("L006", Severity::Info, &["questions", name], format!(
-                "question `{name}` is used by no sandbox and is in no collection: nobody but administrators can run it"
+                "question `{name}` is used by no sandbox and is in the root collection, which no group may view: nobody but administrators can run it"
             ));
         }
     }

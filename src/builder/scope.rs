@@ -282,12 +282,19 @@ impl<'n> Compiler<'_> {
     /// same database, no variables; its SQL is sandboxed by the rewrite.
     fn question_source(&self, n: &Node, alias: &str) -> Result<(Source, Box<TableFactor>)> {
         let name = n.str("a saved question name")?;
-        let q = self
-            .policy
-            .questions
-            .get(name)
-            .ok_or_else(|| n.err(format!("unknown saved question `{name}`")))?;
-        access::check_question(self.policy, self.principal, q)?;
+        // Non-administrators get one answer for a question that does not
+        // exist and one they may not run (no enumeration of collections).
+        let q = match self.policy.questions.get(name) {
+            Some(q) => q,
+            None if !self.principal.is_admin() => {
+                return Err(access::invisible_question(self.principal, name))
+            }
+            None => return Err(n.err(format!("unknown saved question `{name}`"))),
+        };
+        access::check_question(self.policy, self.principal, q).map_err(|e| match e {
+            crate::Error::AccessDenied { .. } => access::invisible_question(self.principal, name),
+            other => other,
+        })?;
         if q.database != self.db.name {
             return Err(n.err(format!(
                 "saved question `{name}` runs on database `{}`, not `{}`",

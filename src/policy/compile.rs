@@ -215,7 +215,26 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     }
 
     let mut collections = BTreeMap::new();
+    collections.insert(
+        ROOT_COLLECTION.to_string(),
+        Collection {
+            name: ROOT_COLLECTION.to_string(),
+            parent: None,
+        },
+    );
     for (name, c) in &raw.collections {
+        if name == ROOT_COLLECTION {
+            return Err(cx.err(
+                &["collections", name],
+                format!("`{ROOT_COLLECTION}` is the root collection (Metabase's \"Our analytics\"): it always exists and is not declared; grant it in a group's `collections:` and put questions in it with `collection: {ROOT_COLLECTION}` or no collection"),
+            ));
+        }
+        if c.parent.as_deref() == Some(ROOT_COLLECTION) {
+            return Err(cx.err(
+                &["collections", name, "parent"],
+                format!("a collection without `parent:` is already in the root collection; `parent: {ROOT_COLLECTION}` is refused because the root's permissions do not flow down to top-level collections"),
+            ));
+        }
         if let Some(parent) = &c.parent {
             if !raw.collections.contains_key(parent) {
                 return Err(cx.err(
@@ -255,13 +274,15 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 format!("question `{name}` names unknown database `{}`", q.database),
             )
         })?;
-        if let Some(c) = &q.collection {
-            if !collections.contains_key(c) {
-                return Err(cx.err(
-                    &["questions", name, "collection"],
-                    format!("question `{name}` names unknown collection `{c}`"),
-                ));
-            }
+        let collection = q.collection.as_deref().unwrap_or(ROOT_COLLECTION);
+        if !collections.contains_key(collection) {
+            return Err(cx.err(
+                &["questions", name, "collection"],
+                format!(
+                    "question `{name}` names unknown collection `{collection}`{}",
+                    did_you_mean(collection, collections.keys().map(String::as_str))
+                ),
+            ));
         }
         let (text, variables) = question::substitute_variables(&q.sql).map_err(|m| {
             cx.err(
@@ -329,7 +350,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             Arc::new(Question {
                 name: name.clone(),
                 database: q.database.clone(),
-                collection: q.collection.clone(),
+                collection: collection.to_string(),
                 sql: q.sql.clone(),
                 query,
                 variables,

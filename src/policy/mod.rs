@@ -484,8 +484,8 @@ pub struct Question {
     pub name: String,
     /// The database it runs on.
     pub database: String,
-    /// Its collection, if any.
-    pub collection: Option<String>,
+    /// Its collection: [`ROOT_COLLECTION`] when the policy names none.
+    pub collection: String,
     /// The SQL text as written.
     pub sql: String,
     /// The parsed query; `{{var}}` appear as identifiers `VAR_PREFIX + var`.
@@ -504,10 +504,17 @@ pub struct Question {
     pub(crate) untyped: Vec<String>,
 }
 
+/// The root collection, Metabase's "Our analytics": always present, it holds
+/// the questions that name no collection and top-level collections. A
+/// group's grant on it covers the questions directly in it only; top-level
+/// collections do not inherit it (so a grant on the root never opens every
+/// collection).
+pub const ROOT_COLLECTION: &str = "root";
+
 /// A collection of saved questions.
 #[derive(Debug)]
 pub struct Collection {
-    /// Its name.
+    /// Its name ([`ROOT_COLLECTION`] for the root collection).
     pub name: String,
     /// Parent collection.
     pub parent: Option<String>,
