@@ -169,11 +169,12 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         raw.on_denied.as_deref(),
         OnDenied::Error,
     )?;
+    let policy_combine = combine(&cx, &["combine"], raw.combine.as_deref(), Combine::Error)?;
     let mut databases = BTreeMap::new();
     for (name, db) in &raw.databases {
         databases.insert(
             name.clone(),
-            compile_database(&cx, name, db, policy_denied)?,
+            compile_database(&cx, name, db, policy_denied, policy_combine)?,
         );
     }
     // Routing destinations that name a policy database must share the
@@ -771,6 +772,22 @@ fn type_by_sandboxes(
     Ok(())
 }
 
+/// `combine:` as written, or `default`.
+fn combine(cx: &Ctx, path: &[&str], raw: Option<&str>, default: Combine) -> Result<Combine> {
+    match raw {
+        None => Ok(default),
+        Some("error") => Ok(Combine::Error),
+        Some("union") => Ok(Combine::Union),
+        Some(other) => Err(cx.err(
+            path,
+            format!(
+                "`combine` must be `error` or `union`, not `{other}`{}",
+                did_you_mean(other, ["error", "union"])
+            ),
+        )),
+    }
+}
+
 /// `on_denied:` as written, or `default`.
 fn on_denied(cx: &Ctx, path: &[&str], raw: Option<&str>, default: OnDenied) -> Result<OnDenied> {
     match raw {
@@ -789,12 +806,19 @@ fn compile_database(
     name: &str,
     raw: &RawDatabase,
     policy_denied: OnDenied,
+    policy_combine: Combine,
 ) -> Result<Database> {
     let db_denied = on_denied(
         cx,
         &["databases", name, "on_denied"],
         raw.on_denied.as_deref(),
         policy_denied,
+    )?;
+    let db_combine = combine(
+        cx,
+        &["databases", name, "combine"],
+        raw.combine.as_deref(),
+        policy_combine,
     )?;
     let dialect: Dialect = raw.dialect.parse().map_err(|_| {
         cx.err(
@@ -858,16 +882,12 @@ fn compile_database(
         if columns.is_empty() {
             return Err(cx.err(&path, format!("table `{tname}` declares no columns")));
         }
-        let combine = match t.combine.as_deref() {
-            None | Some("error") => Combine::Error,
-            Some("union") => Combine::Union,
-            Some(other) => {
-                return Err(cx.err(
-                    &["databases", name, "tables", tname, "combine"],
-                    format!("`combine` must be `error` or `union`, not `{other}`"),
-                ))
-            }
-        };
+        let combine = combine(
+            cx,
+            &["databases", name, "tables", tname, "combine"],
+            t.combine.as_deref(),
+            db_combine,
+        )?;
         schemas.insert(key.schema.clone());
         if !t.foreign_keys.is_empty() {
             declared_fks.push((key.clone(), tname, &t.foreign_keys));
@@ -1397,7 +1417,7 @@ fn compile_sandbox(
             {
                 return Err(cx.err(
                     &spath,
-                    format!("table `{tname}` has `combine: union`, which ORs conditions on the table's rows; the sandbox question `{qname}` does more than filter the table (`SELECT <its columns> FROM {tname} WHERE …`), so its rows cannot be combined with another sandbox's"),
+                    format!("table `{tname}` has `combine: union` (its own, or its database's or the policy's), which ORs conditions on the table's rows; the sandbox question `{qname}` does more than filter the table (`SELECT <its columns> FROM {tname} WHERE …`), so its rows cannot be combined with another sandbox's"),
                 ));
             }
             if q.database != db.name {

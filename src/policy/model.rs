@@ -93,6 +93,10 @@ pub struct RawPolicy {
     /// `empty` (the table reads as having no rows).
     #[serde(default)]
     pub on_denied: Option<String>,
+    /// How several groups' grants of one table combine, for every table:
+    /// `error` (default) or `union` (databases and tables may override).
+    #[serde(default)]
+    pub combine: Option<String>,
     /// API keys, each scoped to one group.
     #[serde(default)]
     pub api_keys: UMap<RawApiKey>,
@@ -194,6 +198,10 @@ pub struct RawDatabase {
     /// (overrides the policy's).
     #[serde(default)]
     pub on_denied: Option<String>,
+    /// `error` or `union` for this database's tables (overrides the
+    /// policy's; a table's own `combine` overrides this).
+    #[serde(default)]
+    pub combine: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
