@@ -96,6 +96,33 @@ fn example_policies_point_at_the_schema_and_validate() {
     }
 }
 
+/// Every other policy file in the repository that the loader takes (the
+/// diff tests' policies, the benchmark's) validates against the schema too:
+/// what the loader accepts, an editor must not flag.
+#[test]
+fn other_loadable_policies_validate() {
+    let v = validator();
+    let mut paths = vec![root().join("benches/db_cost/policy.yaml")];
+    for entry in std::fs::read_dir(root().join("tests/policy_diff")).expect("dir") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_some_and(|e| e == "yaml") {
+            paths.push(p);
+        }
+    }
+    assert!(paths.len() >= 10, "{paths:?}");
+    let mut loaded = 0;
+    for path in paths {
+        let src = std::fs::read_to_string(&path).expect("read");
+        if sqlsandbox::Policy::from_yaml(&src, &path.display().to_string()).is_err() {
+            continue;
+        }
+        loaded += 1;
+        let errs = errors(&v, &src);
+        assert!(errs.is_empty(), "{}: {errs:#?}", path.display());
+    }
+    assert!(loaded >= 10, "only {loaded} of the policies loaded");
+}
+
 /// Shapes the loader accepts that the examples do not all use: the schema
 /// must accept them too.
 #[test]
@@ -107,9 +134,11 @@ fn accepted_shapes_validate() {
         // custom-sandbox parameters.
         r#"
 version: 1
+combine: error
 databases:
   db:
     dialect: postgres
+    combine: union
     fence: always
     tables:
       t: {columns: {id: integer, tenant: integer}}
