@@ -53,6 +53,17 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Why a catalog (three-part name) destination cannot be used in this
+    /// dialect, or `None` where catalogs exist.
+    pub fn no_catalogs(self) -> Option<&'static str> {
+        match self {
+            Dialect::Postgres => Some("PostgreSQL cannot read another database's tables in a query (\"cross-database references are not implemented\"): route to a database or a schema"),
+            Dialect::Mysql => Some("in MySQL and MariaDB a database is a schema: route with `schema:`"),
+            Dialect::Sqlite => Some("in SQLite an attached database is a schema: route with `schema:`"),
+            Dialect::Generic => None,
+        }
+    }
+
     /// All supported dialects.
     pub const ALL: [Dialect; 4] = [
         Dialect::Postgres,

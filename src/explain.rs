@@ -161,6 +161,14 @@ pub struct DatabaseExplanation {
     /// The routing destination its queries run on (`None`: this database).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// The catalog the destination's tables are read from (three-part
+    /// names), for a catalog destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    /// The schema the destination's tables are read from, for a schema
+    /// destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// The database role its queries run as (connection impersonation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -437,16 +445,19 @@ pub fn explain(policy: &Policy, principal: &Principal) -> Explanation {
         .values()
         .map(|db| {
             let route = crate::routing::route(policy, principal, db);
-            let (destination, role, refused) = match route {
-                Ok(r) => (r.destination, r.role, None),
-                Err(e) => (None, None, Some(format!("[{}] {e}", e.code()))),
+            let (route, refused) = match route {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(format!("[{}] {e}", e.code()))),
             };
+            let route = route.unwrap_or_default();
             DatabaseExplanation {
                 database: db.name.clone(),
                 native: access::check_native(policy, principal, db).is_ok(),
                 builder: access::check_builder(policy, principal, db).is_ok(),
-                destination,
-                role,
+                destination: route.destination,
+                catalog: route.catalog,
+                schema: route.schema,
+                role: route.role,
                 refused,
                 tables: db
                     .tables()
@@ -488,7 +499,14 @@ impl Explanation {
                 }
             );
             if let Some(d) = &db.destination {
-                let _ = writeln!(s, "  routed to destination `{d}`");
+                let mut place = String::new();
+                if let Some(c) = &db.catalog {
+                    place.push_str(&format!(" (catalog `{c}`)"));
+                }
+                if let Some(sc) = &db.schema {
+                    place.push_str(&format!(" (schema `{sc}`)"));
+                }
+                let _ = writeln!(s, "  routed to destination `{d}`{place}");
             }
             if let Some(r) = &db.role {
                 let _ = writeln!(s, "  runs as database role `{r}` (impersonation)");

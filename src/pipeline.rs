@@ -298,9 +298,7 @@ fn rewrite_write(
     );
     let write = rw.write(&mut stmt)?;
     crate::rewrite::write::verify_write(&stmt, &write, dialect, &policy.functions)?;
-    if let Some(schema) = routing::route(policy, principal, db)?.schema {
-        routing::rename_schema(&mut stmt, db, dialect, &schema);
-    }
+    routing::relocate(&mut stmt, db, dialect, &routing::route(policy, principal, db)?);
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -515,9 +513,7 @@ fn rewrite_checked(
             fencing
         }
     };
-    if let Some(schema) = routing::route(policy, principal, db)?.schema {
-        routing::rename_schema(&mut query, db, dialect, &schema);
-    }
+    routing::relocate(&mut query, db, dialect, &routing::route(policy, principal, db)?);
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -589,24 +585,21 @@ pub(crate) fn recheck(
         max_operators: usize::MAX,
         ..opts.clone()
     };
-    // A schema destination: the SQL must name the destination's schema
-    // only; it is proven as the router's SQL it was printed from.
-    let schema = routing::route(policy, principal, db)?.schema;
+    // A schema or catalog destination: the SQL must name the
+    // destination's tables only; it is proven as the router's SQL it was
+    // printed from.
+    let route = routing::route(policy, principal, db)?;
     let (mut query, _, _) = match parse_query(sql, dialect, &reopts) {
         Ok(parsed) => parsed,
         Err(Error::NotReadOnly(_)) if policy.writes => {
             let mut stmt = crate::frontend::sql::parse_write(sql, dialect, &reopts)?;
-            if let Some(s) = &schema {
-                routing::unrename_schema(&mut stmt, db, dialect, s)?;
-            }
+            routing::unrelocate(&mut stmt, db, dialect, &route)?;
             let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
             return rw.recheck_write(&stmt);
         }
         Err(e) => return Err(e),
     };
-    if let Some(s) = &schema {
-        routing::unrename_schema(&mut query, db, dialect, s)?;
-    }
+    routing::unrelocate(&mut query, db, dialect, &route)?;
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
     let sandboxes = rw.all_sandboxes();
     let mode = opts.fence.unwrap_or(db.fence);

@@ -526,6 +526,14 @@ fn describe_route(db: &Database, r: &routing::Route) -> String {
             }
         }
     };
+    // Where the destination's tables are: a changed schema or catalog
+    // reads other tables, so it is a change of route.
+    if let Some(c) = &r.catalog {
+        let _ = write!(s, " in catalog `{c}`");
+    }
+    if let Some(schema) = &r.schema {
+        let _ = write!(s, " in schema `{schema}`");
+    }
     match &r.role {
         Some(role) => {
             let _ = write!(s, " as role `{role}`");

@@ -18,64 +18,152 @@ pub struct Route {
     /// The schema the destination's tables are in (schema-per-tenant):
     /// the rewritten SQL names it instead of the router's.
     pub schema: Option<String>,
+    /// The catalog the destination's tables are in (catalog-per-tenant,
+    /// three-part names): the rewritten SQL names it before the schema.
+    pub catalog: Option<String>,
 }
 
-/// The inverse of [`rename_schema`] for [`crate::Policy::recheck`]: names
-/// `db`'s schema instead of `from` in every relation; refused when a
-/// relation names `db`'s own schema (the destination's SQL reads the
-/// destination's tables only).
-pub(crate) fn unrename_schema<N: sqlparser::ast::VisitMut>(
+impl Route {
+    /// Whether the rewritten SQL names other relations than the router's:
+    /// a schema or a catalog destination.
+    pub fn relocates(&self) -> bool {
+        self.schema.is_some() || self.catalog.is_some()
+    }
+}
+
+/// The inverse of [`relocate`] for [`crate::Policy::recheck`]: the SQL of a
+/// schema or catalog destination is proven as the router's SQL it was
+/// printed from. Every qualified relation must name the destination (its
+/// schema; its catalog and the router's schema); one that names the
+/// router's own relations, or qualifies them otherwise, is refused, and so
+/// is an unqualified name that is not a CTE of the query (it would resolve
+/// in the connection's default schema or catalog, the router's).
+pub(crate) fn unrelocate<N: sqlparser::ast::VisitMut + sqlparser::ast::Visit>(
     node: &mut N,
     db: &Database,
     dialect: Dialect,
-    from: &str,
+    route: &Route,
 ) -> Result<()> {
     use sqlparser::ast::ObjectNamePart;
+    if !route.relocates() {
+        return Ok(());
+    }
     let Some(router) = db.schemas.iter().next() else {
         return Ok(());
     };
-    let from = dialect.normalize(&dialect.ident(from)).into_owned();
+    let ctes = cte_names(node, dialect);
+    let norm = |s: &str| dialect.normalize(&dialect.ident(s)).into_owned();
+    let schema = route.schema.as_deref().map(norm);
+    let catalog = route.catalog.as_deref().map(norm);
     let mut bad = None;
     let _ = sqlparser::ast::visit_relations_mut(node, |name| {
-        let n = name.0.len();
-        if let Some(ObjectNamePart::Identifier(i)) =
-            n.checked_sub(2).and_then(|k| name.0.get_mut(k))
-        {
-            let key = dialect.normalize(i).into_owned();
-            if key == from {
-                *i = dialect.ident(router);
-            } else if db.schemas.contains(&key) {
-                bad = Some(name.to_string());
-                return std::ops::ControlFlow::Break(());
+        let key = |i: &Ident| dialect.normalize(i).into_owned();
+        let ok = match (name.0.as_mut_slice(), &catalog) {
+            ([ObjectNamePart::Identifier(t)], _) => ctes.contains(&key(t)),
+            ([ObjectNamePart::Identifier(c), ObjectNamePart::Identifier(s), _], Some(cat)) => {
+                let want = schema.as_deref().unwrap_or(router.as_str());
+                if key(c) == *cat && key(s) == want {
+                    *s = dialect.ident(router);
+                    true
+                } else {
+                    false
+                }
             }
+            ([ObjectNamePart::Identifier(s), _], None) => match &schema {
+                Some(want) if key(s) == *want => {
+                    *s = dialect.ident(router);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if ok {
+            if catalog.is_some() && name.0.len() == 3 {
+                name.0.remove(0);
+            }
+            std::ops::ControlFlow::Continue(())
+        } else {
+            bad = Some(name.to_string());
+            std::ops::ControlFlow::Break(())
         }
-        std::ops::ControlFlow::Continue(())
     });
+    let target = match (&route.catalog, &route.schema) {
+        (Some(c), Some(s)) => format!("the catalog `{c}` (schema `{s}`)"),
+        (Some(c), None) => format!("the catalog `{c}`"),
+        (None, Some(s)) => format!("the schema `{s}`"),
+        (None, None) => String::new(),
+    };
     match bad {
         Some(name) => Err(Error::Verification(format!(
-            "`{name}` names the router's schema, but this principal's queries run on the schema `{from}`"
+            "`{name}` is not a table of this principal's destination: their queries read {target} only, every table named in it"
         ))),
         None => Ok(()),
     }
 }
 
-/// Names `to` instead of `db`'s schema in every relation of `node` with a
-/// schema part (the rewrite names every table it reads with its schema),
-/// for a schema destination. Runs on the proven tree, before printing.
-pub(crate) fn rename_schema<N: sqlparser::ast::VisitMut>(
+/// The CTE names a query defines anywhere (normalised), for
+/// [`unrelocate`]: a one-part relation name must be one of them.
+fn cte_names<N: sqlparser::ast::Visit>(node: &N, dialect: Dialect) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    struct Ctes<'a> {
+        dialect: Dialect,
+        out: &'a mut std::collections::HashSet<String>,
+    }
+    impl sqlparser::ast::Visitor for Ctes<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            if let Some(w) = &q.with {
+                for c in &w.cte_tables {
+                    self.out.insert(self.dialect.normalize(&c.alias.name).into_owned());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Ctes {
+        dialect,
+        out: &mut out,
+    });
+    out
+}
+
+/// Names the destination instead of the router in every relation of
+/// `node` that names `db`'s schema (the rewrite names every table it reads
+/// with its schema): a schema destination replaces the schema, a catalog
+/// destination puts its catalog in front (and its schema, if it has one,
+/// in place of the router's). Runs on the proven tree, before printing.
+pub(crate) fn relocate<N: sqlparser::ast::VisitMut>(
     node: &mut N,
     db: &Database,
     dialect: Dialect,
-    to: &str,
+    route: &Route,
 ) {
     use sqlparser::ast::ObjectNamePart;
+    if !route.relocates() {
+        return;
+    }
     let _ = sqlparser::ast::visit_relations_mut(node, |name| {
         let n = name.0.len();
-        if let Some(ObjectNamePart::Identifier(i)) =
-            n.checked_sub(2).and_then(|k| name.0.get_mut(k))
-        {
-            if db.schemas.contains(dialect.normalize(i).as_ref()) {
+        let ours = matches!(
+            n.checked_sub(2).and_then(|k| name.0.get(k)),
+            Some(ObjectNamePart::Identifier(i)) if db.schemas.contains(dialect.normalize(i).as_ref())
+        );
+        if ours {
+            if let (Some(to), Some(ObjectNamePart::Identifier(i))) =
+                (&route.schema, n.checked_sub(2).and_then(|k| name.0.get_mut(k)))
+            {
                 *i = dialect.ident(to);
+            }
+            if let Some(cat) = &route.catalog {
+                let part = ObjectNamePart::Identifier(dialect.ident(cat));
+                if n == 3 {
+                    if let Some(first) = name.0.first_mut() {
+                        *first = part;
+                    }
+                } else if n == 2 {
+                    name.0.insert(0, part);
+                }
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -139,6 +227,7 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
                     [slug] if **slug == ROUTER || **slug == METABASE_ROUTER => {}
                     [slug] => {
                         out.schema = r.schemas.get(*slug).cloned();
+                        out.catalog = r.catalogs.get(*slug).cloned();
                         out.destination = Some((*slug).clone());
                     }
                     _ => {
@@ -175,6 +264,7 @@ pub fn route(policy: &Policy, principal: &Principal, db: &Database) -> Result<Ro
                         )));
                     }
                     out.schema = r.schemas.get(&slug).cloned();
+                    out.catalog = r.catalogs.get(&slug).cloned();
                     out.destination = Some(slug);
                 }
             }

@@ -357,6 +357,9 @@ groups:
     for bad in [
         out.sql.replace("tenant_acme", "public"),
         format!("{} UNION ALL SELECT count(*) FROM public.invoices", out.sql),
+        // Unqualified, it would resolve in the router's schema.
+        out.sql.replace("tenant_acme.invoices", "invoices"),
+        format!("{} UNION ALL SELECT count(*) FROM invoices", out.sql),
     ] {
         assert!(p.recheck(&acme, &bad, &o).is_err(), "recheck accepts {bad}");
     }
@@ -366,4 +369,61 @@ groups:
         p.recheck(&acme, &other, &o).is_err(),
         "recheck accepts {other}"
     );
+}
+
+/// A catalog destination (three-part names, generic dialect): the rewrite
+/// puts the catalog in front of every table; the recheck proves it as the
+/// router's SQL and refuses two-part names (the router's tables), another
+/// catalog, and unqualified names that are not CTEs.
+#[test]
+fn catalog_destination_rewrites_and_rechecks() {
+    let p = Policy::from_yaml(
+        r#"
+version: 1
+databases:
+  router:
+    dialect: generic
+    tables: {public.invoices: {columns: {id: integer, region: text}}}
+    routing:
+      attribute: tenant
+      destinations: {acme: {catalog: acme_lake}, globex: {catalog: globex_lake, schema: sales}}
+groups:
+  customers:
+    data: {router: {public: {invoices: {sandbox: {column: region, attribute: region}}}}}
+    native: {router: true}
+"#,
+        "routed.yaml",
+    )
+    .unwrap();
+    let who = |tenant: &str| {
+        Principal::new(
+            &p,
+            "ann",
+            ["customers"],
+            [
+                ("tenant", AttributeValue::from(tenant)),
+                ("region", AttributeValue::from("west")),
+            ],
+        )
+        .unwrap()
+    };
+    let (acme, globex) = (who("acme"), who("globex"));
+    let o = Options::default();
+    let q = "WITH w AS (SELECT id FROM invoices) SELECT count(*) FROM w";
+    let out = p.rewrite(&acme, q, &o).unwrap();
+    assert!(out.sql.contains("acme_lake.public.invoices"), "{}", out.sql);
+    p.recheck(&acme, &out.sql, &o).unwrap();
+    for bad in [
+        out.sql.replace("acme_lake.public.invoices", "public.invoices"),
+        out.sql.replace("acme_lake.public.invoices", "invoices"),
+        out.sql.replace("acme_lake", "globex_lake"),
+        format!("{} UNION ALL SELECT count(*) FROM public.invoices", out.sql),
+    ] {
+        assert!(p.recheck(&acme, &bad, &o).is_err(), "recheck accepts {bad}");
+    }
+    let out = p.rewrite(&globex, q, &o).unwrap();
+    assert!(out.sql.contains("globex_lake.sales.invoices"), "{}", out.sql);
+    p.recheck(&globex, &out.sql, &o).unwrap();
+    let other = out.sql.replace("globex_lake.sales", "globex_lake.public");
+    assert!(p.recheck(&globex, &other, &o).is_err(), "recheck accepts {other}");
 }

@@ -986,9 +986,39 @@ fn compile_database(
                 }
             }
             let mut schemas = BTreeMap::new();
+            let mut catalogs = BTreeMap::new();
             for (slug, d) in &r.destinations {
-                let Some(schema) = &d.schema else { continue };
                 let path = ["databases", name, "routing", "destinations", slug.as_str()];
+                if let Some(catalog) = &d.catalog {
+                    if d.database.is_some() {
+                        return Err(cx.err(
+                            &path,
+                            format!("destination `{slug}` names a database and a catalog; it is one or the other"),
+                        ));
+                    }
+                    if let Some(why) = dialect.no_catalogs() {
+                        return Err(cx.err(
+                            &path,
+                            format!("destination `{slug}` is a catalog, and {why}"),
+                        ));
+                    }
+                    if catalog.trim().is_empty() {
+                        return Err(cx.err(
+                            &path,
+                            format!("destination `{slug}` has an empty catalog name"),
+                        ));
+                    }
+                    let declared: HashSet<&str> =
+                        tables.values().map(|t| t.key.schema.as_str()).collect();
+                    if d.schema.is_some() && declared.len() != 1 {
+                        return Err(cx.err(
+                            &path,
+                            format!("a schema inside a catalog destination replaces the schema of every table, and database `{name}` has tables in {} schemas (one is needed)", declared.len()),
+                        ));
+                    }
+                    catalogs.insert(slug.clone(), catalog.clone());
+                }
+                let Some(schema) = &d.schema else { continue };
                 if d.database.is_some() {
                     return Err(cx.err(
                         &path,
@@ -1013,6 +1043,7 @@ fn compile_database(
             }
             Some(Routing {
                 schemas,
+                catalogs,
                 groups: r
                     .groups
                     .iter()

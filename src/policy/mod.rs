@@ -214,6 +214,8 @@ pub struct Routing {
     /// Destination slug → the schema its queries read (schema-per-tenant:
     /// every table's schema is replaced by it in the rewritten SQL).
     pub schemas: BTreeMap<String, String>,
+    /// Destination slug → the catalog its queries read (three-part names).
+    pub catalogs: BTreeMap<String, String>,
 }
 
 /// The slug that selects the router database itself.

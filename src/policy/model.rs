@@ -235,6 +235,11 @@ pub struct RawDestination {
     /// (one-schema) tables on this destination.
     #[serde(default)]
     pub schema: Option<String>,
+    /// Catalog-per-tenant: the catalog (three-part names) the router's
+    /// tables are read from on this destination, where the dialect has
+    /// catalogs; with `schema:`, that schema inside it.
+    #[serde(default)]
+    pub catalog: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
