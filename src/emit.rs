@@ -59,7 +59,12 @@ pub(crate) fn number_params<Q: sqlparser::ast::VisitMut>(
     Ok(n.out)
 }
 
-pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) -> String {
+pub(crate) fn fingerprint(
+    policy: &str,
+    database: &str,
+    route: &Route,
+    applied: &[Applied],
+) -> String {
     // SHA-256 over a length-prefixed encoding: no two different inputs
     // share an encoding, so equal fingerprints mean equal inputs. The
     // encoding is built in one buffer and hashed once (many small hasher
@@ -104,10 +109,15 @@ pub(crate) fn fingerprint(database: &str, route: &Route, applied: &[Applied]) ->
         }
     }
     let mut e = Enc(Vec::with_capacity(256));
-    e.s("sqlsandbox fingerprint 2");
+    e.s("sqlsandbox fingerprint 3");
+    e.s(policy);
     e.s(database);
     e.opt(route.destination.as_deref());
     e.opt(route.role.as_deref());
+    // Where the destination's tables are: the same slug routed to another
+    // schema or catalog (a changed policy) reads other rows.
+    e.opt(route.schema.as_deref());
+    e.opt(route.catalog.as_deref());
     e.n(applied.len());
     for a in applied {
         e.s(&a.table);

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::access::{self, collection_level, group_grant};
 use crate::bind::{coerce, Target};
-use crate::policy::{ROOT_COLLECTION, 
+use crate::policy::{
     locate::locate, CollectionLevel, DbGrant, Policy, SandboxKind, TableGrant, ALL_USERS,
+    ROOT_COLLECTION,
 };
 use crate::principal::Principal;
 

@@ -153,10 +153,11 @@ pub struct Rewritten {
     pub applied: Vec<Applied>,
     /// Whether the sandboxes were fenced, and why.
     pub fencing: Fencing,
-    /// A stable digest of `database`, `destination`, `role` and `applied`
-    /// (values included), for
-    /// result-cache keys: two principals share cached results only when
-    /// their fingerprints are equal.
+    /// A stable digest of the policy's version ([`crate::Policy::digest`]),
+    /// `database`, `destination` (with its schema or catalog), `role` and
+    /// `applied` (values included), for result-cache keys: two principals
+    /// share cached results only when their fingerprints are equal, and an
+    /// edited policy (or another hash key) changes every fingerprint.
     pub fingerprint: String,
 }
 
@@ -298,7 +299,12 @@ fn rewrite_write(
     );
     let write = rw.write(&mut stmt)?;
     crate::rewrite::write::verify_write(&stmt, &write, dialect, &policy.functions)?;
-    routing::relocate(&mut stmt, db, dialect, &routing::route(policy, principal, db)?);
+    routing::relocate(
+        &mut stmt,
+        db,
+        dialect,
+        &routing::route(policy, principal, db)?,
+    );
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {
@@ -352,7 +358,7 @@ fn finish(
         _ => sql,
     };
     Ok(Rewritten {
-        fingerprint: fingerprint(&db.name, &route, &applied),
+        fingerprint: fingerprint(&policy.digest, &db.name, &route, &applied),
         sql,
         params,
         database: db.name.clone(),
@@ -513,7 +519,12 @@ fn rewrite_checked(
             fencing
         }
     };
-    routing::relocate(&mut query, db, dialect, &routing::route(policy, principal, db)?);
+    routing::relocate(
+        &mut query,
+        db,
+        dialect,
+        &routing::route(policy, principal, db)?,
+    );
     let params = if rw.binder.params.is_empty() {
         Vec::new()
     } else {

@@ -104,7 +104,10 @@ pub(crate) fn unrelocate<N: sqlparser::ast::VisitMut + sqlparser::ast::Visit>(
 
 /// The CTE names a query defines anywhere (normalised), for
 /// [`unrelocate`]: a one-part relation name must be one of them.
-fn cte_names<N: sqlparser::ast::Visit>(node: &N, dialect: Dialect) -> std::collections::HashSet<String> {
+fn cte_names<N: sqlparser::ast::Visit>(
+    node: &N,
+    dialect: Dialect,
+) -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
     struct Ctes<'a> {
         dialect: Dialect,
@@ -115,7 +118,8 @@ fn cte_names<N: sqlparser::ast::Visit>(node: &N, dialect: Dialect) -> std::colle
         fn pre_visit_query(&mut self, q: &sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
             if let Some(w) = &q.with {
                 for c in &w.cte_tables {
-                    self.out.insert(self.dialect.normalize(&c.alias.name).into_owned());
+                    self.out
+                        .insert(self.dialect.normalize(&c.alias.name).into_owned());
                 }
             }
             std::ops::ControlFlow::Continue(())
@@ -150,9 +154,10 @@ pub(crate) fn relocate<N: sqlparser::ast::VisitMut>(
             Some(ObjectNamePart::Identifier(i)) if db.schemas.contains(dialect.normalize(i).as_ref())
         );
         if ours {
-            if let (Some(to), Some(ObjectNamePart::Identifier(i))) =
-                (&route.schema, n.checked_sub(2).and_then(|k| name.0.get_mut(k)))
-            {
+            if let (Some(to), Some(ObjectNamePart::Identifier(i))) = (
+                &route.schema,
+                n.checked_sub(2).and_then(|k| name.0.get_mut(k)),
+            ) {
                 *i = dialect.ident(to);
             }
             if let Some(cat) = &route.catalog {

@@ -30,6 +30,36 @@ fn fingerprint_separates_principals_and_is_stable() {
     assert_ne!(ra.fingerprint, rb.fingerprint);
 }
 
+/// The fingerprint includes the policy's version: the same principal and
+/// sandboxes under an edited policy (any edit, here a comment: the digest
+/// cannot tell a harmless edit from a changed sandbox body, whose name and
+/// bound values stay the same) get another fingerprint, so results cached
+/// under the old policy are never served; loading the same text again
+/// gives the same one.
+#[test]
+fn fingerprint_changes_with_the_policy() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/saas.yaml"))
+        .unwrap();
+    let q = "SELECT * FROM orders";
+    let o = Options::default();
+    let fp = |src: &str| {
+        let p = Policy::from_yaml(src, "saas.yaml").unwrap();
+        let alice = Principal::from_user(&p, "alice").unwrap();
+        (
+            p.digest().to_string(),
+            p.rewrite(&alice, q, &o).unwrap().fingerprint,
+        )
+    };
+    let (d1, f1) = fp(&src);
+    assert_eq!((d1.clone(), f1.clone()), fp(&src));
+    assert_eq!(d1.len(), 64);
+    let edited = src.replacen("# ", "#  ", 1);
+    assert_ne!(edited, src);
+    let (d2, f2) = fp(&edited);
+    assert_ne!(d1, d2);
+    assert_ne!(f1, f2);
+}
+
 #[test]
 fn one_policy_many_threads() {
     let p = std::sync::Arc::new(saas());
@@ -414,7 +444,8 @@ groups:
     assert!(out.sql.contains("acme_lake.public.invoices"), "{}", out.sql);
     p.recheck(&acme, &out.sql, &o).unwrap();
     for bad in [
-        out.sql.replace("acme_lake.public.invoices", "public.invoices"),
+        out.sql
+            .replace("acme_lake.public.invoices", "public.invoices"),
         out.sql.replace("acme_lake.public.invoices", "invoices"),
         out.sql.replace("acme_lake", "globex_lake"),
         format!("{} UNION ALL SELECT count(*) FROM public.invoices", out.sql),
@@ -422,8 +453,15 @@ groups:
         assert!(p.recheck(&acme, &bad, &o).is_err(), "recheck accepts {bad}");
     }
     let out = p.rewrite(&globex, q, &o).unwrap();
-    assert!(out.sql.contains("globex_lake.sales.invoices"), "{}", out.sql);
+    assert!(
+        out.sql.contains("globex_lake.sales.invoices"),
+        "{}",
+        out.sql
+    );
     p.recheck(&globex, &out.sql, &o).unwrap();
     let other = out.sql.replace("globex_lake.sales", "globex_lake.public");
-    assert!(p.recheck(&globex, &other, &o).is_err(), "recheck accepts {other}");
+    assert!(
+        p.recheck(&globex, &other, &o).is_err(),
+        "recheck accepts {other}"
+    );
 }

@@ -131,6 +131,9 @@ impl<'de> serde::de::Visitor<'de> for NoDupVisitor {
 struct Ctx<'a> {
     src: &'a str,
     file: &'a str,
+    /// The values read from the environment while compiling (hash keys by
+    /// `key_env`), as (variable, value): part of the policy's digest.
+    env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl Ctx<'_> {
@@ -152,7 +155,11 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     // One leading byte-order mark is an editor's artefact, not YAML.
     let src = crate::input::strip_bom(src);
     let mut raw = parse_yaml(src, file)?;
-    let cx = Ctx { src, file };
+    let cx = Ctx {
+        src,
+        file,
+        env: std::cell::RefCell::new(Vec::new()),
+    };
     if raw.version != 1 {
         return Err(cx.err(
             &["version"],
@@ -543,7 +550,9 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     };
     rule_functions(&cx, &databases, &groups, &functions)?;
 
+    let digest = policy_digest(src, &cx.env.borrow());
     Ok(Policy {
+        digest,
         file: file.to_string(),
         databases,
         questions,
@@ -1827,11 +1836,15 @@ fn compile_masks(
                     key_in_file = true;
                     k.clone()
                 }
-                (None, Some(var)) => std::env::var(var).map_err(|_| {
-                    fail(format!(
-                        "the hash key's environment variable `{var}` is not set (or not UTF-8)"
-                    ))
-                })?,
+                (None, Some(var)) => {
+                    let key = std::env::var(var).map_err(|_| {
+                        fail(format!(
+                            "the hash key's environment variable `{var}` is not set (or not UTF-8)"
+                        ))
+                    })?;
+                    cx.env.borrow_mut().push((var.clone(), key.clone()));
+                    key
+                }
                 _ => {
                     return Err(fail(
                         "a `hash` mask takes exactly one of `key` and `key_env`".into(),
@@ -2672,4 +2685,23 @@ functions:
         }
         assert!(tried > 50, "{tried}");
     }
+}
+
+/// The SHA-256 (hex) of the policy's text and the environment values it
+/// read (length-prefixed, so no two inputs share an encoding): any edit, or
+/// another hash key, gives another digest.
+fn policy_digest(src: &str, env: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut put = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(b"sqlsandbox policy 1");
+    put(src.as_bytes());
+    for (var, value) in env {
+        put(var.as_bytes());
+        put(value.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

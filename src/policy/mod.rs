@@ -41,6 +41,8 @@ pub const ADMINISTRATORS: &str = "administrators";
 /// shared by every query.
 #[derive(Debug)]
 pub struct Policy {
+    /// SHA-256 of the policy text and the environment values it read.
+    pub(crate) digest: String,
     pub(crate) file: String,
     pub(crate) databases: BTreeMap<String, Database>,
     pub(crate) questions: BTreeMap<String, Arc<Question>>,
@@ -84,6 +86,14 @@ impl Policy {
             message: e.to_string(),
         })?;
         Self::from_yaml(&src, &path.display().to_string())
+    }
+
+    /// The policy's version: the SHA-256 (hex) of its text and of the
+    /// environment values it read when it loaded (hash keys). Every
+    /// [`crate::Rewritten::fingerprint`] includes it, so results cached
+    /// under one policy are never served under an edited one.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// A database by name.
