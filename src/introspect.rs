@@ -195,10 +195,12 @@ fn yaml_key(s: &str) -> String {
     }
 }
 
-/// The `databases:` section of a policy for a live schema. Columns of
-/// unknown types are declared `text`, with a comment naming the real type.
+/// A policy holding the `databases:` section for a live schema (with
+/// `version: 1`, so it loads as it is; add groups to grant anything).
+/// Columns of unknown types are declared `text`, with a comment naming the
+/// real type.
 pub fn schema_yaml(schema: &LiveSchema) -> String {
-    let mut out = String::from("databases:\n");
+    let mut out = String::from("version: 1\ndatabases:\n");
     let name = if schema.database.is_empty() {
         "db".to_string()
     } else {
