@@ -713,6 +713,19 @@ fn table_view(
                 .map(|s| s.kind.describe())
                 .collect::<Vec<_>>()
                 .join(" OR ");
+            // Restrictive rules are ANDed on top of them all; each sandbox
+            // carries its principal's whole set, so the first one's say it.
+            if let Some(sb) = sandboxes.first() {
+                for r in &sb.restrictive {
+                    let _ = write!(
+                        text,
+                        " AND restrictive ({}: {} from {})",
+                        r.name,
+                        r.filter.trim(),
+                        r.group
+                    );
+                }
+            }
             let bound = if concrete {
                 let bound: Vec<(String, crate::AttributeValue)> =
                     explained.map(|te| te.bound.clone()).unwrap_or_default();

@@ -544,6 +544,17 @@ fn row_and_write_rule_changes_are_classified() {
         "{}",
         r.to_text()
     );
+    // A restrictive rule's condition changes: the change is shown, not
+    // the same text on both sides.
+    let r = change("filter: \"cid <> 44\"", "filter: \"cid <> 45\"");
+    let text = r.to_text();
+    assert!(r.has(Class::Widen), "{text}");
+    assert!(
+        text.contains("restrictive (not category 44: cid <> 44 from authors)")
+            && text.contains("cid <> 45 from authors")
+            && !text.contains("its question's SQL"),
+        "{text}"
+    );
     // Authors may no longer insert.
     let r = change("commands: [insert]\n", "commands: [select]\n");
     let text = r.to_text();
