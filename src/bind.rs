@@ -11,12 +11,35 @@ use crate::value::Scalar;
 
 /// A bind parameter returned beside the SQL (in placeholder order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BoundParam {
     /// The value, typed as JSON (integers as numbers, decimals as strings).
     pub value: Scalar,
     /// The column type it was coerced to, when known.
     #[serde(rename = "type")]
     pub ty: Option<ColumnType>,
+    /// Where the value came from (for the rewrite cache, which binds
+    /// another principal's values into a cached rewrite). Two parameters
+    /// share a numbered placeholder only when they are equal, source
+    /// included: the SQL's text never depends on whether two different
+    /// attributes happen to hold equal values.
+    #[serde(skip)]
+    pub(crate) source: Source,
+}
+
+/// Where a bound value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub(crate) enum Source {
+    /// The principal's attribute `target.attribute`: its single value
+    /// (`None`) or the value at this position of its list.
+    Attribute(String, Option<usize>),
+    /// A value the caller gave for this call (a saved question's
+    /// variable): not the principal's.
+    Caller,
+    /// A value of the policy (a mask's constant or hash key), or any value
+    /// bound outside a rewrite.
+    #[default]
+    Fixed,
 }
 
 /// Prefix of the temporary placeholder text; renumbered when emitting.
@@ -36,6 +59,16 @@ pub(crate) struct Target<'t> {
     pub what: &'t dyn Fn() -> String,
 }
 
+impl Source {
+    /// The source of the `i`th of `value`'s values, for attribute `name`.
+    pub fn attribute(name: &str, value: &crate::value::AttributeValue, i: usize) -> Source {
+        match value {
+            crate::value::AttributeValue::Single(_) => Source::Attribute(name.to_string(), None),
+            crate::value::AttributeValue::Many(_) => Source::Attribute(name.to_string(), Some(i)),
+        }
+    }
+}
+
 impl Binder {
     pub fn new(dialect: Dialect, use_params: bool) -> Self {
         Binder {
@@ -47,10 +80,25 @@ impl Binder {
 
     /// Coerces one value and returns the expression standing for it.
     pub fn bind(&mut self, v: &Scalar, ty: Option<ColumnType>, target: &Target) -> Result<Expr> {
+        self.bind_from(v, ty, target, Source::Fixed)
+    }
+
+    /// [`Binder::bind`] for a value that came from `source`.
+    pub fn bind_from(
+        &mut self,
+        v: &Scalar,
+        ty: Option<ColumnType>,
+        target: &Target,
+        source: Source,
+    ) -> Result<Expr> {
         let coerced = coerce(v, ty, target)?;
         if self.use_params {
             let n = self.params.len();
-            self.params.push(BoundParam { value: coerced, ty });
+            self.params.push(BoundParam {
+                value: coerced,
+                ty,
+                source,
+            });
             return Ok(Expr::value(Value::Placeholder(format!(
                 "{TEMP_PLACEHOLDER}{n}"
             ))));

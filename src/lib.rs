@@ -35,6 +35,7 @@
 pub mod access;
 pub(crate) mod bind;
 pub mod builder;
+pub mod cache;
 mod dialect;
 mod emit;
 mod error;
@@ -63,6 +64,7 @@ mod verify;
 pub mod who;
 
 pub use bind::BoundParam;
+pub use cache::{CacheStats, RewriteCache};
 pub use dialect::{Dialect, Fence};
 pub use error::{Error, Location, Result};
 pub use pipeline::{Options, Rewritten};

@@ -2578,6 +2578,25 @@ fn check_attribute_type(
     Ok(())
 }
 
+/// The SHA-256 (hex) of the policy's text and the environment values it
+/// read (length-prefixed, so no two inputs share an encoding): any edit, or
+/// another hash key, gives another digest.
+fn policy_digest(src: &str, env: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut put = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(b"sqlsandbox policy 1");
+    put(src.as_bytes());
+    for (var, value) in env {
+        put(var.as_bytes());
+        put(value.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     /// Every kind of mapping the policy model has, in block style, so that
@@ -2685,23 +2704,4 @@ functions:
         }
         assert!(tried > 50, "{tried}");
     }
-}
-
-/// The SHA-256 (hex) of the policy's text and the environment values it
-/// read (length-prefixed, so no two inputs share an encoding): any edit, or
-/// another hash key, gives another digest.
-fn policy_digest(src: &str, env: &[(String, String)]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut put = |b: &[u8]| {
-        h.update((b.len() as u64).to_le_bytes());
-        h.update(b);
-    };
-    put(b"sqlsandbox policy 1");
-    put(src.as_bytes());
-    for (var, value) in env {
-        put(var.as_bytes());
-        put(value.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

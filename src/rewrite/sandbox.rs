@@ -12,7 +12,7 @@ use sqlparser::ast::{
 };
 
 use super::Rewriter;
-use crate::bind::Target;
+use crate::bind::{Source, Target};
 use crate::dialect::{Dialect, Fence};
 use crate::error::{Error, Result};
 use crate::policy::mask::VALUE_MARKER;
@@ -317,9 +317,15 @@ impl<'a> Rewriter<'a> {
                         op: BinaryOperator::Eq,
                         right: Box::new(value),
                     };
-                    let collated = eq(self.binder.bind(v, Some(f.ty), &target)?);
+                    let src = || Source::attribute(&f.attribute, &value, 0);
+                    let collated = eq(self.binder.bind_from(v, Some(f.ty), &target, src())?);
                     if exact {
-                        let binary = eq(binary(self.binder.bind(v, Some(f.ty), &target)?));
+                        let binary = eq(binary(self.binder.bind_from(
+                            v,
+                            Some(f.ty),
+                            &target,
+                            src(),
+                        )?));
                         and(collated, binary)
                     } else {
                         collated
@@ -330,13 +336,23 @@ impl<'a> Rewriter<'a> {
                     let collated = in_list(
                         col.clone(),
                         vs.iter()
-                            .map(|v| self.binder.bind(v, Some(f.ty), &target))
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let src = Source::attribute(&f.attribute, &value, i);
+                                self.binder.bind_from(v, Some(f.ty), &target, src)
+                            })
                             .collect::<Result<_>>()?,
                     );
                     if exact {
                         let binaries = vs
                             .iter()
-                            .map(|v| self.binder.bind(v, Some(f.ty), &target).map(binary))
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let src = Source::attribute(&f.attribute, &value, i);
+                                self.binder
+                                    .bind_from(v, Some(f.ty), &target, src)
+                                    .map(binary)
+                            })
                             .collect::<Result<_>>()?;
                         and(collated, in_list(col, binaries))
                     } else {
@@ -1036,10 +1052,15 @@ impl<'b> BindVars<'_, '_, 'b> {
                     *e = if vs.is_empty() {
                         eq_zero()
                     } else {
+                        let caller = self.is_caller();
                         in_list(
                             col,
                             vs.iter()
-                                .map(|v| self.rw.binder.bind(v, p.ty, &target))
+                                .enumerate()
+                                .map(|(i, v)| {
+                                    let src = source(caller, &p.attribute, &value, i);
+                                    self.rw.binder.bind_from(v, p.ty, &target, src)
+                                })
                                 .collect::<Result<_>>()?,
                         )
                     };
@@ -1062,8 +1083,10 @@ impl<'b> BindVars<'_, '_, 'b> {
                                 attribute: &p.attribute,
                                 what: &what,
                             };
-                            for v in value.values() {
-                                out.push(self.rw.binder.bind(v, p.ty, &target)?);
+                            let caller = self.is_caller();
+                            for (i, v) in value.values().into_iter().enumerate() {
+                                let src = source(caller, &p.attribute, &value, i);
+                                out.push(self.rw.binder.bind_from(v, p.ty, &target, src)?);
                             }
                         }
                         None => out.push(item),
@@ -1113,11 +1136,18 @@ impl<'b> BindVars<'_, '_, 'b> {
                         })
                     }
                 };
-                *e = self.rw.binder.bind(&scalar, p.ty, &target)?;
+                let src = source(self.is_caller(), &p.attribute, &value, 0);
+                *e = self.rw.binder.bind_from(&scalar, p.ty, &target, src)?;
                 Ok(())
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether the values come from the caller (a saved question's
+    /// variables), not from the principal's attributes.
+    fn is_caller(&self) -> bool {
+        matches!(self.source, VarSource::Caller { .. })
     }
 
     /// Where the variables' values go, for error messages.
@@ -1154,5 +1184,15 @@ impl super::walk::Hooks for BindVars<'_, '_, '_> {
             Ok(()) => ControlFlow::Continue(()),
             Err(err) => ControlFlow::Break(err),
         }
+    }
+}
+
+/// The source of the `i`th value of a variable: the caller's, or the
+/// principal's attribute.
+fn source(caller: bool, attribute: &str, value: &AttributeValue, i: usize) -> Source {
+    if caller {
+        Source::Caller
+    } else {
+        Source::attribute(attribute, value, i)
     }
 }
