@@ -64,10 +64,27 @@ pub struct ApiKey {
     pub name: String,
     /// Lower-case hex SHA-256 of the secret.
     pub sha256: String,
+    /// Lower-case hex SHA-256 of the secret being replaced, during a
+    /// rotation: it authenticates as this key too.
+    pub previous_sha256: Option<String>,
     /// The one group it acts as.
     pub group: String,
     /// Fixed attributes.
     pub attributes: BTreeMap<String, crate::value::AttributeValue>,
+}
+
+impl ApiKey {
+    /// Whether a secret whose SHA-256 is `hash` (lower-case hex)
+    /// authenticates as this key: the current secret, or the previous one
+    /// during a rotation.
+    pub fn accepts(&self, hash: &str) -> bool {
+        self.sha256 == hash || self.previous_sha256.as_deref() == Some(hash)
+    }
+
+    /// Whether a rotation is in progress (a previous secret still works).
+    pub fn rotating(&self) -> bool {
+        self.previous_sha256.is_some()
+    }
 }
 
 impl Policy {
@@ -122,6 +139,23 @@ impl Policy {
     /// included), sorted.
     pub fn group_names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The API keys the policy declares, sorted by name.
+    pub fn api_keys(&self) -> &[ApiKey] {
+        &self.api_keys
+    }
+
+    /// An API key by name.
+    pub fn api_key(&self, name: &str) -> Option<&ApiKey> {
+        self.api_keys.iter().find(|k| k.name == name)
+    }
+
+    /// Names of the API keys, sorted.
+    pub fn api_key_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
         v.sort_unstable();
         v
     }
