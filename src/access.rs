@@ -195,14 +195,61 @@ pub fn decide(
 /// same whether the table is not declared or no group of theirs grants
 /// it, and named as the query wrote it, so that a refusal tells nothing
 /// about which tables exist (`explain` tells an administrator why).
-pub(crate) fn invisible_table(principal: &Principal, written: &str, db: &Database) -> Error {
+///
+/// `hint` (from [`readable_hint`]) is appended: it names only tables the
+/// principal may read, and is computed the same way whether or not the
+/// table exists, so it tells nothing more.
+pub(crate) fn invisible_table(
+    principal: &Principal,
+    written: &str,
+    db: &Database,
+    hint: &str,
+) -> Error {
     Error::AccessDenied {
         principal: principal.name().to_string(),
         object: format!("table {written}"),
         reason: format!(
-            "database `{}` has no table of that name that this principal may read (undeclared tables, tables no group of theirs grants, system catalogs and information_schema are refused alike)",
+            "database `{}` has no table of that name that this principal may read (undeclared tables, tables no group of theirs grants, system catalogs and information_schema are refused alike){hint}",
             db.name
         ),
+    }
+}
+
+/// "; did you mean `public.orders`?" for a table name (normalised schema,
+/// if written, and name) that the principal cannot read: the nearest of
+/// the tables it may read — by `schema.table` when the name is qualified
+/// (a misspelt schema), by table name in the default schema otherwise.
+/// Empty when none is close.
+pub(crate) fn readable_hint(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    schema: Option<&str>,
+    name: &str,
+) -> String {
+    let readable: Vec<&Arc<Table>> = db
+        .tables()
+        .into_iter()
+        .filter(|t| decide(policy, principal, db, t).is_ok())
+        .collect();
+    match schema {
+        None => crate::suggest::did_you_mean(
+            name,
+            readable
+                .iter()
+                .filter(|t| t.key.schema == db.default_schema)
+                .map(|t| t.key.name.as_str()),
+        ),
+        Some(s) => {
+            let qualified: Vec<String> = readable
+                .iter()
+                .map(|t| format!("{}.{}", t.key.schema, t.key.name))
+                .collect();
+            crate::suggest::did_you_mean(
+                &format!("{s}.{name}"),
+                qualified.iter().map(String::as_str),
+            )
+        }
     }
 }
 

@@ -1148,7 +1148,10 @@ fn compile_group(
                     if !db.schemas.contains(&skey) {
                         return Err(cx.err(
                             &spath,
-                            format!("schema `{sname}` has no declared tables in database `{dbname}`"),
+                            format!(
+                                "schema `{sname}` has no declared tables in database `{dbname}`{}",
+                                did_you_mean(&skey, db.schemas.iter().map(String::as_str))
+                            ),
                         ));
                     }
                     let sg = match sacc {

@@ -160,6 +160,45 @@ impl Policy {
         v
     }
 
+    /// Whether the policy declares its attributes (`attributes:`); then
+    /// users, API keys and callers may give no other.
+    pub fn declares_attributes(&self) -> bool {
+        self.declared_attributes.is_some()
+    }
+
+    /// The attributes a principal can usefully have, sorted: the declared
+    /// ones when the policy declares them, else those its rules read
+    /// (sandboxes, routing, impersonation, tenant roles) and those its
+    /// users and API keys are given. For "did you mean" on attribute names.
+    pub fn attribute_names(&self) -> Vec<String> {
+        let mut v: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        if let Some(d) = &self.declared_attributes {
+            v.extend(d.iter().cloned());
+            return v.into_iter().collect();
+        }
+        for db in self.databases.values() {
+            v.extend(db.routing.iter().map(|r| r.attribute.clone()));
+            v.extend(db.impersonation.iter().map(|i| i.attribute.clone()));
+            v.extend(db.tenant_roles.iter().cloned());
+            for t in db.tables() {
+                for g in self.groups.values() {
+                    if let TableGrant::Sandbox(sb) =
+                        crate::access::group_grant(g.data.get(&db.name), t)
+                    {
+                        v.extend(sb.attributes("").into_iter().map(|(a, _, _)| a));
+                    }
+                }
+            }
+        }
+        for u in self.users.values() {
+            v.extend(u.attributes.keys().cloned());
+        }
+        for k in &self.api_keys {
+            v.extend(k.attributes.keys().cloned());
+        }
+        v.into_iter().collect()
+    }
+
     /// Names of the saved questions, sorted.
     pub fn question_names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.questions.keys().map(String::as_str).collect();
