@@ -217,9 +217,10 @@ pub(crate) fn invisible_table(
 
 /// "; did you mean `public.orders`?" for a table name (normalised schema,
 /// if written, and name) that the principal cannot read: the nearest of
-/// the tables it may read — by `schema.table` when the name is qualified
-/// (a misspelt schema), by table name in the default schema otherwise.
-/// Empty when none is close.
+/// the tables it may read. A written schema that holds none of them is
+/// matched against those that do (a misspelt schema), then the name
+/// against that schema's tables; an unqualified name against the default
+/// schema's. Empty when nothing is close.
 pub(crate) fn readable_hint(
     policy: &Policy,
     principal: &Principal,
@@ -227,29 +228,42 @@ pub(crate) fn readable_hint(
     schema: Option<&str>,
     name: &str,
 ) -> String {
+    use crate::suggest::closest;
     let readable: Vec<&Arc<Table>> = db
         .tables()
         .into_iter()
         .filter(|t| decide(policy, principal, db, t).is_ok())
         .collect();
-    match schema {
-        None => crate::suggest::did_you_mean(
-            name,
-            readable
-                .iter()
-                .filter(|t| t.key.schema == db.default_schema)
-                .map(|t| t.key.name.as_str()),
-        ),
+    let in_schema = |s: &str| -> Vec<&str> {
+        readable
+            .iter()
+            .filter(|t| t.key.schema == s)
+            .map(|t| t.key.name.as_str())
+            .collect()
+    };
+    let qualified = schema.is_some();
+    let (schema, exact) = match schema {
+        None => (db.default_schema.as_str(), true),
+        Some(s) if readable.iter().any(|t| t.key.schema == s) => (s, true),
         Some(s) => {
-            let qualified: Vec<String> = readable
-                .iter()
-                .map(|t| format!("{}.{}", t.key.schema, t.key.name))
-                .collect();
-            crate::suggest::did_you_mean(
-                &format!("{s}.{name}"),
-                qualified.iter().map(String::as_str),
-            )
+            let schemas: std::collections::BTreeSet<&str> =
+                readable.iter().map(|t| t.key.schema.as_str()).collect();
+            match closest(s, schemas) {
+                Some(near) => (near, false),
+                None => return String::new(),
+            }
         }
+    };
+    let names = in_schema(schema);
+    let table = if !exact && names.contains(&name) {
+        Some(name)
+    } else {
+        closest(name, names)
+    };
+    match table {
+        Some(t) if qualified => format!("; did you mean `{schema}.{t}`?"),
+        Some(t) => format!("; did you mean `{t}`?"),
+        None => String::new(),
     }
 }
 
