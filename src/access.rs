@@ -195,14 +195,75 @@ pub fn decide(
 /// same whether the table is not declared or no group of theirs grants
 /// it, and named as the query wrote it, so that a refusal tells nothing
 /// about which tables exist (`explain` tells an administrator why).
-pub(crate) fn invisible_table(principal: &Principal, written: &str, db: &Database) -> Error {
+///
+/// `hint` (from [`readable_hint`]) is appended: it names only tables the
+/// principal may read, and is computed the same way whether or not the
+/// table exists, so it tells nothing more.
+pub(crate) fn invisible_table(
+    principal: &Principal,
+    written: &str,
+    db: &Database,
+    hint: &str,
+) -> Error {
     Error::AccessDenied {
         principal: principal.name().to_string(),
         object: format!("table {written}"),
         reason: format!(
-            "database `{}` has no table of that name that this principal may read (undeclared tables, tables no group of theirs grants, system catalogs and information_schema are refused alike)",
+            "database `{}` has no table of that name that this principal may read (undeclared tables, tables no group of theirs grants, system catalogs and information_schema are refused alike){hint}",
             db.name
         ),
+    }
+}
+
+/// "; did you mean `public.orders`?" for a table name (normalised schema,
+/// if written, and name) that the principal cannot read: the nearest of
+/// the tables it may read. A written schema that holds none of them is
+/// matched against those that do (a misspelt schema), then the name
+/// against that schema's tables; an unqualified name against the default
+/// schema's. Empty when nothing is close.
+pub(crate) fn readable_hint(
+    policy: &Policy,
+    principal: &Principal,
+    db: &Database,
+    schema: Option<&str>,
+    name: &str,
+) -> String {
+    use crate::suggest::closest;
+    let readable: Vec<&Arc<Table>> = db
+        .tables()
+        .into_iter()
+        .filter(|t| decide(policy, principal, db, t).is_ok())
+        .collect();
+    let in_schema = |s: &str| -> Vec<&str> {
+        readable
+            .iter()
+            .filter(|t| t.key.schema == s)
+            .map(|t| t.key.name.as_str())
+            .collect()
+    };
+    let qualified = schema.is_some();
+    let (schema, exact) = match schema {
+        None => (db.default_schema.as_str(), true),
+        Some(s) if readable.iter().any(|t| t.key.schema == s) => (s, true),
+        Some(s) => {
+            let schemas: std::collections::BTreeSet<&str> =
+                readable.iter().map(|t| t.key.schema.as_str()).collect();
+            match closest(s, schemas) {
+                Some(near) => (near, false),
+                None => return String::new(),
+            }
+        }
+    };
+    let names = in_schema(schema);
+    let table = if !exact && names.contains(&name) {
+        Some(name)
+    } else {
+        closest(name, names)
+    };
+    match table {
+        Some(t) if qualified => format!("; did you mean `{schema}.{t}`?"),
+        Some(t) => format!("; did you mean `{t}`?"),
+        None => String::new(),
     }
 }
 

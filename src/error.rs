@@ -79,6 +79,18 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A policy file cannot be edited as asked (`sqlsandbox apikey`,
+    /// [`crate::apikey`]): the API key exists already (or does not), no
+    /// rotation is in progress (or one is), the file's layout is not one
+    /// the editor understands, or the edited file would not load or would
+    /// change more than asked. The file is left untouched.
+    #[error("cannot edit {path}: {message}")]
+    PolicyEdit {
+        /// The policy file.
+        path: String,
+        /// Why.
+        message: String,
+    },
     /// The SQL text does not parse in the dialect.
     #[error("cannot parse SQL ({dialect}): {message}")]
     SqlParse {
@@ -253,6 +265,7 @@ impl Error {
             Error::PolicyInvalid { .. } => "SB002",
             Error::Io { .. } => "SB003",
             Error::TestFile { .. } => "SB004",
+            Error::PolicyEdit { .. } => "SB005",
             Error::SqlParse { .. } => "SB101",
             Error::Unknown { .. } => "SB102",
             Error::DatabaseRequired { .. } => "SB103",
@@ -322,6 +335,7 @@ impl Error {
                 | Error::PolicyInvalid { .. }
                 | Error::Io { .. }
                 | Error::TestFile { .. }
+                | Error::PolicyEdit { .. }
                 | Error::SqlParse { .. }
                 | Error::Unknown { .. }
                 | Error::DatabaseRequired { .. }

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod apikey;
 pub(crate) mod bind;
 pub mod builder;
 pub mod cache;

@@ -354,8 +354,72 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff: `sqlsandbox man | man -l -`).
-    Man,
+    /// Create API keys and rotate their secrets in the policy file. A new
+    /// secret is printed once, on standard output; the policy keeps only
+    /// its SHA-256.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Print the manual page (roff: `sqlsandbox man | man -l -`), a
+    /// subcommand's (`sqlsandbox man rewrite`), or write one page per
+    /// command into a directory (`--dir`).
+    Man {
+        /// Write sqlsandbox.1 and one page per subcommand
+        /// (sqlsandbox-rewrite.1, sqlsandbox-apikey-generate.1, …) into
+        /// this directory, created if missing; prints the files written.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<std::path::PathBuf>,
+        /// The subcommand whose page to print (`apikey generate`).
+        #[arg(value_name = "SUBCOMMAND")]
+        command: Vec<String>,
+    },
+}
+
+/// `sqlsandbox apikey …`.
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key: print a new secret (once, on standard output)
+    /// and add its SHA-256 to the policy's `api_keys:`.
+    Generate {
+        #[command(flatten)]
+        policy: PolicyArg,
+        /// The key's name under `api_keys:` (a letter, then letters,
+        /// digits, `_`, `-`, `.`).
+        name: String,
+        /// The one group the key acts as.
+        #[arg(long)]
+        group: String,
+        /// A fixed attribute of the key, `key=value` (repeat a key for a
+        /// list).
+        #[arg(long, value_parser = key_value)]
+        attr: Vec<String>,
+        /// Edit the policy file (else print the entry to add, on standard
+        /// error).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Start rotating a key's secret: print a new secret (once, on
+    /// standard output), make it the key's `sha256` and keep the old one as
+    /// `previous_sha256`; both authenticate until `finish-rotation`.
+    Rotate {
+        #[command(flatten)]
+        policy: PolicyArg,
+        /// The key's name under `api_keys:`.
+        name: String,
+        /// Edit the policy file (else print the entry as it should read).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Finish a rotation: remove the key's `previous_sha256`, so that only
+    /// the new secret authenticates.
+    FinishRotation {
+        #[command(flatten)]
+        policy: PolicyArg,
+        /// The key's name under `api_keys:`.
+        name: String,
+        /// Edit the policy file (else print the entry as it should read).
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 /// Which changes make `diff` exit 1.
@@ -427,6 +491,17 @@ impl Failure {
                     "group" => policy.group_names(),
                     "database" => policy.database_names().collect(),
                     "question" => policy.question_names(),
+                    "API key" => policy.api_key_names(),
+                    "attribute" => {
+                        return Failure::Sb(Box::new(SbFailure {
+                            hint: sqlsandbox::suggest::did_you_mean(
+                                name,
+                                policy.attribute_names().iter().map(String::as_str),
+                            ),
+                            error,
+                            source: None,
+                        }))
+                    }
                     _ => Vec::new(),
                 };
                 sqlsandbox::suggest::did_you_mean(name, names)
@@ -524,7 +599,7 @@ impl PolicyArg {
     }
 }
 
-fn principal(policy: &Policy, who: &Who, cmd: &str) -> Result<Principal, Failure> {
+fn principal(policy: &Policy, who: &Who, cmd: &str, ui: &Ui) -> Result<Principal, Failure> {
     let caller = if let Some(u) = &who.user {
         Caller::User(u.clone())
     } else if who.anonymous {
@@ -551,14 +626,39 @@ fn principal(policy: &Policy, who: &Who, cmd: &str) -> Result<Principal, Failure
             "no principal: give --user, --anonymous, --claims, --api-key or --group/--attr",
         ));
     } else {
+        let attributes = key_values(&who.attr, "attribute")?;
+        warn_unused_attributes(policy, &attributes, ui);
         Caller::Groups {
             groups: who.group.clone(),
-            attributes: key_values(&who.attr, "attribute")?,
+            attributes,
         }
     };
     caller
         .principal(policy)
         .map_err(|e| Failure::with_hint(e, policy))
+}
+
+/// A query's failure, with a hint when it needs an attribute that an
+/// `--attr` name is close to (`--attr tenat=7` for `tenant`).
+fn attr_hint(failure: Failure, who: &Who) -> Failure {
+    let Failure::Sb(mut f) = failure else {
+        return failure;
+    };
+    if let Error::MissingAttribute { attribute, .. } = &f.error {
+        let given: Vec<&str> = who
+            .attr
+            .iter()
+            .filter_map(|a| a.split_once('=').map(|(k, _)| k))
+            .collect();
+        let close = given
+            .iter()
+            .copied()
+            .find(|g| sqlsandbox::suggest::closest(g, [attribute.as_str()]).is_some());
+        if let Some(g) = close {
+            f.hint = format!("; --attr gave `{g}`: did you mean `{attribute}`?");
+        }
+    }
+    Failure::Sb(f)
 }
 
 fn read_stdin() -> Result<String, Error> {
@@ -672,7 +772,7 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
             }
             let loaded = policy_arg.load("rewrite", ui)?;
             let policy = &loaded.policy;
-            let principal = principal(policy, &who, "rewrite")?;
+            let principal = principal(policy, &who, "rewrite", ui)?;
             let mut opts = Options::default()
                 .with_params(params)
                 .with_emit_role(emit_role)
@@ -701,16 +801,16 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
                         key_values(&vars, "variable")?.into_iter().collect();
                     policy
                         .rewrite_question(&principal, &q, &values, &opts)
-                        .map_err(|e| Failure::with_hint(e, policy))?
+                        .map_err(|e| attr_hint(Failure::with_hint(e, policy), &who))?
                 }
                 (None, Some(path)) => policy
                     .rewrite_builder(&principal, &read_builder(&path, builder_format)?, &opts)
-                    .map_err(|e| Failure::with_hint(e, policy))?,
+                    .map_err(|e| attr_hint(Failure::with_hint(e, policy), &who))?,
                 (None, None) => {
                     let (name, sql) = read_sql(sql.as_deref(), "rewrite")?;
                     policy
                         .rewrite(&principal, &sql, &opts)
-                        .map_err(|e| query_failure(e, policy, &name, &sql))?
+                        .map_err(|e| attr_hint(query_failure(e, policy, &name, &sql), &who))?
                 }
             };
             match format {
@@ -739,7 +839,7 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let principal = principal(policy, &who, "explain")?;
+            let principal = principal(policy, &who, "explain", ui)?;
             let e = explain::explain(policy, &principal);
             let mut opts = Options::default();
             if let Some(d) = database {
@@ -926,13 +1026,202 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
             out!("{}", String::from_utf8_lossy(&buf));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut buf)
-                .map_err(Failure::Output)?;
-            out!("{}", String::from_utf8_lossy(&buf));
-            Ok(ExitCode::SUCCESS)
+        Command::Apikey(cmd) => apikey(cmd, ui),
+        Command::Man { dir, command } => man(dir.as_deref(), &command),
+    }
+}
+
+/// The footer of every manual page: the program and its version.
+const MAN_SOURCE: &str = concat!("sqlsandbox ", env!("CARGO_PKG_VERSION"));
+
+/// `sqlsandbox man`: the page of the command or of a subcommand on
+/// standard output, or every page into a directory.
+fn man(dir: Option<&std::path::Path>, command: &[String]) -> Result<ExitCode, Failure> {
+    let mut top = Cli::command().disable_help_subcommand(true);
+    top.build();
+    let Some(dir) = dir else {
+        let mut cmd = &top;
+        let mut path = String::new();
+        for name in command {
+            let names: Vec<&str> = cmd
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .map(|c| c.get_name())
+                .collect();
+            let found = cmd.find_subcommand(name).filter(|c| !c.is_hide_set());
+            cmd = match found {
+                Some(c) => c,
+                None => {
+                    return Err(usage(
+                        "man",
+                        clap::error::ErrorKind::InvalidSubcommand,
+                        format!(
+                            "no subcommand `{path}{name}`{}",
+                            sqlsandbox::suggest::did_you_mean(name, names)
+                        ),
+                    ))
+                }
+            };
+            path.push_str(name);
+            path.push(' ');
+        }
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .source(MAN_SOURCE)
+            .render(&mut buf)
+            .map_err(Failure::Output)?;
+        out!("{}", String::from_utf8_lossy(&buf));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let io = |path: &std::path::Path, e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    // Depth first, the command itself before its subcommands.
+    let mut todo = vec![top];
+    while let Some(cmd) = todo.pop() {
+        let subs: Vec<clap::Command> = cmd
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .cloned()
+            .collect();
+        let page = clap_mangen::Man::new(cmd).source(MAN_SOURCE);
+        let path = dir.join(page.get_filename());
+        let mut buf = Vec::new();
+        page.render(&mut buf).map_err(Failure::Output)?;
+        std::fs::write(&path, buf).map_err(|e| io(&path, e))?;
+        outln!("{}", path.display());
+        todo.extend(subs.into_iter().rev());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sqlsandbox apikey generate|rotate|finish-rotation`.
+fn apikey(cmd: ApiKeyCommand, ui: &Ui) -> Result<ExitCode, Failure> {
+    use sqlsandbox::apikey;
+    let (policy_arg, write) = match &cmd {
+        ApiKeyCommand::Generate { policy, write, .. }
+        | ApiKeyCommand::Rotate { policy, write, .. }
+        | ApiKeyCommand::FinishRotation { policy, write, .. } => (policy, *write),
+    };
+    if write && policy_arg.is_stdin() {
+        return Err(usage(
+            "apikey",
+            clap::error::ErrorKind::ArgumentConflict,
+            "--write edits the policy file: --policy - (standard input) has none",
+        ));
+    }
+    let loaded = policy_arg.load("apikey", ui)?;
+    let policy = &loaded.policy;
+    let file = loaded.name.as_str();
+    let hint = |e: Error| Failure::with_hint(e, policy);
+    let (edit, secret, done) = match &cmd {
+        ApiKeyCommand::Generate {
+            name, group, attr, ..
+        } => {
+            let attrs = key_values(attr, "attribute")?;
+            warn_unused_attributes(policy, &attrs, ui);
+            if group == sqlsandbox::policy::ADMINISTRATORS && !ui.quiet {
+                eprintln!(
+                    "sqlsandbox: warning: a key in `administrators` reads everything, unsandboxed"
+                );
+            }
+            let secret = apikey::generate_secret()?;
+            let edit =
+                apikey::add(&loaded.src, file, name, group, &attrs, &secret).map_err(hint)?;
+            let done = format!("added API key `{name}` (group `{group}`) to {file}");
+            (edit, Some(secret), done)
+        }
+        ApiKeyCommand::Rotate { name, .. } => {
+            let secret = apikey::generate_secret()?;
+            let edit = apikey::rotate(&loaded.src, file, name, &secret).map_err(hint)?;
+            let done = format!(
+                "started rotating API key `{name}` in {file}: the new secret and the old one both authenticate until `sqlsandbox apikey finish-rotation {name}`"
+            );
+            (edit, Some(secret), done)
+        }
+        ApiKeyCommand::FinishRotation { name, .. } => {
+            let edit = apikey::finish_rotation(&loaded.src, file, name).map_err(hint)?;
+            let done = format!(
+                "finished rotating API key `{name}` in {file}: only its new secret authenticates now"
+            );
+            (edit, None, done)
+        }
+    };
+    if write {
+        write_policy(file, &loaded.src, &edit.text)?;
+        if !ui.quiet {
+            eprintln!("sqlsandbox: {done}");
+        }
+    } else {
+        eprintln!(
+            "sqlsandbox: {file} is unchanged (give --write to edit it); the entry should read:\n\n{}",
+            edit.snippet
+        );
+    }
+    if let Some(secret) = secret {
+        outln!("{secret}");
+        if !ui.quiet {
+            eprintln!("sqlsandbox: the secret is on standard output and shown only this once; the policy keeps only its SHA-256");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces the policy file with `text`, atomically (a temporary file in
+/// the same directory, renamed over it; its permissions kept), unless the
+/// file changed since it was read as `original`.
+fn write_policy(path: &str, original: &str, text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_string(),
+        message: e.to_string(),
+    };
+    let target = std::fs::canonicalize(path).map_err(io)?;
+    if std::fs::read_to_string(&target).map_err(io)? != original {
+        return Err(Error::PolicyEdit {
+            path: path.to_string(),
+            message: "the file changed while it was being edited; run the command again".into(),
+        });
+    }
+    let permissions = std::fs::metadata(&target).map_err(io)?.permissions();
+    let dir = target.parent().unwrap_or(std::path::Path::new("."));
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{base}.sqlsandbox-{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, permissions)?;
+        std::fs::rename(&tmp, &target)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+/// Warns (on standard error, unless `-q`) about `--attr` names that no
+/// rule of the policy uses, with the nearest name it does use. (A policy
+/// that declares its attributes refuses undeclared ones instead.)
+fn warn_unused_attributes(policy: &Policy, attrs: &[(String, AttributeValue)], ui: &Ui) {
+    if ui.quiet || policy.declares_attributes() {
+        return;
+    }
+    let known = policy.attribute_names();
+    for (name, _) in attrs {
+        if !known.contains(name) {
+            let hint = sqlsandbox::suggest::did_you_mean(name, known.iter().map(String::as_str));
+            eprintln!(
+                "sqlsandbox: warning: attribute `{name}` (--attr) is used by no rule of the policy{hint}"
+            );
         }
     }
 }

@@ -427,8 +427,9 @@ struct View {
     exists: bool,
     /// A user's groups (or an API key's group), `all_users` left out.
     groups: Vec<String>,
-    /// An API key's secret hash.
-    secret: Option<String>,
+    /// An API key's secret hashes: the current one, then the previous one
+    /// during a rotation.
+    secret: Option<Vec<String>>,
     /// (database, `schema.table`) → access.
     tables: BTreeMap<(String, String), TableView>,
     /// database → native SQL allowed.
@@ -457,11 +458,12 @@ impl View {
                 .cloned()
                 .collect(),
             secret: match who {
-                Who::ApiKey(n) => policy
-                    .api_keys
-                    .iter()
-                    .find(|k| k.name == *n)
-                    .map(|k| k.sha256.clone()),
+                Who::ApiKey(n) => policy.api_keys.iter().find(|k| k.name == *n).map(|k| {
+                    std::iter::once(&k.sha256)
+                        .chain(k.previous_sha256.iter())
+                        .cloned()
+                        .collect()
+                }),
                 Who::User(_) | Who::Group(_) | Who::Anonymous => None,
             },
             ..View::default()
@@ -922,6 +924,17 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
                 );
             }
             if old.secret != new.secret {
+                let (o, n) = (
+                    old.secret.clone().unwrap_or_default(),
+                    new.secret.clone().unwrap_or_default(),
+                );
+                let what = if n.len() > o.len() && o.iter().all(|h| n.contains(h)) {
+                    "a new secret is accepted beside the old one (rotation started)"
+                } else if o.len() > n.len() && n.iter().all(|h| o.contains(h)) {
+                    "the previous secret is no longer accepted (rotation finished)"
+                } else {
+                    "secret (sha256) changed"
+                };
                 e.push(
                     None,
                     None,
@@ -931,7 +944,7 @@ fn compare(who: &Who, old: &View, new: &View, out: &mut Vec<Change>) {
                     None,
                     None,
                     vec![],
-                    "secret (sha256) changed".into(),
+                    what.into(),
                 );
             }
         }

@@ -148,18 +148,16 @@ impl Principal {
     }
 
     /// The principal of an API key declared in the policy (matched by the
-    /// SHA-256 of `secret`). It acts as exactly its one group — not even
-    /// `all_users` is added — so a key never grants more than its group.
+    /// SHA-256 of `secret`: the key's `sha256`, or its `previous_sha256`
+    /// while a rotation is in progress). It acts as exactly its one group —
+    /// not even `all_users` is added — so a key never grants more than its
+    /// group.
     pub fn from_api_key(policy: &Policy, secret: &str) -> Result<Principal> {
-        use sha2::{Digest, Sha256};
-        let hash: String = Sha256::digest(secret.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = crate::apikey::sha256_hex(secret);
         let key = policy
             .api_keys
             .iter()
-            .find(|k| k.sha256 == hash)
+            .find(|k| k.accepts(&hash))
             .ok_or_else(|| Error::Unknown {
                 kind: "API key",
                 name: "(no key with that secret)".into(),

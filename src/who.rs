@@ -39,6 +39,9 @@ pub enum Who {
     /// The secret of an API key declared in the policy.
     ApiKey(String),
     /// Groups and attributes supplied by the caller; `all_users` is added.
+    /// When the policy declares its attributes (`attributes:`), an
+    /// undeclared one is [`Error::Unknown`] (a misspelt `--attr` would
+    /// otherwise only surface as a missing attribute).
     Groups {
         /// Group names; each must exist in the policy.
         groups: Vec<String>,
@@ -57,12 +60,23 @@ impl Who {
             Who::ClaimsJson(text) => Principal::from_claims_json(policy, text),
             Who::Claims(claims) => Principal::from_claims(policy, claims),
             Who::ApiKey(secret) => Principal::from_api_key(policy, secret),
-            Who::Groups { groups, attributes } => Principal::new(
-                policy,
-                "cli",
-                groups.iter().map(String::as_str),
-                attributes.iter().cloned(),
-            ),
+            Who::Groups { groups, attributes } => {
+                if policy.declares_attributes() {
+                    let declared = policy.attribute_names();
+                    if let Some((a, _)) = attributes.iter().find(|(a, _)| !declared.contains(a)) {
+                        return Err(Error::Unknown {
+                            kind: "attribute",
+                            name: a.clone(),
+                        });
+                    }
+                }
+                Principal::new(
+                    policy,
+                    "cli",
+                    groups.iter().map(String::as_str),
+                    attributes.iter().cloned(),
+                )
+            }
         }
     }
 }

@@ -465,3 +465,67 @@ groups:
         "recheck accepts {other}"
     );
 }
+
+/// During a rotation an API key has two hashes, and each secret
+/// authenticates as the key, with the key's group and attributes; no
+/// other secret does, and a hash shared with another key is refused.
+#[test]
+fn api_key_with_two_hashes() {
+    use sqlsandbox::apikey::sha256_hex;
+    let (old, new) = (
+        "an-old-secret-of-at-least-32-chars",
+        "a-new-secret-of-at-least-32-chars!",
+    );
+    let policy_yaml = |previous: &str| {
+        format!(
+            "version: 1\ngroups: {{reporting: {{}}, ops: {{}}}}\napi_keys:\n  ci:\n    group: reporting\n    sha256: {}\n    previous_sha256: {previous}\n    attributes: {{tenant: 7}}\n",
+            sha256_hex(new)
+        )
+    };
+    let policy = Policy::from_yaml(&policy_yaml(&sha256_hex(old)), "p.yaml").expect("policy");
+    for secret in [old, new] {
+        let p = Principal::from_api_key(&policy, secret).expect("authenticates");
+        assert_eq!(p.name(), "api-key:ci");
+        assert_eq!(p.groups(), ["reporting".to_string()]);
+        assert_eq!(
+            p.attribute("tenant").map(|v| v.to_string()).as_deref(),
+            Some("7")
+        );
+    }
+    let e = Principal::from_api_key(&policy, "a-third-secret-nobody-was-given-xx").unwrap_err();
+    assert_eq!(e.code(), "SB102");
+    let key = policy.api_key("ci").expect("key");
+    assert!(key.rotating());
+    assert!(key.accepts(&sha256_hex(old)) && key.accepts(&sha256_hex(new)));
+    // The previous hash may not be another key's.
+    let clash = policy_yaml(&sha256_hex(old)).replace(
+        "api_keys:\n",
+        &format!(
+            "api_keys:\n  other: {{group: ops, sha256: {}}}\n",
+            sha256_hex(old)
+        ),
+    );
+    let e = Policy::from_yaml(&clash, "p.yaml").unwrap_err();
+    assert_eq!(e.code(), "SB002");
+    assert!(e.to_string().contains("same secret as API key"), "{e}");
+}
+
+/// Attributes a caller names (`--attr`, a test file's `attributes:`) must
+/// be declared when the policy declares its attributes.
+#[test]
+fn caller_attributes_must_be_declared() {
+    use sqlsandbox::who::{key_values, Who};
+    let p = saas();
+    let who = |attr: &str| Who::Groups {
+        groups: vec!["customers".into()],
+        attributes: key_values(&[attr.to_string()], "attribute").unwrap(),
+    };
+    assert!(who("tenant=7").principal(&p).is_ok());
+    let e = who("tenat=7").principal(&p).unwrap_err();
+    assert_eq!(e.code(), "SB102");
+    assert_eq!(e.to_string(), "unknown attribute `tenat`");
+    assert_eq!(
+        sqlsandbox::suggest::did_you_mean("tenat", p.attribute_names().iter().map(String::as_str)),
+        "; did you mean `tenant`?"
+    );
+}

@@ -469,3 +469,476 @@ fn connection_errors_carry_their_cause() {
     assert!(err.contains("error[SB003]"), "{err}");
     assert!(err.to_lowercase().contains("refused"), "{err}");
 }
+
+/// A policy with comments, for the API key commands.
+const KEYS: &str = "\
+# Reporting keys live at the end of this file.
+version: 1
+databases:
+  shop:
+    dialect: postgres
+    tables:
+      orders: {columns: {id: integer, tenant_id: integer}}
+groups:
+  reporting:   # dashboards
+    native: {shop: true}
+    data: {shop: {public: {orders: {sandbox: {column: tenant_id, attribute: tenant}}}}}
+# The end.
+";
+
+/// The one line `sk_` + 64 hex digits a key command prints.
+fn secret_of(o: &Output) -> String {
+    let out = stdout(o);
+    let secret = out.strip_suffix('\n').expect("one line");
+    assert!(!secret.contains('\n'), "{out}");
+    let hex = secret.strip_prefix("sk_").expect("sk_ prefix");
+    assert_eq!(hex.len(), 64, "{secret}");
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{secret}");
+    secret.to_string()
+}
+
+/// `rewrite` as the API key `secret` on `policy`: its exit code and output.
+fn as_key(policy: &str, secret: &str) -> (Option<i32>, String) {
+    let out = sqlsandbox(&[
+        "rewrite",
+        "--policy",
+        policy,
+        "--api-key",
+        secret,
+        "SELECT id FROM orders",
+    ]);
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn apikey_generate_writes_a_key_that_authenticates() {
+    let dir = temp_dir("apikey_generate");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, KEYS).expect("write");
+    let p = path.to_str().expect("utf-8");
+    let out = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--attr",
+        "tenant=7",
+        "--policy",
+        p,
+        "--write",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let secret = secret_of(&out);
+    // The secret is printed once: on standard output, never on standard
+    // error, never in the file.
+    assert!(!stderr(&out).contains(&secret), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("added API key `ci`"),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(!text.contains(&secret));
+    // The rest of the file, comments included, is kept as it was.
+    let hash = sqlsandbox::apikey::sha256_hex(&secret);
+    assert_eq!(
+        text,
+        format!("{KEYS}api_keys:\n  ci:\n    group: reporting\n    sha256: {hash}\n    attributes: {{tenant: 7}}\n")
+    );
+    let (code, sql) = as_key(p, &secret);
+    assert_eq!(code, Some(0), "{sql}");
+    assert!(sql.contains("tenant_id = 7"), "{sql}");
+    // Two runs give two different secrets.
+    let again = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci2",
+        "--group",
+        "reporting",
+        "--policy",
+        p,
+        "--write",
+        "-q",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_ne!(secret_of(&again), secret);
+    assert_eq!(stderr(&again), "", "-q: nothing on standard error");
+    let check = sqlsandbox(&["check", "--policy", p, "-q"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+}
+
+#[test]
+fn apikey_without_write_prints_the_entry_and_leaves_the_file() {
+    let dir = temp_dir("apikey_dry");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, KEYS).expect("write");
+    let p = path.to_str().expect("utf-8");
+    let out = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--attr",
+        "tenant=7",
+        "--policy",
+        p,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let secret = secret_of(&out);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), KEYS);
+    let err = stderr(&out);
+    assert!(err.contains("give --write"), "{err}");
+    // The entry printed, pasted at the end of the file, makes the secret work.
+    let entry = err
+        .split_once("\n\n")
+        .and_then(|(_, rest)| rest.split_once("\n\n"))
+        .map(|(entry, _)| entry)
+        .expect("an entry between blank lines");
+    assert!(entry.starts_with("api_keys:\n  ci:\n"), "{entry}");
+    assert!(
+        entry.contains(&sqlsandbox::apikey::sha256_hex(&secret)),
+        "{entry}"
+    );
+    std::fs::write(&path, format!("{KEYS}{entry}\n")).expect("write");
+    assert_eq!(as_key(p, &secret).0, Some(0));
+}
+
+#[test]
+fn apikey_rotation_accepts_both_secrets_until_finished() {
+    let dir = temp_dir("apikey_rotate");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, KEYS).expect("write");
+    let p = path.to_str().expect("utf-8");
+    let run = |args: &[&str]| {
+        let mut all = vec!["apikey"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--policy", p]);
+        sqlsandbox(&all)
+    };
+    let out = run(&[
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--attr",
+        "tenant=7",
+        "--write",
+    ]);
+    let old = secret_of(&out);
+    let out = run(&["rotate", "ci", "--write"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let new = secret_of(&out);
+    assert_ne!(old, new);
+    assert!(
+        stderr(&out).contains("finish-rotation ci"),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.starts_with(KEYS), "{text}");
+    assert!(text.contains(&format!(
+        "    sha256: {}\n    previous_sha256: {}\n",
+        sqlsandbox::apikey::sha256_hex(&new),
+        sqlsandbox::apikey::sha256_hex(&old)
+    )));
+    assert_eq!(
+        as_key(p, &old).0,
+        Some(0),
+        "the old secret works during the rotation"
+    );
+    assert_eq!(as_key(p, &new).0, Some(0), "the new secret works");
+
+    // A second rotation before the first is finished is refused, the file
+    // untouched and no secret printed.
+    let out = run(&["rotate", "ci", "--write"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("error[SB005]"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+
+    let out = run(&["finish-rotation", "ci", "--write"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "finishing prints no secret");
+    let (code, err) = as_key(p, &old);
+    assert_eq!(code, Some(2), "the old secret is refused: {err}");
+    assert!(err.contains("unknown API key"), "{err}");
+    assert_eq!(as_key(p, &new).0, Some(0));
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(!text.contains("previous_sha256"), "{text}");
+    assert!(text.starts_with(KEYS), "{text}");
+
+    let out = run(&["finish-rotation", "ci", "--write"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no rotation"), "{}", stderr(&out));
+}
+
+#[test]
+fn apikey_refusals_leave_the_file_untouched_and_print_no_secret() {
+    let dir = temp_dir("apikey_refusals");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, KEYS).expect("write");
+    let p = path.to_str().expect("utf-8");
+    let refused = |args: &[&str], code: &str, says: &str| {
+        let mut all = vec!["apikey"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--policy", p, "--write"]);
+        let out = sqlsandbox(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}: no secret for a refused key");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("error[{code}]")), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            KEYS,
+            "{args:?}"
+        );
+    };
+    refused(
+        &["generate", "ci", "--group", "reportng"],
+        "SB102",
+        "unknown group `reportng`; did you mean `reporting`?",
+    );
+    refused(
+        &["generate", "9ci", "--group", "reporting"],
+        "SB005",
+        "must be a letter",
+    );
+    refused(
+        &["generate", "c i", "--group", "reporting"],
+        "SB005",
+        "must be a letter",
+    );
+    refused(&["rotate", "ci"], "SB102", "unknown API key `ci`");
+    std::fs::write(
+        &path,
+        KEYS.replace(
+            "version: 1\n",
+            "version: 1\nattributes: {tenant: integer}\n",
+        ),
+    )
+    .expect("write");
+    let declared = std::fs::read_to_string(&path).expect("read");
+    let out = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--attr",
+        "tenat=7",
+        "--policy",
+        p,
+        "--write",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown attribute `tenat`; did you mean `tenant`?"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), declared);
+    let out = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--attr",
+        "tenant=x",
+        "--policy",
+        p,
+        "--write",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a value that does not fit the declared type"
+    );
+    assert!(stderr(&out).contains("would not load"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), declared);
+    // An existing name.
+    let out = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--policy",
+        p,
+        "--write",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let once = std::fs::read_to_string(&path).expect("read");
+    let out = sqlsandbox(&[
+        "apikey",
+        "generate",
+        "ci",
+        "--group",
+        "reporting",
+        "--policy",
+        p,
+        "--write",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), once);
+    let out = sqlsandbox(&["apikey", "rotate", "cj", "--policy", p]);
+    assert!(
+        stderr(&out).contains("did you mean `ci`?"),
+        "{}",
+        stderr(&out)
+    );
+    // --write needs a file.
+    let out = with_stdin(
+        cmd(&[
+            "apikey",
+            "generate",
+            "x",
+            "--group",
+            "reporting",
+            "--policy",
+            "-",
+            "--write",
+        ]),
+        KEYS,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--write edits the policy file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn man_pages_per_subcommand() {
+    let dir = temp_dir("man");
+    let out_dir = dir.join("man1");
+    let d = out_dir.to_str().expect("utf-8");
+    let out = sqlsandbox(&["man", "--dir", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    for page in [
+        "sqlsandbox.1",
+        "sqlsandbox-rewrite.1",
+        "sqlsandbox-check.1",
+        "sqlsandbox-apikey.1",
+        "sqlsandbox-apikey-generate.1",
+        "sqlsandbox-apikey-rotate.1",
+        "sqlsandbox-apikey-finish-rotation.1",
+        "sqlsandbox-man.1",
+    ] {
+        let path = out_dir.join(page);
+        assert!(
+            listed.contains(&path.display().to_string()),
+            "{page} in {listed:?}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
+        let name = page.strip_suffix(".1").expect(".1");
+        assert!(text.contains(&format!(".TH {name} 1")), "{page}: {text}");
+        assert!(text.contains(env!("CARGO_PKG_VERSION")), "{page}: {text}");
+    }
+    assert!(!out_dir.join("sqlsandbox-help.1").exists());
+    let written = std::fs::read_dir(&out_dir).expect("dir").count();
+    assert_eq!(written, listed.len());
+    // The main page points at the subcommands' pages.
+    let main = std::fs::read_to_string(out_dir.join("sqlsandbox.1")).expect("read");
+    assert!(main.contains("sqlsandbox\\-rewrite(1)"), "{main}");
+    // One subcommand's page on standard output.
+    let out = sqlsandbox(&["man", "apikey", "generate"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains(".TH sqlsandbox-apikey-generate 1"), "{text}");
+    assert!(text.contains("\\-\\-group"), "{text}");
+    let out = sqlsandbox(&["man", "rewrit"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("did you mean `rewrite`?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sqlsandbox(&["man", "--dir", d, "rewrite"]);
+    assert_eq!(out.status.code(), Some(2), "--dir writes every page");
+}
+
+#[test]
+fn attr_names_and_schemas_get_did_you_mean() {
+    // A policy that declares its attributes refuses an undeclared --attr.
+    let out = sqlsandbox(&[
+        "rewrite",
+        "--policy",
+        SAAS,
+        "--group",
+        "customers",
+        "--attr",
+        "tenat=7",
+        "SELECT id FROM orders",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("error[SB102]: unknown attribute `tenat`; did you mean `tenant`?"),
+        "{}",
+        stderr(&out)
+    );
+    // One that does not warns, and says which attribute was meant when the
+    // query then lacks it.
+    let dir = temp_dir("attr_hint");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, KEYS).expect("write");
+    let p = path.to_str().expect("utf-8");
+    let out = sqlsandbox(&[
+        "rewrite",
+        "--policy",
+        p,
+        "--group",
+        "reporting",
+        "--attr",
+        "tenat=7",
+        "SELECT id FROM orders",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: attribute `tenat` (--attr) is used by no rule of the policy; did you mean `tenant`?"),
+        "{err}"
+    );
+    assert!(err.contains("error[SB301]"), "{err}");
+    assert!(
+        err.contains("--attr gave `tenat`: did you mean `tenant`?"),
+        "{err}"
+    );
+    let quiet = sqlsandbox(&[
+        "rewrite",
+        "-q",
+        "--policy",
+        p,
+        "--group",
+        "reporting",
+        "--attr",
+        "tenat=7",
+        "SELECT id FROM orders",
+    ]);
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+    // A misspelt schema in a query.
+    let out = sqlsandbox(&[
+        "rewrite",
+        "--policy",
+        SAAS,
+        "--user",
+        "alice",
+        "SELECT id FROM pubilc.orders",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean `public.orders`?"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -567,3 +567,43 @@ fn row_and_write_rule_changes_are_classified() {
         "{text}"
     );
 }
+
+/// A rotation started (a second secret accepted) and finished (the old
+/// one dropped) are named as such, and neutral.
+#[test]
+fn api_key_rotation_is_named() {
+    let dir = scratch("rotation");
+    let base = std::fs::read_to_string(fixtures().join("base.yaml")).expect("base");
+    let secret = "sk_0123456789abcdef0123456789abcdef0123456789";
+    let rotated = sqlsandbox::apikey::rotate(&base, "base.yaml", "bot", secret)
+        .expect("rotate")
+        .text;
+    let finished = sqlsandbox::apikey::finish_rotation(&rotated, "rotated.yaml", "bot")
+        .expect("finish")
+        .text;
+    for (name, text) in [
+        ("base.yaml", &base),
+        ("rotated.yaml", &rotated),
+        ("finished.yaml", &finished),
+    ] {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    let (code, out, err) = run(
+        &dir,
+        &["diff", "base.yaml", "rotated.yaml", "--fail-on", "widen"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("neutral"), "{out}");
+    assert!(
+        out.contains("a new secret is accepted beside the old one (rotation started)"),
+        "{out}"
+    );
+    let (code, out, err) = run(&dir, &["diff", "rotated.yaml", "finished.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("the previous secret is no longer accepted (rotation finished)"),
+        "{out}"
+    );
+    let (_, out, _) = run(&dir, &["diff", "base.yaml", "finished.yaml"]);
+    assert!(out.contains("secret (sha256) changed"), "{out}");
+}

@@ -142,9 +142,11 @@ impl<'n> Compiler<'_> {
             },
         };
         self.db.table(&key).cloned().ok_or_else(|| {
+            let schema = text.contains('.').then_some(key.schema.as_str());
             n.err(format!(
-                "unknown table `{text}` in database `{}`",
-                self.db.name
+                "unknown table `{text}` in database `{}`{}",
+                self.db.name,
+                access::readable_hint(self.policy, self.principal, self.db, schema, &key.name)
             ))
         })
     }

@@ -494,20 +494,41 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 format!("API key `{name}` names unknown group `{}`", k.group),
             ));
         }
-        let hash = k.sha256.to_ascii_lowercase();
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex = |field: &str, value: &str| {
+            let hash = value.to_ascii_lowercase();
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(hash)
+            } else {
+                Err(cx.err(
+                    &[path[0], path[1], field],
+                    format!(
+                        "API key `{name}`: `{field}` must be 64 hex digits (the SHA-256 of the secret)"
+                    ),
+                ))
+            }
+        };
+        let hash = hex("sha256", &k.sha256)?;
+        let previous = k
+            .previous_sha256
+            .as_deref()
+            .map(|p| hex("previous_sha256", p))
+            .transpose()?;
+        if previous.as_ref() == Some(&hash) {
             return Err(cx.err(
-                &path,
-                format!(
-                    "API key `{name}`: `sha256` must be 64 hex digits (the SHA-256 of the secret)"
-                ),
+                &[path[0], path[1], "previous_sha256"],
+                format!("API key `{name}`: `previous_sha256` is the same as `sha256` (a rotation needs a new secret)"),
             ));
         }
-        if api_keys.iter().any(|o| o.sha256 == hash) {
-            return Err(cx.err(
-                &path,
-                format!("API key `{name}` has the same secret as another key"),
-            ));
+        for h in std::iter::once(&hash).chain(previous.iter()) {
+            if let Some(other) = api_keys.iter().find(|o| o.accepts(h)) {
+                return Err(cx.err(
+                    &path,
+                    format!(
+                        "API key `{name}` has the same secret as API key `{}`",
+                        other.name
+                    ),
+                ));
+            }
         }
         let mut attributes = BTreeMap::new();
         for (a, v) in &k.attributes {
@@ -528,6 +549,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
         api_keys.push(ApiKey {
             name: name.clone(),
             sha256: hash,
+            previous_sha256: previous,
             group: k.group.clone(),
             attributes,
         });
@@ -1207,7 +1229,10 @@ fn compile_group(
                     if !db.schemas.contains(&skey) {
                         return Err(cx.err(
                             &spath,
-                            format!("schema `{sname}` has no declared tables in database `{dbname}`"),
+                            format!(
+                                "schema `{sname}` has no declared tables in database `{dbname}`{}",
+                                did_you_mean(&skey, db.schemas.iter().map(String::as_str))
+                            ),
                         ));
                     }
                     let sg = match sacc {

@@ -66,10 +66,27 @@ pub struct ApiKey {
     pub name: String,
     /// Lower-case hex SHA-256 of the secret.
     pub sha256: String,
+    /// Lower-case hex SHA-256 of the secret being replaced, during a
+    /// rotation: it authenticates as this key too.
+    pub previous_sha256: Option<String>,
     /// The one group it acts as.
     pub group: String,
     /// Fixed attributes.
     pub attributes: BTreeMap<String, crate::value::AttributeValue>,
+}
+
+impl ApiKey {
+    /// Whether a secret whose SHA-256 is `hash` (lower-case hex)
+    /// authenticates as this key: the current secret, or the previous one
+    /// during a rotation.
+    pub fn accepts(&self, hash: &str) -> bool {
+        self.sha256 == hash || self.previous_sha256.as_deref() == Some(hash)
+    }
+
+    /// Whether a rotation is in progress (a previous secret still works).
+    pub fn rotating(&self) -> bool {
+        self.previous_sha256.is_some()
+    }
 }
 
 impl Policy {
@@ -134,6 +151,62 @@ impl Policy {
         let mut v: Vec<&str> = self.groups.keys().map(String::as_str).collect();
         v.sort_unstable();
         v
+    }
+
+    /// The API keys the policy declares, sorted by name.
+    pub fn api_keys(&self) -> &[ApiKey] {
+        &self.api_keys
+    }
+
+    /// An API key by name.
+    pub fn api_key(&self, name: &str) -> Option<&ApiKey> {
+        self.api_keys.iter().find(|k| k.name == name)
+    }
+
+    /// Names of the API keys, sorted.
+    pub fn api_key_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether the policy declares its attributes (`attributes:`); then
+    /// users, API keys and callers may give no other.
+    pub fn declares_attributes(&self) -> bool {
+        self.declared_attributes.is_some()
+    }
+
+    /// The attributes a principal can usefully have, sorted: the declared
+    /// ones when the policy declares them, else those its rules read
+    /// (sandboxes, routing, impersonation, tenant roles) and those its
+    /// users and API keys are given. For "did you mean" on attribute names.
+    pub fn attribute_names(&self) -> Vec<String> {
+        let mut v: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        if let Some(d) = &self.declared_attributes {
+            v.extend(d.iter().cloned());
+            return v.into_iter().collect();
+        }
+        for db in self.databases.values() {
+            v.extend(db.routing.iter().map(|r| r.attribute.clone()));
+            v.extend(db.impersonation.iter().map(|i| i.attribute.clone()));
+            v.extend(db.tenant_roles.iter().cloned());
+            for t in db.tables() {
+                for g in self.groups.values() {
+                    if let TableGrant::Sandbox(sb) =
+                        crate::access::group_grant(g.data.get(&db.name), t)
+                    {
+                        v.extend(sb.attributes("").into_iter().map(|(a, _, _)| a));
+                    }
+                }
+            }
+        }
+        for u in self.users.values() {
+            v.extend(u.attributes.keys().cloned());
+        }
+        for k in &self.api_keys {
+            v.extend(k.attributes.keys().cloned());
+        }
+        v.into_iter().collect()
     }
 
     /// Names of the saved questions, sorted.

@@ -126,13 +126,24 @@ pub enum RawAttrType {
 }
 
 /// An API key: the SHA-256 of the secret, the one group it acts as, and
-/// fixed attributes.
+/// fixed attributes. During a rotation (`sqlsandbox apikey rotate`) the
+/// previous secret's SHA-256 is kept in `previous_sha256` and authenticates
+/// too, until `sqlsandbox apikey finish-rotation` removes it.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
+    /// The one group the key acts as (not even `all_users` is added).
     pub group: String,
+    /// The SHA-256 of the secret: 64 hex digits.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[0-9a-fA-F]{64}$")))]
     pub sha256: String,
+    /// The SHA-256 of the secret being replaced, during a rotation: it
+    /// authenticates as this key too until the rotation is finished.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[0-9a-fA-F]{64}$")))]
+    pub previous_sha256: Option<String>,
+    /// Fixed attributes of the key.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
     pub attributes: UMap<serde_yaml::Value>,

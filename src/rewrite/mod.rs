@@ -504,6 +504,15 @@ impl<'a> Rewriter<'a> {
                     };
                     db.lookup(&schema, &self.norm(last))
                 };
+                let hint = |this: &Self| {
+                    access::readable_hint(
+                        this.policy,
+                        this.principal,
+                        this.db,
+                        schema_part.map(|s| this.norm(s)).as_deref(),
+                        &this.norm(last),
+                    )
+                };
                 let Some(table) = found else {
                     if self.principal.is_admin() {
                         sources.push(self.opaque(alias.as_ref(), Some(last)));
@@ -513,6 +522,7 @@ impl<'a> Rewriter<'a> {
                         self.principal,
                         &name.to_string(),
                         self.db,
+                        &hint(self),
                     ));
                 };
                 let table: &'a Table = table;
@@ -520,7 +530,12 @@ impl<'a> Rewriter<'a> {
                 let bare = last.clone();
                 let decision = self.decision(table).map_err(|e| match e {
                     Error::AccessDenied { .. } if !self.principal.is_admin() => {
-                        access::invisible_table(self.principal, &name.to_string(), self.db)
+                        access::invisible_table(
+                            self.principal,
+                            &name.to_string(),
+                            self.db,
+                            &hint(self),
+                        )
                     }
                     other => other,
                 })?;
