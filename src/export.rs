@@ -143,7 +143,8 @@ pub(crate) struct Out {
     pub(crate) sql: String,
     /// Every role it creates.
     pub(crate) roles: BTreeSet<String>,
-    /// Every schema it creates (views of custom sandboxes).
+    /// Every schema it creates (views of custom sandboxes, definer
+    /// functions, masking views).
     pub(crate) schemas: BTreeSet<String>,
     /// The ownership marker written as the comment of what it creates.
     marker: String,
@@ -162,10 +163,11 @@ impl std::fmt::Write for Out {
     }
 }
 
-/// The comment sqlsandbox writes on every role, policy, view and schema it
-/// creates under `opts` (`COMMENT ON … IS '<marker>'`): what carries it
-/// (and, for roles, also starts with the role prefix) is sqlsandbox's to
-/// change or drop; nothing else is.
+/// The comment sqlsandbox writes on every role, policy, view, schema,
+/// table and function it creates under `opts` (`COMMENT ON … IS
+/// '<marker>'`): what carries it (and, for roles, also starts with the
+/// role prefix) is sqlsandbox's to change or drop, with its owner and
+/// privileges (module `live`); nothing else is.
 pub fn marker(opts: &ExportOptions) -> String {
     format!("sqlsandbox export {}", opts.role_prefix)
 }
@@ -507,6 +509,7 @@ fn export_database(
             let r = ident(role)?;
             if made.insert(role.clone()) {
                 let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {r};");
+                let _ = writeln!(out, "ALTER SCHEMA {r} OWNER TO CURRENT_USER;");
                 let _ = writeln!(out, "GRANT USAGE ON SCHEMA {r} TO {r};");
                 let _ = writeln!(out, "COMMENT ON SCHEMA {r} IS {};", literal(&out.marker));
                 out.schemas.insert(role.clone());
@@ -581,18 +584,27 @@ fn rule_policies(
                 let schema = ident(&format!("{}definer", opts.role_prefix))?;
                 out.schemas.insert(format!("{}definer", opts.role_prefix));
                 let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {schema};");
+                let _ = writeln!(out, "ALTER SCHEMA {schema} OWNER TO CURRENT_USER;");
                 let _ = writeln!(
                     out,
                     "COMMENT ON SCHEMA {schema} IS {};",
                     literal(&out.marker)
                 );
                 let _ = writeln!(out, "GRANT USAGE ON SCHEMA {schema} TO {role};");
+                // Owned by the applying role (the plan drops and creates
+                // it again, so its body, flags, owner and privileges are
+                // what this says), executable by the rule's group only.
                 let _ = writeln!(
                     out,
                     "CREATE OR REPLACE FUNCTION {f}() RETURNS SETOF {tq} LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $sqlsandbox$ SELECT * FROM {tq} $sqlsandbox$;"
                 );
                 let _ = writeln!(out, "REVOKE ALL ON FUNCTION {f}() FROM PUBLIC;");
                 let _ = writeln!(out, "GRANT EXECUTE ON FUNCTION {f}() TO {role};");
+                let _ = writeln!(
+                    out,
+                    "COMMENT ON FUNCTION {f}() IS {};",
+                    literal(&out.marker)
+                );
             }
         }
         let name = ident(&format!("{}{}_{}", opts.role_prefix, group, i + 1))?;

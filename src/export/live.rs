@@ -1,34 +1,38 @@
 //! Plan, apply and drift of the PostgreSQL export against a live database
 //! (feature `live`).
 //!
-//! **What sqlsandbox owns.** Every role, row level security policy, view
-//! and schema the export creates carries the comment [`marker`]
-//! (`sqlsandbox export <role prefix>`); a role is sqlsandbox's when its name
-//! starts with the role prefix *and* it carries the marker. Grants to those
-//! roles, role settings of those roles, and memberships between two of
-//! those roles are sqlsandbox's too. Nothing else is ever dropped or
-//! revoked. The row level security flags of the policy's declared tables
-//! are set to what the export needs; RLS is only disabled on a table that
-//! has no policy without the marker.
+//! **What sqlsandbox owns.** Every role, row level security policy, view,
+//! table, function and schema the export creates carries the comment
+//! [`marker`] (`sqlsandbox export <role prefix>`); a role is sqlsandbox's
+//! when its name starts with the role prefix *and* it carries the marker.
+//! Privileges granted to those roles (on tables, views, sequences,
+//! functions, schemas, the current database, columns; default privileges
+//! naming them), their role settings (every database or the current one),
+//! and their memberships in other roles are sqlsandbox's too; so are the
+//! owner and every privilege of an owned object (to whomever, `PUBLIC`
+//! included) and the default privileges of an owned schema. Nothing else
+//! is ever dropped or revoked. The row level security flags of the
+//! policy's declared tables are set to what the export needs; RLS is only
+//! disabled on a table that has no policy without the marker.
 //!
 //! **Plan.** [`plan`] reads what sqlsandbox owns in the live database and
-//! prints the migration: drop every owned policy and view, revoke every
-//! grant to and membership between owned roles, reset their settings,
-//! switch off RLS where the policy no longer needs it, drop owned view
-//! schemas and roles the policy no longer has, then the export itself
-//! (which creates what is missing and grants again what stays). Run in one
-//! transaction ([`apply`]) no other session sees an intermediate state:
-//! every statement of it, `CREATE ROLE` and `DROP ROLE` included, is
-//! transactional in PostgreSQL.
+//! prints the migration: drop every owned policy, view, table and
+//! function, revoke every owned grant and membership, reset the owned
+//! roles' settings and the owned default privileges, switch off RLS where
+//! the policy no longer needs it, drop owned schemas and roles the policy
+//! no longer has, then the export itself (which creates what is missing
+//! and grants again what stays). Run in one transaction ([`apply`]) no
+//! other session sees an intermediate state: every statement of it,
+//! `CREATE ROLE` and `DROP ROLE` included, is transactional in PostgreSQL.
 //!
 //! **Drift.** [`drift`] compares two normalised [`Model`]s of the catalog
 //! restricted to what sqlsandbox owns: the live one, and the one the
 //! policy asks for. The desired model is read from the same catalog after
 //! running the plan inside a transaction that is then rolled back, so
-//! policy expressions and view definitions are compared after
-//! PostgreSQL's own deparse (`pg_get_expr`, `pg_get_viewdef`), not as
-//! text sqlsandbox printed. (It takes the plan's locks for that moment and
-//! needs the privileges of `apply`.)
+//! policy expressions, view and function definitions are compared after
+//! PostgreSQL's own deparse (`pg_get_expr`, `pg_get_viewdef`,
+//! `pg_get_functiondef`), not as text sqlsandbox printed. (It takes the
+//! plan's locks for that moment and needs the privileges of `apply`.)
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -57,34 +61,84 @@ pub enum Item {
         /// `SUPERUSER`, `CREATEDB`, `CREATEROLE` or `REPLICATION`, those it has.
         privileged: String,
     },
-    /// A setting of an owned role (`ALTER ROLE … SET`, every database).
+    /// A setting of an owned role (`ALTER ROLE … [IN DATABASE …] SET`).
     RoleSetting {
         /// The role.
         role: String,
+        /// The current database (`IN DATABASE`), or empty: every database.
+        database: String,
         /// `name=value`.
         setting: String,
     },
-    /// `member` is a member of `role` (both owned).
+    /// `member` (owned) is a member of `role` (any role).
     Member {
         /// The granted role.
         role: String,
         /// Its member.
         member: String,
+        /// `WITH ADMIN OPTION`.
+        admin: bool,
     },
-    /// A privilege granted to an owned role.
+    /// A privilege granted to an owned role, or on an owned object (a
+    /// view, table or schema carrying the marker) to anyone but its owner.
     Grant {
         /// `SELECT`, `USAGE`, `CONNECT`, ...
         privilege: String,
-        /// `TABLE`, `SCHEMA` or `DATABASE` (the current one).
+        /// `TABLE`, `SEQUENCE`, `SCHEMA` or `DATABASE` (the current one).
         kind: String,
         /// The schema of a table, the schema, or empty.
         schema: String,
         /// The name of a table, or empty.
         object: String,
-        /// The owned role.
+        /// The role; empty for `PUBLIC`.
         grantee: String,
     },
-    /// A row level security policy carrying the marker.
+    /// A privilege on a function granted to an owned role, or on an owned
+    /// function to anyone but its owner (`PUBLIC`'s default `EXECUTE`
+    /// included).
+    FunctionGrant {
+        /// `EXECUTE`.
+        privilege: String,
+        /// The function's schema.
+        schema: String,
+        /// Its name.
+        name: String,
+        /// Its argument types (`pg_get_function_identity_arguments`).
+        args: String,
+        /// The role; empty for `PUBLIC`.
+        grantee: String,
+    },
+    /// A function carrying the marker (the SECURITY DEFINER functions of
+    /// `as: definer` rules).
+    Function {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+        /// Its argument types.
+        args: String,
+        /// Its owner (whose rights a SECURITY DEFINER function runs with).
+        owner: String,
+        /// `pg_get_functiondef`: body, language, volatility, `SECURITY
+        /// DEFINER`, `SET search_path`, ...
+        definition: String,
+    },
+    /// A default privilege (`ALTER DEFAULT PRIVILEGES`) in an owned schema,
+    /// or granted to an owned role.
+    DefaultPrivilege {
+        /// The role whose future objects get it.
+        role: String,
+        /// The schema (`IN SCHEMA`), or empty: every schema.
+        schema: String,
+        /// `TABLES`, `SEQUENCES`, `FUNCTIONS`, `TYPES` or `SCHEMAS`.
+        objects: String,
+        /// `SELECT`, `EXECUTE`, ...
+        privilege: String,
+        /// The role; empty for `PUBLIC`.
+        grantee: String,
+    },
+    /// A row level security policy carrying the marker, or naming an owned
+    /// role (it gives that role rows: a grant to it).
     Policy {
         /// The schema of its table.
         schema: String,
@@ -102,6 +156,8 @@ pub enum Item {
         schema: String,
         /// Its name.
         name: String,
+        /// Its owner (whose rights it reads with).
+        owner: String,
         /// Its options (`security_barrier=true`).
         options: String,
         /// `pg_get_viewdef`.
@@ -111,6 +167,8 @@ pub enum Item {
     Schema {
         /// Its name.
         name: String,
+        /// Its owner.
+        owner: String,
     },
     /// The row level security flags of a declared table.
     Rls {
@@ -143,6 +201,8 @@ pub enum Item {
         schema: String,
         /// Its name.
         name: String,
+        /// Its owner.
+        owner: String,
         /// An MD5 digest of its rows: a changed key is drift (the
         /// digest is never printed).
         digest: String,
@@ -167,22 +227,78 @@ impl fmt::Display for Item {
                 on(*bypassrls, "BYPASSRLS", "NOBYPASSRLS"),
                 if privileged.is_empty() { "" } else { " " }
             ),
-            Item::RoleSetting { role, setting } => write!(f, "role {role:?} SET {setting:?}"),
-            Item::Member { role, member } => write!(f, "membership {role:?} TO {member:?}"),
+            Item::RoleSetting {
+                role,
+                database,
+                setting,
+            } => {
+                if database.is_empty() {
+                    write!(f, "role {role:?} SET {setting:?}")
+                } else {
+                    write!(f, "role {role:?} IN DATABASE {database:?} SET {setting:?}")
+                }
+            }
+            Item::Member {
+                role,
+                member,
+                admin,
+            } => write!(
+                f,
+                "membership {role:?} TO {member:?}{}",
+                on(*admin, " WITH ADMIN OPTION", "")
+            ),
             Item::Grant {
                 privilege,
                 kind,
                 schema,
                 object,
                 grantee,
-            } => match kind.as_str() {
-                "TABLE" => write!(
-                    f,
-                    "grant {privilege} ON TABLE {schema:?}.{object:?} TO {grantee:?}"
-                ),
-                "SCHEMA" => write!(f, "grant {privilege} ON SCHEMA {schema:?} TO {grantee:?}"),
-                _ => write!(f, "grant {privilege} ON {kind} TO {grantee:?}"),
-            },
+            } => {
+                let to = Grantee(grantee);
+                match kind.as_str() {
+                    "TABLE" | "SEQUENCE" => write!(
+                        f,
+                        "grant {privilege} ON {kind} {schema:?}.{object:?} TO {to}"
+                    ),
+                    "SCHEMA" => write!(f, "grant {privilege} ON SCHEMA {schema:?} TO {to}"),
+                    _ => write!(f, "grant {privilege} ON {kind} TO {to}"),
+                }
+            }
+            Item::FunctionGrant {
+                privilege,
+                schema,
+                name,
+                args,
+                grantee,
+            } => write!(
+                f,
+                "grant {privilege} ON FUNCTION {schema:?}.{name:?}({args}) TO {}",
+                Grantee(grantee)
+            ),
+            Item::Function {
+                schema,
+                name,
+                args,
+                owner,
+                definition,
+            } => write!(
+                f,
+                "function {schema:?}.{name:?}({args}) OWNER {owner:?}: {}",
+                definition.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+            Item::DefaultPrivilege {
+                role,
+                schema,
+                objects,
+                privilege,
+                grantee,
+            } => {
+                write!(f, "default privilege FOR ROLE {role:?}")?;
+                if !schema.is_empty() {
+                    write!(f, " IN SCHEMA {schema:?}")?;
+                }
+                write!(f, " {privilege} ON {objects} TO {}", Grantee(grantee))
+            }
             Item::Policy {
                 schema,
                 table,
@@ -192,14 +308,15 @@ impl fmt::Display for Item {
             Item::View {
                 schema,
                 name,
+                owner,
                 options,
                 definition,
             } => write!(
                 f,
-                "view {schema:?}.{name:?} WITH ({options}) AS {}",
+                "view {schema:?}.{name:?} OWNER {owner:?} WITH ({options}) AS {}",
                 definition.split_whitespace().collect::<Vec<_>>().join(" ")
             ),
-            Item::Schema { name } => write!(f, "schema {name:?}"),
+            Item::Schema { name, owner } => write!(f, "schema {name:?} OWNER {owner:?}"),
             Item::Rls {
                 schema,
                 table,
@@ -221,9 +338,30 @@ impl fmt::Display for Item {
                 f,
                 "grant {privilege} ({column:?}) ON TABLE {schema:?}.{table:?} TO {grantee:?}"
             ),
-            Item::Table { schema, name, .. } => {
-                write!(f, "owned table {schema:?}.{name:?} and its rows")
+            Item::Table {
+                schema,
+                name,
+                owner,
+                ..
+            } => {
+                write!(
+                    f,
+                    "owned table {schema:?}.{name:?} OWNER {owner:?} and its rows"
+                )
             }
+        }
+    }
+}
+
+/// A grantee as printed: the role's name quoted, or `PUBLIC`.
+struct Grantee<'a>(&'a str);
+
+impl fmt::Display for Grantee<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("PUBLIC")
+        } else {
+            write!(f, "{:?}", self.0)
         }
     }
 }
@@ -394,24 +532,28 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
     }
     for r in c
         .query(
-            "SELECT r.rolname::text, x FROM pg_catalog.pg_db_role_setting s \
-             JOIN pg_catalog.pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) x \
-             WHERE s.setdatabase = 0 AND r.rolname::text = ANY($1)",
+            "SELECT r.rolname::text, coalesce(d.datname::text, ''), x \
+             FROM pg_catalog.pg_db_role_setting s \
+             JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+             LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) x \
+             WHERE (s.setdatabase = 0 OR d.datname = current_database()) \
+               AND r.rolname::text = ANY($1)",
             &[&roles],
         )
         .map_err(db_error)?
     {
         items.insert(Item::RoleSetting {
             role: r.get(0),
-            setting: r.get(1),
+            database: r.get(1),
+            setting: r.get(2),
         });
     }
     for r in c
         .query(
-            "SELECT r.rolname::text, m.rolname::text FROM pg_catalog.pg_auth_members a \
+            "SELECT r.rolname::text, m.rolname::text, a.admin_option FROM pg_catalog.pg_auth_members a \
              JOIN pg_catalog.pg_roles r ON r.oid = a.roleid \
              JOIN pg_catalog.pg_roles m ON m.oid = a.member \
-             WHERE r.rolname::text = ANY($1) AND m.rolname::text = ANY($1)",
+             WHERE m.rolname::text = ANY($1)",
             &[&roles],
         )
         .map_err(db_error)?
@@ -419,25 +561,37 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
         items.insert(Item::Member {
             role: r.get(0),
             member: r.get(1),
+            admin: r.get(2),
         });
     }
+    // Grants to owned roles on anything, and on owned objects to anyone
+    // (`PUBLIC` is grantee 0: an empty name), never the owner's own (the
+    // owner is modelled with the object). A function's `NULL` ACL is its
+    // default (`acldefault`: `EXECUTE` to `PUBLIC`); a relation's or
+    // schema's default grants nobody else anything.
     for r in c
         .query(
-            "SELECT a.privilege_type, 'TABLE', n.nspname::text, c.relname::text, g.rolname::text \
+            "SELECT a.privilege_type, CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
+                    n.nspname::text, c.relname::text, coalesce(g.rolname::text, '') \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
-             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND g.rolname::text = ANY($1) \
+             CROSS JOIN LATERAL aclexplode(c.relacl) a \
+             LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND a.grantee <> c.relowner \
+               AND (g.rolname::text = ANY($1) \
+                    OR pg_catalog.obj_description(c.oid, 'pg_class') = $2) \
              UNION ALL \
-             SELECT a.privilege_type, 'SCHEMA', n.nspname::text, '', g.rolname::text \
+             SELECT a.privilege_type, 'SCHEMA', n.nspname::text, '', coalesce(g.rolname::text, '') \
              FROM pg_catalog.pg_namespace n \
-             CROSS JOIN LATERAL aclexplode(n.nspacl) a JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
-             WHERE g.rolname::text = ANY($1) \
+             CROSS JOIN LATERAL aclexplode(n.nspacl) a \
+             LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
+             WHERE a.grantee <> n.nspowner AND (g.rolname::text = ANY($1) \
+                   OR pg_catalog.obj_description(n.oid, 'pg_namespace') = $2) \
              UNION ALL \
              SELECT a.privilege_type, 'DATABASE', '', '', g.rolname::text \
              FROM pg_catalog.pg_database d \
              CROSS JOIN LATERAL aclexplode(d.datacl) a JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
              WHERE d.datname = current_database() AND g.rolname::text = ANY($1)",
-            &[&roles],
+            &[&roles, &mark],
         )
         .map_err(db_error)?
     {
@@ -451,12 +605,82 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
     }
     for r in c
         .query(
-            "SELECT a.privilege_type, n.nspname::text, c.relname::text, att.attname::text, g.rolname::text \
+            "SELECT a.privilege_type, n.nspname::text, p.proname::text, \
+                    pg_catalog.pg_get_function_identity_arguments(p.oid), coalesce(g.rolname::text, '') \
+             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a \
+             LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
+             WHERE a.grantee <> p.proowner AND (g.rolname::text = ANY($1) \
+                   OR pg_catalog.obj_description(p.oid, 'pg_proc') = $2)",
+            &[&roles, &mark],
+        )
+        .map_err(db_error)?
+    {
+        items.insert(Item::FunctionGrant {
+            privilege: r.get(0),
+            schema: r.get(1),
+            name: r.get(2),
+            args: r.get(3),
+            grantee: r.get(4),
+        });
+    }
+    for r in c
+        .query(
+            "SELECT n.nspname::text, p.proname::text, \
+                    pg_catalog.pg_get_function_identity_arguments(p.oid), \
+                    pg_catalog.pg_get_userbyid(p.proowner)::text, \
+                    CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid) \
+                         ELSE 'kind ' || p.prokind::text END \
+             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             WHERE pg_catalog.obj_description(p.oid, 'pg_proc') = $1",
+            &[&mark],
+        )
+        .map_err(db_error)?
+    {
+        items.insert(Item::Function {
+            schema: r.get(0),
+            name: r.get(1),
+            args: r.get(2),
+            owner: r.get(3),
+            definition: r.get(4),
+        });
+    }
+    for r in c
+        .query(
+            "SELECT pg_catalog.pg_get_userbyid(d.defaclrole)::text, coalesce(n.nspname::text, ''), \
+                    CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' \
+                      WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' \
+                      ELSE d.defaclobjtype::text END, \
+                    a.privilege_type, coalesce(g.rolname::text, '') \
+             FROM pg_catalog.pg_default_acl d \
+             LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace \
+             CROSS JOIN LATERAL aclexplode(d.defaclacl) a \
+             LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
+             WHERE a.grantee <> d.defaclrole AND (g.rolname::text = ANY($1) \
+                   OR pg_catalog.obj_description(n.oid, 'pg_namespace') = $2)",
+            &[&roles, &mark],
+        )
+        .map_err(db_error)?
+    {
+        items.insert(Item::DefaultPrivilege {
+            role: r.get(0),
+            schema: r.get(1),
+            objects: r.get(2),
+            privilege: r.get(3),
+            grantee: r.get(4),
+        });
+    }
+    for r in c
+        .query(
+            "SELECT a.privilege_type, n.nspname::text, c.relname::text, att.attname::text, \
+                    coalesce(g.rolname::text, '') \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped \
-             CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
-             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND g.rolname::text = ANY($1)",
-            &[&roles],
+             CROSS JOIN LATERAL aclexplode(att.attacl) a LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.grantee <> c.relowner \
+               AND (g.rolname::text = ANY($1) \
+                    OR pg_catalog.obj_description(c.oid, 'pg_class') = $2)",
+            &[&roles, &mark],
         )
         .map_err(db_error)?
     {
@@ -468,18 +692,18 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
             grantee: r.get(4),
         });
     }
-    let owned_tables: Vec<(String, String)> = c
+    let owned_tables: Vec<(String, String, String)> = c
         .query(
-            "SELECT n.nspname::text, c.relname::text \
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind = 'r' AND pg_catalog.obj_description(c.oid, 'pg_class') = $1",
             &[&mark],
         )
         .map_err(db_error)?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    for (schema, name) in owned_tables {
+    for (schema, name, owner) in owned_tables {
         let digest: String = c
             .query_one(
                 &format!(
@@ -493,6 +717,7 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
         items.insert(Item::Table {
             schema,
             name,
+            owner,
             digest,
         });
     }
@@ -500,7 +725,8 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
     for r in c
         .query(
             "SELECT n.nspname::text, c.relname::text, p.polname::text, \
-                    pg_catalog.obj_description(p.oid, 'pg_policy') IS NOT DISTINCT FROM $1, \
+                    pg_catalog.obj_description(p.oid, 'pg_policy') IS NOT DISTINCT FROM $1 \
+                    OR p.polroles && ARRAY(SELECT oid FROM pg_catalog.pg_roles WHERE rolname::text = ANY($2)), \
                     CASE WHEN p.polpermissive THEN 'AS PERMISSIVE' ELSE 'AS RESTRICTIVE' END \
                     || ' FOR ' || CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' \
                        WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END \
@@ -511,7 +737,7 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
                     || coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', '') \
              FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-            &[&mark],
+            &[&mark, &roles],
         )
         .map_err(db_error)?
     {
@@ -529,7 +755,7 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
     }
     for r in c
         .query(
-            "SELECT n.nspname::text, c.relname::text, \
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text, \
                     coalesce(array_to_string(ARRAY(SELECT o FROM unnest(c.reloptions) o ORDER BY 1), ','), ''), \
                     pg_catalog.pg_get_viewdef(c.oid) \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -541,19 +767,24 @@ fn read(c: &mut impl GenericClient, policy: &Policy, opts: &ExportOptions) -> Re
         items.insert(Item::View {
             schema: r.get(0),
             name: r.get(1),
-            options: r.get(2),
-            definition: r.get(3),
+            owner: r.get(2),
+            options: r.get(3),
+            definition: r.get(4),
         });
     }
     for r in c
         .query(
-            "SELECT nspname::text FROM pg_catalog.pg_namespace \
+            "SELECT nspname::text, pg_catalog.pg_get_userbyid(nspowner)::text \
+             FROM pg_catalog.pg_namespace \
              WHERE pg_catalog.obj_description(oid, 'pg_namespace') = $1",
             &[&mark],
         )
         .map_err(db_error)?
     {
-        items.insert(Item::Schema { name: r.get(0) });
+        items.insert(Item::Schema {
+            name: r.get(0),
+            owner: r.get(1),
+        });
     }
     let (mut schemas, mut names) = (Vec::<String>::new(), Vec::<String>::new());
     if let Some(db) = opts.database.as_deref().and_then(|d| policy.database(d)) {
@@ -609,15 +840,58 @@ fn dropped(live: &Live, schema: &str, name: &str) -> bool {
     })
 }
 
+/// Whether the plan drops function `schema.name(args)` (an owned one).
+fn dropped_function(live: &Live, schema: &str, name: &str, args: &str) -> bool {
+    live.model.items.iter().any(|i| {
+        matches!(i, Item::Function { schema: s, name: n, args: a, .. }
+            if s == schema && n == name && a == args)
+    })
+}
+
+/// A grantee in a statement: the quoted role, or `PUBLIC`.
+fn grantee_sql(grantee: &str) -> Result<String> {
+    if grantee.is_empty() {
+        Ok("PUBLIC".into())
+    } else {
+        ident(grantee)
+    }
+}
+
+/// `schema.name(args)` of a function read from the catalog, to print in
+/// a statement. The argument list is PostgreSQL's own (types quoted by
+/// `format_type`); one that could end the statement is refused.
+fn function_sql(schema: &str, name: &str, args: &str) -> Result<String> {
+    if args.contains([';', '$', '\'', '\\']) || args.contains("--") || args.contains("/*") {
+        return Err(Error::Unsupported {
+            construct: format!(
+                "the argument list `{args}` of function {schema}.{name} in the catalog"
+            ),
+        });
+    }
+    Ok(format!("{}({args})", quoted_qualified(schema, name)?))
+}
+
+fn check_privilege(p: &str) -> Result<()> {
+    if is_privilege(p) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported {
+            construct: format!("the privilege `{p}` in the catalog"),
+        })
+    }
+}
+
 /// The statements that take the live state to the policy's export.
 fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<String> {
     let export = render_postgres(policy, opts)?;
     let mut policies = String::new();
     let mut views = String::new();
     let mut tables = String::new();
+    let mut functions = String::new();
     let mut revokes = String::new();
     let mut members = String::new();
     let mut settings = BTreeSet::new();
+    let mut defaults = String::new();
     let mut rls = String::new();
     let mut schemas = String::new();
     let mut roles = String::new();
@@ -648,23 +922,67 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                 object,
                 grantee,
             } => {
-                if !is_privilege(privilege) {
-                    return Err(Error::Unsupported {
-                        construct: format!("the privilege `{privilege}` in the catalog"),
-                    });
-                }
-                if kind == "TABLE" && dropped(live, schema, object) {
+                check_privilege(privilege)?;
+                if matches!(kind.as_str(), "TABLE" | "SEQUENCE") && dropped(live, schema, object) {
                     // Its grants go with it.
                     continue;
                 }
                 let on = match kind.as_str() {
                     "TABLE" => format!("TABLE {}", quoted_qualified(schema, object)?),
+                    "SEQUENCE" => format!("SEQUENCE {}", quoted_qualified(schema, object)?),
                     "SCHEMA" => format!("SCHEMA {}", ident(schema)?),
                     _ => format!("DATABASE {}", ident(&live.database)?),
                 };
                 revokes.push_str(&format!(
                     "REVOKE {privilege} ON {on} FROM {};\n",
-                    ident(grantee)?
+                    grantee_sql(grantee)?
+                ));
+            }
+            Item::FunctionGrant {
+                privilege,
+                schema,
+                name,
+                args,
+                grantee,
+            } => {
+                check_privilege(privilege)?;
+                if dropped_function(live, schema, name, args) {
+                    continue;
+                }
+                revokes.push_str(&format!(
+                    "REVOKE {privilege} ON FUNCTION {} FROM {};\n",
+                    function_sql(schema, name, args)?,
+                    grantee_sql(grantee)?
+                ));
+            }
+            Item::Function {
+                schema, name, args, ..
+            } => {
+                // Dropped and created again by the export: its body,
+                // flags, owner and privileges become what the policy says.
+                functions.push_str(&format!(
+                    "DROP ROUTINE IF EXISTS {};\n",
+                    function_sql(schema, name, args)?
+                ));
+            }
+            Item::DefaultPrivilege {
+                role,
+                schema,
+                objects,
+                privilege,
+                grantee,
+            } => {
+                check_privilege(privilege)?;
+                check_privilege(objects)?;
+                let in_schema = if schema.is_empty() {
+                    String::new()
+                } else {
+                    format!(" IN SCHEMA {}", ident(schema)?)
+                };
+                defaults.push_str(&format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {}{in_schema} REVOKE {privilege} ON {objects} FROM {};\n",
+                    ident(role)?,
+                    grantee_sql(grantee)?
                 ));
             }
             Item::ColumnGrant {
@@ -674,11 +992,7 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                 column,
                 grantee,
             } => {
-                if !is_privilege(privilege) {
-                    return Err(Error::Unsupported {
-                        construct: format!("the privilege `{privilege}` in the catalog"),
-                    });
-                }
+                check_privilege(privilege)?;
                 if dropped(live, schema, table) {
                     continue;
                 }
@@ -686,7 +1000,7 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                     "REVOKE {privilege} ({}) ON TABLE {} FROM {};\n",
                     ident(column)?,
                     quoted_qualified(schema, table)?,
-                    ident(grantee)?
+                    grantee_sql(grantee)?
                 ));
             }
             Item::Table { schema, name, .. } => {
@@ -695,15 +1009,15 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                     quoted_qualified(schema, name)?
                 ));
             }
-            Item::Member { role, member } => {
+            Item::Member { role, member, .. } => {
                 members.push_str(&format!(
                     "REVOKE {} FROM {};\n",
                     ident(role)?,
                     ident(member)?
                 ));
             }
-            Item::RoleSetting { role, .. } => {
-                settings.insert(role.clone());
+            Item::RoleSetting { role, database, .. } => {
+                settings.insert((role.clone(), database.clone()));
             }
             Item::Rls {
                 schema,
@@ -723,7 +1037,7 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
                     rls.push_str(&format!("ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY;\n"));
                 }
             }
-            Item::Schema { name } => {
+            Item::Schema { name, .. } => {
                 if !export.schemas.contains(name) {
                     schemas.push_str(&format!("DROP SCHEMA {};\n", ident(name)?));
                 }
@@ -738,13 +1052,21 @@ fn migration(live: &Live, policy: &Policy, opts: &ExportOptions) -> Result<Strin
     let mut out = String::from(
         "-- Remove what sqlsandbox owns (the export below creates again what the policy keeps).\n",
     );
-    for part in [&policies, &views, &tables, &revokes, &members] {
+    for part in [&policies, &views, &tables, &functions, &revokes, &members] {
         out.push_str(part);
     }
-    for r in &settings {
-        out.push_str(&format!("ALTER ROLE {} RESET ALL;\n", ident(r)?));
+    for (r, db) in &settings {
+        if db.is_empty() {
+            out.push_str(&format!("ALTER ROLE {} RESET ALL;\n", ident(r)?));
+        } else {
+            out.push_str(&format!(
+                "ALTER ROLE {} IN DATABASE {} RESET ALL;\n",
+                ident(r)?,
+                ident(db)?
+            ));
+        }
     }
-    for part in [&rls, &schemas, &roles] {
+    for part in [&defaults, &rls, &schemas, &roles] {
         out.push_str(part);
     }
     out.push_str("\n-- The export.\n");

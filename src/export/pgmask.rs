@@ -290,6 +290,7 @@ pub(super) fn views(
          -- Query them with search_path = <masking schema>, <schema>.\n",
     );
     let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {schema};");
+    let _ = writeln!(out, "ALTER SCHEMA {schema} OWNER TO CURRENT_USER;");
     let _ = writeln!(
         out,
         "COMMENT ON SCHEMA {schema} IS {};",
