@@ -813,8 +813,9 @@ fn compile_database(
             schema: dialect.normalize_policy_name(&schema),
             name: dialect.normalize_policy_name(&table),
         };
+        // In the order declared (the table's, for `SELECT *`).
         let mut columns: Vec<Column> = Vec::new();
-        for (cname, ty) in &t.columns {
+        for (cname, ty) in t.columns.declared() {
             let ty = ColumnType::parse(ty).ok_or_else(|| {
                 cx.err(
                     &["databases", name, "tables", tname, "columns", cname],
