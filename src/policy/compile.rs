@@ -1978,7 +1978,10 @@ fn compile_rule(
     let fail = |m: String| cx.err(path, format!("rule on `{tname}`: {m}"));
     let (text, variables) = question::substitute_variables(filter).map_err(fail)?;
     let expr = {
+        // Literals stay as written (`'o''neil'`), as the query front end
+        // and `recheck` read them: the verifier compares the two.
         let mut p = sqlparser::parser::Parser::new(db.dialect.parser())
+            .with_options(sqlparser::parser::ParserOptions::new().with_unescape(false))
             .try_with_sql(&text)
             .map_err(|e| fail(format!("does not parse: {e}")))?;
         let e = p
