@@ -60,17 +60,17 @@ fn customers() -> Vec<String> {
     let names = ["'ann'", "'bob'", "'cy'", "NULL", "'o''neil'", "'ann'"];
     (1..=30)
         .map(|id: usize| {
-            let email = if id % 4 == 0 {
+            let email = if id.is_multiple_of(4) {
                 "NULL".to_string()
             } else {
                 format!("'c{id}@x.test'")
             };
-            let phone = if id % 3 == 0 {
+            let phone = if id.is_multiple_of(3) {
                 "NULL".to_string()
             } else {
                 format!("'+{}'", 100 + id % 7)
             };
-            let score = if id % 11 == 0 {
+            let score = if id.is_multiple_of(11) {
                 "NULL".to_string()
             } else {
                 (id % 6).to_string()
@@ -88,12 +88,12 @@ fn orders() -> Vec<String> {
     let regions = ["'eu'", "'us'", "NULL", "'apac'"];
     (1..=40)
         .map(|oid: usize| {
-            let cust = if oid % 9 == 0 {
+            let cust = if oid.is_multiple_of(9) {
                 "NULL".to_string()
             } else {
                 ((oid * 5) % 33 + 1).to_string()
             };
-            let note = if oid % 5 == 0 {
+            let note = if oid.is_multiple_of(5) {
                 "NULL".to_string()
             } else {
                 format!("'n{}'", oid % 4)
@@ -349,7 +349,7 @@ impl Case {
     /// The oracle: per table, the view's SQL for user `i` over
     /// `base.<table>`, or `None` when no group of the user grants it.
     /// Also the visible columns, in order.
-    fn view(&self, i: usize, table: usize) -> Option<(String, Vec<&'static str>)> {
+    fn view(&self, i: usize, table: usize) -> Option<View> {
         let (gs, region, level) = &self.users[i];
         let bind = |f: &str| {
             f.replace("{{region}}", &format!("'{}'", region.replace('\'', "''")))
@@ -424,6 +424,9 @@ impl Case {
 }
 
 // ----- engines --------------------------------------------------------------------
+
+/// A user's view of one table: its SQL and visible columns.
+type View = (String, Vec<&'static str>);
 
 /// Column names and rows (cells as text).
 type Rows = (Vec<String>, Vec<Vec<String>>);
@@ -661,7 +664,7 @@ fn run_all(engine: &mut dyn Engine, stats: &mut Stats, cases: usize, wrong: bool
         let mut cells = false;
         for i in 0..case.users.len() {
             let principal = Principal::from_user(&policy, &format!("u{i}")).unwrap();
-            let views: Vec<(usize, Option<(String, Vec<&str>)>)> = (0..TABLES.len())
+            let views: Vec<(usize, Option<View>)> = (0..TABLES.len())
                 .map(|t| {
                     let v = case.view(i, t).map(|(sql, cols)| {
                         if wrong {

@@ -393,7 +393,7 @@ pub enum RawSchemaAccess {
 pub enum RawTableAccess {
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
-    Sandboxed(RawSandboxed),
+    Sandboxed(Box<RawSandboxed>),
 }
 
 /// `{sandbox: …}`, `{rules: […]}`, or both (a sandbox with restrictive
