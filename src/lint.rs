@@ -178,6 +178,10 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                             "rule `{}` of `{g}` on {table} can never be true (`{}`): it grants no rows",
                             r.name, r.filter.trim()
                         )),
+                        None if never_true(&r.expr, t) => l.push("L012", Severity::Error, &path, format!(
+                            "rule `{}` of `{g}` on {table} can never be true (`{}` contradicts itself on a column): it grants no rows",
+                            r.name, r.filter.trim()
+                        )),
                         None => {
                             if let Some(a) = always {
                                 l.push("L014", Severity::Warning, &path, format!(
@@ -191,7 +195,9 @@ pub fn check(policy: &Policy, src: &str) -> Vec<Finding> {
                     }
                 }
                 for r in &sb.restrictive {
-                    if matches!(const_truth(&r.expr), Some(Some(false)) | Some(None)) {
+                    if matches!(const_truth(&r.expr), Some(Some(false)) | Some(None))
+                        || never_true(&r.expr, t)
+                    {
                         l.push("L013", Severity::Error, &path, format!(
                             "restrictive rule `{}` of `{g}` on {table} is never true (`{}`): it denies every row of the table to every member of `{g}`, whatever their other groups grant",
                             r.name, r.filter.trim()
@@ -541,6 +547,318 @@ fn const_truth(e: &sqlparser::ast::Expr) -> Option<Option<bool>> {
         },
         Expr::IsNull(i) => lit(i).map(|v| Some(v.is_none())),
         Expr::IsNotNull(i) => lit(i).map(|v| Some(v.is_some())),
+        _ => None,
+    }
+}
+
+/// Whether a condition is never true because its top-level AND terms
+/// contradict each other on one column of `table` (`x > 5 AND x < 3`,
+/// `x IS NULL AND x = 1`, `x IN (1, 2) AND x = 3`, `x BETWEEN 5 AND 1`),
+/// or each side of an OR is so. Conservative: a term it does not
+/// understand constrains nothing; values are compared only as numbers,
+/// and only on `integer` and `decimal` columns (text compares by
+/// collation, and SQLite compares a text column with a number as text);
+/// any comparison with a non-NULL constant means the column is not NULL.
+fn never_true(e: &sqlparser::ast::Expr, table: &crate::policy::Table) -> bool {
+    use sqlparser::ast::{BinaryOperator as B, Expr};
+    match e {
+        Expr::Nested(i) => never_true(i, table),
+        Expr::BinaryOp {
+            left,
+            op: B::Or,
+            right,
+        } => never_true(left, table) && never_true(right, table),
+        _ => {
+            let mut terms = Vec::new();
+            conjuncts(e, &mut terms);
+            if terms
+                .iter()
+                .any(|t| matches!(const_truth(t), Some(Some(false)) | Some(None)))
+            {
+                return true;
+            }
+            // OR terms inside the AND: never true when each side is.
+            if terms.iter().any(|t| {
+                matches!(strip(t), Expr::BinaryOp { op: B::Or, .. }) && never_true(t, table)
+            }) {
+                return true;
+            }
+            let mut per: BTreeMap<String, Range> = BTreeMap::new();
+            for t in terms {
+                if let Some((col, cs)) = constraint(t, table) {
+                    let range = per.entry(col).or_default();
+                    for c in cs {
+                        range.add(c);
+                    }
+                }
+            }
+            per.values().any(Range::empty)
+        }
+    }
+}
+
+fn strip(e: &sqlparser::ast::Expr) -> &sqlparser::ast::Expr {
+    match e {
+        sqlparser::ast::Expr::Nested(i) => strip(i),
+        _ => e,
+    }
+}
+
+/// The terms of a conjunction, through parentheses.
+fn conjuncts<'e>(e: &'e sqlparser::ast::Expr, out: &mut Vec<&'e sqlparser::ast::Expr>) {
+    use sqlparser::ast::{BinaryOperator as B, Expr};
+    match strip(e) {
+        Expr::BinaryOp {
+            left,
+            op: B::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// What one term says about one column.
+enum Constraint {
+    Null,
+    NotNull,
+    /// Not NULL and, when the column is numeric, compared so with a number.
+    Cmp(Option<(Cmp, f64)>),
+    /// Not NULL and, when numeric, one of these numbers.
+    OneOf(Option<Vec<f64>>),
+}
+
+#[derive(Clone, Copy)]
+enum Cmp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+/// The constraints on one column, intersected.
+#[derive(Default)]
+struct Range {
+    null: bool,
+    not_null: bool,
+    /// Lower and upper bounds (value, inclusive).
+    lo: Option<(f64, bool)>,
+    hi: Option<(f64, bool)>,
+    /// The values allowed, when some term lists them.
+    only: Option<Vec<f64>>,
+    not: Vec<f64>,
+}
+
+impl Range {
+    fn add(&mut self, c: Constraint) {
+        let (cmp, v) = match c {
+            Constraint::Null => {
+                self.null = true;
+                return;
+            }
+            Constraint::NotNull | Constraint::Cmp(None) | Constraint::OneOf(None) => {
+                self.not_null = true;
+                return;
+            }
+            Constraint::OneOf(Some(vs)) => {
+                self.not_null = true;
+                self.only = Some(match self.only.take() {
+                    None => vs,
+                    Some(old) => old.into_iter().filter(|x| vs.contains(x)).collect(),
+                });
+                return;
+            }
+            Constraint::Cmp(Some(cv)) => cv,
+        };
+        self.not_null = true;
+        match cmp {
+            Cmp::Eq => self.add(Constraint::OneOf(Some(vec![v]))),
+            Cmp::NotEq => self.not.push(v),
+            Cmp::Gt | Cmp::GtEq => {
+                let inclusive = matches!(cmp, Cmp::GtEq);
+                let tighter = match self.lo {
+                    None => true,
+                    Some((old, inc)) => v > old || (v == old && inc && !inclusive),
+                };
+                if tighter {
+                    self.lo = Some((v, inclusive));
+                }
+            }
+            Cmp::Lt | Cmp::LtEq => {
+                let inclusive = matches!(cmp, Cmp::LtEq);
+                let tighter = match self.hi {
+                    None => true,
+                    Some((old, inc)) => v < old || (v == old && inc && !inclusive),
+                };
+                if tighter {
+                    self.hi = Some((v, inclusive));
+                }
+            }
+        }
+    }
+
+    fn admits(&self, v: f64) -> bool {
+        let above = self.lo.is_none_or(|(lo, inc)| v > lo || (inc && v == lo));
+        let below = self.hi.is_none_or(|(hi, inc)| v < hi || (inc && v == hi));
+        above && below && !self.not.contains(&v)
+    }
+
+    fn empty(&self) -> bool {
+        if self.null && self.not_null {
+            return true;
+        }
+        if let (Some((lo, li)), Some((hi, hi_inc))) = (self.lo, self.hi) {
+            if lo > hi || (lo == hi && !(li && hi_inc)) {
+                return true;
+            }
+        }
+        match &self.only {
+            Some(vs) => !vs.iter().any(|v| self.admits(*v)),
+            None => false,
+        }
+    }
+}
+
+/// The column a term constrains and how (see `never_true`).
+fn constraint(
+    e: &sqlparser::ast::Expr,
+    table: &crate::policy::Table,
+) -> Option<(String, Vec<Constraint>)> {
+    use sqlparser::ast::{BinaryOperator as B, Expr, UnaryOperator, Value};
+    // The column (outside subqueries a rule reads only its own table), and
+    // whether it is declared numeric.
+    let column = |e: &Expr| -> Option<(String, bool)> {
+        let ident = match strip(e) {
+            Expr::Identifier(i) => i,
+            Expr::CompoundIdentifier(parts) => parts.last()?,
+            _ => return None,
+        };
+        let key = if ident.quote_style.is_some() {
+            ident.value.clone()
+        } else {
+            ident.value.to_lowercase()
+        };
+        let numeric = table
+            .columns
+            .iter()
+            .filter(|c| c.name.eq_ignore_ascii_case(&ident.value))
+            .all(|c| {
+                matches!(
+                    c.ty,
+                    crate::policy::ColumnType::Integer | crate::policy::ColumnType::Decimal
+                )
+            })
+            && table
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&ident.value));
+        Some((key, numeric))
+    };
+    // A constant: `Some(Some(n))` a number, `Some(None)` another non-NULL
+    // constant; `None` NULL or not a constant.
+    fn number(e: &Expr) -> Option<Option<f64>> {
+        match strip(e) {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(n.parse::<f64>().ok().filter(|f| f.is_finite())),
+                Value::SingleQuotedString(_) | Value::Boolean(_) => Some(None),
+                _ => None,
+            },
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => match strip(expr) {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => {
+                        Some(n.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| -f))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    match e {
+        Expr::IsNull(i) => column(i).map(|(c, _)| (c, vec![Constraint::Null])),
+        Expr::IsNotNull(i) => column(i).map(|(c, _)| (c, vec![Constraint::NotNull])),
+        Expr::BinaryOp { left, op, right } => {
+            let cmp = match op {
+                B::Eq => Cmp::Eq,
+                B::NotEq => Cmp::NotEq,
+                B::Lt => Cmp::Lt,
+                B::LtEq => Cmp::LtEq,
+                B::Gt => Cmp::Gt,
+                B::GtEq => Cmp::GtEq,
+                _ => return None,
+            };
+            let flip = |c: Cmp| match c {
+                Cmp::Lt => Cmp::Gt,
+                Cmp::LtEq => Cmp::GtEq,
+                Cmp::Gt => Cmp::Lt,
+                Cmp::GtEq => Cmp::LtEq,
+                other => other,
+            };
+            let ((col, numeric), value, cmp) = match (column(left), column(right)) {
+                (Some(c), None) => (c, number(right)?, cmp),
+                (None, Some(c)) => (c, number(left)?, flip(cmp)),
+                _ => return None,
+            };
+            let known = value.filter(|_| numeric).map(|v| (cmp, v));
+            Some((col, vec![Constraint::Cmp(known)]))
+        }
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            negated: false,
+            ..
+        } => {
+            let (col, numeric) = column(expr)?;
+            // NULL in the list never makes it true; anything else unknown
+            // leaves the values open.
+            let mut values = Vec::new();
+            let mut open = !numeric;
+            for item in list {
+                match strip(item) {
+                    Expr::Value(v) if matches!(v.value, Value::Null) => {}
+                    other => match number(other) {
+                        Some(Some(n)) => values.push(n),
+                        _ => open = true,
+                    },
+                }
+            }
+            let all_constants = list.iter().all(|i| {
+                number(i).is_some()
+                    || matches!(strip(i), Expr::Value(v) if matches!(v.value, Value::Null))
+            });
+            if !all_constants {
+                // `x IN ({{list}})`: an empty list is never true either,
+                // but an attribute may hold NULL-free values of any kind.
+                return None;
+            }
+            Some((col, vec![Constraint::OneOf((!open).then_some(values))]))
+        }
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => {
+            let (col, numeric) = column(expr)?;
+            match (number(low)?, number(high)?) {
+                (Some(lo), Some(hi)) if numeric => Some((
+                    col,
+                    vec![
+                        Constraint::Cmp(Some((Cmp::GtEq, lo))),
+                        Constraint::Cmp(Some((Cmp::LtEq, hi))),
+                    ],
+                )),
+                _ => Some((col, vec![Constraint::NotNull])),
+            }
+        }
         _ => None,
     }
 }

@@ -168,17 +168,18 @@ fn database() -> Connection {
 
 /// (Re)creates the ground-truth views for one user: each table filtered by
 /// hand exactly as the policy says, without sqlsandbox (`v_accounts` lists
-/// its columns in name order, as the builder's default field list does).
+/// the columns the custom sandbox keeps, in the order the policy declares
+/// them, as the builder's default field list does).
 fn views(conn: &Connection, scope: Option<(i64, &str)>) {
     let (accounts, orders, events, sessions) = match scope {
         Some((t, r)) => (
-            format!("SELECT created_at, id, plan, tenant_id FROM accounts WHERE tenant_id = {t}"),
+            format!("SELECT id, plan, tenant_id, created_at FROM accounts WHERE tenant_id = {t}"),
             format!("SELECT * FROM orders WHERE tenant_id = {t}"),
             format!("SELECT * FROM events WHERE tenant_id = {t} AND region = '{r}'"),
             format!("SELECT * FROM sessions WHERE tenant_id = {t}"),
         ),
         None => (
-            "SELECT created_at, email, id, plan, tenant_id FROM accounts".to_string(),
+            "SELECT id, email, plan, tenant_id, created_at FROM accounts".to_string(),
             "SELECT * FROM orders".to_string(),
             "SELECT * FROM events".to_string(),
             "SELECT * FROM sessions".to_string(),
@@ -277,7 +278,7 @@ const CASES: &[Case] = &[
     sql(
         "all fields",
         "query: {source-table: orders}",
-        "SELECT account_id, id, product_id, status, tenant_id, total FROM v_orders",
+        "SELECT id, account_id, product_id, total, tenant_id, status FROM v_orders",
     ),
     sql(
         "custom sandbox: default fields without the hidden column",

@@ -156,23 +156,28 @@ fn secrets(user: Option<&str>) -> Vec<String> {
 
 // ----- the policy and the oracle ----------------------------------------------
 
-/// Column names in the policy's (alphabetical) order, which is the order
-/// of a masking sandbox's select list, and their SQL types per engine.
+/// Column names in the policy's declared order, which is the order of a
+/// masking sandbox's select list (and of the tables made here), and their
+/// SQL types per engine.
 const COLUMNS: &[(&str, &str, &str, &str)] = &[
     // name, PostgreSQL, MariaDB, SQLite
+    ("id", "integer", "INT", "INTEGER"),
+    ("tenant_id", "integer", "INT", "INTEGER"),
+    ("name", "text", "VARCHAR(200)", "TEXT"),
+    ("email", "text", "VARCHAR(200)", "TEXT"),
+    ("phone", "text", "VARCHAR(200)", "TEXT"),
+    ("ssn", "text", "VARCHAR(200)", "TEXT"),
+    ("salary", "numeric(12,2)", "DECIMAL(12,2)", "REAL"),
     ("age", "integer", "INT", "INTEGER"),
     ("born", "date", "DATE", "TEXT"),
-    ("email", "text", "VARCHAR(200)", "TEXT"),
-    ("id", "integer", "INT", "INTEGER"),
-    ("name", "text", "VARCHAR(200)", "TEXT"),
-    ("notes", "text", "VARCHAR(200)", "TEXT"),
-    ("phone", "text", "VARCHAR(200)", "TEXT"),
-    ("salary", "numeric(12,2)", "DECIMAL(12,2)", "REAL"),
-    ("score", "integer", "INT", "INTEGER"),
     ("seen_at", "timestamp", "DATETIME", "TEXT"),
-    ("ssn", "text", "VARCHAR(200)", "TEXT"),
-    ("tenant_id", "integer", "INT", "INTEGER"),
+    ("notes", "text", "VARCHAR(200)", "TEXT"),
+    ("score", "integer", "INT", "INTEGER"),
 ];
+
+/// The order of the oracle's row vectors (alphabetical).
+const ROW_ORDER: &str =
+    "age, born, email, id, name, notes, phone, salary, score, seen_at, ssn, tenant_id";
 
 fn policy_yaml(dialect: &str, schema: &str) -> String {
     // SQLite has no SHA-256: the SSN gets a constant there.
@@ -300,7 +305,7 @@ fn trunc(s: &str, keep: usize, fill: &str) -> String {
     format!("{}{}", &s[..keep], &fill[keep..])
 }
 
-/// The row `p` as `user` sees it (column order of [`COLUMNS`]), or `None`.
+/// The row `p` as `user` sees it (columns in [`ROW_ORDER`]), or `None`.
 fn oracle_row(user: &str, p: &Person, sqlite: bool) -> Option<Vec<V>> {
     let raw_i = |v: Option<i64>| v.map_or(V::Null, V::I);
     let raw_n = |v: Option<f64>| v.map_or(V::Null, V::N);
@@ -599,7 +604,7 @@ fn install(e: &mut dyn Engine) {
             };
             let vals: Vec<String> = row.iter().map(lit).collect();
             e.exec(&format!(
-                "INSERT INTO {schema}.people VALUES ({})",
+                "INSERT INTO {schema}.people ({ROW_ORDER}) VALUES ({})",
                 vals.join(", ")
             ));
         }

@@ -45,7 +45,7 @@ fn bundled_policy_tests_pass() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     // Every bundled policy has a test file, each with the three kinds of
     // expectation.
-    for policy in ["saas", "departments", "marketplace", "routed"] {
+    for policy in ["saas", "departments", "marketplace", "routed", "rules"] {
         let file = root().join(format!("policies/tests/{policy}.test.yaml"));
         let src = std::fs::read_to_string(&file).expect("test file");
         for kind in ["refused:", "sql: |", "rows:"] {

@@ -889,8 +889,9 @@ fn compile_database(
             schema: dialect.normalize_policy_name(&schema),
             name: dialect.normalize_policy_name(&table),
         };
+        // In the order declared (the table's, for `SELECT *`).
         let mut columns: Vec<Column> = Vec::new();
-        for (cname, ty) in &t.columns {
+        for (cname, ty) in t.columns.declared() {
             let ty = ColumnType::parse(ty).ok_or_else(|| {
                 cx.err(
                     &["databases", name, "tables", tname, "columns", cname],
@@ -2087,7 +2088,10 @@ fn compile_rule(
     let fail = |m: String| cx.err(path, format!("rule on `{tname}`: {m}"));
     let (text, variables) = question::substitute_variables(filter).map_err(fail)?;
     let expr = {
+        // Literals stay as written (`'o''neil'`), as the query front end
+        // and `recheck` read them: the verifier compares the two.
         let mut p = sqlparser::parser::Parser::new(db.dialect.parser())
+            .with_options(sqlparser::parser::ParserOptions::new().with_unescape(false))
             .try_with_sql(&text)
             .map_err(|e| fail(format!("does not parse: {e}")))?;
         let e = p

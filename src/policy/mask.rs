@@ -336,7 +336,9 @@ pub(crate) fn template(
 
 /// Parses a template in `dialect` and puts the column in.
 pub(crate) fn parse_template(sql: &str, dialect: Dialect, column: Ident) -> Result<Expr, String> {
+    // Literals stay as written, as the query front end reads them.
     let mut p = sqlparser::parser::Parser::new(dialect.parser())
+        .with_options(sqlparser::parser::ParserOptions::new().with_unescape(false))
         .try_with_sql(sql)
         .map_err(|e| format!("mask template `{sql}`: {e}"))?;
     let mut e = p

@@ -14,13 +14,24 @@ use serde::{Deserialize, Deserializer};
 /// A YAML mapping with string keys that refuses a repeated key (serde_yaml
 /// would keep the last one silently, and a second `groups.x` quietly
 /// replacing the first is how a policy leaks). The error carries the
-/// position, like every other syntax error.
+/// position, like every other syntax error. The keys are also kept in
+/// the order written (`declared`): a table's columns are the table's in
+/// that order, which `SELECT *` over a sandbox that reshapes them keeps.
 #[derive(Debug)]
-pub struct UMap<V>(pub BTreeMap<String, V>);
+pub struct UMap<V>(pub BTreeMap<String, V>, pub Vec<String>);
 
 impl<V> Default for UMap<V> {
     fn default() -> Self {
-        UMap(BTreeMap::new())
+        UMap(BTreeMap::new(), Vec::new())
+    }
+}
+
+impl<V> UMap<V> {
+    /// The entries in the order the file writes them.
+    pub fn declared(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.1
+            .iter()
+            .filter_map(|k| self.0.get_key_value(k.as_str()))
     }
 }
 
@@ -52,14 +63,16 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UMap<V>, A::Error> {
                 let mut out = BTreeMap::new();
+                let mut order = Vec::new();
                 while let Some(k) = map.next_key::<String>()? {
                     if out.contains_key(&k) {
                         return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
                     }
                     let v = map.next_value()?;
+                    order.push(k.clone());
                     out.insert(k, v);
                 }
-                Ok(UMap(out))
+                Ok(UMap(out, order))
             }
         }
         d.deserialize_map(V2(PhantomData))
@@ -404,7 +417,7 @@ pub enum RawSchemaAccess {
 pub enum RawTableAccess {
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["unrestricted", "no_access"])))]
     Level(String),
-    Sandboxed(RawSandboxed),
+    Sandboxed(Box<RawSandboxed>),
 }
 
 /// `{sandbox: …}`, `{rules: […]}`, or both (a sandbox with restrictive

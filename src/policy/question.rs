@@ -68,7 +68,13 @@ pub(crate) fn marker(e: &Expr) -> Option<&str> {
 
 /// Parses a question's SQL (after substitution) as exactly one query.
 pub(crate) fn parse(sql: &str, dialect: Dialect) -> Result<Query, String> {
-    let mut stmts = Parser::parse_sql(dialect.parser(), sql).map_err(|e| e.to_string())?;
+    // Literals stay as written (`'o''neil'`), as the query front end and
+    // `recheck` read them: the verifier compares the two.
+    let mut stmts = Parser::new(dialect.parser())
+        .with_options(sqlparser::parser::ParserOptions::new().with_unescape(false))
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| e.to_string())?;
     if stmts.len() != 1 {
         return Err(format!("expected one statement, found {}", stmts.len()));
     }

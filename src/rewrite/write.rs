@@ -628,14 +628,21 @@ impl<'a> Rewriter<'a> {
             for r in &restrictive {
                 parts.push(check(self, r, &mut bindings)?);
             }
-            if returning {
-                // RETURNING shows the new row: it must be one the
-                // principal may read (PostgreSQL checks SELECT policies on
-                // it), so the read rules are a check too.
+            if returning || reads {
+                // RETURNING shows the new row, and an UPDATE that reads
+                // the rows (a WHERE, a value computed from a column) needs
+                // read access to it: it must be one the principal may read
+                // (PostgreSQL checks SELECT policies on the new row then),
+                // so the read rules are a check too.
                 if let Some(mut p) = self.read_predicate(table)? {
                     if contains_query(&p) {
                         return Err(Error::unsupported(format!(
-                            "RETURNING from a write on {}, whose read rules read other tables (the new row cannot be checked against them)",
+                            "{} on {}, whose read rules read other tables (the new row cannot be checked against them)",
+                            if returning {
+                                "RETURNING from a write"
+                            } else {
+                                "an UPDATE that reads the rows (a WHERE, or a value computed from a column)"
+                            },
                             table.qualified()
                         )));
                     }
