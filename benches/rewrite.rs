@@ -1,7 +1,9 @@
 //! Rewrite cost against the floor — sqlparser's own parse + print of the
 //! same text — measured in the same run, over a corpus from a point lookup
 //! to a 50-join ~20 KB query and a 1,000-item IN list; plus policy size,
-//! policy load and principal resolution.
+//! policy load and principal resolution; and the rewrite cache's hit
+//! (another viewer of the same dashboard card, own values bound) against
+//! the same floor.
 //!
 //! Run: `cargo bench --bench rewrite` (reports in target/criterion/).
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlsandbox::{Options, Policy, Principal};
+use sqlsandbox::{AttributeValue, Options, Policy, Principal, RewriteCache};
 
 #[path = "large_policy.rs"]
 mod large_policy;
@@ -91,5 +93,60 @@ fn policy_load(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, corpus, policy_size, policy_load);
+/// A cache hit for the 1 KB dashboard query: every iteration is another
+/// viewer (tenant) of the same card, so each answer binds its own values;
+/// beside it the parse + print floor and the uncached rewrite, same run.
+fn cache(c: &mut Criterion) {
+    let policy = saas();
+    let sql = CORPUS[1].1;
+    let params = Options::default().with_params(true);
+    let viewers: Vec<Principal> = (0..64)
+        .map(|t| {
+            Principal::new(
+                &policy,
+                "viewer",
+                ["customers"],
+                [
+                    ("tenant", AttributeValue::from(t)),
+                    ("region", AttributeValue::from("eu")),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let cache = RewriteCache::new(64 << 20);
+    cache.rewrite(&policy, &viewers[0], sql, &params).unwrap();
+    let mut g = c.benchmark_group("cache");
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("parse_print_floor/dashboard_1kb", |b| {
+        b.iter(|| {
+            let stmts = Parser::parse_sql(&PostgreSqlDialect {}, black_box(sql)).unwrap();
+            black_box(stmts[0].to_string())
+        })
+    });
+    g.bench_function("rewrite_params/dashboard_1kb", |b| {
+        b.iter(|| {
+            black_box(
+                policy
+                    .rewrite(&viewers[1], black_box(sql), &params)
+                    .unwrap(),
+            )
+        })
+    });
+    let mut i = 0usize;
+    g.bench_function("hit_other_viewer/dashboard_1kb", |b| {
+        b.iter(|| {
+            i = (i + 1) % viewers.len();
+            black_box(
+                cache
+                    .rewrite(&policy, &viewers[i], black_box(sql), &params)
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+    assert!(cache.stats().hits > 0);
+}
+
+criterion_group!(benches, corpus, policy_size, policy_load, cache);
 criterion_main!(benches);
