@@ -18,6 +18,8 @@
 //! row of that table natively. Everything made is dropped afterwards, also
 //! when the test fails.
 
+mod common;
+use common::Rng;
 mod differential;
 
 use std::error::Error;
@@ -1220,30 +1222,6 @@ fn hand_written_rules_match_row_level_security() {
 }
 
 // ----- generated cases ------------------------------------------------------------
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const OPS: &[&str] = &["=", "<>", "<", "<=", ">", ">="];
 

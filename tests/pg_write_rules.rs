@@ -15,6 +15,7 @@
 //! - where sqlsandbox refuses (no write rule), PostgreSQL changes nothing.
 
 mod common;
+use common::Rng;
 
 use sqlsandbox::{Error, Options, Policy, Principal};
 
@@ -262,30 +263,6 @@ fn run(db_url: &str) {
 }
 
 // ----- generated write rules ------------------------------------------------------
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// The scratch table of the generated cases (one table: a check that
 /// reads other tables is refused, and so is RETURNING or an UPDATE that

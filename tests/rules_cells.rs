@@ -22,6 +22,7 @@
 //! (60 policies by default).
 
 mod common;
+use common::Rng;
 
 use std::fmt::Write as _;
 
@@ -157,30 +158,6 @@ struct Case {
     groups: Vec<Vec<Grant>>,
     /// Per user: groups, region, level.
     users: Vec<(Vec<usize>, String, i64)>,
-}
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 /// A condition valid and meaning the same on SQLite and PostgreSQL.

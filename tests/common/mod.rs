@@ -253,3 +253,29 @@ pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, 
         })
         .collect())
 }
+
+/// A small deterministic generator (xorshift64*) for the seeded generated
+/// tests (`pg_rules`, `rules_cells`, `pg_write_rules`); the seed must not
+/// be 0.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn chance(&mut self, num: usize, den: usize) -> bool {
+        self.below(den) < num
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
