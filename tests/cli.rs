@@ -293,7 +293,7 @@ fn did_you_mean_for_groups_and_dialects() {
     let err = stderr(&out);
     assert!(err.contains("a similar value exists: 'postgres'"), "{err}");
     assert!(
-        err.contains("[possible values: postgres, mysql, sqlite, generic]"),
+        err.contains("[possible values: postgres, mysql, sqlite, generic, duckdb, clickhouse, spark, snowflake, bigquery, redshift, mssql, trino]"),
         "{err}"
     );
 }
