@@ -41,6 +41,7 @@ mod dialect;
 mod emit;
 mod error;
 pub mod explain;
+pub mod handle;
 pub mod export;
 mod frontend;
 pub(crate) mod functions;
@@ -56,6 +57,8 @@ pub mod policytest;
 mod principal;
 mod rewrite;
 pub mod routing;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod scope;
@@ -68,6 +71,7 @@ pub use bind::BoundParam;
 pub use cache::{CacheStats, RewriteCache};
 pub use dialect::{Dialect, Fence};
 pub use error::{Error, Location, Result};
+pub use handle::PolicyHandle;
 pub use pipeline::{Options, Rewritten};
 pub use policy::{FenceMode, Policy};
 pub use principal::{AttributeValue, Principal, Scalar};
@@ -133,4 +137,5 @@ fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Policy>();
     is::<Principal>();
+    is::<PolicyHandle>();
 }
