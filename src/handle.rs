@@ -224,7 +224,10 @@ impl PolicyHandle {
     /// that does not load leaves the serving policy as it is; its error is
     /// returned and kept for [`PolicyHandle::status`].
     pub fn reload(&self) -> Result<Reload> {
-        let mut book = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut book = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         book.reloads += 1;
         let loaded = match &self.path {
             Some(path) => Policy::from_path(path),
@@ -246,7 +249,10 @@ impl PolicyHandle {
     /// Swaps in a policy compiled by the caller (e.g. from text it
     /// fetched); the same as a successful [`PolicyHandle::reload`].
     pub fn replace(&self, policy: Policy) -> Reload {
-        let mut book = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut book = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         book.reloads += 1;
         self.swap(&mut book, policy)
     }
@@ -270,7 +276,10 @@ impl PolicyHandle {
 
     /// Version, reload counts and the last reload's error.
     pub fn status(&self) -> Status {
-        let book = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let book = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = self.current();
         Status {
             version: current.version,
@@ -342,7 +351,11 @@ users:
         let last = status.last_error.unwrap();
         assert_eq!(last.code, "SB002");
         assert_eq!(last.location.as_ref().unwrap().line, Some(2));
-        assert!(last.diagnostic.contains("policy.yaml:2"), "{}", last.diagnostic);
+        assert!(
+            last.diagnostic.contains("policy.yaml:2"),
+            "{}",
+            last.diagnostic
+        );
         assert!(Arc::ptr_eq(&first, &handle.current()));
 
         std::fs::write(dir.file(), good(1)).unwrap();

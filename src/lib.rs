@@ -41,10 +41,10 @@ mod dialect;
 mod emit;
 mod error;
 pub mod explain;
-pub mod handle;
 pub mod export;
 mod frontend;
 pub(crate) mod functions;
+pub mod handle;
 mod input;
 #[cfg(feature = "live")]
 pub mod introspect;
@@ -57,11 +57,11 @@ pub mod policytest;
 mod principal;
 mod rewrite;
 pub mod routing;
-#[cfg(feature = "serve")]
-pub mod serve;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod scope;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod suggest;
 mod value;
 mod verify;

@@ -1078,7 +1078,7 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
 /// `sqlsandbox serve`: runs until SIGTERM or Ctrl-C.
 #[cfg(feature = "serve")]
 fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    use sqlsandbox::serve::{Config, Server, ServeError, TrustedHeaders};
+    use sqlsandbox::serve::{Config, ServeError, Server, TrustedHeaders};
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQLSANDBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

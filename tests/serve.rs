@@ -180,7 +180,7 @@ fn hs256_with(claims: &Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret).unwrap(),
     )
     .unwrap()
 }
@@ -354,19 +354,31 @@ fn bad_tokens_are_401() {
         ),
         (
             "wrong key",
-            hs256_with(&claims("alice"), b"another-secret-of-enough-length-0123456789"),
+            hs256_with(
+                &claims("alice"),
+                b"another-secret-of-enough-length-0123456789",
+            ),
         ),
         ("alg none", none_token.clone()),
-        ("RS256 on an HS256 server", rs256(&claims("alice"), "rs256-private.pem")),
+        (
+            "RS256 on an HS256 server",
+            rs256(&claims("alice"), "rs256-private.pem"),
+        ),
         ("EdDSA on an HS256 server", eddsa(&claims("alice"))),
         ("garbage", "not.a.token".into()),
         ("huge", "a".repeat(10_000)),
     ];
     let rs_cases: Vec<(&str, String)> = vec![
         // Alg confusion: HS256 keyed with the RSA public key's PEM.
-        ("HS256 keyed with the public key", hs256_with(&claims("alice"), &public_pem)),
+        (
+            "HS256 keyed with the public key",
+            hs256_with(&claims("alice"), &public_pem),
+        ),
         ("alg none", none_token),
-        ("other RSA key", rs256(&claims("alice"), "other-rs256-private.pem")),
+        (
+            "other RSA key",
+            rs256(&claims("alice"), "other-rs256-private.pem"),
+        ),
         ("EdDSA on an RS256 server", eddsa(&claims("alice"))),
     ];
     rt().block_on(async {
@@ -390,7 +402,10 @@ fn bad_tokens_are_401() {
         assert_eq!(status, 401);
         let resp = c
             .post(&url)
-            .header("authorization", format!("Basic {}", hs256(&claims("alice"))))
+            .header(
+                "authorization",
+                format!("Basic {}", hs256(&claims("alice"))),
+            )
             .json(&json!({"sql": ORDERS}))
             .send()
             .await
@@ -416,11 +431,7 @@ fn bad_tokens_are_401() {
 #[test]
 fn a_verified_token_naming_an_unknown_principal_is_403() {
     let user = start_hs256();
-    let claims_mode = start_with(
-        &saas(),
-        &format!("{HS256}principal = \"claims\"\n"),
-        false,
-    );
+    let claims_mode = start_with(&saas(), &format!("{HS256}principal = \"claims\"\n"), false);
     rt().block_on(async {
         let c = client();
         let (status, body) = post(
@@ -515,7 +526,10 @@ fn trusted_headers_only_when_configured() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let body: Value = resp.json().await.unwrap();
-        assert!(body["sql"].as_str().unwrap().contains("tenant_id = 9"), "{body}");
+        assert!(
+            body["sql"].as_str().unwrap().contains("tenant_id = 9"),
+            "{body}"
+        );
 
         // No principal headers; a token does not count here.
         let (status, body) = post(
@@ -563,20 +577,73 @@ fn refusals_and_bad_input_carry_stable_codes() {
         let c = client();
         let url = s.url("/v1/rewrite");
         let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
-            ("hidden table", &alice, json!({"sql": "SELECT * FROM audit.logins"}), 403, "SB201"),
-            ("write", &alice, json!({"sql": "DELETE FROM orders"}), 403, "SB401"),
-            ("missing attribute", &dave, json!({"sql": ORDERS}), 403, "SB301"),
+            (
+                "hidden table",
+                &alice,
+                json!({"sql": "SELECT * FROM audit.logins"}),
+                403,
+                "SB201",
+            ),
+            (
+                "write",
+                &alice,
+                json!({"sql": "DELETE FROM orders"}),
+                403,
+                "SB401",
+            ),
+            (
+                "missing attribute",
+                &dave,
+                json!({"sql": ORDERS}),
+                403,
+                "SB301",
+            ),
             ("bad SQL", &alice, json!({"sql": "SELEC 1"}), 400, "SB101"),
-            ("unknown database", &alice, json!({"sql": ORDERS, "database": "nope"}), 400, "SB102"),
-            ("unknown dialect", &alice, json!({"sql": ORDERS, "dialect": "oracle"}), 400, "SB102"),
-            ("weaker fence", &alice, json!({"sql": ORDERS, "options": {"fence": "never"}}), 400, "SB102"),
-            ("higher limit", &alice, json!({"sql": ORDERS, "options": {"max_depth": 100000}}), 400, "SB102"),
-            ("unknown field", &alice, json!({"sql": ORDERS, "user": "carol"}), 400, "bad_request"),
+            // Not told apart from a database without native permission.
+            (
+                "unknown database",
+                &alice,
+                json!({"sql": ORDERS, "database": "nope"}),
+                403,
+                "SB202",
+            ),
+            (
+                "unknown dialect",
+                &alice,
+                json!({"sql": ORDERS, "dialect": "oracle"}),
+                400,
+                "SB102",
+            ),
+            (
+                "weaker fence",
+                &alice,
+                json!({"sql": ORDERS, "options": {"fence": "never"}}),
+                400,
+                "SB102",
+            ),
+            (
+                "higher limit",
+                &alice,
+                json!({"sql": ORDERS, "options": {"max_depth": 100000}}),
+                400,
+                "SB102",
+            ),
+            (
+                "unknown field",
+                &alice,
+                json!({"sql": ORDERS, "user": "carol"}),
+                400,
+                "bad_request",
+            ),
             ("no sql", &alice, json!({}), 400, "bad_request"),
         ];
         for (what, token, body, want_status, want_code) in cases {
             let (status, got) = post(&c, &url, Some(token), &body).await;
-            assert_eq!((status, code(&got)), (want_status, want_code), "{what}: {got}");
+            assert_eq!(
+                (status, code(&got)),
+                (want_status, want_code),
+                "{what}: {got}"
+            );
             assert!(got["error"]["message"].is_string());
         }
         // Lower limits and a stricter fence are accepted.
@@ -626,10 +693,20 @@ fn refusals_and_bad_input_carry_stable_codes() {
         let resp = c.get(s.url("/v1/rewrite")).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 405);
         // Refusals counted by code.
-        let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("sqlsandbox_refusals_total{code=\"SB201\"} 1"), "{metrics}");
+        let metrics = c
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(
-            metrics.contains("sqlsandbox_requests_total{endpoint=\"rewrite\",status=\"403\"} 3"),
+            metrics.contains("sqlsandbox_refusals_total{code=\"SB201\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("sqlsandbox_requests_total{endpoint=\"rewrite\",status=\"403\"} 4"),
             "{metrics}"
         );
     });
@@ -642,10 +719,14 @@ fn builder_question_and_explain() {
     let erin = hs256(&claims("erin"));
     rt().block_on(async {
         let c = client();
-        let q = json!({"question": {"query": {"source-table": "orders", "aggregation": [["count"]]}}});
+        let q =
+            json!({"question": {"query": {"source-table": "orders", "aggregation": [["count"]]}}});
         let (status, body) = post(&c, &s.url("/v1/builder"), Some(&alice), &q).await;
         assert_eq!(status, 200, "{body}");
-        assert!(body["sql"].as_str().unwrap().contains("tenant_id = 42"), "{body}");
+        assert!(
+            body["sql"].as_str().unwrap().contains("tenant_id = 42"),
+            "{body}"
+        );
         let (status, body) = post(&c, &s.url("/v1/builder"), Some(&erin), &q).await;
         assert_eq!((status, code(&body)), (403, "SB201"), "{body}");
         let bad = json!({"question": {"query": {"source-table": 5}}});
@@ -660,7 +741,10 @@ fn builder_question_and_explain() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        assert!(body["sql"].as_str().unwrap().contains("tenant_id = $1"), "{body}");
+        assert!(
+            body["sql"].as_str().unwrap().contains("tenant_id = $1"),
+            "{body}"
+        );
         assert_eq!(body["params"][0]["value"], 42, "{body}");
         let (status, body) = post(
             &c,
@@ -743,13 +827,17 @@ fn the_cache_never_serves_one_principal_anothers_sql() {
                     .iter()
                     .map(|p| &p["value"])
                     .collect();
-                assert!(values.contains(&&json!(tenant)), "round {round}: {values:?}");
+                assert!(
+                    values.contains(&&json!(tenant)),
+                    "round {round}: {values:?}"
+                );
                 assert!(values.contains(&&json!(region)), "{values:?}");
                 for other in (1..=6i64).filter(|o| *o != tenant) {
                     assert!(!values.contains(&&json!(other)), "{values:?}");
                 }
                 // Literals: the values are in the key.
-                let (status, body) = post(&c, &url, Some(&token(tenant, region)), &json!({"sql": sql})).await;
+                let (status, body) =
+                    post(&c, &url, Some(&token(tenant, region)), &json!({"sql": sql})).await;
                 assert_eq!(status, 200);
                 let text = body["sql"].as_str().unwrap();
                 assert!(text.contains(&format!("tenant_id = {tenant}")), "{text}");
@@ -757,12 +845,28 @@ fn the_cache_never_serves_one_principal_anothers_sql() {
                     assert!(!text.contains(&format!("tenant_id = {other})")), "{text}");
                 }
                 // A different sandbox (none) for the same text.
-                let (status, body) = post(&c, &url, Some(&analyst), &json!({"sql": sql, "params": true})).await;
+                let (status, body) = post(
+                    &c,
+                    &url,
+                    Some(&analyst),
+                    &json!({"sql": sql, "params": true}),
+                )
+                .await;
                 assert_eq!(status, 200);
-                assert!(!body["sql"].as_str().unwrap().contains("tenant_id"), "{body}");
+                assert!(
+                    !body["sql"].as_str().unwrap().contains("tenant_id"),
+                    "{body}"
+                );
             }
         }
-        let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = c
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let hits: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix("sqlsandbox_cache_hits_total "))
@@ -785,7 +889,10 @@ fn limits_body_headers_and_time() {
     rt().block_on(async {
         let c = client();
         let url = s.url("/v1/rewrite");
-        let big = format!("SELECT id FROM orders WHERE id IN ({})", vec!["1"; 3000].join(","));
+        let big = format!(
+            "SELECT id FROM orders WHERE id IN ({})",
+            vec!["1"; 3000].join(",")
+        );
         let (status, body) = post(&c, &url, Some(&alice), &json!({"sql": big})).await;
         assert_eq!((status, code(&body)), (413, "payload_too_large"), "{body}");
         let resp = c
@@ -832,16 +939,27 @@ fn reload_under_load_never_fails_a_request() {
     let mut hammers = Vec::new();
     for i in 0..4 {
         let (c, url, stop, ok) = (client(), s.url("/v1/rewrite"), stop.clone(), ok.clone());
-        let (token, tenant) = if i % 2 == 0 { (alice.clone(), 42) } else { (bob.clone(), 7) };
+        let (token, tenant) = if i % 2 == 0 {
+            (alice.clone(), 42)
+        } else {
+            (bob.clone(), 7)
+        };
         hammers.push(runtime.spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let (status, body) =
-                    post(&c, &url, Some(&token), &json!({"sql": ORDERS, "params": i >= 2})).await;
+                let (status, body) = post(
+                    &c,
+                    &url,
+                    Some(&token),
+                    &json!({"sql": ORDERS, "params": i >= 2}),
+                )
+                .await;
                 let own = if i >= 2 {
                     body["params"][0]["value"] == json!(tenant)
                 } else {
-                    body["sql"].as_str().is_some_and(|s| s.contains(&format!("tenant_id = {tenant}")))
+                    body["sql"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(&format!("tenant_id = {tenant}")))
                 };
                 if status == 200 && own {
                     ok.fetch_add(1, Ordering::Relaxed);
@@ -888,9 +1006,13 @@ fn reload_under_load_never_fails_a_request() {
             assert_eq!(e["code"], "SB002", "{h}");
             assert!(e["message"].as_str().unwrap().contains("nope"), "{h}");
             assert!(e["location"]["line"].is_number(), "{h}");
-            assert!(e["diagnostic"].as_str().unwrap().contains("policy.yaml"), "{h}");
+            assert!(
+                e["diagnostic"].as_str().unwrap().contains("policy.yaml"),
+                "{h}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
-            s.dir.replace("policy.yaml", &format!("{base}\n# edit {round}\n"));
+            s.dir
+                .replace("policy.yaml", &format!("{base}\n# edit {round}\n"));
             let want = round + 1;
             let h = wait_for(Box::new(move |h| h["policy"]["version"] == want)).await;
             assert_eq!(h["status"], "ok", "{h}");
@@ -902,10 +1024,24 @@ fn reload_under_load_never_fails_a_request() {
             let failures = h.await.unwrap();
             assert!(failures.is_empty(), "failed requests: {failures:?}");
         }
-        assert!(ok.load(Ordering::Relaxed) > 20, "{}", ok.load(Ordering::Relaxed));
-        let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            ok.load(Ordering::Relaxed) > 20,
+            "{}",
+            ok.load(Ordering::Relaxed)
+        );
+        let metrics = c
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(metrics.contains("sqlsandbox_policy_version 4"), "{metrics}");
-        assert!(metrics.contains("sqlsandbox_policy_last_reload_ok 1"), "{metrics}");
+        assert!(
+            metrics.contains("sqlsandbox_policy_last_reload_ok 1"),
+            "{metrics}"
+        );
         let failures: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix("sqlsandbox_policy_reload_failures_total "))
@@ -934,10 +1070,14 @@ fn sighup_reloads_the_policy() {
     let s = start_with(&saas(), &format!("watch_interval_ms = 0\n{HS256}"), true);
     rt().block_on(async {
         let c = client();
-        s.dir.replace("policy.yaml", &format!("{}\n# edited\n", saas()));
+        s.dir
+            .replace("policy.yaml", &format!("{}\n# edited\n", saas()));
         // No watch: nothing happens until the signal.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(get_json(&c, &s.url("/healthz")).await["policy"]["version"], 1);
+        assert_eq!(
+            get_json(&c, &s.url("/healthz")).await["policy"]["version"],
+            1
+        );
         let status = std::process::Command::new("kill")
             .args(["-HUP", &std::process::id().to_string()])
             .status()

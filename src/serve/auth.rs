@@ -90,9 +90,7 @@ fn read_secret(config: &JwtConfig) -> Result<Vec<u8>, ServeError> {
             ))
         })?,
         (None, Some(file)) => std::fs::read_to_string(file)
-            .map_err(|e| {
-                ServeError::Config(format!("jwt: cannot read {}: {e}", file.display()))
-            })?
+            .map_err(|e| ServeError::Config(format!("jwt: cannot read {}: {e}", file.display())))?
             .trim_end_matches(['\n', '\r'])
             .to_string(),
         _ => {
@@ -143,9 +141,15 @@ impl Verifier {
                     ))
                 };
                 if config.algorithm == JwtAlgorithm::RS256 {
-                    (DecodingKey::from_rsa_pem(&pem).map_err(bad)?, Algorithm::RS256)
+                    (
+                        DecodingKey::from_rsa_pem(&pem).map_err(bad)?,
+                        Algorithm::RS256,
+                    )
                 } else {
-                    (DecodingKey::from_ed_pem(&pem).map_err(bad)?, Algorithm::EdDSA)
+                    (
+                        DecodingKey::from_ed_pem(&pem).map_err(bad)?,
+                        Algorithm::EdDSA,
+                    )
                 }
             }
         };
@@ -188,7 +192,11 @@ impl Verifier {
             .map_err(|_| Unauthorized("Authorization header is not ASCII".into()))?;
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(Unauthorized("expected `Authorization: Bearer <token>`".into())),
+            _ => {
+                return Err(Unauthorized(
+                    "expected `Authorization: Bearer <token>`".into(),
+                ))
+            }
         };
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
             .map_err(|e| Unauthorized(format!("invalid token: {e}")))?;
@@ -227,8 +235,7 @@ impl Verifier {
                         )))
                     }
                 };
-                let pairs: Vec<(&str, &serde_json::Value)> = match &self.config.attribute_claims
-                {
+                let pairs: Vec<(&str, &serde_json::Value)> = match &self.config.attribute_claims {
                     Some(map) => map
                         .iter()
                         .filter_map(|(attr, claim)| claims.get(claim).map(|v| (attr.as_str(), v)))
@@ -271,7 +278,10 @@ fn from_headers(config: &TrustedHeaders, headers: &HeaderMap) -> Result<Caller, 
     let mut users = headers.get_all(config.user.as_str()).iter();
     if let Some(user) = users.next() {
         if users.next().is_some() {
-            return Err(Unauthorized(format!("more than one {} header", config.user)));
+            return Err(Unauthorized(format!(
+                "more than one {} header",
+                config.user
+            )));
         }
         let user = text(user, &config.user)?;
         if user.is_empty() {

@@ -106,11 +106,10 @@ impl Server {
         let auth = Auth::new(config.jwt.as_ref(), config.trusted_headers.as_ref())?;
         let path = config.policy.clone();
         let cache_bytes = config.cache_bytes;
-        let handle = tokio::task::spawn_blocking(move || {
-            PolicyHandle::load_with_cache(path, cache_bytes)
-        })
-        .await
-        .map_err(|e| ServeError::Io(format!("policy load: {e}")))??;
+        let handle =
+            tokio::task::spawn_blocking(move || PolicyHandle::load_with_cache(path, cache_bytes))
+                .await
+                .map_err(|e| ServeError::Io(format!("policy load: {e}")))??;
         let handle = Arc::new(handle);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -234,7 +233,10 @@ fn router(app: Arc<App>) -> Router {
     }
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), guard))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            guard,
+        ))
         .with_state(app)
 }
 
@@ -275,9 +277,9 @@ fn library_error(e: &Error, principal: bool) -> Response {
     } else {
         StatusCode::BAD_REQUEST
     };
-    let location = e.location().map(|l| {
-        json!({"path": l.file, "line": l.line, "column": l.column, "key": l.key})
-    });
+    let location = e
+        .location()
+        .map(|l| json!({"path": l.file, "line": l.line, "column": l.column, "key": l.key}));
     error_with(
         status,
         e.code(),
@@ -333,7 +335,10 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     };
     let seconds = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    let code = response.extensions().get::<ErrorCode>().map(|c| c.0.as_str());
+    let code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0.as_str());
     app.metrics.record(endpoint, status, code, seconds);
     let caller = response
         .extensions()
@@ -684,9 +689,7 @@ where
     let worker = Arc::clone(&app);
     let result = tokio::task::spawn_blocking(move || {
         let snapshot = worker.handle.current();
-        let principal = caller
-            .principal(snapshot.policy())
-            .map_err(|e| (e, true))?;
+        let principal = caller.principal(snapshot.policy()).map_err(|e| (e, true))?;
         work(&worker, &snapshot, &principal, request).map_err(|e| (e, false))
     })
     .await;
