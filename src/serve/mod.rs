@@ -689,13 +689,15 @@ where
     let worker = Arc::clone(&app);
     let result = tokio::task::spawn_blocking(move || {
         let snapshot = worker.handle.current();
-        let principal = caller.principal(snapshot.policy()).map_err(|e| (e, true))?;
-        work(&worker, &snapshot, &principal, request).map_err(|e| (e, false))
+        let principal = caller
+            .principal(snapshot.policy())
+            .map_err(|e| Box::new((e, true)))?;
+        work(&worker, &snapshot, &principal, request).map_err(|e| Box::new((e, false)))
     })
     .await;
     match result {
         Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err((e, principal))) => library_error(&e, principal),
+        Ok(Err(failure)) => library_error(&failure.0, failure.1),
         Err(e) => {
             tracing::error!(error = %e, "request task failed");
             error(
