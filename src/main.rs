@@ -1083,7 +1083,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(diag::stderr_color());
     if args.log_json {
         logs.json().init();
     } else {
