@@ -44,6 +44,7 @@ pub mod explain;
 pub mod export;
 mod frontend;
 pub(crate) mod functions;
+pub mod handle;
 mod input;
 #[cfg(feature = "live")]
 pub mod introspect;
@@ -59,6 +60,8 @@ pub mod routing;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod scope;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod suggest;
 mod value;
 mod verify;
@@ -68,6 +71,7 @@ pub use bind::BoundParam;
 pub use cache::{CacheStats, RewriteCache};
 pub use dialect::{Dialect, Fence};
 pub use error::{Error, Location, Result};
+pub use handle::PolicyHandle;
 pub use pipeline::{Options, Rewritten};
 pub use policy::{FenceMode, Policy};
 pub use principal::{AttributeValue, Principal, Scalar};
@@ -133,4 +137,5 @@ fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Policy>();
     is::<Principal>();
+    is::<PolicyHandle>();
 }

@@ -400,6 +400,48 @@ enum Command {
         #[arg(value_name = "SUBCOMMAND")]
         command: Vec<String>,
     },
+    /// Serve the HTTP JSON API (`POST /v1/rewrite`, `/v1/builder`,
+    /// `/v1/question`, `/v1/explain`, `GET /healthz`, `/metrics`) on a
+    /// loopback address, reloading the policy when its file changes and on
+    /// SIGHUP; SIGTERM or Ctrl-C stops it after the requests in flight.
+    #[cfg(feature = "serve")]
+    Serve(Box<ServeArgs>),
+}
+
+/// `sqlsandbox serve`: a configuration file, and flags over it.
+#[cfg(feature = "serve")]
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The configuration file (TOML; see the README's "Run as a service").
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// The policy file (over the configuration's `policy`).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
+    /// Address and port to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Take principals from the x-sqlsandbox-user / -groups / -attr-*
+    /// headers of a trusted proxy (instead of signed tokens).
+    #[arg(long)]
+    trusted_headers: bool,
+    /// Largest request body, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Longest time a request may take, in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// The rewrite cache's bound, in bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    cache_bytes: Option<u64>,
+    /// How often to check the policy file for a change, in milliseconds;
+    /// 0: only on SIGHUP [default: 1000].
+    #[arg(long, value_name = "MS")]
+    watch_interval_ms: Option<u64>,
+    /// Log lines as JSON objects (default: `key=value` text); the level
+    /// comes from SQLSANDBOX_LOG (default `info`).
+    #[arg(long)]
+    log_json: bool,
 }
 
 /// `sqlsandbox apikey …`.
@@ -1056,6 +1098,76 @@ fn run(cli: Cli, ui: &Ui) -> Result<ExitCode, Failure> {
         }
         Command::Apikey(cmd) => apikey(cmd, ui),
         Command::Man { dir, command } => man(dir.as_deref(), &command),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve(*args),
+    }
+}
+
+/// `sqlsandbox serve`: runs until SIGTERM or Ctrl-C.
+#[cfg(feature = "serve")]
+fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+    use sqlsandbox::serve::{Config, ServeError, Server, TrustedHeaders};
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SQLSANDBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(diag::stderr_color());
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let config = match (&args.config, &args.policy) {
+        (Some(file), _) => Config::from_file(file),
+        (None, Some(policy)) => Ok(Config::new(policy.clone())),
+        (None, None) => Err(ServeError::Config(
+            "give --config FILE or --policy FILE".into(),
+        )),
+    };
+    let started = config.map(|mut config| {
+        if let Some(p) = args.policy {
+            config.policy = p;
+        }
+        if let Some(l) = args.listen {
+            config.listen = l;
+        }
+        if args.trusted_headers {
+            config.trusted_headers = Some(TrustedHeaders::default());
+        }
+        if let Some(n) = args.max_body_bytes {
+            config.max_body_bytes = n;
+        }
+        if let Some(n) = args.timeout_ms {
+            config.timeout_ms = n;
+        }
+        if let Some(n) = args.cache_bytes {
+            config.cache_bytes = n;
+        }
+        if let Some(n) = args.watch_interval_ms {
+            config.watch_interval_ms = n;
+        }
+        config
+    });
+    let result = started.and_then(|config| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ServeError::Io(format!("cannot start the runtime: {e}")))?;
+        runtime.block_on(async move {
+            Server::bind(config)
+                .await?
+                .run(sqlsandbox::serve::shutdown_signal())
+                .await
+        })
+    });
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(ServeError::Policy(e)) => Err(e.into()),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            Ok(ExitCode::from(2))
+        }
     }
 }
 
