@@ -142,10 +142,7 @@ fn offset(sql: &str, lines: &[usize], line: u64, column: u64) -> Option<usize> {
     let line_start = *lines.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let col = usize::try_from(column).ok()?.checked_sub(1)?;
     let rest = sql.get(line_start..)?;
-    match rest.char_indices().nth(col) {
-        Some((i, _)) => Some(line_start + i),
-        None => None,
-    }
+    rest.char_indices().nth(col).map(|(i, _)| line_start + i)
 }
 
 #[cfg(test)]
