@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyMappingMethods, PyString, PyTuple,
+};
 use sqlsandbox::{AttributeValue, Error, Scalar};
 
 /// Deepest nesting of a JSON document taken from Python: the limit the
@@ -73,11 +75,12 @@ fn scalar(what: &str, name: &str, v: &Bound<'_, PyAny>) -> PyResult<Scalar> {
 /// A mapping of names to attribute values.
 pub(crate) fn attributes(
     what: &str,
-    d: Option<&Bound<'_, PyDict>>,
+    m: Option<&Bound<'_, PyMapping>>,
 ) -> PyResult<Vec<(String, AttributeValue)>> {
     let mut out = Vec::new();
-    if let Some(d) = d {
-        for (k, v) in d.iter() {
+    if let Some(m) = m {
+        for item in m.items()?.iter() {
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
             let k: String = k.extract().map_err(|_| {
                 PyTypeError::new_err(format!("{what} names must be str, not {}", k.get_type()))
             })?;
@@ -90,27 +93,41 @@ pub(crate) fn attributes(
 
 /// Question variables, as the library takes them.
 pub(crate) fn variables(
-    d: Option<&Bound<'_, PyDict>>,
+    m: Option<&Bound<'_, PyMapping>>,
 ) -> PyResult<BTreeMap<String, AttributeValue>> {
-    Ok(attributes("variable", d)?.into_iter().collect())
+    Ok(attributes("variable", m)?.into_iter().collect())
+}
+
+/// Where a Python value does not fit JSON: its JSON path, and why.
+pub(crate) struct NotJson {
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 /// A JSON document from Python data (dicts with str keys, lists and tuples,
-/// str, int, finite float, bool, None). What does not fit is a
-/// query-builder error (SB104) at its JSON path, as malformed JSON text
-/// would be.
-pub(crate) fn json(v: &Bound<'_, PyAny>) -> Result<serde_json::Value, Error> {
+/// str, int, finite float, bool, None).
+pub(crate) fn json(v: &Bound<'_, PyAny>) -> Result<serde_json::Value, NotJson> {
     to_json(v, "$", 0)
 }
 
-fn bad(path: &str, message: impl Into<String>) -> Error {
-    Error::Builder {
+/// A builder question from Python data: what does not fit is a
+/// query-builder error (SB104) at its JSON path, as malformed JSON text
+/// would be.
+pub(crate) fn question(v: &Bound<'_, PyAny>) -> Result<serde_json::Value, Error> {
+    json(v).map_err(|e| Error::Builder {
+        path: e.path,
+        message: e.message,
+    })
+}
+
+fn bad(path: &str, message: impl Into<String>) -> NotJson {
+    NotJson {
         path: path.to_string(),
         message: message.into(),
     }
 }
 
-fn to_json(v: &Bound<'_, PyAny>, path: &str, depth: usize) -> Result<serde_json::Value, Error> {
+fn to_json(v: &Bound<'_, PyAny>, path: &str, depth: usize) -> Result<serde_json::Value, NotJson> {
     use serde_json::Value;
     if depth > MAX_DEPTH {
         return Err(bad(

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyMapping, PyString};
 use sqlsandbox::who::Who;
 use sqlsandbox::{Dialect, Error, FenceMode, Options, RewriteCache};
 
@@ -134,7 +134,7 @@ struct WhoArgs<'a, 'py> {
     principal: Option<&'a Bound<'py, Principal>>,
     user: Option<String>,
     groups: Option<Vec<String>>,
-    attributes: Option<&'a Bound<'py, PyDict>>,
+    attributes: Option<&'a Bound<'py, PyMapping>>,
     claims: Option<&'a Bound<'py, PyAny>>,
     api_key: Option<String>,
     anonymous: bool,
@@ -203,7 +203,7 @@ impl WhoArgs<'_, '_> {
                     py,
                     &Error::Unknown {
                         kind: "claims",
-                        name: format!("(not valid claims: {})", e.message()),
+                        name: format!("(not valid claims at {}: {})", e.path, e.message),
                     },
                 )
             })?;
@@ -381,7 +381,7 @@ impl Policy {
         py: Python<'_>,
         user: Option<String>,
         groups: Option<Vec<String>>,
-        attributes: Option<&Bound<'_, PyDict>>,
+        attributes: Option<&Bound<'_, PyMapping>>,
         claims: Option<&Bound<'_, PyAny>>,
         api_key: Option<String>,
         anonymous: bool,
@@ -416,7 +416,7 @@ impl Policy {
         principal: Option<&Bound<'_, Principal>>,
         user: Option<String>,
         groups: Option<Vec<String>>,
-        attributes: Option<&Bound<'_, PyDict>>,
+        attributes: Option<&Bound<'_, PyMapping>>,
         claims: Option<&Bound<'_, PyAny>>,
         api_key: Option<String>,
         anonymous: bool,
@@ -477,7 +477,7 @@ impl Policy {
         principal: Option<&Bound<'_, Principal>>,
         user: Option<String>,
         groups: Option<Vec<String>>,
-        attributes: Option<&Bound<'_, PyDict>>,
+        attributes: Option<&Bound<'_, PyMapping>>,
         claims: Option<&Bound<'_, PyAny>>,
         api_key: Option<String>,
         anonymous: bool,
@@ -531,11 +531,11 @@ impl Policy {
         &self,
         py: Python<'_>,
         question: String,
-        variables: Option<&Bound<'_, PyDict>>,
+        variables: Option<&Bound<'_, PyMapping>>,
         principal: Option<&Bound<'_, Principal>>,
         user: Option<String>,
         groups: Option<Vec<String>>,
-        attributes: Option<&Bound<'_, PyDict>>,
+        attributes: Option<&Bound<'_, PyMapping>>,
         claims: Option<&Bound<'_, PyAny>>,
         api_key: Option<String>,
         anonymous: bool,
@@ -592,7 +592,7 @@ impl Policy {
         principal: Option<&Bound<'_, Principal>>,
         user: Option<String>,
         groups: Option<Vec<String>>,
-        attributes: Option<&Bound<'_, PyDict>>,
+        attributes: Option<&Bound<'_, PyMapping>>,
         claims: Option<&Bound<'_, PyAny>>,
         api_key: Option<String>,
         anonymous: bool,
@@ -698,7 +698,7 @@ impl Policy {
 /// text (with the library's limits and repeated-key check).
 fn builder_question(question: &Bound<'_, PyAny>) -> sqlsandbox::Result<serde_json::Value> {
     if !question.is_instance_of::<PyString>() {
-        return convert::json(question);
+        return convert::question(question);
     }
     match question.extract::<String>() {
         Ok(text) => sqlsandbox::builder::parse_question(&text),

@@ -57,6 +57,15 @@ def check(service):
                 want = sorted([[o[0]] for o in ORDERS if (TENANTS[user] is None or o[1] in TENANTS[user]) and o[5].startswith("p")])
             assert rows == want, (user, sql, rows, want)
             results[(user, sql)] = rows
+        # A `%` in the query (an operator, a literal) reaches the database
+        # as written, with parameters (alice, bob, olga) and without (carol):
+        # the `format` paramstyles double it, and the driver undoes that.
+        sql = "SELECT id, total % 7 AS m, '100%' AS pct FROM orders"
+        r = service.handle({"user": user, "sql": sql})
+        assert r["status"] == 200, (user, r)
+        visible = [o for o in ORDERS if TENANTS[user] is None or o[1] in TENANTS[user]]
+        assert sorted(r["rows"]) == sorted([[o[0], o[4] % 7, "100%"] for o in visible]), (user, r)
+        results[(user, sql)] = r["rows"]
 
     # A join through the custom sandbox on accounts.
     r = service.handle({

@@ -339,3 +339,26 @@ def test_results_are_not_mutable_and_pickle_errors(saas):
         assert (again.code, again.message, again.column) == (e.code, e.message, "email")
     else:
         pytest.fail("not refused")
+
+
+def test_attributes_and_variables_take_any_mapping(saas, marketplace):
+    from types import MappingProxyType
+
+    out = saas.rewrite(
+        "SELECT * FROM orders", groups=["customers"], attributes=MappingProxyType({"tenant": 42})
+    )
+    assert "tenant_id = 42" in out.sql
+    q = marketplace.rewrite_question(
+        "sales_since", MappingProxyType({"since": "2024-01-01"}), user="rita", params=True
+    )
+    assert q.params[-1] == "2024-01-01 00:00:00"
+    with pytest.raises(TypeError, match="names must be str"):
+        saas.rewrite("SELECT 1", groups=["customers"], attributes={1: 42})
+
+
+def test_claims_that_are_not_json_are_refused(saas):
+    with pytest.raises(sqlsandbox.UnknownName) as e:
+        saas.rewrite("SELECT 1", claims={"groups": ["customers"], "attributes": {"tenant": object()}})
+    assert e.value.kind == "claims" and "$.attributes.tenant" in e.value.name
+    with pytest.raises(sqlsandbox.UnknownName):
+        saas.rewrite("SELECT 1", claims='{"attributes": {"tenant": 1, "tenant": 2}}')
