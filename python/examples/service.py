@@ -196,7 +196,7 @@ class ReportService:
         )
 
 
-DEMO = [
+DEMO: List[Dict[str, Any]] = [
     {"user": "alice", "sql": "SELECT id, total FROM orders ORDER BY id"},
     {"user": "bob", "sql": "SELECT id, total FROM orders ORDER BY id"},
     {"user": "olga", "sql": "SELECT tenant_id, count(*) AS n FROM orders GROUP BY tenant_id ORDER BY tenant_id"},
