@@ -362,3 +362,17 @@ def test_claims_that_are_not_json_are_refused(saas):
     assert e.value.kind == "claims" and "$.attributes.tenant" in e.value.name
     with pytest.raises(sqlsandbox.UnknownName):
         saas.rewrite("SELECT 1", claims='{"attributes": {"tenant": 1, "tenant": 2}}')
+
+
+def test_for_paramstyle_leaves_literals_names_and_comments_alone(saas):
+    out = saas.rewrite(
+        "SELECT '$1 ? %s :p1' AS \"é€😀 $2\", id FROM orders WHERE status <> '?'",
+        user="alice",
+        params=True,
+    )
+    assert out.params == [42]
+    for style, mark in [("qmark", "?"), ("named", ":p1"), ("format", "%s")]:
+        sql, params = out.for_paramstyle(style)
+        text = "'$1 ? %%s :p1'" if style == "format" else "'$1 ? %s :p1'"
+        assert text in sql and '"é€😀 $2"' in sql and "<> '?'" in sql, sql
+        assert f"tenant_id = {mark}" in sql and len(params) == 1
