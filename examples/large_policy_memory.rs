@@ -1,14 +1,24 @@
 //! Loads the large benchmark policy (100,000 users, 10,000 tenants, 1,000
-//! tables, 5,000 saved questions) and prints the load time, against
-//! serde_yaml's own parse of the same text, and the heap the compiled
-//! policy holds (counted by a wrapping allocator, so allocator caching and
-//! fragmentation do not inflate it).
+//! tables, 5,000 saved questions) and prints what the load costs beside
+//! the floor: the YAML parser alone reading the same text into an ignored
+//! value.
 //!
-//! Run: `cargo run --release --example large_policy_memory`
+//! Each measurement runs in a process of its own (this program started
+//! again with `--phase`), so that one phase's peak does not hide
+//! another's. A phase reports
+//! - CPU time (user + system, `getrusage`) of the phase alone: on a shared
+//!   machine wall time measures the neighbours;
+//! - the process's peak resident memory (`ru_maxrss`), which includes the
+//!   generated YAML text and the allocator's own caching;
+//! - the heap's peak during the phase and what stays held after it,
+//!   counted by a wrapping allocator (requested sizes only, so allocator
+//!   caching and fragmentation do not inflate them).
+//!
+//! Run: `cargo run --release --example large_policy_memory [-- RUNS]`
+//! (3 runs by default).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 #[path = "../benches/large_policy.rs"]
 mod large_policy;
@@ -16,12 +26,18 @@ mod large_policy;
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         p
     }
@@ -33,7 +49,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            grew(new_size);
         }
         p
     }
@@ -42,26 +58,122 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn main() {
+const MB: f64 = 1e6;
+
+/// (CPU seconds, user + system; peak resident set in bytes) so far.
+fn usage() -> (f64, f64) {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        secs(u.ru_utime) + secs(u.ru_stime),
+        u.ru_maxrss as f64 * 1024.0,
+    )
+}
+
+/// One phase, in this process; prints one `key=value` line.
+fn phase(which: &str) {
     let src = large_policy::yaml(100_000, 10_000, 1_000, 5_000);
-    let t = Instant::now();
-    let v: serde_yaml::Value = serde_yaml::from_str(&src).unwrap();
-    let yaml_only = t.elapsed();
-    drop(v);
-    let before = LIVE.load(Ordering::Relaxed);
-    let t = Instant::now();
-    let policy = sqlsandbox::Policy::from_yaml(&src, "large.yaml").expect("large policy loads");
-    let elapsed = t.elapsed();
-    let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let live_before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live_before, Ordering::Relaxed);
+    let (cpu_before, rss_before) = usage();
+    let held = match which {
+        "floor" => {
+            // The parser alone, into a value that keeps nothing.
+            let _: serde::de::IgnoredAny = serde_yaml::from_str(&src).expect("the YAML parses");
+            0
+        }
+        "load" => {
+            let policy =
+                sqlsandbox::Policy::from_yaml(&src, "large.yaml").expect("large policy loads");
+            assert_eq!(policy.user_names().len(), 100_000);
+            let held = LIVE.load(Ordering::Relaxed).saturating_sub(live_before);
+            std::hint::black_box(&policy);
+            held
+        }
+        other => panic!("unknown phase {other}"),
+    };
+    let (cpu_after, rss_after) = usage();
     println!(
-        "large policy: {} users, 1,000 tables, 5,000 questions, {:.1} MB of YAML",
-        policy.user_names().len(),
-        src.len() as f64 / 1e6
+        "cpu={:.4} rss_peak={:.1} rss_before={:.1} heap_peak={:.1} held={:.1} text={:.2}",
+        cpu_after - cpu_before,
+        rss_after / MB,
+        rss_before / MB,
+        PEAK.load(Ordering::Relaxed).saturating_sub(live_before) as f64 / MB,
+        held as f64 / MB,
+        src.len() as f64 / MB,
+    );
+}
+
+fn field(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn run(which: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["--phase", which])
+        .output()
+        .expect("phase runs");
+    assert!(
+        out.status.success(),
+        "{which}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let (Some("--phase"), Some(which)) = (
+        args.get(1).map(String::as_str),
+        args.get(2).map(String::as_str),
+    ) {
+        phase(which);
+        return;
+    }
+    let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    println!(
+        "large policy: 100,000 users, 10,000 tenants, 1,000 tables, 5,000 questions; \
+         CPU is user + system of the phase; RSS is the process's peak (the text included)"
     );
     println!(
-        "load + compile: {:.3} s (serde_yaml parsing the same text alone: {:.3} s); compiled policy holds {:.1} MB of heap",
-        elapsed.as_secs_f64(),
-        yaml_only.as_secs_f64(),
-        held as f64 / 1e6
+        "{:>3}  {:<14} {:>8} {:>9} {:>10} {:>8}   {:>8} {:>9} {:>10}  {:>9}",
+        "run",
+        "",
+        "CPU s",
+        "peak RSS",
+        "peak heap",
+        "held",
+        "floor s",
+        "floor RSS",
+        "floor heap",
+        "CPU/floor"
     );
+    for i in 1..=runs {
+        let floor = run("floor");
+        let load = run("load");
+        println!(
+            "{i:>3}  {:<14} {:>8.3} {:>6.0} MB {:>7.0} MB {:>5.0} MB   {:>8.3} {:>6.0} MB {:>7.0} MB  {:>8.2}x",
+            "from_yaml",
+            field(&load, "cpu"),
+            field(&load, "rss_peak"),
+            field(&load, "heap_peak"),
+            field(&load, "held"),
+            field(&floor, "cpu"),
+            field(&floor, "rss_peak"),
+            field(&floor, "heap_peak"),
+            field(&load, "cpu") / field(&floor, "cpu"),
+        );
+        if i == 1 {
+            println!(
+                "     (text {:.1} MB; RSS before the phase {:.0} MB)",
+                field(&load, "text"),
+                field(&load, "rss_before")
+            );
+        }
+    }
 }

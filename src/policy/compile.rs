@@ -446,35 +446,36 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 ));
             }
         }
-        let mut attributes = BTreeMap::new();
-        for (k, v) in &u.attributes {
+        let mut attributes = Vec::with_capacity(u.attributes.0.len());
+        for (k, v) in u.attributes.0 {
             if let Some(d) = &declared {
-                if !d.contains(k) {
+                if !d.contains(&k) {
                     return Err(cx.err(
-                        &["users", &name, "attributes", k],
+                        &["users", &name, "attributes", &k],
                         format!(
                             "user `{name}` has unknown attribute `{k}` (declared attributes: {}){}",
                             sorted(d),
-                            did_you_mean(k, d.iter().map(String::as_str))
+                            did_you_mean(&k, d.iter().map(String::as_str))
                         ),
                     ));
                 }
             }
-            let value = AttributeValue::from_yaml(v).ok_or_else(|| {
+            let value = AttributeValue::from_yaml(&v).ok_or_else(|| {
                 cx.err(
-                    &["users", &name, "attributes", k],
+                    &["users", &name, "attributes", &k],
                     format!("attribute `{k}` of user `{name}` must be a string, a number, a boolean or a list of them"),
                 )
             })?;
-            if let Some(ty) = attribute_types.get(k) {
-                check_attribute_type(&value, *ty, k).map_err(|m| {
+            if let Some(ty) = attribute_types.get(&k) {
+                check_attribute_type(&value, *ty, &k).map_err(|m| {
                     cx.err(
-                        &["users", &name, "attributes", k],
+                        &["users", &name, "attributes", &k],
                         format!("user `{name}`: {m}"),
                     )
                 })?;
             }
-            attributes.insert(k.clone(), value);
+            // Sorted by key: `SmallMap` is.
+            attributes.push((k, value));
         }
         users.insert(
             name,

@@ -201,7 +201,7 @@ impl Policy {
             }
         }
         for u in self.users.values() {
-            v.extend(u.attributes.keys().cloned());
+            v.extend(u.attributes.iter().map(|(k, _)| k.clone()));
         }
         for k in &self.api_keys {
             v.extend(k.attributes.keys().cloned());
@@ -968,8 +968,9 @@ pub struct Parameter {
 pub struct UserDef {
     /// Groups (besides `all_users`).
     pub groups: Vec<String>,
-    /// Attributes.
-    pub attributes: BTreeMap<String, crate::value::AttributeValue>,
+    /// Attributes, sorted by name (a vector: a `BTreeMap` node has room
+    /// for eleven entries, and a policy may hold 100,000 users).
+    pub attributes: Vec<(String, crate::value::AttributeValue)>,
 }
 
 /// Which functions native SQL may call, on top of each dialect's built-in

@@ -79,6 +79,61 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
     }
 }
 
+/// A small YAML mapping with string keys (a user's attributes), kept as a
+/// vector sorted by key: a `BTreeMap` node holds room for eleven entries,
+/// and a policy has one such map per user. A repeated key is refused with
+/// its position, as [`UMap`] does; iteration is in key order, as
+/// [`UMap`]'s is.
+#[derive(Debug)]
+pub struct SmallMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = SmallMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_unit<E>(self) -> Result<SmallMap<V>, E> {
+                Ok(SmallMap::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SmallMap<V>, A::Error> {
+                let mut out: Vec<(String, V)> = Vec::new();
+                // Past a few entries, a set keeps the duplicate check linear.
+                let mut seen: Option<std::collections::HashSet<String>> = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    let repeated = match &mut seen {
+                        Some(set) => !set.insert(k.clone()),
+                        None => out.iter().any(|(o, _)| *o == k),
+                    };
+                    if repeated {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                    if seen.is_none() && out.len() >= 16 {
+                        let mut set: std::collections::HashSet<String> =
+                            out.iter().map(|(o, _)| o.clone()).collect();
+                        set.insert(k.clone());
+                        seen = Some(set);
+                    }
+                    let v = map.next_value()?;
+                    out.push((k, v));
+                }
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                out.shrink_to_fit();
+                Ok(SmallMap(out))
+            }
+        }
+        d.deserialize_map(V2(PhantomData))
+    }
+}
+
 /// The whole policy file.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -597,7 +652,7 @@ pub struct RawUser {
     pub groups: Vec<String>,
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
-    pub attributes: UMap<serde_yaml::Value>,
+    pub attributes: SmallMap<serde_yaml::Value>,
 }
 
 /// Function policy: names added to (`allow`) and taken off (`deny`) the
