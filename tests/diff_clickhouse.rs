@@ -23,7 +23,8 @@ fn the_oracle_shows_each_user_exactly_their_rows() {
 #[test]
 #[ignore = "needs SQLSANDBOX_PYTHON"]
 fn corpus_matches_per_user_views() {
-    engines::corpus_test(DB, &differential::users());
+    let users = differential::users();
+    engines::corpus_test(DB, &users, users.len());
 }
 
 #[test]
@@ -35,5 +36,5 @@ fn generated_queries_match_per_user_views() {
 #[test]
 #[ignore = "needs SQLSANDBOX_PYTHON"]
 fn hostile_attribute_values_select_exactly_their_rows() {
-    engines::hostile_test(DB);
+    engines::hostile_test(DB, 5);
 }

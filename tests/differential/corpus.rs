@@ -4,7 +4,7 @@
 //! Queries run on every database unless `only` says otherwise; `ordered`
 //! queries have a total ORDER BY and are compared row by row.
 
-use super::dataset::Db::{self, Clickhouse, Duckdb, Mariadb, Postgres, Spark, Sqlite};
+use super::dataset::Db::{self, Duckdb, Mariadb, Postgres, Sqlite};
 
 pub struct Query {
     pub sql: &'static str,

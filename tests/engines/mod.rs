@@ -558,19 +558,21 @@ pub fn corpus_left_out(db: Db) -> (usize, usize) {
     (other, limits)
 }
 
-/// Every corpus query × `users` against the per-user views.
-pub fn corpus_test(db: Db, users: &[TestUser]) {
+/// Every corpus query × `per_query` of `users` (all of them: the full
+/// product) against the per-user views.
+pub fn corpus_test(db: Db, users: &[TestUser], per_query: usize) {
     let mut b = backend(db, "corpus");
     let policy = crate::differential::policy(dialect(db), &b.data);
     let started = std::time::Instant::now();
-    let stats = crate::differential::harness::run_corpus(&mut b, &policy, users);
+    let stats =
+        crate::differential::harness::run_corpus_sampled(&mut b, &policy, users, per_query);
     let (other, limits) = corpus_left_out(db);
-    assert!(stats.pairs >= 90 * users.len(), "{stats:?}");
+    assert!(stats.pairs >= 90 * per_query.min(users.len()), "{stats:?}");
     assert!(stats.rows > 0, "{stats:?}");
     crate::differential::mark_done(
         &format!("{}-corpus", label(db)),
         &format!(
-            "{}: {stats:?}, {} users; corpus queries left out: {other} written for other databases, {limits} the engine cannot run; {:.0?}",
+            "{}: {stats:?}, {} users, each query for {per_query} of them; corpus queries left out: {other} written for other databases, {limits} the engine cannot run; {:.0?}",
             b.runner.version,
             users.len(),
             started.elapsed()
@@ -594,13 +596,14 @@ pub fn generated_test(db: Db, cases: u32) {
     );
 }
 
-/// The hostile attribute values.
-pub fn hostile_test(db: Db) {
+/// The hostile attribute values, each with `per_value` of the queries.
+pub fn hostile_test(db: Db, per_value: usize) {
     let mut b = backend(db, "hostile values");
     let basic = crate::differential::policy(dialect(db), &b.data);
     let custom = crate::differential::text_question_policy(dialect(db), &b.data);
     let started = std::time::Instant::now();
-    let stats = crate::differential::harness::run_hostile(&mut b, &[&basic, &custom]);
+    let stats =
+        crate::differential::harness::run_hostile_sampled(&mut b, &[&basic, &custom], per_value);
     assert!(stats.rows > 0, "{stats:?}");
     crate::differential::mark_done(
         &format!("{}-hostile", label(db)),
