@@ -18,7 +18,8 @@ output (an empty list: the rewrite means what it should). For each item:
    alone in the FROM of a subquery (a derived table) whose WHERE has, among
    its top-level AND-ed conditions, each of the table's sandbox conditions:
    `column = v` or `column IN (v, …)` over exactly the user's values (as
-   literals, or as bind parameters whose values are those), or a constant
+   literals, or as bind parameters whose values are those: numbered ones by
+   their number, `?` by their place in the text), or a constant
    false condition when the user has no values; and whose select list names
    none of the table's hidden columns;
 4. the original query parses too (else the item says so).
@@ -52,17 +53,31 @@ def conjuncts(e):
     return [e]
 
 
+MARK = "__sqlsandbox_parameter_"
+
+
+def number_positional(sql, dialect):
+    """`sql` with each positional `?` replaced by a string literal naming
+    its position (`'__sqlsandbox_parameter_1'`, …), found by sqlglot's own
+    tokenizer (so never inside a string, identifier or comment); the tree's
+    order of nodes is not the text's (a WITH comes after the SELECT)."""
+    tokens = sqlglot.tokenize(sql, read=dialect)
+    out, last, n = [], 0, 0
+    for t in tokens:
+        if t.token_type == sqlglot.TokenType.PLACEHOLDER and t.text == "?":
+            n += 1
+            out.append(sql[last:t.start])
+            out.append(f"'{MARK}{n}'")
+            last = t.end + 1
+    out.append(sql[last:])
+    return "".join(out)
+
+
 class Values:
     """Resolves literals and placeholders to the values they stand for."""
 
     def __init__(self, tree, params):
         self.params = params
-        self.positional = {}
-        n = 0
-        for node in tree.walk(bfs=False):
-            if isinstance(node, exp.Placeholder) and not node.name:
-                self.positional[id(node)] = n
-                n += 1
 
     def value(self, e):
         while isinstance(e, exp.Paren):
@@ -73,6 +88,8 @@ class Values:
             v = self.value(e.this)
             return -v if isinstance(v, int) else ("?", e.sql())
         if isinstance(e, exp.Literal):
+            if e.is_string and e.this.startswith(MARK):
+                return self.param(int(e.this[len(MARK):]) - 1, e)
             if e.is_string:
                 return e.this
             try:
@@ -80,18 +97,17 @@ class Values:
             except ValueError:
                 return e.this
         if isinstance(e, (exp.Placeholder, exp.Parameter)):
-            if id(e) in self.positional:
-                i = self.positional[id(e)]
-            else:
-                name = e.name or (e.this.name if isinstance(e.this, exp.Expression) else str(e.this))
-                digits = "".join(ch for ch in str(name) if ch.isdigit())
-                if not digits:
-                    return ("?", e.sql())
-                i = int(digits) - 1
-            if 0 <= i < len(self.params):
-                (kind, v), = self.params[i].items()
-                return v
-            return ("?", e.sql())
+            # Numbered: `$1`, `@p1`, `:1`.
+            digits = "".join(ch for ch in str(e.name) if ch.isdigit())
+            if not digits:
+                return ("?", e.sql())
+            return self.param(int(digits) - 1, e)
+        return ("?", e.sql())
+
+    def param(self, i, e):
+        if 0 <= i < len(self.params):
+            (_kind, v), = self.params[i].items()
+            return v
         return ("?", e.sql())
 
 
@@ -128,7 +144,7 @@ def check(item):
     dialect = item["dialect"]
     schema = item["schema"].lower()
     try:
-        trees = sqlglot.parse(item["sql"], read=dialect)
+        trees = sqlglot.parse(number_positional(item["sql"], dialect), read=dialect)
     except Exception as e:  # noqa: BLE001
         return [f"sqlglot cannot parse the rewrite: {type(e).__name__}: {str(e)[:300]}"]
     trees = [t for t in trees if t is not None]
@@ -164,9 +180,9 @@ def check(item):
             problems.append(f"{where}: not alone in its FROM")
         if not isinstance(select.parent, exp.Subquery):
             problems.append(f"{where}: its SELECT is not a subquery")
-        for projection in select.expressions:
+        for projection in select.expressions if name in hidden else []:
             for col in projection.find_all(exp.Column, exp.Star):
-                if isinstance(col, exp.Star) or col.name.lower() in hidden.get(name, []):
+                if isinstance(col, exp.Star) or col.name.lower() in hidden[name]:
                     problems.append(f"{where}: the sandbox selects {projection.sql(dialect=dialect)}")
         cond = select.args.get("where")
         parts = conjuncts(cond.this) if cond else []
