@@ -233,7 +233,11 @@ groups:
 "#,
         dialect = dialect.name(),
         // `at` is a reserved word in DuckDB.
-        at = if dialect.name() == "duckdb" { "\"at\"" } else { "at" },
+        at = if dialect.name() == "duckdb" {
+            "\"at\""
+        } else {
+            "at"
+        },
     );
     Policy::from_yaml(&yaml, "text_question.yaml")
         .unwrap_or_else(|e| panic!("text-question policy: {e}\n{yaml}"))

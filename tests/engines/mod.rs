@@ -131,7 +131,10 @@ impl Runner {
     fn read(&mut self) -> Result<Value, String> {
         let mut line = String::new();
         match self.stdout.read_line(&mut line) {
-            Ok(0) | Err(_) => Err(format!("the runner died; its log ends:\n{}", self.log_tail())),
+            Ok(0) | Err(_) => Err(format!(
+                "the runner died; its log ends:\n{}",
+                self.log_tail()
+            )),
             Ok(_) => {
                 let v: Value = serde_json::from_str(&line)
                     .map_err(|e| format!("bad reply from the runner ({e}): {line}"))?;
@@ -146,8 +149,14 @@ impl Runner {
 
     fn call(&mut self, request: Value) -> Result<Value, String> {
         let stdin = self.stdin.as_mut().ok_or("the runner is closed")?;
-        if writeln!(stdin, "{request}").and_then(|_| stdin.flush()).is_err() {
-            return Err(format!("the runner died; its log ends:\n{}", self.log_tail()));
+        if writeln!(stdin, "{request}")
+            .and_then(|_| stdin.flush())
+            .is_err()
+        {
+            return Err(format!(
+                "the runner died; its log ends:\n{}",
+                self.log_tail()
+            ));
         }
         self.read()
     }
@@ -519,8 +528,8 @@ pub fn label(db: Db) -> &'static str {
 
 /// The sqlsandbox dialect the engine's queries are rewritten in.
 pub fn dialect(db: Db) -> sqlsandbox::Dialect {
-    let name = std::env::var("SQLSANDBOX_ENGINE_DIALECT")
-        .unwrap_or_else(|_| engine_name(db).to_string());
+    let name =
+        std::env::var("SQLSANDBOX_ENGINE_DIALECT").unwrap_or_else(|_| engine_name(db).to_string());
     name.parse()
         .unwrap_or_else(|e| panic!("dialect {name} for {db:?}: {e}"))
 }
@@ -564,8 +573,7 @@ pub fn corpus_test(db: Db, users: &[TestUser], per_query: usize) {
     let mut b = backend(db, "corpus");
     let policy = crate::differential::policy(dialect(db), &b.data);
     let started = std::time::Instant::now();
-    let stats =
-        crate::differential::harness::run_corpus_sampled(&mut b, &policy, users, per_query);
+    let stats = crate::differential::harness::run_corpus_sampled(&mut b, &policy, users, per_query);
     let (other, limits) = corpus_left_out(db);
     assert!(stats.pairs >= 90 * per_query.min(users.len()), "{stats:?}");
     assert!(stats.rows > 0, "{stats:?}");
@@ -607,10 +615,6 @@ pub fn hostile_test(db: Db, per_value: usize) {
     assert!(stats.rows > 0, "{stats:?}");
     crate::differential::mark_done(
         &format!("{}-hostile", label(db)),
-        &format!(
-            "{}: {stats:?}; {:.0?}",
-            b.runner.version,
-            started.elapsed()
-        ),
+        &format!("{}: {stats:?}; {:.0?}", b.runner.version, started.elapsed()),
     );
 }
