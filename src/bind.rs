@@ -93,6 +93,9 @@ impl Binder {
     ) -> Result<Expr> {
         let coerced = coerce(v, ty, target)?;
         if self.use_params {
+            if let Some(why) = self.dialect.no_bind_parameters() {
+                return Err(Error::unsupported(format!("bind parameters: {why}")));
+            }
             let n = self.params.len();
             self.params.push(BoundParam {
                 value: coerced,
@@ -106,6 +109,8 @@ impl Binder {
         Ok(match coerced {
             Scalar::Integer(i) => number(&i.to_string()),
             Scalar::Number(n) => number(&n),
+            // T-SQL has no boolean literals: a BIT is 1 or 0.
+            Scalar::Bool(b) if self.dialect == Dialect::Mssql => number(if b { "1" } else { "0" }),
             Scalar::Bool(b) => Expr::value(Value::Boolean(b)),
             Scalar::Text(s) => self.string_literal(&s)?,
         })
@@ -120,7 +125,7 @@ impl Binder {
     /// SQLite/generic SQL (no backslash escapes) a concatenation of
     /// quote-free parts and `''''` literals when the value contains a quote.
     fn string_literal(&self, s: &str) -> Result<Expr> {
-        let e = self.string_literal_unchecked(s);
+        let e = self.string_literal_unchecked(s)?;
         // Belt and braces: the printed literal must be exactly the escaped
         // text between quotes, or the value is refused.
         if let Expr::Value(v) = &e {
@@ -135,9 +140,31 @@ impl Binder {
         Ok(e)
     }
 
-    fn string_literal_unchecked(&self, s: &str) -> Expr {
-        match self.dialect {
-            Dialect::Mysql => {
+    fn string_literal_unchecked(&self, s: &str) -> Result<Expr> {
+        Ok(match self.dialect {
+            Dialect::Mssql if s.contains("\\\n") || s.contains("\\\r\n") => {
+                // SQL Server drops a backslash-newline pair inside a string
+                // (line continuation): the value would change.
+                return Err(Error::unsupported(
+                    "on SQL Server, an attribute value with a backslash before a line break (SQL Server would remove both)",
+                ));
+            }
+            Dialect::Mssql if !s.is_ascii() => {
+                // Without N the text is converted to the database's code
+                // page, and a character it lacks becomes `?`.
+                Expr::value(Value::NationalStringLiteral(s.replace('\'', "''")))
+            }
+            Dialect::Redshift => {
+                // Redshift reads backslash escapes in strings as PostgreSQL
+                // 8 did (and sqlparser agrees), but a cluster may not:
+                // doubled quotes and doubled backslashes are one literal
+                // either way (at worst a value with a backslash matches
+                // nothing), never a way out of the string.
+                Expr::value(Value::SingleQuotedString(
+                    s.replace('\\', "\\\\").replace('\'', "''"),
+                ))
+            }
+            d if d.backslash_escapes() => {
                 let mut r = String::with_capacity(s.len() + 2);
                 for c in s.chars() {
                     match c {
@@ -155,12 +182,12 @@ impl Binder {
                     Expr::value(Value::SingleQuotedString(s.to_string()))
                 }
             }
-            Dialect::Sqlite | Dialect::Generic => {
+            _ => {
                 // No backslash escapes: doubling every quote is the whole
                 // escape, and the printer leaves doubled quotes alone.
                 Expr::value(Value::SingleQuotedString(s.replace('\'', "''")))
             }
-        }
+        })
     }
 }
 

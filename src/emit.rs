@@ -156,3 +156,34 @@ pub(crate) fn fingerprint(
     }
     out
 }
+
+/// ClickHouse type names are case-sensitive, and sqlparser prints some of
+/// the ones it parsed in upper case (`Int64` as `INT64`, `Float64` as
+/// `FLOAT64`, `String` as `STRING`), which ClickHouse does not read: they
+/// are written as the standard aliases ClickHouse takes for the same types
+/// (`BIGINT`, `DOUBLE`, `TEXT`), in casts at any depth of `Nullable`,
+/// `LowCardinality` and `Array`.
+pub(crate) fn clickhouse_type_names<Q: sqlparser::ast::VisitMut>(q: &mut Q) {
+    use sqlparser::ast::{ArrayElemTypeDef, DataType, ExactNumberInfo, Expr};
+    fn fix(t: &mut DataType) {
+        match t {
+            DataType::Int64 => *t = DataType::BigInt(None),
+            DataType::Float64 => *t = DataType::Double(ExactNumberInfo::None),
+            DataType::String(None) => *t = DataType::Text,
+            DataType::Nullable(inner) | DataType::LowCardinality(inner) => fix(inner),
+            DataType::Array(
+                ArrayElemTypeDef::Parenthesis(inner)
+                | ArrayElemTypeDef::ParenthesisNotNull(inner)
+                | ArrayElemTypeDef::AngleBracket(inner)
+                | ArrayElemTypeDef::SquareBracket(inner, _),
+            ) => fix(inner),
+            _ => {}
+        }
+    }
+    let _ = sqlparser::ast::visit_expressions_mut(q, |e| {
+        if let Expr::Cast { data_type, .. } = e {
+            fix(data_type);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}

@@ -82,6 +82,26 @@ enum DialectArg {
     /// ANSI SQL.
     #[value(alias = "ansi")]
     Generic,
+    /// DuckDB.
+    Duckdb,
+    /// ClickHouse.
+    #[value(alias = "chdb")]
+    Clickhouse,
+    /// Spark SQL and Databricks.
+    #[value(alias = "databricks", alias = "sparksql")]
+    Spark,
+    /// Snowflake (checked by parsing).
+    Snowflake,
+    /// BigQuery (checked by parsing).
+    Bigquery,
+    /// Amazon Redshift (checked by parsing).
+    Redshift,
+    /// SQL Server (checked by parsing).
+    #[value(alias = "sqlserver", alias = "tsql")]
+    Mssql,
+    /// Trino and Presto (checked by parsing).
+    #[value(alias = "presto")]
+    Trino,
 }
 
 impl From<DialectArg> for Dialect {
@@ -91,6 +111,14 @@ impl From<DialectArg> for Dialect {
             DialectArg::Mysql => Dialect::Mysql,
             DialectArg::Sqlite => Dialect::Sqlite,
             DialectArg::Generic => Dialect::Generic,
+            DialectArg::Duckdb => Dialect::Duckdb,
+            DialectArg::Clickhouse => Dialect::Clickhouse,
+            DialectArg::Spark => Dialect::Spark,
+            DialectArg::Snowflake => Dialect::Snowflake,
+            DialectArg::Bigquery => Dialect::Bigquery,
+            DialectArg::Redshift => Dialect::Redshift,
+            DialectArg::Mssql => Dialect::Mssql,
+            DialectArg::Trino => Dialect::Trino,
         }
     }
 }

@@ -10,7 +10,7 @@ use sqlparser::ast::Query;
 
 use crate::access;
 use crate::bind::{Binder, BoundParam};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Fence};
 use crate::emit::{fingerprint, number_params};
 use crate::error::{Error, Result};
 use crate::frontend::sql::{has_delicate_literal, lex, parse_query, Shape};
@@ -513,6 +513,13 @@ fn rewrite_checked(
             reason: None,
             pushed: 0,
         },
+        crate::verify::Verdict::Unfenced { table, why } if dialect.fence() == Fence::Unproven => {
+            return Err(Error::unsupported(if why.is_empty() {
+                format!("`fence: always` on {dialect}, which has no optimisation fence proven on the engine (it is checked by parsing only)")
+            } else {
+                format!("{why} (reading {table}) on {dialect}, a condition the engine could evaluate on rows the sandbox removes, with no optimisation fence proven on {dialect} (it is checked by parsing only; `fence: never` on the database accepts that error side channel)")
+            }));
+        }
         crate::verify::Verdict::Unfenced { .. } => {
             let fencing = rw.fence(&mut query, mode)?;
             crate::verify::verify(policy, db, dialect, principal, &rw.built, mode, &mut query)?;
@@ -530,6 +537,9 @@ fn rewrite_checked(
     } else {
         number_params(&mut query, dialect, &rw.binder.params)?
     };
+    if dialect == Dialect::Clickhouse {
+        crate::emit::clickhouse_type_names(&mut query);
+    }
     let sql = query.to_string();
     if source.delicate || db.dialect != dialect {
         // The printer guesses how quotes inside literals were escaped; when

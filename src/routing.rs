@@ -330,20 +330,22 @@ fn validate_role(role: &str) -> std::result::Result<(), &'static str> {
 }
 
 /// The statement that switches to `role` in `dialect`: PostgreSQL `SET ROLE`
-/// (or `SET LOCAL ROLE` inside a transaction), MySQL/MariaDB `SET ROLE`;
-/// SQLite and generic SQL have no roles.
+/// (or `SET LOCAL ROLE` inside a transaction), MySQL/MariaDB and ClickHouse
+/// `SET ROLE`, Snowflake `USE ROLE`, SQL Server `EXECUTE AS USER`; the other
+/// engines have none ([`Dialect::impersonation`] says why) and are refused.
 pub fn role_statement(dialect: Dialect, role: &str, local: bool) -> Result<String> {
     validate_role(role).map_err(|why| Error::Impersonation {
         database: String::new(),
         reason: format!("role {role:?} {why}"),
     })?;
     let quoted = Ident::with_quote(dialect.identifier_quote(), role);
-    match dialect {
-        Dialect::Postgres if local => Ok(format!("SET LOCAL ROLE {quoted}")),
-        Dialect::Postgres => Ok(format!("SET ROLE {quoted}")),
-        Dialect::Mysql => Ok(format!("SET ROLE {quoted}")),
-        Dialect::Sqlite | Dialect::Generic => Err(Error::unsupported(format!(
-            "impersonation on {dialect}, which has no database roles"
+    match (dialect, dialect.impersonation()) {
+        (_, Err(why)) => Err(Error::unsupported(format!(
+            "impersonation on {dialect}: {why}"
         ))),
+        (Dialect::Postgres, Ok(_)) if local => Ok(format!("SET LOCAL ROLE {quoted}")),
+        // The role's characters were checked above: no quote can occur.
+        (Dialect::Mssql, Ok(stmt)) => Ok(format!("{stmt} = '{role}'")),
+        (_, Ok(stmt)) => Ok(format!("{stmt} {quoted}")),
     }
 }

@@ -164,7 +164,7 @@ impl<'n> Compiler<'_> {
         Ok(match (n.v, want) {
             (Value::Null, _) => Typed::new(null(), want),
             (Value::Bool(b), None | Some(ColumnType::Boolean)) => {
-                Typed::new(boolean(*b), Some(ColumnType::Boolean))
+                Typed::new(boolean(self.dialect, *b), Some(ColumnType::Boolean))
             }
             (Value::Number(x), None | Some(ColumnType::Integer) | Some(ColumnType::Decimal)) => {
                 match (x.as_i64(), want) {

@@ -16,7 +16,7 @@ use crate::policy::{ColumnType, Table};
 /// The type a truncation to `unit` returns in dialect `d`.
 fn truncated_type(d: Dialect, unit: Unit) -> ColumnType {
     match d {
-        Dialect::Postgres => ColumnType::Timestamp,
+        Dialect::Postgres | Dialect::Duckdb | Dialect::Redshift => ColumnType::Timestamp,
         _ if unit.sub_day() => ColumnType::Timestamp,
         _ => ColumnType::Date,
     }

@@ -150,6 +150,14 @@ pub(super) fn dialect_name(d: Dialect) -> &'static str {
         Dialect::Mysql => "MySQL/MariaDB",
         Dialect::Sqlite => "SQLite",
         Dialect::Generic => "generic SQL",
+        Dialect::Duckdb => "DuckDB",
+        Dialect::Clickhouse => "ClickHouse",
+        Dialect::Spark => "Spark SQL",
+        Dialect::Snowflake => "Snowflake",
+        Dialect::Bigquery => "BigQuery",
+        Dialect::Redshift => "Redshift",
+        Dialect::Mssql => "SQL Server",
+        Dialect::Trino => "Trino",
     }
 }
 
@@ -164,7 +172,56 @@ fn lacks(d: Dialect, what: &str, thing: &str) -> Error {
 /// Truncates a date or timestamp to the start of its `unit`.
 pub(super) fn truncate(d: Dialect, unit: Unit, x: Expr) -> Result<Expr> {
     match d {
-        Dialect::Postgres => Ok(call("date_trunc", vec![string(d, unit.name())?, x])),
+        // `week` truncates to Monday in each of these.
+        Dialect::Postgres
+        | Dialect::Duckdb
+        | Dialect::Snowflake
+        | Dialect::Redshift
+        | Dialect::Trino => Ok(call("date_trunc", vec![string(d, unit.name())?, x])),
+        Dialect::Spark => {
+            let t = match unit {
+                Unit::Day => "to_date(__sb0)",
+                _ => "date_trunc(__sb1, __sb0)",
+            };
+            template(d, t, vec![x, string(d, unit.name())?])
+        }
+        Dialect::Clickhouse => {
+            let t = match unit {
+                Unit::Minute => "toStartOfMinute(__sb0)",
+                Unit::Hour => "toStartOfHour(__sb0)",
+                Unit::Day => "toDate(__sb0)",
+                Unit::Week => "toMonday(__sb0)",
+                Unit::Month => "toStartOfMonth(__sb0)",
+                Unit::Quarter => "toStartOfQuarter(__sb0)",
+                Unit::Year => "toStartOfYear(__sb0)",
+            };
+            template(d, t, vec![x])
+        }
+        Dialect::Bigquery => {
+            let t = match unit {
+                Unit::Minute => "DATETIME_TRUNC(__sb0, MINUTE)",
+                Unit::Hour => "DATETIME_TRUNC(__sb0, HOUR)",
+                Unit::Day => "DATE_TRUNC(__sb0, DAY)",
+                Unit::Week => "DATE_TRUNC(__sb0, ISOWEEK)",
+                Unit::Month => "DATE_TRUNC(__sb0, MONTH)",
+                Unit::Quarter => "DATE_TRUNC(__sb0, QUARTER)",
+                Unit::Year => "DATE_TRUNC(__sb0, YEAR)",
+            };
+            template(d, t, vec![x])
+        }
+        Dialect::Mssql => {
+            // DATETRUNC (SQL Server 2022); iso_week starts on Monday.
+            let t = match unit {
+                Unit::Minute => "DATETRUNC(minute, __sb0)",
+                Unit::Hour => "DATETRUNC(hour, __sb0)",
+                Unit::Day => "DATETRUNC(day, __sb0)",
+                Unit::Week => "DATETRUNC(iso_week, __sb0)",
+                Unit::Month => "DATETRUNC(month, __sb0)",
+                Unit::Quarter => "DATETRUNC(quarter, __sb0)",
+                Unit::Year => "DATETRUNC(year, __sb0)",
+            };
+            template(d, t, vec![x])
+        }
         Dialect::Mysql => {
             let t = match unit {
                 Unit::Minute => {
@@ -207,7 +264,7 @@ pub(super) fn truncate(d: Dialect, unit: Unit, x: Expr) -> Result<Expr> {
 /// Extracts a numeric part of a date or timestamp.
 pub(super) fn extract(d: Dialect, part: Part, x: Expr) -> Result<Expr> {
     let t = match d {
-        Dialect::Postgres => match part {
+        Dialect::Postgres | Dialect::Duckdb => match part {
             Part::MinuteOfHour => "CAST(EXTRACT(MINUTE FROM __sb0) AS INTEGER)",
             Part::HourOfDay => "CAST(EXTRACT(HOUR FROM __sb0) AS INTEGER)",
             Part::DayOfWeek => "CAST(EXTRACT(ISODOW FROM __sb0) AS INTEGER)",
@@ -217,6 +274,87 @@ pub(super) fn extract(d: Dialect, part: Part, x: Expr) -> Result<Expr> {
             Part::MonthOfYear => "CAST(EXTRACT(MONTH FROM __sb0) AS INTEGER)",
             Part::QuarterOfYear => "CAST(EXTRACT(QUARTER FROM __sb0) AS INTEGER)",
             Part::Year => "CAST(EXTRACT(YEAR FROM __sb0) AS INTEGER)",
+        },
+        Dialect::Clickhouse => match part {
+            Part::MinuteOfHour => "toMinute(__sb0)",
+            Part::HourOfDay => "toHour(__sb0)",
+            Part::DayOfWeek => "toDayOfWeek(__sb0)",
+            Part::DayOfMonth => "toDayOfMonth(__sb0)",
+            Part::DayOfYear => "toDayOfYear(__sb0)",
+            Part::WeekOfYear => "toISOWeek(__sb0)",
+            Part::MonthOfYear => "toMonth(__sb0)",
+            Part::QuarterOfYear => "toQuarter(__sb0)",
+            Part::Year => "toYear(__sb0)",
+        },
+        Dialect::Spark => match part {
+            Part::MinuteOfHour => "minute(__sb0)",
+            Part::HourOfDay => "hour(__sb0)",
+            // weekday: 0 = Monday.
+            Part::DayOfWeek => "weekday(__sb0) + 1",
+            Part::DayOfMonth => "dayofmonth(__sb0)",
+            Part::DayOfYear => "dayofyear(__sb0)",
+            Part::WeekOfYear => "weekofyear(__sb0)",
+            Part::MonthOfYear => "month(__sb0)",
+            Part::QuarterOfYear => "quarter(__sb0)",
+            Part::Year => "year(__sb0)",
+        },
+        Dialect::Snowflake => match part {
+            Part::MinuteOfHour => "MINUTE(__sb0)",
+            Part::HourOfDay => "HOUR(__sb0)",
+            Part::DayOfWeek => "DAYOFWEEKISO(__sb0)",
+            Part::DayOfMonth => "DAYOFMONTH(__sb0)",
+            Part::DayOfYear => "DAYOFYEAR(__sb0)",
+            Part::WeekOfYear => "WEEKISO(__sb0)",
+            Part::MonthOfYear => "MONTH(__sb0)",
+            Part::QuarterOfYear => "QUARTER(__sb0)",
+            Part::Year => "YEAR(__sb0)",
+        },
+        Dialect::Bigquery => match part {
+            Part::MinuteOfHour => "EXTRACT(MINUTE FROM __sb0)",
+            Part::HourOfDay => "EXTRACT(HOUR FROM __sb0)",
+            // DAYOFWEEK: 1 = Sunday.
+            Part::DayOfWeek => "MOD(EXTRACT(DAYOFWEEK FROM __sb0) + 5, 7) + 1",
+            Part::DayOfMonth => "EXTRACT(DAY FROM __sb0)",
+            Part::DayOfYear => "EXTRACT(DAYOFYEAR FROM __sb0)",
+            Part::WeekOfYear => "EXTRACT(ISOWEEK FROM __sb0)",
+            Part::MonthOfYear => "EXTRACT(MONTH FROM __sb0)",
+            Part::QuarterOfYear => "EXTRACT(QUARTER FROM __sb0)",
+            Part::Year => "EXTRACT(YEAR FROM __sb0)",
+        },
+        Dialect::Redshift => match part {
+            Part::MinuteOfHour => "CAST(DATE_PART(minute, __sb0) AS INTEGER)",
+            Part::HourOfDay => "CAST(DATE_PART(hour, __sb0) AS INTEGER)",
+            // dow: 0 = Sunday.
+            Part::DayOfWeek => "(CAST(DATE_PART(dow, __sb0) AS INTEGER) + 6) % 7 + 1",
+            Part::DayOfMonth => "CAST(DATE_PART(day, __sb0) AS INTEGER)",
+            Part::DayOfYear => "CAST(DATE_PART(doy, __sb0) AS INTEGER)",
+            Part::WeekOfYear => "CAST(DATE_PART(week, __sb0) AS INTEGER)",
+            Part::MonthOfYear => "CAST(DATE_PART(month, __sb0) AS INTEGER)",
+            Part::QuarterOfYear => "CAST(DATE_PART(quarter, __sb0) AS INTEGER)",
+            Part::Year => "CAST(DATE_PART(year, __sb0) AS INTEGER)",
+        },
+        Dialect::Mssql => match part {
+            Part::MinuteOfHour => "DATEPART(minute, __sb0)",
+            Part::HourOfDay => "DATEPART(hour, __sb0)",
+            // Independent of SET DATEFIRST: 1900-01-01 was a Monday.
+            Part::DayOfWeek => "(DATEDIFF(day, '19000101', __sb0) % 7 + 7) % 7 + 1",
+            Part::DayOfMonth => "DATEPART(day, __sb0)",
+            Part::DayOfYear => "DATEPART(dayofyear, __sb0)",
+            Part::WeekOfYear => "DATEPART(iso_week, __sb0)",
+            Part::MonthOfYear => "DATEPART(month, __sb0)",
+            Part::QuarterOfYear => "DATEPART(quarter, __sb0)",
+            Part::Year => "DATEPART(year, __sb0)",
+        },
+        Dialect::Trino => match part {
+            Part::MinuteOfHour => "minute(__sb0)",
+            Part::HourOfDay => "hour(__sb0)",
+            Part::DayOfWeek => "day_of_week(__sb0)",
+            Part::DayOfMonth => "day(__sb0)",
+            Part::DayOfYear => "day_of_year(__sb0)",
+            Part::WeekOfYear => "week(__sb0)",
+            Part::MonthOfYear => "month(__sb0)",
+            Part::QuarterOfYear => "quarter(__sb0)",
+            Part::Year => "year(__sb0)",
         },
         Dialect::Mysql => match part {
             Part::MinuteOfHour => "MINUTE(__sb0)",
@@ -268,6 +406,15 @@ pub(super) fn now(d: Dialect) -> Result<Expr> {
         Dialect::Mysql => "NOW()",
         Dialect::Sqlite => "datetime('now')",
         Dialect::Generic => "CURRENT_TIMESTAMP",
+        // Without the time zone, comparable with TIMESTAMP columns.
+        Dialect::Duckdb => "CAST(now() AS TIMESTAMP)",
+        Dialect::Clickhouse => "now()",
+        Dialect::Spark => "current_timestamp()",
+        Dialect::Snowflake => "CURRENT_TIMESTAMP()",
+        Dialect::Bigquery => "CURRENT_DATETIME()",
+        Dialect::Redshift => "GETDATE()",
+        Dialect::Mssql => "SYSDATETIME()",
+        Dialect::Trino => "localtimestamp",
     };
     template(d, t, vec![])
 }
@@ -291,7 +438,33 @@ fn sqlite_modifier(d: Dialect, unit: Unit, n: i64) -> Result<Expr> {
 /// `x` plus `n` units (`n` may be negative).
 pub(super) fn add(d: Dialect, x: Expr, n: i64, unit: Unit, ty: Option<ColumnType>) -> Result<Expr> {
     match d {
-        Dialect::Postgres => {
+        // `DATEADD(unit, n, x)`.
+        Dialect::Snowflake | Dialect::Redshift | Dialect::Mssql => {
+            let t = match unit {
+                Unit::Minute => "DATEADD(minute, __sb1, __sb0)",
+                Unit::Hour => "DATEADD(hour, __sb1, __sb0)",
+                Unit::Day => "DATEADD(day, __sb1, __sb0)",
+                Unit::Week => "DATEADD(week, __sb1, __sb0)",
+                Unit::Month => "DATEADD(month, __sb1, __sb0)",
+                Unit::Quarter => "DATEADD(quarter, __sb1, __sb0)",
+                Unit::Year => "DATEADD(year, __sb1, __sb0)",
+            };
+            template(d, t, vec![x, int(n)])
+        }
+        Dialect::Trino => Ok(call("date_add", vec![string(d, unit.name())?, int(n), x])),
+        // `x ± INTERVAL n UNIT`, the count unquoted.
+        Dialect::Clickhouse | Dialect::Spark | Dialect::Bigquery => {
+            let (u, n) = unit.basic(n)?;
+            let op = if n < 0 {
+                BinaryOperator::Minus
+            } else {
+                BinaryOperator::Plus
+            };
+            let count = i64::try_from(n.unsigned_abs())
+                .map_err(|_| Error::Limit(format!("{n} {}s is out of range", u.name())))?;
+            Ok(binop(x, op, interval(int(count), Some(u.field()))))
+        }
+        Dialect::Postgres | Dialect::Duckdb => {
             let (u, n) = unit.basic(n)?;
             Ok(binop(
                 x,
@@ -331,7 +504,16 @@ pub(super) fn relative_start(
     ty: Option<ColumnType>,
 ) -> Result<Expr> {
     match d {
-        Dialect::Postgres | Dialect::Mysql => {
+        Dialect::Postgres
+        | Dialect::Mysql
+        | Dialect::Duckdb
+        | Dialect::Clickhouse
+        | Dialect::Spark
+        | Dialect::Snowflake
+        | Dialect::Bigquery
+        | Dialect::Redshift
+        | Dialect::Mssql
+        | Dialect::Trino => {
             let base = truncate(d, unit, now(d)?)?;
             if offset == 0 {
                 Ok(base)
@@ -406,8 +588,15 @@ pub(super) fn relative_start(
 pub(super) fn length(d: Dialect, x: Expr) -> Result<Expr> {
     let t = match d {
         Dialect::Postgres => "char_length(__sb0)",
-        Dialect::Mysql | Dialect::Generic => "CHAR_LENGTH(__sb0)",
-        Dialect::Sqlite => "length(__sb0)",
+        Dialect::Mysql | Dialect::Generic | Dialect::Spark | Dialect::Bigquery => {
+            "CHAR_LENGTH(__sb0)"
+        }
+        Dialect::Sqlite | Dialect::Duckdb | Dialect::Snowflake | Dialect::Trino => "length(__sb0)",
+        Dialect::Redshift => "CHAR_LENGTH(__sb0)",
+        // Not `length`, which counts bytes.
+        Dialect::Clickhouse => "lengthUTF8(__sb0)",
+        // LEN ignores trailing spaces; DATALENGTH counts bytes.
+        Dialect::Mssql => "LEN(__sb0 + 'x') - 1",
     };
     template(d, t, vec![x])
 }
@@ -416,15 +605,29 @@ pub(super) fn length(d: Dialect, x: Expr) -> Result<Expr> {
 /// dialect (PostgreSQL's `concat` semantics), so results agree everywhere.
 pub(super) fn concat(d: Dialect, args: Vec<Expr>) -> Result<Expr> {
     Ok(match d {
-        Dialect::Postgres => call("concat", args),
+        // Their concat skips NULLs (SQL Server's needs two arguments).
+        Dialect::Postgres | Dialect::Duckdb => call("concat", args),
+        Dialect::Mssql => {
+            let mut all = args;
+            if all.len() < 2 {
+                all.push(string(d, "")?);
+            }
+            call("CONCAT", all)
+        }
         // CONCAT would be NULL as soon as one part is; CONCAT_WS skips NULLs.
-        Dialect::Mysql => {
+        Dialect::Mysql | Dialect::Spark => {
             let mut all = vec![string(d, "")?];
             all.extend(args);
             call("CONCAT_WS", all)
         }
         // `||` is NULL as soon as one part is.
-        Dialect::Sqlite | Dialect::Generic => {
+        Dialect::Sqlite
+        | Dialect::Generic
+        | Dialect::Clickhouse
+        | Dialect::Snowflake
+        | Dialect::Bigquery
+        | Dialect::Redshift
+        | Dialect::Trino => {
             let empty = string(d, "")?;
             let parts = args
                 .into_iter()
@@ -441,10 +644,32 @@ pub(super) fn concat(d: Dialect, args: Vec<Expr>) -> Result<Expr> {
 /// `len` characters of `x` from position `start` (1-based).
 pub(super) fn substring(d: Dialect, x: Expr, start: Expr, len: Option<Expr>) -> Result<Expr> {
     let t = match (d, len.is_some()) {
-        (Dialect::Postgres | Dialect::Sqlite, true) => "substr(__sb0, __sb1, __sb2)",
-        (Dialect::Postgres | Dialect::Sqlite, false) => "substr(__sb0, __sb1)",
-        (Dialect::Mysql, true) => "SUBSTRING(__sb0, __sb1, __sb2)",
-        (Dialect::Mysql, false) => "SUBSTRING(__sb0, __sb1)",
+        (
+            Dialect::Postgres
+            | Dialect::Sqlite
+            | Dialect::Duckdb
+            | Dialect::Snowflake
+            | Dialect::Bigquery
+            | Dialect::Trino,
+            true,
+        ) => "substr(__sb0, __sb1, __sb2)",
+        (
+            Dialect::Postgres
+            | Dialect::Sqlite
+            | Dialect::Duckdb
+            | Dialect::Snowflake
+            | Dialect::Bigquery
+            | Dialect::Trino,
+            false,
+        ) => "substr(__sb0, __sb1)",
+        (Dialect::Mysql | Dialect::Spark | Dialect::Redshift | Dialect::Mssql, true) => {
+            "SUBSTRING(__sb0, __sb1, __sb2)"
+        }
+        (Dialect::Mysql | Dialect::Spark | Dialect::Redshift, false) => "SUBSTRING(__sb0, __sb1)",
+        // SQL Server's SUBSTRING needs a length: the whole string is enough.
+        (Dialect::Mssql, false) => "SUBSTRING(__sb0, __sb1, LEN(__sb0 + 'x'))",
+        (Dialect::Clickhouse, true) => "substringUTF8(__sb0, __sb1, __sb2)",
+        (Dialect::Clickhouse, false) => "substringUTF8(__sb0, __sb1)",
         (Dialect::Generic, true) => "SUBSTRING(__sb0 FROM __sb1 FOR __sb2)",
         (Dialect::Generic, false) => "SUBSTRING(__sb0 FROM __sb1)",
     };
@@ -515,13 +740,24 @@ pub(super) fn string_match(
             Match::EndsWith => template(d, "substr(__sb0, __sb2) = __sb1", vec![x, lit, int(-n)]),
         };
     }
+    if d == Dialect::Mssql && case_sensitive {
+        return Err(lacks(
+            d,
+            "case-sensitive matching",
+            "case-sensitive LIKE without naming a collation (use `case-sensitive: false`)",
+        ));
+    }
+    // ClickHouse and BigQuery have no ESCAPE clause: a backslash escapes.
+    let backslash = matches!(d, Dialect::Clickhouse | Dialect::Bigquery);
+    let escape = if backslash { '\\' } else { '!' };
     let mut pattern = String::with_capacity(needle.len() + 2);
     if how != Match::StartsWith {
         pattern.push('%');
     }
     for c in needle.chars() {
-        if matches!(c, '%' | '_' | '!') {
-            pattern.push('!');
+        // `[` is a wildcard in SQL Server's LIKE.
+        if matches!(c, '%' | '_') || c == escape || (d == Dialect::Mssql && c == '[') {
+            pattern.push(escape);
         }
         pattern.push(c);
     }
@@ -530,6 +766,9 @@ pub(super) fn string_match(
     }
     let lit = string(d, &pattern)?;
     let t = match (d, case_sensitive) {
+        (Dialect::Clickhouse, true) | (Dialect::Bigquery, true) => "__sb0 LIKE __sb1",
+        (Dialect::Clickhouse, false) => "lowerUTF8(__sb0) LIKE lowerUTF8(__sb1)",
+        (Dialect::Bigquery, false) => "lower(__sb0) LIKE lower(__sb1)",
         (Dialect::Mysql, true) => "CAST(__sb0 AS BINARY) LIKE CAST(__sb1 AS BINARY) ESCAPE '!'",
         (_, true) => "__sb0 LIKE __sb1 ESCAPE '!'",
         (_, false) => "lower(__sb0) LIKE lower(__sb1) ESCAPE '!'",
@@ -540,15 +779,28 @@ pub(super) fn string_match(
 /// The continuous percentile `p` (0 to 1) of `x`, as an aggregate.
 pub(super) fn percentile(d: Dialect, x: Expr, p: Expr, what: &str) -> Result<Expr> {
     match d {
-        Dialect::Postgres | Dialect::Generic => template(
+        Dialect::Postgres
+        | Dialect::Generic
+        | Dialect::Duckdb
+        | Dialect::Snowflake
+        | Dialect::Redshift => template(
             d,
             "percentile_cont(__sb1) WITHIN GROUP (ORDER BY __sb0)",
             vec![x, p],
         ),
-        Dialect::Mysql | Dialect::Sqlite => Err(lacks(
+        // Exact, interpolated as percentile_cont.
+        Dialect::Spark => template(d, "percentile(__sb0, __sb1)", vec![x, p]),
+        Dialect::Clickhouse => template(d, "quantileExactInclusive(__sb1)(__sb0)", vec![x, p]),
+        Dialect::Mysql | Dialect::Sqlite | Dialect::Trino => Err(lacks(
             d,
             &format!("`{what}`"),
-            "median or percentile aggregate",
+            "exact median or percentile aggregate",
+        )),
+        // Both have PERCENTILE_CONT only as a window function.
+        Dialect::Bigquery | Dialect::Mssql => Err(lacks(
+            d,
+            &format!("`{what}`"),
+            "percentile aggregate (PERCENTILE_CONT is a window function there)",
         )),
     }
 }

@@ -3,9 +3,9 @@
 //! assembled into a sqlparser `Query` built from a parsed skeleton.
 
 use sqlparser::ast::{
-    Expr, GroupByExpr, Join, LimitClause, Offset, OffsetRows, OrderBy, OrderByExpr, OrderByKind,
-    OrderByOptions, OrderBySort, Query, SelectItem, SetExpr, Statement, TableFactor,
-    TableWithJoins,
+    Expr, Fetch, GroupByExpr, Join, LimitClause, Offset, OffsetRows, OrderBy, OrderByExpr,
+    OrderByKind, OrderByOptions, OrderBySort, Query, SelectItem, SetExpr, Statement, TableFactor,
+    TableWithJoins, Top, TopQuantity,
 };
 use sqlparser::parser::{Parser, ParserOptions};
 
@@ -71,6 +71,61 @@ fn skeleton(d: Dialect) -> Result<Box<Query>> {
             "builder skeleton is not a query".into(),
         )),
     }
+}
+
+/// T-SQL has no LIMIT: `TOP n`, or `OFFSET m ROWS FETCH NEXT n ROWS ONLY`
+/// for a page (which needs an ORDER BY).
+fn mssql_limit(query: &mut Query, limit: Option<LimitClause>) -> Result<()> {
+    let Some(LimitClause::LimitOffset {
+        limit: Some(n),
+        offset,
+        ..
+    }) = limit
+    else {
+        return Ok(());
+    };
+    match offset {
+        None => {
+            let SetExpr::Select(select) = query.body.as_mut() else {
+                return Err(Error::Verification("builder query is not a SELECT".into()));
+            };
+            // `TOP 5`, as SQL Server's parser reads it back (an expression
+            // would print as `TOP (5)`, another tree).
+            let quantity = match &n {
+                Expr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::Number(text, _) => text.parse::<u64>().ok(),
+                    _ => None,
+                },
+                _ => None,
+            }
+            .map_or(TopQuantity::Expr(n), TopQuantity::Constant);
+            select.top = Some(Top {
+                with_ties: false,
+                percent: false,
+                quantity: Some(quantity),
+            });
+            select.top_before_distinct = Dialect::Mssql.parser().supports_top_before_distinct();
+        }
+        Some(mut offset) => {
+            if query.order_by.is_none() {
+                return Err(Error::unsupported(
+                    "a `page` without `order-by` on SQL Server (OFFSET … FETCH needs an ORDER BY)",
+                ));
+            }
+            offset.rows = OffsetRows::Rows;
+            query.limit_clause = Some(LimitClause::LimitOffset {
+                limit: None,
+                offset: Some(offset),
+                limit_by: vec![],
+            });
+            query.fetch = Some(Fetch {
+                with_ties: false,
+                percent: false,
+                quantity: Some(n),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl<'n> Compiler<'_> {
@@ -252,7 +307,11 @@ impl<'n> Compiler<'_> {
                 interpolate: None,
             });
         }
-        query.limit_clause = limit_clause;
+        if d == Dialect::Mssql {
+            mssql_limit(&mut query, limit_clause)?;
+        } else {
+            query.limit_clause = limit_clause;
+        }
         let columns = items
             .into_iter()
             .map(|i| Column {

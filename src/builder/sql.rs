@@ -135,8 +135,11 @@ pub(super) fn string(dialect: Dialect, s: &str) -> Result<Expr> {
     )
 }
 
-/// `TRUE` / `FALSE`.
-pub(super) fn boolean(b: bool) -> Expr {
+/// `TRUE` / `FALSE` (`1` / `0` in T-SQL, which has no boolean literals).
+pub(super) fn boolean(d: Dialect, b: bool) -> Expr {
+    if d == Dialect::Mssql {
+        return Expr::value(Value::Number(if b { "1" } else { "0" }.into(), false));
+    }
     Expr::value(Value::Boolean(b))
 }
 

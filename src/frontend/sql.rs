@@ -142,7 +142,22 @@ pub(crate) fn parse_query(
         | Token::SingleQuotedByteStringLiteral(s)
         | Token::DoubleQuotedByteStringLiteral(s)
         | Token::HexStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
-        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
+        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`', ']']),
+        // Raw, byte, triple-quoted, dollar-quoted, quote-delimited, Unicode
+        // and hex strings (BigQuery, Snowflake, ClickHouse, …): the printer
+        // may write them back another way, so the output is parsed again.
+        Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_) => true,
         _ => false,
     });
     // sqlparser reads `TABLE t` (PostgreSQL and MySQL 8's short form of
@@ -210,7 +225,24 @@ pub(crate) fn has_delicate_literal(sql: &str, dialect: Dialect) -> bool {
         | Token::DoubleQuotedString(s)
         | Token::NationalStringLiteral(s)
         | Token::EscapedStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
-        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`']),
+        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`', ']']),
+        // Raw, byte, triple-quoted, dollar-quoted, quote-delimited, Unicode
+        // and hex strings (BigQuery, Snowflake, ClickHouse, …): the printer
+        // may write them back another way, so the output is parsed again.
+        Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_) => true,
         _ => false,
     })
 }

@@ -99,6 +99,14 @@ fn source(d: Dialect) -> &'static str {
         Dialect::Mysql => include_str!("mysql.tsv"),
         Dialect::Sqlite => include_str!("sqlite.tsv"),
         Dialect::Generic => include_str!("generic.tsv"),
+        Dialect::Duckdb => include_str!("duckdb.tsv"),
+        Dialect::Clickhouse => include_str!("clickhouse.tsv"),
+        Dialect::Spark => include_str!("spark.tsv"),
+        Dialect::Snowflake => include_str!("snowflake.tsv"),
+        Dialect::Bigquery => include_str!("bigquery.tsv"),
+        Dialect::Redshift => include_str!("redshift.tsv"),
+        Dialect::Mssql => include_str!("mssql.tsv"),
+        Dialect::Trino => include_str!("trino.tsv"),
     }
 }
 
@@ -200,15 +208,16 @@ pub(crate) fn denied_reason(name: &str) -> Option<&'static str> {
 
 /// The allow-list of a dialect: name to category.
 fn allowed(d: Dialect) -> &'static HashMap<&'static str, Category> {
-    static POSTGRES: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
-    static MYSQL: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
-    static SQLITE: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
-    static GENERIC: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
-    let slot = match d {
-        Dialect::Postgres => &POSTGRES,
-        Dialect::Mysql => &MYSQL,
-        Dialect::Sqlite => &SQLITE,
-        Dialect::Generic => &GENERIC,
+    static SLOTS: [OnceLock<HashMap<&'static str, Category>>; Dialect::ALL.len()] =
+        [const { OnceLock::new() }; Dialect::ALL.len()];
+    // Every dialect is in ALL; were one not, it would get an empty list.
+    let Some(slot) = Dialect::ALL
+        .iter()
+        .position(|x| *x == d)
+        .and_then(|i| SLOTS.get(i))
+    else {
+        static EMPTY: OnceLock<HashMap<&'static str, Category>> = OnceLock::new();
+        return EMPTY.get_or_init(HashMap::new);
     };
     slot.get_or_init(|| {
         // Malformed lines are dropped and denied names are never taken,
@@ -234,7 +243,7 @@ fn entries(d: Dialect) -> Vec<Entry> {
 fn key(d: Dialect, ident: &Ident) -> Cow<'_, str> {
     match d {
         Dialect::Postgres => d.normalize(ident),
-        Dialect::Mysql | Dialect::Sqlite | Dialect::Generic => Dialect::Sqlite.normalize(ident),
+        _ => Dialect::Sqlite.normalize(ident),
     }
 }
 
@@ -265,10 +274,9 @@ fn resolve(name: &ObjectName, d: Dialect) -> Result<Name<'_>> {
     };
     let builtin = match (first, name.0.len()) {
         // MySQL resolves a quoted name to a stored function, never to the
-        // built-in; a generic database may too.
-        (None, _) => {
-            !(last.quote_style.is_some() && matches!(d, Dialect::Mysql | Dialect::Generic))
-        }
+        // built-in; other engines may too (only PostgreSQL and SQLite are
+        // known not to).
+        (None, _) => last.quote_style.is_none() || matches!(d, Dialect::Postgres | Dialect::Sqlite),
         (Some(schema), 2) => d == Dialect::Postgres && key(d, schema) == "pg_catalog",
         _ => false,
     };

@@ -855,8 +855,9 @@ fn compile_database(
         cx.err(
             &["databases", name, "dialect"],
             format!(
-                "dialect `{}` is not supported (supported: postgres, mysql, sqlite, generic)",
-                raw.dialect
+                "dialect `{}` is not supported (supported: {})",
+                raw.dialect,
+                Dialect::ALL.map(Dialect::name).join(", ")
             ),
         )
     })?;
@@ -1657,6 +1658,20 @@ fn compile_table_access(
             return Err(cx.err(
                 &rpath,
                 "`columns` apply to reads; a write rule cannot have them (give the read its own rule)",
+            ));
+        }
+        if commands.writes()
+            && !matches!(
+                env.db.dialect,
+                Dialect::Postgres | Dialect::Mysql | Dialect::Sqlite
+            )
+        {
+            return Err(cx.err(
+                &rpath,
+                format!(
+                    "write rules are proven on PostgreSQL, MySQL/MariaDB and SQLite only, not on {}: keep writes on this database out of sqlsandbox (the analytics engines are read-only here)",
+                    env.db.dialect
+                ),
             ));
         }
         let mut rule = compile_rule(

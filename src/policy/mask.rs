@@ -207,11 +207,13 @@ pub(crate) fn template(
                 "encode(sha256(convert_to(CAST({v} AS text) || CAST({c} AS text), 'UTF8')), 'hex')"
             ),
             D::Mysql => format!("SHA2(CONCAT({v}, CAST({c} AS CHAR)), 256)"),
+            D::Duckdb => format!("sha256(CAST({v} AS VARCHAR) || CAST({c} AS VARCHAR))"),
             D::Sqlite | D::Generic => {
                 return Err(format!(
                     "the {dialect} dialect has no built-in SHA-256 function for a `hash` mask (use PostgreSQL or MySQL/MariaDB, or another mask kind)"
                 ))
             }
+            _ => return Err(not_here("hash", dialect)),
         },
         MaskKind::First(n) | MaskKind::Last(n) => {
             let first = matches!(kind, MaskKind::First(_));
@@ -228,9 +230,12 @@ pub(crate) fn template(
                 (D::Mysql, false) => format!("CONCAT('***', RIGHT({c}, {n}))"),
                 (D::Sqlite, true) => format!("substr({c}, 1, {n}) || '***'"),
                 (D::Sqlite, false) => format!("'***' || substr({c}, -{n})"),
+                (D::Duckdb, true) => format!("left({c}, {n}) || '***'"),
+                (D::Duckdb, false) => format!("'***' || right({c}, {n})"),
                 (D::Generic, _) => {
                     return Err("generic SQL has no portable substring function for `first`/`last` masks (declare the database's dialect)".to_string())
                 }
+                _ => return Err(not_here(if first { "first" } else { "last" }, dialect)),
             }
         }
         MaskKind::Email => {
@@ -245,9 +250,13 @@ pub(crate) fn template(
                 D::Sqlite => format!(
                     "CASE WHEN {c} IS NULL THEN NULL WHEN instr({c}, '@') > 0 THEN '***@' || substr({c}, length(rtrim({c}, replace({c}, '@', ''))) + 1) ELSE '***' END"
                 ),
+                D::Duckdb => format!(
+                    "CASE WHEN {c} IS NULL THEN NULL WHEN {c} LIKE '%@%' THEN '***@' || regexp_replace({c}, '^.*@', '') ELSE '***' END"
+                ),
                 D::Generic => {
                     return Err("generic SQL has no portable string functions for an `email` mask (declare the database's dialect)".to_string())
                 }
+                _ => return Err(not_here("email", dialect)),
             }
         }
         MaskKind::Truncate(unit) => {
@@ -287,9 +296,12 @@ pub(crate) fn template(
                 D::Sqlite => {
                     format!("strftime('{}', {c})", if date { lite_date } else { lite_ts })
                 }
+                D::Duckdb if date => format!("CAST(date_trunc('{name}', {c}) AS DATE)"),
+                D::Duckdb => format!("CAST(date_trunc('{name}', {c}) AS TIMESTAMP)"),
                 D::Generic => {
                     return Err("generic SQL has no portable date truncation for a `truncate` mask (declare the database's dialect)".to_string())
                 }
+                _ => return Err(not_here("truncate", dialect)),
             }
         }
         MaskKind::Bucket(size) => {
@@ -319,7 +331,14 @@ pub(crate) fn template(
                 D::Sqlite => format!(
                     "(CAST({c} * 1.0 / {size} AS INTEGER) - ({c} * 1.0 / {size} < CAST({c} * 1.0 / {size} AS INTEGER))) * {size}"
                 ),
-                D::Generic => format!("FLOOR({c} / {size}) * {size}"),
+                D::Duckdb if ty == T::Integer => {
+                    format!("CAST(floor({c} / {size}) * {size} AS BIGINT)")
+                }
+                // Integer division truncates toward zero there.
+                D::Mssql | D::Redshift | D::Trino if ty == T::Integer => {
+                    format!("CAST(FLOOR({c} * 1.0 / {size}) * {size} AS BIGINT)")
+                }
+                _ => format!("FLOOR({c} / {size}) * {size}"),
             }
         }
         MaskKind::Expression(_) => {
@@ -332,6 +351,15 @@ pub(crate) fn template(
         _ => ty,
     };
     Ok((sql, masked))
+}
+
+/// Why mask `kind` has no template on `dialect` (one the engine would
+/// need proven: see the README's dialect table).
+fn not_here(kind: &str, dialect: Dialect) -> String {
+    format!(
+        "`{kind}` masks are not available on {dialect}: sqlsandbox has a `{kind}` template only for PostgreSQL, MySQL/MariaDB{} and DuckDB (use `null`, `constant`, `bucket` or an `expression` mask there)",
+        if kind == "hash" { "" } else { ", SQLite" }
+    )
 }
 
 /// Parses a template in `dialect` and puts the column in.
@@ -386,12 +414,7 @@ mod tests {
             ColumnType::Timestamp,
         ];
         let mut n = 0;
-        for d in [
-            Dialect::Postgres,
-            Dialect::Mysql,
-            Dialect::Sqlite,
-            Dialect::Generic,
-        ] {
+        for d in Dialect::ALL {
             for k in &kinds {
                 for ty in types {
                     let Ok((sql, _)) = template(k, d, ty, ty) else {

@@ -808,7 +808,11 @@ impl Classifier<'_> {
             None => match self.dialect {
                 // SQLite's LIKE has no escape character unless one is given.
                 Dialect::Sqlite => return true,
-                Dialect::Postgres | Dialect::Mysql | Dialect::Generic => '\\',
+                // SQL Server's `[` opens a character class.
+                Dialect::Mssql if pattern.contains('[') => return false,
+                // A backslash escapes by default, or is taken as if it did
+                // (the stricter reading).
+                _ => '\\',
             },
             Some(Expr::Value(v)) => match &v.value {
                 Value::SingleQuotedString(s) => {
@@ -884,6 +888,24 @@ impl Classifier<'_> {
                 Some(Val::Now(ColumnType::Date))
             }
             "utc_timestamp" | "sysdate" if no_args && d == Dialect::Mysql => Some(Val::Now(ty)),
+            // The builder's "now" on the other engines.
+            "getdate" if no_args && matches!(d, Dialect::Redshift | Dialect::Mssql) => {
+                Some(Val::Now(ty))
+            }
+            "sysdatetime" if no_args && d == Dialect::Mssql => Some(Val::Now(ty)),
+            "current_datetime" if no_args && d == Dialect::Bigquery => Some(Val::Now(ty)),
+            // Truncations and shifts of the current time by a bounded
+            // constant: the same value for every row, in range.
+            "datetrunc" | "dateadd" | "date_add" | "tostartofminute" | "tostartofhour"
+            | "todate" | "tomonday" | "tostartofmonth" | "tostartofquarter" | "tostartofyear"
+            | "to_date" | "datetime_trunc"
+                if !matches!(d, Dialect::Postgres | Dialect::Mysql | Dialect::Sqlite) =>
+            {
+                self.shifted_now(key.as_ref(), f)
+            }
+            "date_trunc" if !matches!(d, Dialect::Postgres | Dialect::Mysql | Dialect::Sqlite) => {
+                self.shifted_now(key.as_ref(), f)
+            }
             "date_trunc" if d == Dialect::Postgres => {
                 let FunctionArguments::List(l) = &f.args else {
                     return None;
@@ -913,6 +935,62 @@ impl Classifier<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `DATEADD(unit, n, <now>)`, `date_add('unit', n, <now>)`,
+    /// `date_trunc('unit', <now>)`, `DATE_TRUNC(<now>, UNIT)`,
+    /// `DATETRUNC(unit, <now>)`, `toStartOfMonth(<now>)`, …: the current
+    /// time truncated, or shifted by an integer literal of at most 100,000
+    /// units (the builder's `time-interval` and `now` arithmetic on the
+    /// engines other than PostgreSQL, MySQL and SQLite).
+    fn shifted_now(&self, name: &str, f: &sqlparser::ast::Function) -> Option<Val<'static>> {
+        let FunctionArguments::List(l) = &f.args else {
+            return None;
+        };
+        let args: Vec<&Expr> = l
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        const UNITS: &[&str] = &[
+            "second", "minute", "hour", "day", "week", "iso_week", "isoweek", "month", "quarter",
+            "year",
+        ];
+        let unit = |e: &Expr| match e {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(u) => UNITS.contains(&u.to_ascii_lowercase().as_str()),
+                _ => false,
+            },
+            Expr::Identifier(i) => {
+                i.quote_style.is_none() && UNITS.contains(&i.value.to_ascii_lowercase().as_str())
+            }
+            _ => false,
+        };
+        let small = |e: &Expr| {
+            let e = match e {
+                Expr::UnaryOp {
+                    op: UnaryOperator::Minus,
+                    expr,
+                } => expr.as_ref(),
+                e => e,
+            };
+            matches!(e, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n.parse::<u32>().is_ok_and(|n| n <= 100_000)))
+        };
+        let now = |e: &Expr| matches!(self.value(e), Some(Val::Now(_)));
+        let ok = match (name, args.as_slice()) {
+            ("dateadd" | "date_add", [u, n, x]) => unit(u) && small(n) && now(x),
+            // `('unit', x)`, or BigQuery's `(x, UNIT)`.
+            ("date_trunc" | "datetrunc" | "datetime_trunc", [a, b]) => {
+                (unit(a) && now(b)) || (now(a) && unit(b))
+            }
+            ("dateadd" | "date_add" | "date_trunc" | "datetrunc" | "datetime_trunc", _) => false,
+            (_, [x]) => now(x),
+            _ => false,
+        };
+        ok.then_some(Val::Now(ColumnType::Timestamp))
     }
 
     fn function<'e>(&self, f: &'e sqlparser::ast::Function) -> Option<Val<'e>> {

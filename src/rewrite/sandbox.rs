@@ -259,7 +259,18 @@ pub(crate) fn fence_clause(q: &mut Query, fence: Fence) {
             offset: None,
             limit_by: vec![],
         }),
-        Fence::None => None,
+        Fence::LimitI64Max => Some(LimitClause::LimitOffset {
+            limit: Some(number("9223372036854775807")),
+            offset: None,
+            limit_by: vec![],
+        }),
+        Fence::LimitI32Max => Some(LimitClause::LimitOffset {
+            limit: Some(number("2147483647")),
+            offset: None,
+            limit_by: vec![],
+        }),
+        // Never reached with a fence to add: the pipeline refuses first.
+        Fence::None | Fence::Unproven => None,
     };
 }
 
