@@ -46,6 +46,12 @@ pub trait Backend {
     fn become_user(&mut self, user: &TestUser) -> Result<String, String>;
     /// Runs SQL under the oracle, as the user last given to `become_user`.
     fn run_oracle(&mut self, sql: &str) -> Result<Rows, String>;
+    /// Whether sqlsandbox binds parameters in this database's dialect
+    /// (ClickHouse's it refuses: `SB403`); where not, only literals run, and
+    /// the parameter variant must be that refusal.
+    fn bind_parameters(&self) -> bool {
+        true
+    }
     /// Adds an event row whose region is bound as a parameter.
     fn insert_event(&mut self, id: i64, tenant: i64, region: &str) -> Result<(), String>;
     /// Runs SQL on the application's connection with the optimiser setting
@@ -179,6 +185,17 @@ pub fn compare(
             o.fence = fence;
             o
         };
+        if params && !b.bind_parameters() {
+            match policy.rewrite(principal, &sql, &opts) {
+                Err(e) if e.code() == "SB403" => continue,
+                other => {
+                    return Err(context(&format!(
+                        "bind parameters must be refused in this dialect (SB403), got {:?}",
+                        other.map(|rw| rw.sql).map_err(|e| e.code())
+                    )))
+                }
+            }
+        }
         let rw = policy.rewrite(principal, &sql, &opts).map_err(|e| {
             context(&format!(
                 "sqlsandbox refused (params: {params}, fence: {fence:?}): [{}] {e}",

@@ -463,6 +463,10 @@ impl Backend for EngineDb {
         self.data.clone()
     }
 
+    fn bind_parameters(&self) -> bool {
+        self.db != Db::Clickhouse
+    }
+
     fn run_app(&mut self, sql: &str, params: &[BoundParam]) -> Result<Rows, String> {
         self.flush()?;
         let params: Vec<Value> = params.iter().map(|p| param(&p.value)).collect();
