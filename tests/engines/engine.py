@@ -140,6 +140,9 @@ class ClickHouse(Engine):
         from chdb import session
 
         self.session = session.Session(path)
+        # A bare UNION means UNION DISTINCT, as in standard SQL (ClickHouse
+        # refuses it by default).
+        self.session.query("SET union_default_mode = 'DISTINCT'")
         self.version = "ClickHouse " + self.session.query("SELECT version()", "TSV").bytes().decode().strip() + " (chDB)"
 
     def set_db(self, db):
@@ -148,7 +151,14 @@ class ClickHouse(Engine):
     @staticmethod
     def named(params):
         # ClickHouse query parameters are named: `{p1:Int64}` is params[0].
-        return {f"p{i + 1}": v for i, v in enumerate(params)} if params else None
+        # Their text is read with escape sequences.
+        def escaped(v):
+            if isinstance(v, str):
+                for a, b in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\0", "\\0")):
+                    v = v.replace(a, b)
+            return v
+
+        return {f"p{i + 1}": escaped(v) for i, v in enumerate(params)} if params else None
 
     def execute(self, sql, params=None):
         self.session.query(sql, "TSV", params=self.named(params))

@@ -467,6 +467,33 @@ impl Backend for EngineDb {
         self.db != Db::Clickhouse
     }
 
+    fn reads_otherwise(&self, sql: &str) -> Option<&'static str> {
+        // ClickHouse resolves a table name in FROM to a table alias of an
+        // enclosing query (`… orders AS events … EXISTS (SELECT 1 FROM
+        // events t3 …)` reads `orders` there); the generator names aliases
+        // like tables on purpose.
+        let aliased_like_a_table = dataset::TABLES.iter().any(|t| {
+            sql.contains(&format!(" AS {} ", t.name)) || sql.ends_with(&format!(" AS {}", t.name))
+        });
+        (self.db == Db::Clickhouse && aliased_like_a_table)
+            .then_some("ClickHouse: a table name in FROM resolves to an outer alias")
+    }
+
+    fn limitation(&self, oracle_error: &str) -> Option<&'static str> {
+        match self.db {
+            // Correlated subqueries ClickHouse does not run yet.
+            Db::Clickhouse if oracle_error.contains("(NOT_IMPLEMENTED)") => {
+                Some("ClickHouse: not implemented (correlated subqueries)")
+            }
+            // A table named bare and again under an alias: ClickHouse lets
+            // the table's name stand for either.
+            Db::Clickhouse if oracle_error.contains("(AMBIGUOUS_IDENTIFIER)") => {
+                Some("ClickHouse: a table's name is ambiguous beside an alias of it")
+            }
+            _ => None,
+        }
+    }
+
     fn run_app(&mut self, sql: &str, params: &[BoundParam]) -> Result<Rows, String> {
         self.flush()?;
         let params: Vec<Value> = params.iter().map(|p| param(&p.value)).collect();
@@ -597,11 +624,13 @@ pub fn generated_test(db: Db, cases: u32) {
     let mut b = backend(db, "generated queries");
     let policy = crate::differential::policy(dialect(db), &b.data);
     let started = std::time::Instant::now();
-    let ran = crate::differential::harness::run_generated(&mut b, &policy, &users(), cases);
+    let (ran, skipped) =
+        crate::differential::harness::run_generated_counting(&mut b, &policy, &users(), cases);
+    assert!(ran >= cases / 2, "{ran} of {cases} generated cases ran");
     crate::differential::mark_done(
         &format!("{}-generated", label(db)),
         &format!(
-            "{}: {ran} generated cases; {:.0?}",
+            "{}: {ran} generated cases compared, {skipped} the engine cannot run (its limitation: the oracle fails too); {:.0?}",
             b.runner.version,
             started.elapsed()
         ),
