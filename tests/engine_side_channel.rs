@@ -108,7 +108,7 @@ const SHAPES: &[(&str, &str)] = &[
 /// An order id of a tenant other than alice's (tenant 1: 10001–10200).
 fn foreign(cell: &str) -> bool {
     cell.parse::<i64>()
-        .is_ok_and(|n| n >= 20_000 && n < 1_000_000)
+        .is_ok_and(|n| (20_000..1_000_000).contains(&n))
 }
 
 fn probes(db: Db) {
