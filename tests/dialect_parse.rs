@@ -5,8 +5,9 @@
 //! parameters is rewritten in the dialect, and the output must
 //!
 //! 1. parse again with sqlparser in that dialect, as exactly one statement
-//!    that prints back to the same text, and (with literals) pass
-//!    `Policy::recheck`;
+//!    whose printed form parses and prints to itself (the first print may
+//!    normalise a literal: Snowflake reads `'back\slash'` as `'backslash'`),
+//!    and (with literals) pass `Policy::recheck`;
 //! 2. parse with a second, independent parser — sqlglot, in its dialect of
 //!    the same name (`tsql` for SQL Server), run once over all rewrites by
 //!    `tests/engines/sqlglot_check.py` — and mean the same tables and
@@ -17,7 +18,8 @@
 //!    values (literals, or placeholders bound to them; a false condition
 //!    for a user with no values), and selects no hidden column.
 //!
-//! Refusals are counted, not failures. Needs `SQLSANDBOX_PYTHON` (a Python
+//! Refusals are counted, not failures; so are queries sqlglot finds invalid
+//! in the dialect to begin with (BigQuery: a bare `UNION`, `''` in a string). Needs `SQLSANDBOX_PYTHON` (a Python
 //! with `tests/engines/requirements.txt`); `#[ignore]`d otherwise.
 
 mod differential;
@@ -112,11 +114,16 @@ fn warehouse_rewrites_parse_in_sqlparser_and_sqlglot() {
                     };
                     // (1) sqlparser, in the dialect.
                     match Parser::parse_sql(dialect.parser(), &rw.sql) {
+                        // Printing what it parsed is a fixed point (the
+                        // text itself may be normalised: Snowflake's
+                        // `'back\slash'` prints as the equal `'backslash'`).
                         Ok(stmts) if stmts.len() == 1 => {
                             let printed = stmts[0].to_string();
-                            if printed != rw.sql {
+                            let again = Parser::parse_sql(dialect.parser(), &printed)
+                                .map(|s| s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+                            if again.as_deref() != Ok(std::slice::from_ref(&printed)) {
                                 failures.push(format!(
-                                    "{what}\n  sqlparser prints the rewrite otherwise:\n  {}\n  {printed}",
+                                    "{what}\n  sqlparser does not print the rewrite stably:\n  {}\n  {printed}\n  {again:?}",
                                     rw.sql
                                 ));
                             }
@@ -181,10 +188,16 @@ fn warehouse_rewrites_parse_in_sqlparser_and_sqlglot() {
     let reply: Value = serde_json::from_slice(&out.stdout).expect("sqlglot_check.py's JSON");
     let results = reply["results"].as_array().expect("results");
     assert_eq!(results.len(), items.len(), "one result per rewrite");
+    let mut invalid: BTreeMap<String, usize> = BTreeMap::new();
     for r in results {
+        let id = r["id"].as_u64().expect("id") as usize;
+        if r["problems"].is_null() {
+            let d = items[id]["dialect"].as_str().unwrap_or("?").to_string();
+            *invalid.entry(d).or_default() += 1;
+            continue;
+        }
         let problems = r["problems"].as_array().expect("problems");
         if !problems.is_empty() {
-            let id = r["id"].as_u64().expect("id") as usize;
             let list: Vec<String> = problems
                 .iter()
                 .map(|p| format!("  sqlglot: {}", p.as_str().unwrap_or_default()))
@@ -199,7 +212,7 @@ fn warehouse_rewrites_parse_in_sqlparser_and_sqlglot() {
             items.len(),
             failures
                 .iter()
-                .take(15)
+                .take(40)
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("\n\n")
@@ -208,9 +221,14 @@ fn warehouse_rewrites_parse_in_sqlparser_and_sqlglot() {
     let summary: Vec<String> = counts
         .iter()
         .map(|(name, c)| {
+            let glot = WAREHOUSES.iter().find(|w| w.0 == *name).map_or("?", |w| w.1);
+            let skipped = invalid.get(glot).copied().unwrap_or(0);
             format!(
-                "{name}: {} rewrites ({} with bind parameters) pass both parsers, refused {:?}",
-                c.rewrites, c.with_params, c.refused
+                "{name}: {} rewrites ({} with bind parameters) pass sqlparser, {} of them sqlglot too ({skipped} not checked: the original is invalid there), refused {:?}",
+                c.rewrites,
+                c.with_params,
+                c.rewrites - skipped,
+                c.refused
             )
         })
         .collect();
