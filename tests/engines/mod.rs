@@ -475,8 +475,14 @@ impl Backend for EngineDb {
         let aliased_like_a_table = dataset::TABLES.iter().any(|t| {
             sql.contains(&format!(" AS {} ", t.name)) || sql.ends_with(&format!(" AS {}", t.name))
         });
-        (self.db == Db::Clickhouse && aliased_like_a_table)
-            .then_some("ClickHouse: a table name in FROM resolves to an outer alias")
+        // ClickHouse applies a set operation's ORDER BY and LIMIT to its
+        // last branch only.
+        let set_op_ordered = [" UNION ", " INTERSECT ", " EXCEPT "]
+            .iter()
+            .any(|op| sql.contains(op))
+            && sql.contains(" ORDER BY ");
+        (self.db == Db::Clickhouse && (aliased_like_a_table || set_op_ordered))
+            .then_some("ClickHouse: a table name in FROM resolves to an outer alias, or ORDER BY binds to a set operation's last branch")
     }
 
     fn limitation(&self, oracle_error: &str) -> Option<&'static str> {
