@@ -19,6 +19,12 @@ pub enum Db {
     Postgres,
     Mariadb,
     Sqlite,
+    /// DuckDB, in process through the Python runner (tests/engines/).
+    Duckdb,
+    /// ClickHouse through chDB, in process through the Python runner.
+    Clickhouse,
+    /// Spark SQL in local mode (pyspark), through the Python runner.
+    Spark,
 }
 
 /// One column of a test table.
@@ -377,8 +383,11 @@ pub fn rows() -> Vec<(&'static TableDef, Vec<Vec<Val>>)> {
 /// values are always bound as parameters by the tests).
 pub fn quote(db: Db, s: &str) -> String {
     match db {
-        Db::Mariadb => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-        Db::Postgres | Db::Sqlite => format!("'{}'", s.replace('\'', "''")),
+        // ClickHouse and Spark read backslash escapes in string literals.
+        Db::Mariadb | Db::Clickhouse | Db::Spark => {
+            format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+        Db::Postgres | Db::Sqlite | Db::Duckdb => format!("'{}'", s.replace('\'', "''")),
     }
 }
 
@@ -387,6 +396,9 @@ fn literal(db: Db, v: &Val) -> String {
         Val::Null => "NULL".into(),
         Val::Int(i) => i.to_string(),
         Val::Num(n) => n.clone(),
+        // Spark (ANSI store assignment) does not cast text to a timestamp
+        // column on insert.
+        Val::Time(s) if db == Db::Spark => format!("TIMESTAMP {}", quote(db, s)),
         Val::Text(s) | Val::Time(s) => quote(db, s),
     }
 }
@@ -406,6 +418,29 @@ fn column_type(db: Db, c: &Column) -> &'static str {
         (Db::Sqlite, Int) => "INTEGER",
         (Db::Sqlite, Num) => "NUMERIC",
         (Db::Sqlite, Text | Time) => "TEXT",
+        (Db::Duckdb, Int) => "INTEGER",
+        (Db::Duckdb, Num) => "DECIMAL(10,2)",
+        (Db::Duckdb, Text) => "VARCHAR",
+        (Db::Duckdb, Time) => "TIMESTAMP",
+        // Nullable(…): ClickHouse columns hold no NULL otherwise.
+        (Db::Clickhouse, Int) if c.name == "id" => "Int32",
+        (Db::Clickhouse, Int) => "Nullable(Int32)",
+        (Db::Clickhouse, Num) => "Nullable(Decimal(10,2))",
+        (Db::Clickhouse, Text) => "Nullable(String)",
+        (Db::Clickhouse, Time) => "Nullable(DateTime)",
+        (Db::Spark, Int) => "INT",
+        (Db::Spark, Num) => "DECIMAL(10,2)",
+        (Db::Spark, Text) => "STRING",
+        (Db::Spark, Time) => "TIMESTAMP",
+    }
+}
+
+/// What follows a `CREATE TABLE (…)`: the table engine or format.
+pub fn table_options(db: Db) -> &'static str {
+    match db {
+        Db::Clickhouse => " ENGINE = Memory",
+        Db::Spark => " USING parquet",
+        _ => "",
     }
 }
 
@@ -418,14 +453,26 @@ pub fn statements(db: Db, schema: &str) -> Vec<String> {
             .columns
             .iter()
             .map(|c| {
-                let pk = if c.name == "id" { " PRIMARY KEY" } else { "" };
-                format!("{} {}{pk}", c.name, column_type(db, c))
+                // ClickHouse's Memory tables and Spark's parquet tables take
+                // no primary key.
+                let pk = if c.name == "id" && !matches!(db, Db::Clickhouse | Db::Spark) {
+                    " PRIMARY KEY"
+                } else {
+                    ""
+                };
+                // `at` is a reserved word in DuckDB.
+                if db == Db::Duckdb {
+                    format!("\"{}\" {}{pk}", c.name, column_type(db, c))
+                } else {
+                    format!("{} {}{pk}", c.name, column_type(db, c))
+                }
             })
             .collect();
         out.push(format!(
-            "CREATE TABLE {schema}.{} ({})",
+            "CREATE TABLE {schema}.{} ({}){}",
             t.name,
-            cols.join(", ")
+            cols.join(", "),
+            table_options(db)
         ));
         for chunk in rows.chunks(100) {
             let values: Vec<String> = chunk

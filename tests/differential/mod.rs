@@ -221,7 +221,7 @@ databases:
 questions:
   my_events:
     database: app
-    sql: SELECT id, tenant_id, account_id, kind, region, at FROM events WHERE region = {{{{region}}}} AND tenant_id = {{{{tenant}}}}
+    sql: SELECT id, tenant_id, account_id, kind, region, {at} FROM events WHERE region = {{{{region}}}} AND tenant_id = {{{{tenant}}}}
 groups:
   customers:
     data:
@@ -231,7 +231,13 @@ groups:
           accounts: {{sandbox: {{column: tenant_id, attribute: tenant}}}}
     native: {{app: true}}
 "#,
-        dialect = dialect.name()
+        dialect = dialect.name(),
+        // `at` is a reserved word in DuckDB.
+        at = if dialect.name() == "duckdb" {
+            "\"at\""
+        } else {
+            "at"
+        },
     );
     Policy::from_yaml(&yaml, "text_question.yaml")
         .unwrap_or_else(|e| panic!("text-question policy: {e}\n{yaml}"))
