@@ -30,8 +30,8 @@ fn manifest() -> PathBuf {
 
 /// The SaaS policy with `n` more customers (tenants 1000.., region eu/us).
 fn policy_text(n: usize) -> String {
-    let mut s = std::fs::read_to_string(manifest().join("policies/saas.yaml"))
-        .expect("policies/saas.yaml");
+    let mut s =
+        std::fs::read_to_string(manifest().join("policies/saas.yaml")).expect("policies/saas.yaml");
     // Users are appended under the policy's `users:` mapping, its last key.
     assert!(s.contains("\nusers:\n"), "saas.yaml ends with its users");
     if !s.ends_with('\n') {
@@ -245,10 +245,42 @@ fn main() {
         .expect("client runtime");
     let results = client_rt.block_on(async {
         // Warm the connection pool and the cache.
-        let _ = scenario("warm-up", &base, Kind::Hit, Arc::clone(&tokens), clients, 0.2).await;
-        let floor = scenario("GET /healthz (floor)", &base, Kind::Healthz, Arc::clone(&tokens), clients, seconds).await;
-        let hit = scenario("rewrite, cache hit", &base, Kind::Hit, Arc::clone(&tokens), clients, seconds).await;
-        let miss = scenario("rewrite, cache miss", &base, Kind::Miss, Arc::clone(&tokens), clients, seconds).await;
+        let _ = scenario(
+            "warm-up",
+            &base,
+            Kind::Hit,
+            Arc::clone(&tokens),
+            clients,
+            0.2,
+        )
+        .await;
+        let floor = scenario(
+            "GET /healthz (floor)",
+            &base,
+            Kind::Healthz,
+            Arc::clone(&tokens),
+            clients,
+            seconds,
+        )
+        .await;
+        let hit = scenario(
+            "rewrite, cache hit",
+            &base,
+            Kind::Hit,
+            Arc::clone(&tokens),
+            clients,
+            seconds,
+        )
+        .await;
+        let miss = scenario(
+            "rewrite, cache miss",
+            &base,
+            Kind::Miss,
+            Arc::clone(&tokens),
+            clients,
+            seconds,
+        )
+        .await;
         // Reload under load: replace the policy every 100 ms, alternately
         // with a broken edit and with a good one (one more viewer, so each
         // good edit is a new policy and a new version).
@@ -274,7 +306,15 @@ fn main() {
                 edits
             })
         };
-        let reload = scenario("rewrite, cache hit, reloading every 100 ms", &base, Kind::Hit, Arc::clone(&tokens), clients, seconds.max(2.0)).await;
+        let reload = scenario(
+            "rewrite, cache hit, reloading every 100 ms",
+            &base,
+            Kind::Hit,
+            Arc::clone(&tokens),
+            clients,
+            seconds.max(2.0),
+        )
+        .await;
         stop.store(true, Ordering::Relaxed);
         let edits = editor.join().expect("editor");
         let health: Value = reqwest::get(format!("{base}/healthz"))
