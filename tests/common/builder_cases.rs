@@ -203,6 +203,43 @@ pub const fn sql(name: &'static str, question: &'static str, truth: &'static str
 
 pub const CASES: &[Case] = &[
     sql(
+        "string functions: unicode length, concat with NULL, replace, trim",
+        r#"query:
+  source-table: products
+  expressions:
+    len: [length, [field, name]]
+    joined: [concat, [field, name], "/", [field, category]]
+    swapped: [replace, [field, name], e, E]
+    clean: [trim, [concat, " ", [field, category], " "]]
+  fields: [[field, id], [expression, len], [expression, joined], [expression, swapped], [expression, clean]]"#,
+        "SELECT id, length(name), coalesce(name, '') || '/' || coalesce(category, ''), replace(name, 'e', 'E'),
+                trim(' ' || coalesce(category, '') || ' ')
+         FROM products",
+    ),
+    sql(
+        "date parts and datetime-add",
+        r#"query:
+  source-table: events
+  expressions:
+    y: [get-year, [field, at]]
+    q: [get-quarter, [field, at]]
+    m: [get-month, [field, at]]
+    w: [get-week, [field, at]]
+    d: [get-day, [field, at]]
+    dow: [get-day-of-week, [field, at]]
+    h: [get-hour, [field, at]]
+    mi: [get-minute, [field, at]]
+    later: [datetime-add, [field, at], 1, month]
+    before: [datetime-subtract, [field, at], 3, day]
+  fields: [[field, id], [expression, y], [expression, q], [expression, m], [expression, w], [expression, d], [expression, dow], [expression, h], [expression, mi], [expression, later], [expression, before]]"#,
+        "SELECT id, CAST(strftime('%Y', at) AS INTEGER), (CAST(strftime('%m', at) AS INTEGER) + 2) / 3,
+                CAST(strftime('%m', at) AS INTEGER), CASE WHEN at IS NULL THEN NULL WHEN at < '2024-06-03' THEN 22 ELSE 23 END,
+                CAST(strftime('%d', at) AS INTEGER), (CAST(strftime('%w', at) AS INTEGER) + 6) % 7 + 1,
+                CAST(strftime('%H', at) AS INTEGER), CAST(strftime('%M', at) AS INTEGER),
+                datetime(at, '+1 months'), datetime(at, '-3 days')
+         FROM v_events",
+    ),
+    sql(
         "all fields",
         "query: {source-table: orders}",
         "SELECT id, account_id, product_id, total, tenant_id, status FROM v_orders",
