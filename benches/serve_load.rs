@@ -292,7 +292,7 @@ fn main() {
             std::thread::spawn(move || {
                 let mut edits = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    let text = if edits % 2 == 0 {
+                    let text = if edits.is_multiple_of(2) {
                         format!("{}  broken: [\n", policy_text(viewers))
                     } else {
                         policy_text(viewers + edits as usize)
