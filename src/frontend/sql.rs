@@ -134,32 +134,7 @@ pub(crate) fn parse_query(
             opts.max_operators
         )));
     }
-    let delicate = tokens.iter().any(|t| match &t.token {
-        Token::SingleQuotedString(s)
-        | Token::DoubleQuotedString(s)
-        | Token::NationalStringLiteral(s)
-        | Token::EscapedStringLiteral(s)
-        | Token::SingleQuotedByteStringLiteral(s)
-        | Token::DoubleQuotedByteStringLiteral(s)
-        | Token::HexStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
-        Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`', ']']),
-        // Raw, byte, triple-quoted, dollar-quoted, quote-delimited, Unicode
-        // and hex strings (BigQuery, Snowflake, ClickHouse, …): the printer
-        // may write them back another way, so the output is parsed again.
-        Token::TripleSingleQuotedString(_)
-        | Token::TripleDoubleQuotedString(_)
-        | Token::DollarQuotedString(_)
-        | Token::TripleSingleQuotedByteStringLiteral(_)
-        | Token::TripleDoubleQuotedByteStringLiteral(_)
-        | Token::SingleQuotedRawStringLiteral(_)
-        | Token::DoubleQuotedRawStringLiteral(_)
-        | Token::TripleSingleQuotedRawStringLiteral(_)
-        | Token::TripleDoubleQuotedRawStringLiteral(_)
-        | Token::QuoteDelimitedStringLiteral(_)
-        | Token::NationalQuoteDelimitedStringLiteral(_)
-        | Token::UnicodeStringLiteral(_) => true,
-        _ => false,
-    });
+    let delicate = tokens.iter().any(|t| delicate_token(&t.token));
     // sqlparser reads `TABLE t` (PostgreSQL and MySQL 8's short form of
     // `SELECT * FROM t`) inside a query but not as a statement: a query that
     // starts with it is parsed as a query, and must be all there is.
@@ -220,20 +195,28 @@ pub(crate) fn has_delicate_literal(sql: &str, dialect: Dialect) -> bool {
     else {
         return true;
     };
-    tokens.iter().any(|t| match t {
+    tokens.iter().any(delicate_token)
+}
+
+/// Whether a token is a literal or quoted name the printer may write back
+/// otherwise than it was read (quotes or backslashes inside), so that the
+/// printed SQL must be parsed again and compared.
+fn delicate_token(t: &Token) -> bool {
+    match t {
         Token::SingleQuotedString(s)
         | Token::DoubleQuotedString(s)
         | Token::NationalStringLiteral(s)
-        | Token::EscapedStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
+        | Token::EscapedStringLiteral(s)
+        | Token::SingleQuotedByteStringLiteral(s)
+        | Token::DoubleQuotedByteStringLiteral(s)
+        | Token::HexStringLiteral(s) => s.contains(['\\', '\'', '"', '`']),
         Token::Word(w) => w.quote_style.is_some() && w.value.contains(['\\', '\'', '"', '`', ']']),
-        // Raw, byte, triple-quoted, dollar-quoted, quote-delimited, Unicode
-        // and hex strings (BigQuery, Snowflake, ClickHouse, …): the printer
-        // may write them back another way, so the output is parsed again.
+        // Raw, triple-quoted, dollar-quoted, quote-delimited and Unicode
+        // strings (BigQuery, Snowflake, ClickHouse, …): the printer may
+        // write them back another way, whatever they hold.
         Token::TripleSingleQuotedString(_)
         | Token::TripleDoubleQuotedString(_)
         | Token::DollarQuotedString(_)
-        | Token::SingleQuotedByteStringLiteral(_)
-        | Token::DoubleQuotedByteStringLiteral(_)
         | Token::TripleSingleQuotedByteStringLiteral(_)
         | Token::TripleDoubleQuotedByteStringLiteral(_)
         | Token::SingleQuotedRawStringLiteral(_)
@@ -244,7 +227,7 @@ pub(crate) fn has_delicate_literal(sql: &str, dialect: Dialect) -> bool {
         | Token::NationalQuoteDelimitedStringLiteral(_)
         | Token::UnicodeStringLiteral(_) => true,
         _ => false,
-    })
+    }
 }
 
 fn statement_kind(s: &Statement) -> String {
