@@ -38,7 +38,7 @@
 //! assert!(Principal::from_api_key(&policy, &next).is_ok());
 //! ```
 
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{Mapping, Value};
 
 use crate::error::{Error, Result};
 use crate::policy::{ColumnType, Policy};
@@ -339,7 +339,9 @@ fn yaml_scalar(v: &Value) -> String {
     match v {
         Value::String(s) if plain_safe(s) => s.clone(),
         Value::String(s) => serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}")),
-        Value::Number(n) => n.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => format!("{f:?}"),
         Value::Bool(b) => b.to_string(),
         Value::Sequence(items) => {
             let items: Vec<String> = items.iter().map(yaml_scalar).collect();
@@ -353,7 +355,6 @@ fn yaml_scalar(v: &Value) -> String {
             format!("{{{}}}", items.join(", "))
         }
         Value::Null => "null".into(),
-        Value::Tagged(t) => yaml_scalar(&t.value),
     }
 }
 
@@ -389,7 +390,7 @@ fn snippet(name: &str, entry: &Mapping) -> String {
 
 /// The key's entry as the policy text holds it.
 fn old_entry(src: &str, file: &str, name: &str) -> Result<Mapping> {
-    let v: Value = serde_yaml::from_str(src).map_err(|e| edit_error(file, e.to_string()))?;
+    let v: Value = crate::yaml::from_str(src).map_err(|e| edit_error(file, e.to_string()))?;
     match entry_of(&v, name) {
         Some(Value::Mapping(m)) => Ok(m.clone()),
         _ => Err(edit_error(
@@ -435,7 +436,7 @@ fn verify(
     let policy = Policy::from_yaml(new_src, file)
         .map_err(|e| refuse(format!("the edited policy would not load: {e}")))?;
     let parse = |s: &str| {
-        serde_yaml::from_str::<Value>(s)
+        crate::yaml::from_str::<Value>(s)
             .map_err(|e| refuse(format!("the edited text is not YAML: {e}")))
     };
     let (old, new) = (parse(old_src)?, parse(new_src)?);

@@ -66,6 +66,7 @@ pub mod suggest;
 mod value;
 mod verify;
 pub mod who;
+mod yaml;
 
 pub use bind::BoundParam;
 pub use cache::{CacheStats, RewriteCache};

@@ -74,12 +74,17 @@ pub enum AttributeValue {
 
 impl AttributeValue {
     /// Converts a YAML value; `None` for maps, nulls and nested lists.
-    /// Crate-internal, so that serde_yaml stays out of the public API:
-    /// callers convert with [`AttributeValue::from_json`] or `From`.
-    pub(crate) fn from_yaml(v: &serde_yaml::Value) -> Option<AttributeValue> {
+    /// Crate-internal, so that the YAML reader stays out of the public
+    /// API: callers convert with [`AttributeValue::from_json`] or `From`.
+    pub(crate) fn from_yaml(v: &crate::yaml::Value) -> Option<AttributeValue> {
+        AttributeValue::from_yaml_owned(v.clone())
+    }
+
+    /// [`AttributeValue::from_yaml`], taking the value (its text moves).
+    pub(crate) fn from_yaml_owned(v: crate::yaml::Value) -> Option<AttributeValue> {
         match v {
-            serde_yaml::Value::Sequence(items) => items
-                .iter()
+            crate::yaml::Value::Sequence(items) => items
+                .into_iter()
                 .map(scalar_from_yaml)
                 .collect::<Option<Vec<_>>>()
                 .map(AttributeValue::Many),
@@ -152,14 +157,13 @@ impl fmt::Display for AttributeValue {
     }
 }
 
-fn scalar_from_yaml(v: &serde_yaml::Value) -> Option<Scalar> {
+fn scalar_from_yaml(v: crate::yaml::Value) -> Option<Scalar> {
+    use crate::yaml::Value;
     match v {
-        serde_yaml::Value::String(s) => Some(Scalar::Text(s.clone())),
-        serde_yaml::Value::Bool(b) => Some(Scalar::Bool(*b)),
-        serde_yaml::Value::Number(n) => Some(match n.as_i64() {
-            Some(i) => Scalar::Integer(i),
-            None => Scalar::Number(n.to_string()),
-        }),
+        Value::String(s) => Some(Scalar::Text(s)),
+        Value::Bool(b) => Some(Scalar::Bool(b)),
+        Value::Int(i) => Some(Scalar::Integer(i)),
+        Value::UInt(_) | Value::Float(_) => v.number_text().map(Scalar::Number),
         _ => None,
     }
 }

@@ -11,25 +11,14 @@ use crate::error::Location;
 use crate::suggest::did_you_mean;
 use crate::value::AttributeValue;
 
-/// The one place YAML is parsed (so a maintained serde_yaml fork can replace
-/// it here alone).
+/// The one place a policy's YAML is parsed: streamed into the model by
+/// `crate::yaml`, which refuses a repeated key in any mapping (a second
+/// `groups.x` quietly replacing the first is how a policy leaks).
 fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
-    // One pass, straight into the model; every mapping of the model is a
-    // `UMap`, which refuses repeated keys with their position.
-    serde_yaml::from_str::<RawPolicy>(src).map_err(|e| {
+    crate::yaml::from_str::<RawPolicy>(src).map_err(|e| {
         let (line, column) = e
             .location()
-            .map(|l| (Some(l.line()), Some(l.column())))
-            .unwrap_or((None, None));
-        // The location is in `location`; serde_yaml repeats it at the end.
-        let message = e.to_string();
-        let message = match e.location() {
-            Some(l) => message
-                .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
-                .map(str::to_string)
-                .unwrap_or(message),
-            None => message,
-        };
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
         Error::PolicySyntax {
             location: Location {
                 file: file.to_string(),
@@ -37,95 +26,16 @@ fn parse_yaml(src: &str, file: &str) -> Result<RawPolicy> {
                 column,
                 key: String::new(),
             },
-            message: crate::suggest::serde_message(&message),
+            message: crate::suggest::serde_message(&e.message()),
         }
     })
 }
 
 /// Parses a YAML document (a query-builder question) into JSON, refusing
-/// repeated keys as the policy loader does. YAML parsing stays in this file;
-/// the caller has checked size and nesting (`crate::input::check_shape`).
+/// repeated keys as the policy loader does. The caller has checked size and
+/// nesting (`crate::input::check_shape`).
 pub(crate) fn parse_yaml_document(src: &str) -> std::result::Result<serde_json::Value, String> {
-    serde_yaml::from_str::<NoDuplicates>(src)
-        .and_then(|_| serde_yaml::from_str::<serde_yaml::Value>(src))
-        .map_err(|e| e.to_string())
-        .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
-}
-
-/// Walks any YAML document and fails on a mapping with a repeated key:
-/// serde_yaml keeps the last one silently, and a second `groups.x` entry
-/// quietly replacing the first is how a policy leaks.
-struct NoDuplicates;
-
-impl<'de> serde::Deserialize<'de> for NoDuplicates {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(NoDupVisitor)
-    }
-}
-
-struct NoDupVisitor;
-
-impl<'de> serde::de::Visitor<'de> for NoDupVisitor {
-    type Value = NoDuplicates;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_i64<E>(self, _: i64) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_u64<E>(self, _: u64) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_str<E>(self, _: &str) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_none<E>(self) -> std::result::Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<NoDuplicates, D::Error> {
-        d.deserialize_any(NoDupVisitor)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<NoDuplicates, A::Error> {
-        while seq.next_element::<NoDuplicates>()?.is_some() {}
-        Ok(NoDuplicates)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<NoDuplicates, A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
-            let text = match &key {
-                serde_yaml::Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            };
-            if !seen.insert(text.clone()) {
-                return Err(serde::de::Error::custom(format!("duplicate key `{text}`")));
-            }
-            map.next_value::<NoDuplicates>()?;
-        }
-        Ok(NoDuplicates)
-    }
+    crate::yaml::from_str::<serde_json::Value>(src).map_err(|e| e.to_string())
 }
 
 struct Ctx<'a> {
@@ -433,7 +343,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
 
     let mut users = HashMap::new();
     let raw_users = std::mem::take(&mut raw.users);
-    users.reserve(raw_users.len());
+    users.reserve(raw_users.0.len());
     for (name, u) in raw_users.0 {
         for g in &u.groups {
             if !groups.contains_key(g) {
@@ -460,7 +370,7 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                     ));
                 }
             }
-            let value = AttributeValue::from_yaml(&v).ok_or_else(|| {
+            let value = AttributeValue::from_yaml_owned(v).ok_or_else(|| {
                 cx.err(
                     &["users", &name, "attributes", &k],
                     format!("attribute `{k}` of user `{name}` must be a string, a number, a boolean or a list of them"),
@@ -1912,9 +1822,11 @@ fn compile_masks(
         }
         if let Some(b) = &spec.bucket {
             let size = match b {
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::String(s) => s.clone(),
-                _ => return Err(fail("`bucket` must be a positive number".into())),
+                crate::yaml::Value::String(s) => s.clone(),
+                n => match n.number_text() {
+                    Some(t) => t,
+                    None => return Err(fail("`bucket` must be a positive number".into())),
+                },
             };
             kinds.push(MaskKind::Bucket(size));
         }

@@ -1,6 +1,6 @@
 //! Finds the line of a key path in the policy source, for diagnostics.
 //!
-//! serde_yaml does not keep positions after deserialising, so validation
+//! The model does not keep positions after deserialising, so validation
 //! errors are located by walking the source text along the key path: block
 //! mappings by indentation, flow mappings (`{a: b}`) by searching the parent
 //! line.

@@ -11,10 +11,10 @@ use std::ops::Deref;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-/// A YAML mapping with string keys that refuses a repeated key (serde_yaml
-/// would keep the last one silently, and a second `groups.x` quietly
-/// replacing the first is how a policy leaks). The error carries the
-/// position, like every other syntax error. The keys are also kept in
+/// A YAML mapping with string keys that refuses a repeated key (a second
+/// `groups.x` quietly replacing the first is how a policy leaks; the YAML
+/// reader refuses one too, this is the model saying so itself). The error
+/// carries the position, like every other syntax error. The keys are also kept in
 /// the order written (`declared`): a table's columns are the table's in
 /// that order, which `SELECT *` over a sandbox that reshapes them keeps.
 #[derive(Debug)]
@@ -79,11 +79,12 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
     }
 }
 
-/// A small YAML mapping with string keys (a user's attributes), kept as a
-/// vector sorted by key: a `BTreeMap` node holds room for eleven entries,
-/// and a policy has one such map per user. A repeated key is refused with
-/// its position, as [`UMap`] does; iteration is in key order, as
-/// [`UMap`]'s is.
+/// A YAML mapping with string keys kept as a vector sorted by key: the
+/// users (100,000 of them in a large policy, where a `BTreeMap` and a
+/// second copy of each key for the written order cost a tenth of the load)
+/// and each user's attributes (a `BTreeMap` node holds room for eleven
+/// entries, and a policy has one such map per user). A repeated key is
+/// refused, as [`UMap`] does; iteration is in key order, as [`UMap`]'s is.
 #[derive(Debug)]
 pub struct SmallMap<V>(pub Vec<(String, V)>);
 
@@ -105,27 +106,23 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
                 Ok(SmallMap::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SmallMap<V>, A::Error> {
-                let mut out: Vec<(String, V)> = Vec::new();
-                // Past a few entries, a set keeps the duplicate check linear.
-                let mut seen: Option<std::collections::HashSet<String>> = None;
+                let mut out: Vec<(String, V)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
                 while let Some(k) = map.next_key::<String>()? {
-                    let repeated = match &mut seen {
-                        Some(set) => !set.insert(k.clone()),
-                        None => out.iter().any(|(o, _)| *o == k),
-                    };
-                    if repeated {
+                    // A few entries are checked as they come (the error is
+                    // then at the key); a long map once sorted, below.
+                    if out.len() < 16 && out.iter().any(|(o, _)| *o == k) {
                         return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
-                    }
-                    if seen.is_none() && out.len() >= 16 {
-                        let mut set: std::collections::HashSet<String> =
-                            out.iter().map(|(o, _)| o.clone()).collect();
-                        set.insert(k.clone());
-                        seen = Some(set);
                     }
                     let v = map.next_value()?;
                     out.push((k, v));
                 }
                 out.sort_by(|a, b| a.0.cmp(&b.0));
+                if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate key `{}`",
+                        w[0].0
+                    )));
+                }
                 out.shrink_to_fit();
                 Ok(SmallMap(out))
             }
@@ -149,7 +146,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub groups: UMap<RawGroup>,
     #[serde(default)]
-    pub users: UMap<RawUser>,
+    #[cfg_attr(feature = "schema", schemars(with = "UMap<RawUser>"))]
+    pub users: SmallMap<RawUser>,
     #[serde(default)]
     pub functions: Option<RawFunctions>,
     /// Optional declaration of the user attributes the policy uses; when
@@ -214,7 +212,7 @@ pub struct RawApiKey {
     /// Fixed attributes of the key.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
-    pub attributes: UMap<serde_yaml::Value>,
+    pub attributes: UMap<crate::yaml::Value>,
 }
 
 /// `fence:` as written: a mode, or the first version's boolean.
@@ -516,7 +514,7 @@ pub struct RawMaskSpec {
     /// Every value (NULL included) becomes this one.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<serde_json::Value>"))]
-    pub constant: Option<serde_yaml::Value>,
+    pub constant: Option<crate::yaml::Value>,
     /// A keyed SHA-256 of the value, as hex text.
     #[serde(default)]
     pub hash: Option<RawHash>,
@@ -535,7 +533,7 @@ pub struct RawMaskSpec {
     /// Numbers: rounded down to a multiple of this size.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<serde_json::Value>"))]
-    pub bucket: Option<serde_yaml::Value>,
+    pub bucket: Option<crate::yaml::Value>,
     /// A SQL expression over the table's columns (and `{{attributes}}`).
     #[serde(default)]
     pub expression: Option<String>,
@@ -652,7 +650,7 @@ pub struct RawUser {
     pub groups: Vec<String>,
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
-    pub attributes: SmallMap<serde_yaml::Value>,
+    pub attributes: SmallMap<crate::yaml::Value>,
 }
 
 /// Function policy: names added to (`allow`) and taken off (`deny`) the
