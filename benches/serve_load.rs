@@ -348,10 +348,21 @@ fn main() {
             m.rps() / floor.rps()
         );
     }
+    let num = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let reloads = num(health.get("reloads"));
+    let reload_failures = num(health.get("reload_failures"));
     println!(
-        "in-process rewrite of the same query (library, no cache): {in_process_us:.1} µs; policy edits during the reload scenario: {edits}; /healthz after: version {}",
-        health.get("version").map_or_else(|| "?".to_string(), Value::to_string)
+        "in-process rewrite of the same query (library, no cache): {in_process_us:.1} µs; \
+         policy edits during the reload scenario: {edits} (good and broken alternating); \
+         /healthz after: policy version {}, {reloads} reloads, {reload_failures} refused edits",
+        num(health.get("policy").and_then(|p| p.get("version")))
     );
+    // The reload scenario measured reloads: good edits were swapped in and
+    // broken ones refused while requests kept being served.
+    if !quick {
+        assert!(reloads > 0, "no reload happened during the reload scenario");
+        assert!(reload_failures > 0, "no broken edit was seen");
+    }
     let failed = floor.failed + hit.failed + miss.failed + reload.failed;
     assert_eq!(failed, 0, "{failed} requests failed");
 }

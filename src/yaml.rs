@@ -441,17 +441,13 @@ impl<'de> Reader<'de> {
                 depth: 0,
             });
         }
-        let mut i = 0;
-        while i < self.recording.len() {
-            let r = &mut self.recording[i];
+        for r in &mut self.recording {
             r.events.push(ev.clone());
             r.depth = r.depth.saturating_add_signed(delta);
-            if r.depth == 0 {
-                let done = self.recording.remove(i);
-                self.anchors.insert(done.id, Rc::from(done.events));
-            } else {
-                i += 1;
-            }
+        }
+        while let Some(at) = self.recording.iter().position(|r| r.depth == 0) {
+            let done = self.recording.remove(at);
+            self.anchors.insert(done.id, Rc::from(done.events));
         }
     }
 
@@ -490,11 +486,11 @@ impl<'de> Reader<'de> {
     }
 
     fn peek(&mut self) -> Result<&Spanned<'de>> {
-        if self.peeked.is_none() {
-            let ev = self.next()?;
-            self.peeked = Some(ev);
-        }
-        Ok(self.peeked.as_ref().expect("just filled"))
+        let ev = match self.peeked.take() {
+            Some(ev) => ev,
+            None => self.next()?,
+        };
+        Ok(self.peeked.insert(ev))
     }
 
     /// Reads up to the first document's content.
@@ -641,7 +637,7 @@ enum Plain {
 fn digits_but_not_number(s: &str) -> bool {
     // `007` is text in YAML 1.2.
     let s = s.strip_prefix(['-', '+']).unwrap_or(s);
-    s.len() > 1 && s.starts_with('0') && s[1..].bytes().all(|b| b.is_ascii_digit())
+    s.len() > 1 && s.starts_with('0') && s.bytes().skip(1).all(|b| b.is_ascii_digit())
 }
 
 fn radix_int(s: &str) -> Option<std::result::Result<i128, ()>> {
@@ -840,10 +836,9 @@ impl<'de> Reader<'de> {
     fn collection<V: Visitor<'de>>(&mut self, v: V, map: bool) -> Result<V::Value> {
         let (ev, span) = self.next()?;
         let r = match &ev {
-            Event::SequenceStart(_, tag) | Event::MappingStart(_, tag)
-                if tag.as_deref().is_some_and(|t| !t.is_yaml_core_schema()) =>
+            Event::SequenceStart(_, Some(t)) | Event::MappingStart(_, Some(t))
+                if !t.is_yaml_core_schema() =>
             {
-                let t = tag.as_deref().expect("checked");
                 Err(Error::new(format!(
                     "YAML tags are not supported here (`{}{}`)",
                     t.handle, t.suffix
@@ -1146,7 +1141,11 @@ impl<'de> MapState<'de> {
     fn contains(&self, seen: &[Cow<'de, str>], key: &str) -> bool {
         match &self.set {
             Some(set) => set.contains(key),
-            None => seen[self.base..].iter().any(|k| k == key),
+            None => seen
+                .get(self.base..)
+                .unwrap_or_default()
+                .iter()
+                .any(|k| k == key),
         }
     }
 

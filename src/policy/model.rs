@@ -117,11 +117,12 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
                     out.push((k, v));
                 }
                 out.sort_by(|a, b| a.0.cmp(&b.0));
-                if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
-                    return Err(serde::de::Error::custom(format!(
-                        "duplicate key `{}`",
-                        w[0].0
-                    )));
+                let repeated = out.windows(2).find_map(|w| match w {
+                    [a, b] if a.0 == b.0 => Some(a.0.clone()),
+                    _ => None,
+                });
+                if let Some(k) = repeated {
+                    return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
                 }
                 out.shrink_to_fit();
                 Ok(SmallMap(out))
