@@ -773,9 +773,13 @@ fn visit_text<'de, V: Visitor<'de>>(text: Cow<'de, str>, v: V) -> Result<V::Valu
     match text {
         Cow::Borrowed(b) => v.visit_borrowed_str(b),
         Cow::Owned(mut s) => {
-            // The parser's buffers start at 32 bytes: a model holding them
-            // as they are would hold the slack too.
-            s.shrink_to_fit();
+            // The parser's buffers start at 32 bytes and double: a model
+            // holding a long text as it is would hold up to half again.
+            // A short text keeps its buffer: an allocator rounds small
+            // blocks up anyway, and a shrink is a reallocation per value.
+            if s.capacity() - s.len() > 32 {
+                s.shrink_to_fit();
+            }
             v.visit_string(s)
         }
     }

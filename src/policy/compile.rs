@@ -345,6 +345,9 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     let raw_users = std::mem::take(&mut raw.users);
     users.reserve(raw_users.0.len());
     for (name, u) in raw_users.0 {
+        if users.contains_key(&name) {
+            return Err(cx.err(&["users", &name], format!("duplicate user `{name}`")));
+        }
         for g in &u.groups {
             if !groups.contains_key(g) {
                 return Err(cx.err(
@@ -356,8 +359,8 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                 ));
             }
         }
-        let mut attributes = Vec::with_capacity(u.attributes.0.len());
-        for (k, v) in u.attributes.0 {
+        // Sorted by key, as `SmallMap` is; collected in place.
+        let attributes = u.attributes.0.into_iter().map(|(k, v)| {
             if let Some(d) = &declared {
                 if !d.contains(&k) {
                     return Err(cx.err(
@@ -370,12 +373,12 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                     ));
                 }
             }
-            let value = AttributeValue::from_yaml_owned(v).ok_or_else(|| {
-                cx.err(
+            let RawAttr::Value(value) = v else {
+                return Err(cx.err(
                     &["users", &name, "attributes", &k],
                     format!("attribute `{k}` of user `{name}` must be a string, a number, a boolean or a list of them"),
-                )
-            })?;
+                ));
+            };
             if let Some(ty) = attribute_types.get(&k) {
                 check_attribute_type(&value, *ty, &k).map_err(|m| {
                     cx.err(
@@ -384,9 +387,9 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
                     )
                 })?;
             }
-            // Sorted by key: `SmallMap` is.
-            attributes.push((k, value));
-        }
+            Ok((k, value))
+        });
+        let attributes = attributes.collect::<Result<Vec<_>>>()?;
         users.insert(
             name,
             UserDef {

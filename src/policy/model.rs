@@ -8,7 +8,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A YAML mapping with string keys that refuses a repeated key (a second
@@ -79,12 +79,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UMap<V> {
     }
 }
 
-/// A YAML mapping with string keys kept as a vector sorted by key: the
-/// users (100,000 of them in a large policy, where a `BTreeMap` and a
-/// second copy of each key for the written order cost a tenth of the load)
-/// and each user's attributes (a `BTreeMap` node holds room for eleven
-/// entries, and a policy has one such map per user). A repeated key is
-/// refused, as [`UMap`] does; iteration is in key order, as [`UMap`]'s is.
+/// A YAML mapping with string keys kept as a vector sorted by key: each
+/// user's attributes (a `BTreeMap` node holds room for eleven entries, and
+/// a policy may have 100,000 such maps). A repeated key is refused, as
+/// [`UMap`] does; iteration is in key order, as [`UMap`]'s is.
 #[derive(Debug)]
 pub struct SmallMap<V>(pub Vec<(String, V)>);
 
@@ -132,6 +130,44 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
     }
 }
 
+/// A YAML mapping with string keys read as its entries, in the order
+/// written, for the compiler to move into its own lookup table: the users
+/// (100,000 in a large policy), where sorting or a second table only to
+/// find a repeated name costs a tenth of the load. A repeated key is still
+/// refused twice over: by the YAML reader at the repeat, and by the
+/// compiler when the entry does not go into its table.
+#[derive(Debug)]
+pub struct Entries<V>(pub Vec<(String, V)>);
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_unit<E>(self) -> Result<Entries<V>, E> {
+                Ok(Entries::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V2(PhantomData))
+    }
+}
+
 /// The whole policy file.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -148,7 +184,7 @@ pub struct RawPolicy {
     pub groups: UMap<RawGroup>,
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "UMap<RawUser>"))]
-    pub users: SmallMap<RawUser>,
+    pub users: Entries<RawUser>,
     #[serde(default)]
     pub functions: Option<RawFunctions>,
     /// Optional declaration of the user attributes the policy uses; when
@@ -651,7 +687,135 @@ pub struct RawUser {
     pub groups: Vec<String>,
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "UMap<serde_json::Value>"))]
-    pub attributes: SmallMap<crate::yaml::Value>,
+    pub attributes: SmallMap<RawAttr>,
+}
+
+/// A user attribute's value as read: read straight into the value the
+/// compiled policy keeps (no intermediate YAML value per attribute of
+/// 100,000 users), or `Invalid` for what an attribute cannot be (a
+/// mapping, a null, a nested list), which the compiler refuses naming
+/// the user and the attribute.
+#[derive(Debug)]
+pub enum RawAttr {
+    Value(crate::value::AttributeValue),
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for RawAttr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::value::{AttributeValue, Scalar};
+
+        /// One scalar, or `None` for anything else (skipped whole).
+        struct One;
+        impl<'de> Visitor<'de> for One {
+            type Value = Option<Scalar>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Some(Scalar::Bool(b)))
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<Self::Value, E> {
+                Ok(Some(Scalar::Integer(i)))
+            }
+            fn visit_u64<E>(self, u: u64) -> Result<Self::Value, E> {
+                Ok(Some(i64::try_from(u).map_or_else(
+                    |_| Scalar::Number(u.to_string()),
+                    Scalar::Integer,
+                )))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+                Ok(f.is_finite().then(|| Scalar::Number(f.to_string())))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Some(Scalar::Text(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Some(Scalar::Text(s)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+        }
+        struct OneSeed;
+        impl<'de> DeserializeSeed<'de> for OneSeed {
+            type Value = Option<Scalar>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(One)
+            }
+        }
+
+        /// A scalar, or a list of scalars.
+        struct Attr;
+        impl<'de> Visitor<'de> for Attr {
+            type Value = RawAttr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a number, a boolean or a list of them")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawAttr, A::Error> {
+                let mut items = Vec::new();
+                let mut invalid = false;
+                while let Some(item) = seq.next_element_seed(OneSeed)? {
+                    match item {
+                        Some(s) if !invalid => items.push(s),
+                        _ => invalid = true,
+                    }
+                }
+                Ok(if invalid {
+                    RawAttr::Invalid
+                } else {
+                    RawAttr::Value(AttributeValue::Many(items))
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAttr, A::Error> {
+                One.visit_map(map).map(|_| RawAttr::Invalid)
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<RawAttr, E> {
+                Ok(single(One.visit_bool(b)?))
+            }
+            fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<RawAttr, E> {
+                Ok(single(One.visit_i64(i)?))
+            }
+            fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<RawAttr, E> {
+                Ok(single(One.visit_u64(u)?))
+            }
+            fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<RawAttr, E> {
+                Ok(single(One.visit_f64(f)?))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawAttr, E> {
+                Ok(single(One.visit_str(s)?))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<RawAttr, E> {
+                Ok(single(One.visit_string(s)?))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RawAttr, E> {
+                Ok(RawAttr::Invalid)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<RawAttr, E> {
+                Ok(RawAttr::Invalid)
+            }
+        }
+        fn single(s: Option<Scalar>) -> RawAttr {
+            s.map_or(RawAttr::Invalid, |s| {
+                RawAttr::Value(AttributeValue::Single(s))
+            })
+        }
+        d.deserialize_any(Attr)
+    }
 }
 
 /// Function policy: names added to (`allow`) and taken off (`deny`) the
