@@ -341,13 +341,12 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
     type_by_sandboxes(&cx, &mut questions, &groups)?;
     rule_cycles(&cx, &databases, &groups)?;
 
-    let mut users = HashMap::new();
     let raw_users = std::mem::take(&mut raw.users);
-    users.reserve(raw_users.0.len());
+    let mut users = HashMap::with_capacity_and_hasher(
+        raw_users.0.len(),
+        foldhash::fast::RandomState::default(),
+    );
     for (name, u) in raw_users.0 {
-        if users.contains_key(&name) {
-            return Err(cx.err(&["users", &name], format!("duplicate user `{name}`")));
-        }
         for g in &u.groups {
             if !groups.contains_key(g) {
                 return Err(cx.err(
@@ -390,13 +389,18 @@ pub(super) fn compile(src: &str, file: &str) -> Result<Policy> {
             Ok((k, value))
         });
         let attributes = attributes.collect::<Result<Vec<_>>>()?;
-        users.insert(
-            name,
-            UserDef {
-                groups: u.groups,
-                attributes,
-            },
-        );
+        match users.entry(name) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let name = e.key();
+                return Err(cx.err(&["users", name], format!("duplicate user `{name}`")));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(UserDef {
+                    groups: u.groups,
+                    attributes,
+                });
+            }
+        }
     }
 
     let mut api_keys: Vec<ApiKey> = Vec::new();

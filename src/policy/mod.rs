@@ -48,7 +48,9 @@ pub struct Policy {
     pub(crate) questions: BTreeMap<String, Arc<Question>>,
     pub(crate) collections: BTreeMap<String, Collection>,
     pub(crate) groups: BTreeMap<String, Group>,
-    pub(crate) users: HashMap<String, UserDef>,
+    /// By name. foldhash rather than SipHash: the names are the policy
+    /// author's, and a lookup (by a request's name) never grows the table.
+    pub(crate) users: HashMap<String, UserDef, foldhash::fast::RandomState>,
     pub(crate) api_keys: Vec<ApiKey>,
     pub(crate) declared_attributes: Option<Vec<String>>,
     /// Declared attribute types (`attributes: {tenant: integer}`).
