@@ -157,13 +157,27 @@ impl fmt::Display for AttributeValue {
     }
 }
 
+impl Scalar {
+    /// A whole number read as unsigned: an integer where it fits in i64,
+    /// else kept as its text (never rounded).
+    pub(crate) fn from_u64(u: u64) -> Scalar {
+        i64::try_from(u).map_or_else(|_| Scalar::Number(u.to_string()), Scalar::Integer)
+    }
+
+    /// A decimal number, kept as its text; `None` for an infinity or NaN.
+    pub(crate) fn from_f64(f: f64) -> Option<Scalar> {
+        f.is_finite().then(|| Scalar::Number(f.to_string()))
+    }
+}
+
 fn scalar_from_yaml(v: crate::yaml::Value) -> Option<Scalar> {
     use crate::yaml::Value;
     match v {
         Value::String(s) => Some(Scalar::Text(s)),
         Value::Bool(b) => Some(Scalar::Bool(b)),
         Value::Int(i) => Some(Scalar::Integer(i)),
-        Value::UInt(_) | Value::Float(_) => v.number_text().map(Scalar::Number),
+        Value::UInt(u) => Some(Scalar::from_u64(u)),
+        Value::Float(f) => Scalar::from_f64(f),
         _ => None,
     }
 }
