@@ -77,6 +77,12 @@ pub trait Backend {
     ) -> Option<(&'static str, Result<Rows, String>)> {
         None
     }
+    /// The same for the oracle: the original query can meet the engine's
+    /// bug too (its own derived tables), and then the oracle is the side
+    /// that is wrong.
+    fn run_oracle_sidestepping_bug(&mut self, _sql: &str) -> Option<Result<Rows, String>> {
+        None
+    }
 }
 
 fn options(params: bool) -> Options {
@@ -181,8 +187,9 @@ pub fn compare(
             short(template)
         )
     };
+    let oracle_sql = template.replace("{s}", oracle_schema);
     let expected = b
-        .run_oracle(&template.replace("{s}", oracle_schema))
+        .run_oracle(&oracle_sql)
         .map_err(|e| context(&format!("the oracle failed: {e}")))?;
     let sql = template.replace("{s}", &b.data_schema());
     // Literals and parameters under `fence: auto`; literals under
@@ -253,15 +260,22 @@ pub fn compare(
             };
         if let Some(diff) = difference(&expected, &got, ordered) {
             // A result the engine gets right once its known bug is sidestepped
-            // is the engine's bug, not the rewrite's: reported, not failed.
+            // (on the rewrite's side, the oracle's, or both) is the engine's
+            // bug, not the rewrite's: reported, not failed.
             if let Some((bug, Ok(again))) = b.run_app_sidestepping_bug(&rw.sql, &rw.params) {
                 let again = Rows {
                     columns: expected.columns.clone(),
                     ..again
                 };
-                if difference(&expected, &again, ordered).is_none() {
+                let oracle_again = match b.run_oracle_sidestepping_bug(&oracle_sql) {
+                    Some(Ok(rows)) => rows,
+                    _ => expected.clone(),
+                };
+                if difference(&expected, &again, ordered).is_none()
+                    || difference(&oracle_again, &again, ordered).is_none()
+                {
                     super::notice(&context(&format!(
-                        "{bug}: the rewrite is right with it sidestepped\n  rewritten: {}",
+                        "{bug}: the results agree with it sidestepped\n  rewritten: {}",
                         short(&rw.sql)
                     )));
                     continue;
