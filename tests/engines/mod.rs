@@ -454,6 +454,26 @@ impl Drop for EngineDb {
     }
 }
 
+/// The text of each parenthesised `(SELECT …)` in `sql`.
+fn subqueries(sql: &str) -> impl Iterator<Item = &str> {
+    sql.match_indices("(SELECT").filter_map(move |(start, _)| {
+        let mut depth = 0usize;
+        for (i, c) in sql.get(start..)?.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return sql.get(start..start + i + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    })
+}
+
 impl Backend for EngineDb {
     fn db(&self) -> Db {
         self.db
@@ -475,13 +495,24 @@ impl Backend for EngineDb {
         let aliased_like_a_table = dataset::TABLES.iter().any(|t| {
             sql.contains(&format!(" AS {} ", t.name)) || sql.ends_with(&format!(" AS {}", t.name))
         });
+        // ClickHouse lets a table's name qualify a column of the table
+        // under its alias: in `(SELECT count(*) FROM events t3 WHERE
+        // t3.tenant_id = events.tenant_id)` the `events.` it reads is t3,
+        // not the enclosing query's `events` (standard SQL: the outer one).
+        let name_of_aliased = dataset::TABLES.iter().any(|t| {
+            subqueries(sql).any(|sub| {
+                (sub.contains(&format!("FROM {} t", t.name))
+                    || sub.contains(&format!("JOIN {} t", t.name)))
+                    && sub.contains(&format!(" {}.", t.name))
+            })
+        });
         // ClickHouse applies a set operation's ORDER BY and LIMIT to its
         // last branch only.
         let set_op_ordered = [" UNION ", " INTERSECT ", " EXCEPT "]
             .iter()
             .any(|op| sql.contains(op))
             && sql.contains(" ORDER BY ");
-        (self.db == Db::Clickhouse && (aliased_like_a_table || set_op_ordered))
+        (self.db == Db::Clickhouse && (aliased_like_a_table || name_of_aliased || set_op_ordered))
             .then_some("ClickHouse: a table name in FROM resolves to an outer alias, or ORDER BY binds to a set operation's last branch")
     }
 
