@@ -513,7 +513,7 @@ impl Backend for EngineDb {
             .any(|op| sql.contains(op))
             && sql.contains(" ORDER BY ");
         (self.db == Db::Clickhouse && (aliased_like_a_table || name_of_aliased || set_op_ordered))
-            .then_some("ClickHouse: a table name in FROM resolves to an outer alias, or ORDER BY binds to a set operation's last branch")
+            .then_some("ClickHouse: a table name resolves to an outer alias or to its aliased copy, or ORDER BY binds to a set operation's last branch")
     }
 
     fn limitation(&self, oracle_error: &str) -> Option<&'static str> {
