@@ -2,7 +2,9 @@
 //! tables, 5,000 saved questions) and prints what the load costs beside
 //! the floor: the YAML parser alone (saphyr-parser) reading every event of
 //! the same text and keeping none. For reference, serde_yaml (the parser
-//! the loader used before) reading it into an ignored value.
+//! the loader used before) reading it into an ignored value, and the load
+//! again with the system allocator (glibc malloc) in place of mimalloc,
+//! which the `sqlsandbox` binary and the Python wheel use.
 //!
 //! Each measurement runs in a process of its own (this program started
 //! again with `--phase`), so that one phase's peak does not hide
@@ -20,7 +22,7 @@
 //! (3 runs by default).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 #[path = "../benches/large_policy.rs"]
 mod large_policy;
@@ -33,6 +35,28 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// updates on every allocation would otherwise be billed to the CPU time.
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
+/// The allocator underneath: mimalloc, as the `sqlsandbox` binary and the
+/// Python wheel use, or the system's (glibc malloc) when
+/// `LARGE_POLICY_SYSTEM_ALLOC` is set, for the comparison. Decided at the
+/// first allocation, which may come before `main` (getenv allocates
+/// nothing), so that every block is freed by the allocator that gave it.
+static SYSTEM: AtomicU8 = AtomicU8::new(0);
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn system() -> bool {
+    match SYSTEM.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            // SAFETY: the name is a NUL-terminated string; nothing sets
+            // the environment concurrently.
+            let on = !unsafe { libc::getenv(c"LARGE_POLICY_SYSTEM_ALLOC".as_ptr()) }.is_null();
+            SYSTEM.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
 fn grew(by: usize) {
     let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
     PEAK.fetch_max(now, Ordering::Relaxed);
@@ -40,20 +64,38 @@ fn grew(by: usize) {
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe {
+            if system() {
+                System.alloc(layout)
+            } else {
+                MIMALLOC.alloc(layout)
+            }
+        };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             grew(layout.size());
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe {
+            if system() {
+                System.dealloc(ptr, layout)
+            } else {
+                MIMALLOC.dealloc(ptr, layout)
+            }
+        };
         if COUNTING.load(Ordering::Relaxed) {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe {
+            if system() {
+                System.realloc(ptr, layout, new_size)
+            } else {
+                MIMALLOC.realloc(ptr, layout, new_size)
+            }
+        };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
             grew(new_size);
@@ -153,8 +195,18 @@ fn field(line: &str, key: &str) -> f64 {
 /// Runs a phase in a process of its own; with `heap`, one that counts
 /// its allocations (and reports the heap, not the CPU).
 fn run(which: &str, heap: bool) -> String {
+    run_with(which, heap, false)
+}
+
+/// [`run`], with the system allocator when `system_alloc`.
+fn run_with(which: &str, heap: bool, system_alloc: bool) -> String {
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
     cmd.args(["--phase", which]);
+    if system_alloc {
+        cmd.env(SYSTEM_ALLOC_ENV, "1");
+    } else {
+        cmd.env_remove(SYSTEM_ALLOC_ENV);
+    }
     if heap {
         cmd.env(HEAP_ENV, "1");
     } else {
@@ -170,6 +222,7 @@ fn run(which: &str, heap: bool) -> String {
 }
 
 const HEAP_ENV: &str = "LARGE_POLICY_COUNT_HEAP";
+const SYSTEM_ALLOC_ENV: &str = "LARGE_POLICY_SYSTEM_ALLOC";
 
 fn main() {
     // Decided before anything is allocated (getenv allocates nothing), so
@@ -192,7 +245,7 @@ fn main() {
          CPU is user + system of the phase; RSS is the process's peak (the text included)"
     );
     println!(
-        "{:>3}  {:>8} {:>9} {:>10} {:>8}   {:>8} {:>9}   {:>10} {:>10}  {:>9}",
+        "{:>3}  {:>8} {:>9} {:>10} {:>8}   {:>8} {:>9}   {:>10} {:>10}  {:>9}   {:>8} {:>9}  {:>9}",
         "run",
         "load s",
         "peak RSS",
@@ -202,15 +255,19 @@ fn main() {
         "floor RSS",
         "serde_yaml",
         "s_y RSS",
-        "load/floor"
+        "load/floor",
+        "glibc s",
+        "glibc RSS",
+        "load/glibc"
     );
     for i in 1..=runs {
         let floor = run("floor", false);
         let old = run("serde_yaml", false);
         let load = run("load", false);
         let heap = run("load", true);
+        let glibc = run_with("load", false, true);
         println!(
-            "{i:>3}  {:>8.3} {:>6.0} MB {:>7.0} MB {:>5.0} MB   {:>8.3} {:>6.0} MB   {:>10.3} {:>7.0} MB  {:>8.2}x",
+            "{i:>3}  {:>8.3} {:>6.0} MB {:>7.0} MB {:>5.0} MB   {:>8.3} {:>6.0} MB   {:>10.3} {:>7.0} MB  {:>8.2}x   {:>8.3} {:>6.0} MB  {:>8.2}x",
             field(&load, "cpu"),
             field(&load, "rss_peak"),
             field(&heap, "heap_peak"),
@@ -220,6 +277,9 @@ fn main() {
             field(&old, "cpu"),
             field(&old, "rss_peak"),
             field(&load, "cpu") / field(&floor, "cpu"),
+            field(&glibc, "cpu"),
+            field(&glibc, "rss_peak"),
+            field(&load, "cpu") / field(&glibc, "cpu"),
         );
         if i == 1 {
             println!(

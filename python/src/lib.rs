@@ -11,6 +11,11 @@
 
 use std::path::PathBuf;
 
+/// mimalloc (see Cargo.toml). Memory the module allocates is freed by it;
+/// Python objects keep Python's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString};
