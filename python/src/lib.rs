@@ -11,11 +11,6 @@
 
 use std::path::PathBuf;
 
-/// mimalloc (see Cargo.toml). Memory the module allocates is freed by it;
-/// Python objects keep Python's allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PyString};
@@ -28,6 +23,11 @@ mod paramstyle;
 mod result;
 
 use result::{Applied, Explanation, Fencing, Rewritten};
+
+/// mimalloc (see Cargo.toml). Memory the module allocates is freed by it;
+/// Python objects keep Python's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How the caller named the principal; resolved against a policy.
 #[derive(Debug, Clone)]
