@@ -615,6 +615,13 @@ fn refusals_and_bad_input_carry_stable_codes() {
                 "SB102",
             ),
             (
+                "another engine's dialect",
+                &alice,
+                json!({"sql": "SELECT id FROM orders WHERE date(status) IS NULL", "dialect": "sqlite"}),
+                400,
+                "SB102",
+            ),
+            (
                 "weaker fence",
                 &alice,
                 json!({"sql": ORDERS, "options": {"fence": "never"}}),
@@ -709,6 +716,38 @@ fn refusals_and_bad_input_carry_stable_codes() {
             metrics.contains("sqlsandbox_requests_total{endpoint=\"rewrite\",status=\"403\"} 4"),
             "{metrics}"
         );
+    });
+}
+
+/// A request checked under one engine's rules (SQLite's functions and
+/// row-safe conditions) would still run on the database the answer names
+/// (PostgreSQL): a request may name only its database's own dialect,
+/// unless the server is configured to take overrides from its callers.
+#[test]
+fn a_request_may_change_the_dialect_only_where_the_server_allows_it() {
+    let body = json!({"sql": "SELECT id FROM orders WHERE id = 7", "dialect": "sqlite"});
+    let s = start_hs256();
+    let alice = hs256(&claims("alice"));
+    rt().block_on(async {
+        let c = client();
+        let url = s.url("/v1/rewrite");
+        let (status, got) = post(&c, &url, Some(&alice), &body).await;
+        assert_eq!((status, code(&got)), (400, "SB102"), "{got}");
+        let message = got["error"]["message"].as_str().unwrap();
+        assert!(message.contains("another engine"), "{message}");
+        let own = json!({"sql": "SELECT id FROM orders WHERE id = 7", "dialect": "postgres"});
+        let (status, got) = post(&c, &url, Some(&alice), &own).await;
+        assert_eq!(status, 200, "{got}");
+        let builder =
+            json!({"question": {"query": {"source-table": "orders"}}, "dialect": "mysql"});
+        let (status, got) = post(&c, &s.url("/v1/builder"), Some(&alice), &builder).await;
+        assert_eq!((status, code(&got)), (400, "SB102"), "{got}");
+    });
+    let s = start_with(&saas(), &format!("dialect_override = true\n{HS256}"), false);
+    rt().block_on(async {
+        let (status, got) = post(&client(), &s.url("/v1/rewrite"), Some(&alice), &body).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["dialect"], "sqlite", "{got}");
     });
 }
 

@@ -46,6 +46,13 @@ pub struct Config {
     /// server. Only when configured; never together with `jwt`.
     #[serde(default)]
     pub trusted_headers: Option<TrustedHeaders>,
+    /// Whether a request may ask for another SQL dialect than its
+    /// database's [default: false]. A query checked under one engine's
+    /// rules (its functions, which conditions cannot fail, its fence) but
+    /// run on another can leak: turn it on only when every request is
+    /// written by a service of yours, never by an end user.
+    #[serde(default)]
+    pub dialect_override: bool,
 }
 
 /// The signing algorithm tokens must use: the one the key is for, never
@@ -192,6 +199,7 @@ impl Config {
             watch_interval_ms: default_watch_ms(),
             jwt: None,
             trusted_headers: None,
+            dialect_override: false,
         }
     }
 

@@ -495,7 +495,12 @@ struct RequestOptions {
     max_operators: Option<usize>,
 }
 
+/// A request's options. `dialect` must be its database's own unless the
+/// server allows overrides (`dialect_override`): the query is checked under
+/// the dialect it is written for, and the answer still names the database.
 fn options(
+    policy: &Policy,
+    config: &Config,
     database: Option<String>,
     dialect: Option<&str>,
     params: bool,
@@ -514,7 +519,19 @@ fn options(
         opts = opts.with_database(d);
     }
     if let Some(d) = dialect {
-        opts = opts.with_dialect(d.parse()?);
+        let d: crate::Dialect = d.parse()?;
+        if !config.dialect_override {
+            // An unknown database is reported by the rewrite itself.
+            if let Ok(db) = crate::pipeline::pick_database(policy, opts.database.as_deref()) {
+                if db.dialect != d {
+                    return Err(bad(format!(
+                        "dialect: {d} (database `{}` is {}; this server does not let a request check a query under another engine's rules than the one it runs on)",
+                        db.name, db.dialect
+                    )));
+                }
+            }
+        }
+        opts = opts.with_dialect(d);
     }
     match extra.fence.as_deref() {
         None => {}
@@ -712,15 +729,29 @@ where
 
 async fn rewrite(State(app): State<Arc<App>>, req: Request) -> Response {
     serve_json(app, req, |app, snapshot, principal, r: RewriteRequest| {
-        let opts = options(r.database, r.dialect.as_deref(), r.params, &r.options)?;
+        let opts = options(
+            snapshot.policy(),
+            &app.config,
+            r.database,
+            r.dialect.as_deref(),
+            r.params,
+            &r.options,
+        )?;
         to_json(&app.handle.rewrite(snapshot, principal, &r.sql, &opts)?)
     })
     .await
 }
 
 async fn builder(State(app): State<Arc<App>>, req: Request) -> Response {
-    serve_json(app, req, |_, snapshot, principal, r: BuilderRequest| {
-        let opts = options(r.database, r.dialect.as_deref(), r.params, &r.options)?;
+    serve_json(app, req, |app, snapshot, principal, r: BuilderRequest| {
+        let opts = options(
+            snapshot.policy(),
+            &app.config,
+            r.database,
+            r.dialect.as_deref(),
+            r.params,
+            &r.options,
+        )?;
         to_json(
             &snapshot
                 .policy()
@@ -731,8 +762,15 @@ async fn builder(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 async fn question(State(app): State<Arc<App>>, req: Request) -> Response {
-    serve_json(app, req, |_, snapshot, principal, r: QuestionRequest| {
-        let opts = options(r.database, r.dialect.as_deref(), r.params, &r.options)?;
+    serve_json(app, req, |app, snapshot, principal, r: QuestionRequest| {
+        let opts = options(
+            snapshot.policy(),
+            &app.config,
+            r.database,
+            r.dialect.as_deref(),
+            r.params,
+            &r.options,
+        )?;
         let mut values = BTreeMap::new();
         for (k, v) in &r.variables {
             let value = AttributeValue::from_json(v).ok_or_else(|| Error::Unknown {
