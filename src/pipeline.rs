@@ -504,7 +504,16 @@ fn rewrite_checked(
             why: String::new(),
         }
     } else {
-        crate::verify::check(policy, db, dialect, principal, &rw.built, mode, &mut query)?
+        crate::verify::check(
+            policy,
+            db,
+            dialect,
+            principal,
+            &rw.built,
+            &rw.binder.params,
+            mode,
+            &mut query,
+        )?
     };
     let fencing = match verdict {
         crate::verify::Verdict::Proven => Fencing {
@@ -522,7 +531,16 @@ fn rewrite_checked(
         }
         crate::verify::Verdict::Unfenced { .. } => {
             let fencing = rw.fence(&mut query, mode)?;
-            crate::verify::verify(policy, db, dialect, principal, &rw.built, mode, &mut query)?;
+            crate::verify::verify(
+                policy,
+                db,
+                dialect,
+                principal,
+                &rw.built,
+                &rw.binder.params,
+                mode,
+                &mut query,
+            )?;
             fencing
         }
     };
@@ -624,5 +642,14 @@ pub(crate) fn recheck(
     let mut rw = Rewriter::new(policy, db, dialect, principal, Binder::new(dialect, false));
     let sandboxes = rw.all_sandboxes();
     let mode = opts.fence.unwrap_or(db.fence);
-    crate::verify::verify(policy, db, dialect, principal, &sandboxes, mode, &mut query)
+    crate::verify::verify(
+        policy,
+        db,
+        dialect,
+        principal,
+        &sandboxes,
+        &[],
+        mode,
+        &mut query,
+    )
 }

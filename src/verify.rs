@@ -41,6 +41,7 @@ use sqlparser::ast::{
 };
 
 use crate::access::{self, Decision};
+use crate::bind::{BoundParam, TEMP_PLACEHOLDER};
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::functions;
@@ -69,16 +70,18 @@ pub(crate) enum Verdict {
 /// Proves `query` safe for `principal`; `sandboxes` are the sandbox
 /// subqueries built for this principal (compared by value), `mode` the
 /// fence mode in force.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn verify(
     policy: &Policy,
     db: &Database,
     dialect: Dialect,
     principal: &Principal,
     sandboxes: &[Built<'_>],
+    params: &[BoundParam],
     mode: FenceMode,
     query: &mut Query,
 ) -> Result<()> {
-    match check(policy, db, dialect, principal, sandboxes, mode, query)? {
+    match check(policy, db, dialect, principal, sandboxes, params, mode, query)? {
         Verdict::Proven => Ok(()),
         Verdict::Unfenced { table, why } => Err(Error::Verification(format!(
             "the sandbox of {table} is not fenced, but the database could evaluate {why} on the rows it filters out"
@@ -88,13 +91,16 @@ pub(crate) fn verify(
 
 /// As [`verify`], but a missing fence is reported rather than refused, so
 /// that the rewrite can add it (`fence: auto` checks a query once on its
-/// fast path: here).
+/// fast path: here). `params` are the values bound so far, for the
+/// placeholders sqlsandbox made.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check(
     policy: &Policy,
     db: &Database,
     dialect: Dialect,
     principal: &Principal,
     sandboxes: &[Built<'_>],
+    params: &[BoundParam],
     mode: FenceMode,
     query: &mut Query,
 ) -> Result<Verdict> {
@@ -104,6 +110,7 @@ pub(crate) fn check(
         dialect,
         principal,
         sandboxes,
+        params,
         scope: Tracker::new(),
         frames: Vec::new(),
         in_sandbox: 0,
@@ -181,6 +188,8 @@ struct Verifier<'a> {
     dialect: Dialect,
     principal: &'a Principal,
     sandboxes: &'a [Built<'a>],
+    /// The values bound so far, for sqlsandbox's own placeholders.
+    params: &'a [BoundParam],
     /// The sandboxes found, in the order met.
     accepted: Vec<Accepted>,
     /// The dialect's fence clause, made once when first needed.
@@ -501,7 +510,19 @@ impl Hooks for Verifier<'_> {
         if self.in_sandbox > 0 {
             return ControlFlow::Continue(());
         }
-        match functions::check_expr(e, self.dialect, &self.policy.functions) {
+        let params = self.params;
+        let bound = |p: &str| {
+            let i: usize = p.strip_prefix(TEMP_PLACEHOLDER)?.parse().ok()?;
+            Some(match &params.get(i)?.value {
+                crate::value::Scalar::Text(t) => std::borrow::Cow::Borrowed(t.as_str()),
+                other => std::borrow::Cow::Owned(other.to_string()),
+            })
+        };
+        // `LIKE` patterns are checked here, with the values bound so far:
+        // the planner matches them against every tenant's statistics.
+        let res = functions::check_expr(e, self.dialect, &self.policy.functions)
+            .and_then(|()| functions::pattern::check(e, self.dialect, &bound));
+        match res {
             Ok(()) => ControlFlow::Continue(()),
             Err(err) => ControlFlow::Break(err),
         }

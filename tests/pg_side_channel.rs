@@ -157,3 +157,69 @@ fn run(c: &mut postgres::Client) {
         ),
     );
 }
+
+/// LIKE patterns PostgreSQL matches against the column's statistics while
+/// planning (most common values and histogram, every tenant's), through
+/// the fence: the probes the second wave's review used.
+const STATISTICS_PROBES: &[&str] = &[
+    "SELECT count(*) FROM orders WHERE status LIKE 'chargeback%\\'",
+    "SELECT count(*) FROM orders WHERE status LIKE 'chargeback%!' ESCAPE '!'",
+    "SELECT count(*) FROM orders WHERE status NOT ILIKE 'CHARGEBACK%\\'",
+    "SELECT count(*) FROM orders WHERE status LIKE ANY (ARRAY['chargeback%\\'])",
+    "SELECT count(*) FROM orders WHERE status ~~ 'chargeback%\\'",
+    "SELECT count(*) FROM orders WHERE status LIKE 'chargeback' || '%\\'",
+    "SELECT count(*) FROM orders o, (SELECT 'chargeback%\\' AS p) v WHERE o.status LIKE v.p",
+];
+
+#[test]
+#[ignore = "needs SQLSANDBOX_PG_URL"]
+fn planner_statistics_cannot_be_probed() {
+    common::with_pg_dataset(
+        "planner_statistics_cannot_be_probed",
+        "sqlsandbox_stats",
+        |c| {
+            // Another tenant's most common status, in the statistics.
+            c.batch_execute(
+                "INSERT INTO public.orders SELECT 800000 + g, 1, 1, g, 7, 'chargeback-acme' FROM generate_series(1, 5000) g;
+                 ANALYZE public.orders;",
+            )
+            .unwrap();
+            // The channel is real: the fenced query, as the rewrite made it
+            // before, fails exactly when another tenant's value starts with
+            // the prefix (alice, tenant 42, has no such row).
+            let fenced = |prefix: &str| {
+                format!("SELECT count(*) FROM (SELECT * FROM public.orders WHERE tenant_id = 42 OFFSET 0) AS orders WHERE status LIKE '{prefix}%\\'")
+            };
+            assert!(
+                c.simple_query(&fenced("chargeback")).is_err(),
+                "PostgreSQL no longer matches patterns against statistics: the probe proves nothing"
+            );
+            c.simple_query(&fenced("zzz")).unwrap();
+            let policy: Policy = common::saas_policy();
+            let alice = Principal::from_user(&policy, "alice").unwrap();
+            for probe in STATISTICS_PROBES {
+                match policy.rewrite(&alice, probe, &Options::default()) {
+                    Err(e) => assert_eq!(e.code(), "SB403", "{probe}: {e}"),
+                    Ok(out) => panic!("{probe} was rewritten:\n{}", out.sql),
+                }
+            }
+            // A well-formed pattern still runs, on alice's rows only.
+            let out = policy
+                .rewrite(
+                    &alice,
+                    "SELECT count(*) FROM orders WHERE status LIKE 'chargeback%'",
+                    &Options::default(),
+                )
+                .unwrap();
+            let rows = c.query(&out.sql, &[]).unwrap();
+            assert_eq!(rows[0].get::<_, i64>(0), 0);
+            common::mark_done(
+                "postgres-statistics-probes",
+                &format!(
+                    "{} LIKE probes of the planner's statistics refused; the fenced probe fails on PostgreSQL without the refusal",
+                    STATISTICS_PROBES.len()
+                ),
+            );
+        },
+    );
+}

@@ -27,6 +27,8 @@ use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::policy::FunctionPolicy;
 
+pub(crate) mod pattern;
+
 /// What a function on an allow-list does (the data files' second column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Category {

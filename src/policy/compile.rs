@@ -2497,7 +2497,11 @@ fn rule_functions(
                     for r in rules {
                         let mut err = None;
                         let _ = visit_expressions(&r.expr, |e| {
-                            if let Err(e) = crate::functions::check_expr(e, db.dialect, functions) {
+                            if let Err(e) = crate::functions::check_expr(e, db.dialect, functions)
+                                .and_then(|()| {
+                                    crate::functions::pattern::check(e, db.dialect, &|_| None)
+                                })
+                            {
                                 err = Some(e);
                                 return ControlFlow::Break(());
                             }

@@ -932,7 +932,9 @@ pub(crate) fn verify_write(
         plain_user_expr(e, w.command)?;
         let mut err = None;
         let _ = sqlparser::ast::visit_expressions(e, |x| {
-            if let Err(e) = crate::functions::check_expr(x, dialect, functions) {
+            if let Err(e) = crate::functions::check_expr(x, dialect, functions)
+                .and_then(|()| crate::functions::pattern::check(x, dialect, &|_| None))
+            {
                 err = Some(e);
                 return ControlFlow::Break(());
             }
