@@ -510,6 +510,11 @@ pub(crate) fn check_expr(e: &Expr, dialect: Dialect, policy: &FunctionPolicy) ->
     Ok(())
 }
 
+/// The built-in operators `OPERATOR(pg_catalog.…)` may name.
+const PG_CATALOG_OPERATORS: &[&str] = &[
+    "+", "-", "*", "/", "%", "=", "<>", "!=", "<", ">", "<=", ">=", "||",
+];
+
 /// An operator is a function call by another name: one from a schema of
 /// the user's, or one sqlsandbox does not know, may do anything.
 fn check_operator(op: &BinaryOperator) -> Result<()> {
@@ -517,12 +522,28 @@ fn check_operator(op: &BinaryOperator) -> Result<()> {
         BinaryOperator::Assignment => Err(Error::NotReadOnly(
             "assigning a variable (`@x := …`) writes session state that outlives the query".into(),
         )),
-        BinaryOperator::PGCustomBinaryOperator(path) if !matches!(path.as_slice(), [schema, _] if schema.eq_ignore_ascii_case("pg_catalog")) => {
-            Err(Error::ForbiddenFunction {
+        BinaryOperator::PGCustomBinaryOperator(path) => match path.as_slice() {
+            // `OPERATOR(pg_catalog.+)` is the built-in `+`. Only operators
+            // whose checks do not depend on how they are spelled: `~~`
+            // (LIKE) written this way would pass every check keyed on the
+            // LIKE syntax (the pattern check, row-safety).
+            [schema, name]
+                if schema.eq_ignore_ascii_case("pg_catalog")
+                    && PG_CATALOG_OPERATORS.contains(&name.as_str()) =>
+            {
+                Ok(())
+            }
+            [schema, _] if schema.eq_ignore_ascii_case("pg_catalog") => {
+                Err(Error::ForbiddenFunction {
+                    function: op.to_string(),
+                    reason: "only arithmetic and comparison operators may be written as OPERATOR(pg_catalog.…); write the operator itself".into(),
+                })
+            }
+            _ => Err(Error::ForbiddenFunction {
                 function: op.to_string(),
                 reason: "a user-defined operator calls a function sqlsandbox cannot check".into(),
-            })
-        }
+            }),
+        },
         BinaryOperator::Custom(_) => Err(Error::ForbiddenFunction {
             function: op.to_string(),
             reason: "an operator sqlsandbox does not know may call any function".into(),

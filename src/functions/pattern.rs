@@ -145,13 +145,20 @@ fn refuse(e: &Expr, why: &str) -> Error {
 }
 
 fn is_like_op(op: &BinaryOperator) -> bool {
-    matches!(
-        op,
+    match op {
         BinaryOperator::PGLikeMatch
-            | BinaryOperator::PGILikeMatch
-            | BinaryOperator::PGNotLikeMatch
-            | BinaryOperator::PGNotILikeMatch
-    )
+        | BinaryOperator::PGILikeMatch
+        | BinaryOperator::PGNotLikeMatch
+        | BinaryOperator::PGNotILikeMatch => true,
+        // `OPERATOR(pg_catalog.~~)` (refused as an operator too).
+        BinaryOperator::PGCustomBinaryOperator(path) => {
+            matches!(
+                path.last().map(String::as_str),
+                Some("~~" | "~~*" | "!~~" | "!~~*")
+            )
+        }
+        _ => false,
+    }
 }
 
 /// The escape character in force: `Ok(None)` when there is none.
@@ -393,6 +400,16 @@ mod tests {
             ("status ILIKE ANY ('{a%\\}')", Postgres, false),
             ("status ~~ ANY (ARRAY['a%', 'b%\\'])", Postgres, false),
             ("status ~~ ALL (ARRAY['a%'])", Postgres, true),
+            (
+                "status OPERATOR(pg_catalog.~~) 'charge%\\'",
+                Postgres,
+                false,
+            ),
+            (
+                "status OPERATOR(pg_catalog.!~~*) 'CHARGE%\\'",
+                Postgres,
+                false,
+            ),
             // Constants the planner folds: refused unless the end is known.
             ("status LIKE 'charge' || '%\\'", Postgres, false),
             ("status LIKE 'charge' || '%'", Postgres, true),

@@ -520,16 +520,14 @@ fn options(
     }
     if let Some(d) = dialect {
         let d: crate::Dialect = d.parse()?;
-        if !config.dialect_override {
-            // An unknown database is reported by the rewrite itself.
-            if let Ok(db) = crate::pipeline::pick_database(policy, opts.database.as_deref()) {
-                if db.dialect != d {
-                    return Err(bad(format!(
-                        "dialect: {d} (database `{}` is {}; this server does not let a request check a query under another engine's rules than the one it runs on)",
-                        db.name, db.dialect
-                    )));
-                }
-            }
+        // Fail closed: a database that cannot be told (none named among
+        // several, or unknown) is no proof that the dialect is its own.
+        let own = crate::pipeline::pick_database(policy, opts.database.as_deref())
+            .is_ok_and(|db| db.dialect == d);
+        if !config.dialect_override && !own {
+            return Err(bad(format!(
+                "dialect: {d} (not the database's own; this server does not let a request check a query under another engine's rules than the one it runs on)"
+            )));
         }
         opts = opts.with_dialect(d);
     }
